@@ -1,0 +1,46 @@
+# Two commands for a fresh machine (both idempotent, quiet when nothing is to do):
+#   make repro   set up, then run the pipeline (dvc repro) on the default CPU profile
+#   make test    set up, then run the test suite
+VENV   ?= .venv
+PYTHON ?= python3
+BIN    := $(CURDIR)/$(VENV)/bin
+STAMP  := $(VENV)/.installed
+FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+export PATH := $(BIN):$(PATH)
+
+.PHONY: setup data repro test test-fast bench clean-venv
+
+setup: $(STAMP) data
+
+$(STAMP): pyproject.toml
+	@echo "setting up $(VENV) (torch==2.14.1, torchvision==0.29.1, dvc, ...)"
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --upgrade pip 2>/dev/null || true
+	@$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $@
+
+# Debian's dataset-fashion-mnist, where apt is available and the files are missing. Best effort:
+# without it the fetch stage falls back to torchvision's download, or says how to get the data.
+data:
+	@if [ ! -f $(FMNIST) ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's dataset-fashion-mnist"; \
+	  $(SUDO) apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -qq >/dev/null 2>&1 && $(SUDO) apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1; } || \
+	  echo "note: could not install dataset-fashion-mnist; the fetch stage will try a download"; \
+	fi
+
+repro: setup
+	dvc repro
+
+test: setup
+	python -m pytest -q
+
+test-fast: setup
+	python -m pytest -q -m "not slow"
+
+bench: setup
+	python benchmarks/bench_masks.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,136 @@
+"""Params loading and validation.
+
+Every stage reads its own section of ``params.yaml`` through :class:`Section`, which checks types,
+ranges and allowed values and raises :class:`ParamError` with a one-line message naming the key,
+e.g. ``train.attack.eps: must be >= 0, got -0.1``. Stage scripts turn these errors into a non-zero
+exit without a traceback (:func:`freqbias.cli.run_stage`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+_MISSING = object()
+
+
+class ParamError(ValueError):
+    """A bad or missing value in ``params.yaml``; the message names the key."""
+
+
+class DataError(RuntimeError):
+    """Missing, corrupt or unreadable data or checkpoint files; the message says how to fix it."""
+
+
+def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
+    """Read ``params.yaml`` (a mapping) or raise :class:`ParamError`."""
+    path = Path(path)
+    if not path.exists():
+        raise ParamError(f"{path}: params file not found (run from the repository root)")
+    try:
+        params = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ParamError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+    if not isinstance(params, dict):
+        raise ParamError(f"{path}: top level must be a mapping")
+    return params
+
+
+class Section:
+    """Typed, validated access to one section of the params, e.g. ``Section(params, "train")``."""
+
+    def __init__(self, params: Mapping[str, Any], name: str):
+        node: Any = params
+        for part in name.split("."):
+            if not isinstance(node, Mapping) or part not in node:
+                raise ParamError(f"{name}: section missing from params.yaml")
+            node = node[part]
+        if not isinstance(node, Mapping):
+            raise ParamError(f"{name}: must be a mapping, got {node!r}")
+        self.name = name
+        self.data: Mapping[str, Any] = node
+
+    def key(self, key: str) -> str:
+        return f"{self.name}.{key}"
+
+    def sub(self, key: str) -> "Section":
+        """The nested section ``<name>.<key>``."""
+        section = Section({key: self.raw(key)}, key)
+        section.name = self.key(key)
+        return section
+
+    def raw(self, key: str, default: Any = _MISSING) -> Any:
+        if key in self.data:
+            return self.data[key]
+        if default is _MISSING:
+            raise ParamError(f"{self.key(key)}: missing")
+        return default
+
+    def number(self, key: str, default: Any = _MISSING, *, integer: bool = False,
+               min: float | None = None, max: float | None = None, strict_min: bool = False,
+               optional: bool = False) -> Any:
+        """A number (``int`` when ``integer``) within ``[min, max]`` (``(min, max]`` if ``strict_min``)."""
+        value = self.raw(key, default)
+        if value is None and optional:
+            return None
+        kinds = (int,) if integer else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            want = "an integer" if integer else "a number"
+            raise ParamError(f"{self.key(key)}: must be {want}, got {value!r}")
+        if min is not None and (value <= min if strict_min else value < min):
+            raise ParamError(f"{self.key(key)}: must be {'>' if strict_min else '>='} {min}, got {value}")
+        if max is not None and value > max:
+            raise ParamError(f"{self.key(key)}: must be <= {max}, got {value}")
+        return int(value) if integer else float(value)
+
+    def integer(self, key: str, default: Any = _MISSING, **kw: Any) -> int:
+        return self.number(key, default, integer=True, **kw)
+
+    def boolean(self, key: str, default: Any = _MISSING) -> bool:
+        value = self.raw(key, default)
+        if not isinstance(value, bool):
+            raise ParamError(f"{self.key(key)}: must be true or false, got {value!r}")
+        return value
+
+    def string(self, key: str, default: Any = _MISSING, *, optional: bool = False) -> str | None:
+        value = self.raw(key, default)
+        if value is None and optional:
+            return None
+        if not isinstance(value, str) or not value:
+            raise ParamError(f"{self.key(key)}: must be a non-empty string, got {value!r}")
+        return value
+
+    def choice(self, key: str, allowed: Iterable[str], default: Any = _MISSING) -> str:
+        allowed = list(allowed)
+        value = self.raw(key, default)
+        if value not in allowed:
+            raise ParamError(f"{self.key(key)}: unknown value {value!r}; allowed: {', '.join(map(str, allowed))}")
+        return value
+
+    def choices(self, key: str, allowed: Iterable[str], default: Any = _MISSING) -> list[str]:
+        """A non-empty list of distinct values, each from ``allowed``."""
+        allowed = list(allowed)
+        values = self.raw(key, default)
+        if not isinstance(values, list) or not values:
+            raise ParamError(f"{self.key(key)}: must be a non-empty list, got {values!r}")
+        for v in values:
+            if v not in allowed:
+                raise ParamError(f"{self.key(key)}: unknown value {v!r}; allowed: {', '.join(map(str, allowed))}")
+        if len(set(values)) != len(values):
+            raise ParamError(f"{self.key(key)}: values must be distinct, got {values!r}")
+        return values
+
+    def numbers(self, key: str, default: Any = _MISSING, *, length: int | None = None,
+                integer: bool = False, min: float | None = None) -> list:
+        values = self.raw(key, default)
+        if not isinstance(values, (list, tuple)) or (length is not None and len(values) != length):
+            shape = f"a list of {length} numbers" if length else "a list of numbers"
+            raise ParamError(f"{self.key(key)}: must be {shape}, got {values!r}")
+        kinds = (int,) if integer else (int, float)
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, kinds) or (min is not None and v < min):
+                bound = f" >= {min}" if min is not None else ""
+                raise ParamError(f"{self.key(key)}: every entry must be a{'n integer' if integer else ' number'}{bound}, got {v!r}")
+        return [int(v) if integer else float(v) for v in values]

@@ -1,0 +1,272 @@
+"""Training variants (N, A, S, T, R, G), the training loop and evaluation.
+
+All images here are pixels in [0, 1], (B, C, H, W). Augmentations are sampled per image and applied
+as one batched affine warp (``affine_grid`` + ``grid_sample``), so they cost little on a CPU.
+
+| key | variant | what changes |
+|-----|---------|--------------|
+| N | standard | base augmentation only |
+| A | adversarial | trained on PGD images (:mod:`freqbias.attacks`) |
+| S | scale | random scale in ``augment.scale`` |
+| T | translation | random shift up to ``augment.translate`` x image size |
+| R | rotation | random rotation in +- ``augment.degrees`` |
+| G | Gaussian noise | pixel noise of std ``augment.noise_std`` (not in the study) |
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .attacks import PGD
+from .config import ParamError, Section
+
+VARIANTS = {"N": "standard", "A": "adversarial", "S": "scale", "T": "translation", "R": "rotation",
+            "G": "gaussian noise"}
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Augmentation ranges (RandomAffine conventions): base ``hflip`` and ``crop_scale`` (area kept by a
+    random resized crop) apply to every variant; ``scale``, ``translate``, ``degrees``, ``noise_std``
+    to S, T, R and G only."""
+
+    hflip: bool = True
+    crop_scale: tuple[float, float] = (1.0, 1.0)
+    scale: tuple[float, float] = (0.5, 1.5)
+    translate: tuple[float, float] = (0.4, 0.4)
+    degrees: float = 180.0
+    noise_std: float = 0.1
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    """PGD settings; ``units`` says whether eps / alpha are in pixel or normalised-image units."""
+
+    eps: float
+    alpha: float
+    steps: int
+    random_start: bool = True
+    units: str = "pixel"
+
+    def build(self, std: float) -> PGD:
+        if self.units == "normalized":
+            return PGD.from_normalized(self.eps, self.alpha, self.steps, std, self.random_start)
+        return PGD(self.eps, self.alpha, self.steps, self.random_start)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The ``train`` section of params.yaml."""
+
+    arch: str
+    variants: list[str]
+    seeds: list[int]
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    pct_start: float
+    attack: AttackConfig
+    augment: AugmentConfig
+    eval_eps: list[float]
+    eval_steps: int
+    eval_n: int
+    device: str = "auto"
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> "TrainConfig":
+        from .models import ARCHITECTURES
+
+        sec = Section(params, "train")
+        att, aug, ev = sec.sub("attack"), sec.sub("augment"), sec.sub("eval")
+        eps = att.number("eps", min=0)
+        alpha = att.number("alpha", None, min=0, optional=True)
+        attack = AttackConfig(eps=eps, alpha=eps / 8 if alpha is None else alpha,
+                              steps=att.integer("steps", min=1), random_start=att.boolean("random_start", True),
+                              units=att.choice("units", ["pixel", "normalized"], "pixel"))
+        crop = aug.numbers("crop_scale", [1.0, 1.0], length=2, min=0)
+        scale = aug.numbers("scale", length=2, min=0)
+        for key, (lo, hi) in (("crop_scale", crop), ("scale", scale)):
+            if not 0 < lo <= hi:
+                raise ParamError(f"train.augment.{key}: need 0 < low <= high, got {[lo, hi]}")
+        if crop[1] > 1:
+            raise ParamError(f"train.augment.crop_scale: high must be <= 1, got {crop[1]}")
+        augment = AugmentConfig(hflip=aug.boolean("hflip", True), crop_scale=tuple(crop), scale=tuple(scale),
+                                translate=tuple(aug.numbers("translate", length=2, min=0)),
+                                degrees=aug.number("degrees", min=0, max=180), noise_std=aug.number("noise_std", min=0))
+        return cls(
+            arch=Section(params, "model").choice("arch", ARCHITECTURES),
+            variants=sec.choices("variants", VARIANTS),
+            seeds=sec.numbers("seeds", integer=True, min=0),
+            epochs=sec.integer("epochs", min=1), batch_size=sec.integer("batch_size", min=1),
+            lr=sec.number("lr", min=0, strict_min=True), weight_decay=sec.number("weight_decay", 0.0, min=0),
+            pct_start=sec.number("pct_start", min=0, max=1, strict_min=True),
+            attack=attack, augment=augment,
+            eval_eps=ev.numbers("eps", min=0), eval_steps=ev.integer("steps", min=1), eval_n=ev.integer("n", min=1),
+            device=sec.string("device", "auto"), progress=sec.boolean("progress", True),
+        )
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when present, else CPU; otherwise the named device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Augmentation
+
+
+def random_affine(x: torch.Tensor, g: torch.Generator, *, degrees: float = 0.0, translate: tuple[float, float] = (0, 0),
+                  scale: tuple[float, float] = (1, 1), hflip: bool = False) -> torch.Tensor:
+    """Per-image random affine warp of x (B, C, H, W), pixels in [0, 1]; outside is filled with 0.
+
+    Rotation uniform in +-degrees, shift uniform in +-translate x size, zoom uniform in ``scale``
+    (> 1 enlarges), optional horizontal flip with p = 0.5 (torchvision RandomAffine conventions)."""
+    b = x.shape[0]
+    u = lambda lo, hi: lo + (hi - lo) * torch.rand(b, generator=g)  # noqa: E731
+    angle = torch.deg2rad(u(-degrees, degrees))
+    s = u(*scale)
+    tx, ty = 2 * u(-translate[0], translate[0]), 2 * u(-translate[1], translate[1])
+    flip = torch.where(torch.rand(b, generator=g) < 0.5, -1.0, 1.0) if hflip else torch.ones(b)
+    cos, sin = torch.cos(angle) / s, torch.sin(angle) / s
+    # affine_grid maps output coordinates to input coordinates: the inverse of the image transform.
+    theta = torch.stack([torch.stack([cos * flip, sin, -(cos * tx + sin * ty)], 1),
+                         torch.stack([-sin * flip, cos, sin * tx - cos * ty], 1)], 1).to(x)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def augment_batch(x: torch.Tensor, variant: str, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:
+    """Base augmentation (flip, resized crop) plus the variant's own. x: pixels in [0, 1]."""
+    lo, hi = cfg.crop_scale
+    zoom = (1 / math.sqrt(hi), 1 / math.sqrt(lo))  # keeping area a of the image = zooming by 1/sqrt(a)
+    kw: dict[str, Any] = {"hflip": cfg.hflip, "scale": zoom}
+    if variant == "S":
+        kw["scale"] = (cfg.scale[0] * zoom[0], cfg.scale[1] * zoom[1])
+    elif variant == "T":
+        kw["translate"] = cfg.translate
+    elif variant == "R":
+        kw["degrees"] = cfg.degrees
+    if kw["hflip"] or kw["scale"] != (1.0, 1.0) or len(kw) > 2:
+        x = random_affine(x, g, **kw)
+    if variant == "G" and cfg.noise_std > 0:
+        x = (x + cfg.noise_std * torch.randn(x.shape, generator=g).to(x)).clamp(0, 1)
+    return x
+
+
+# ---------------------------------------------------------------------------------------------
+# Loops
+
+
+def batches(n: int, batch_size: int, g: torch.Generator | None = None) -> Iterator[torch.Tensor]:
+    """Index batches over range(n); shuffled when a generator is given."""
+    order = torch.randperm(n, generator=g) if g is not None else torch.arange(n)
+    for i in range(0, n, batch_size):
+        yield order[i:i + batch_size]
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1000,
+            transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """Predicted labels (N,) for uint8 or float images x (N, C, H, W); model in eval mode."""
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for idx in batches(len(x), batch_size):
+        xb = _as_pixels(x[idx]).to(device)
+        if transform is not None:
+            xb = transform(xb)
+        out.append(model(xb).argmax(1).cpu())
+    return torch.cat(out)
+
+
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> float:
+    return float((predict(model, x, batch_size) == y).float().mean())
+
+
+def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: PGD, batch_size: int = 500,
+                    seed: int = 0) -> float:
+    """Accuracy on PGD images (model in eval mode). x: uint8 or [0, 1] pixels."""
+    model.eval()
+    device = next(model.parameters()).device
+    g = torch.Generator().manual_seed(seed)
+    correct = 0
+    for idx in batches(len(x), batch_size):
+        xb, yb = _as_pixels(x[idx]).to(device), y[idx].to(device)
+        x_adv = attack.perturb(model, xb, yb, g)
+        with torch.no_grad():
+            correct += int((model(x_adv).argmax(1) == yb).sum())
+    return correct / len(x)
+
+
+def _as_pixels(x: torch.Tensor) -> torch.Tensor:
+    return x.float() / 255 if x.dtype == torch.uint8 else x
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module
+    history: list[dict[str, float]]
+    best_epoch: int
+    best_val_acc: float
+    seconds: float
+
+
+def train_model(model: nn.Module, variant: str, cfg: TrainConfig, seed: int, x_train: torch.Tensor,
+                y_train: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor, std: float,
+                log: Callable[[str], None] = print) -> TrainResult:
+    """Train ``model`` as ``variant`` with Adam + OneCycle; keep the weights of the epoch with the best
+    val accuracy (never test). x: uint8 (N, C, H, W)."""
+    if variant not in VARIANTS:
+        raise ParamError(f"train.variants: unknown variant {variant!r}; allowed: {', '.join(VARIANTS)}")
+    device = next(model.parameters()).device
+    g = torch.Generator().manual_seed(seed)
+    attack = cfg.attack.build(std) if variant == "A" else None
+    steps_per_epoch = math.ceil(len(x_train) / cfg.batch_size)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch,
+                                                pct_start=cfg.pct_start)
+    history, best = [], (-1.0, 0, None)
+    start = time.perf_counter()
+    for epoch in tqdm(range(1, cfg.epochs + 1), desc=f"train {variant}", unit="epoch", disable=not cfg.progress):
+        model.train()
+        t0, loss_sum, correct, seen = time.perf_counter(), 0.0, 0, 0
+        for idx in tqdm(batches(len(x_train), cfg.batch_size, g), total=steps_per_epoch, leave=False,
+                        desc=f"epoch {epoch}", unit="batch", disable=not cfg.progress):
+            xb = augment_batch(_as_pixels(x_train[idx]), variant, cfg.augment, g).to(device)
+            yb = y_train[idx].to(device)
+            if attack is not None:
+                model.eval()  # craft the attack with frozen BN statistics, then train on it
+                xb = attack.perturb(model, xb, yb, g)
+                model.train()
+            logits = model(xb)
+            loss = F.cross_entropy(logits, yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            loss_sum += float(loss) * len(idx)
+            correct += int((logits.argmax(1) == yb).sum())
+            seen += len(idx)
+        val_acc = accuracy(model, x_val, y_val)
+        row = {"epoch": epoch, "lr": sched.get_last_lr()[0], "train_loss": loss_sum / seen,
+               "train_acc": correct / seen, "val_acc": val_acc, "seconds": time.perf_counter() - t0}
+        history.append(row)
+        log(f"{variant} epoch {epoch}/{cfg.epochs}: loss {row['train_loss']:.4f} train acc {row['train_acc']:.4f} "
+            f"val acc {val_acc:.4f} ({row['seconds']:.1f}s)")
+        if val_acc > best[0]:
+            best = (val_acc, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
+    model.load_state_dict(best[2])
+    return TrainResult(model.eval(), history, best[1], best[0], time.perf_counter() - start)

@@ -1,0 +1,42 @@
+"""fetch: prepare the dataset's fixed train / val / test splits and fetch external checkpoints.
+
+Reads params ``data`` and ``fetch``; writes ``data/prepared/{train,val,test}.pt``,
+``data/prepared/manifest.json`` and ``models/external/<name>.pt``."""
+
+from pathlib import Path
+
+from freqbias.checkpoints import fetch_checkpoint, parse_checkpoint_entries
+from freqbias.cli import run_stage, setup_logging
+from freqbias.config import Section, load_params
+from freqbias.data import DataConfig, build_manifest, load_raw, make_splits
+from freqbias.io import save_json, save_torch
+
+OUT = Path("data/prepared")
+EXTERNAL = Path("models/external")
+
+
+@run_stage
+def main() -> None:
+    log = setup_logging("fetch")
+    params = load_params()
+    cfg = DataConfig.from_params(params)
+    specs = parse_checkpoint_entries(Section(params, "fetch").raw("checkpoints", []) or [])
+
+    log.info(f"loading {cfg.dataset}")
+    raw = load_raw(cfg, cache_dir=Path("data/cache"))
+    splits = make_splits(raw, cfg)
+    manifest = build_manifest(raw, splits, cfg)
+    for split, (x, y) in splits.items():
+        save_torch({"x": x, "y": y}, OUT / f"{split}.pt")
+    save_json(manifest, OUT / "manifest.json")
+    log.info(f"{cfg.dataset}: {manifest['counts']} images of {cfg.image_size}x{cfg.image_size}, "
+             f"mean {manifest['mean']} std {manifest['std']}")
+
+    EXTERNAL.mkdir(parents=True, exist_ok=True)
+    for spec in specs:
+        path = fetch_checkpoint(spec, EXTERNAL)
+        log.info(f"checkpoint {spec.name} ({spec.arch}) -> {path}")
+
+
+if __name__ == "__main__":
+    main()
