@@ -33,8 +33,8 @@ def main() -> None:
         raise ParamError(f"train.variants: {args.variant!r} is not listed ({cfg.variants})")
     name = f"{args.variant}-s{args.seed}"
 
-    manifest = load_json(DATA / "manifest.json")
     (x_tr, y_tr), (x_val, y_val), (x_te, y_te) = (load_split(DATA, s) for s in ("train", "val", "test"))
+    manifest = load_json(DATA / "manifest.json")
     device = resolve_device(cfg.device)
     torch.manual_seed(args.seed)
     meta = {k: manifest[k] for k in ("in_channels", "num_classes", "image_size", "mean", "std")}

@@ -170,6 +170,15 @@ def augment_batch(x: torch.Tensor, variant: str, cfg: AugmentConfig, g: torch.Ge
 # Loops
 
 
+def one_cycle(opt: torch.optim.Optimizer, max_lr: float, total_steps: int,
+              pct_start: float) -> torch.optim.lr_scheduler.OneCycleLR:
+    """OneCycle schedule sized to ``total_steps``; the warm-up is kept to at least 2 steps and the
+    decay to at least 2, so very short runs (tiny profiles) stay well defined."""
+    total_steps = max(total_steps, 4)
+    pct = min(max(pct_start, 2 / total_steps), 1 - 2 / total_steps)
+    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=total_steps, pct_start=pct)
+
+
 def batches(n: int, batch_size: int, g: torch.Generator | None = None) -> Iterator[torch.Tensor]:
     """Index batches over range(n); shuffled when a generator is given."""
     order = torch.randperm(n, generator=g) if g is not None else torch.arange(n)
@@ -236,8 +245,7 @@ def train_model(model: nn.Module, variant: str, cfg: TrainConfig, seed: int, x_t
     attack = cfg.attack.build(std) if variant == "A" else None
     steps_per_epoch = math.ceil(len(x_train) / cfg.batch_size)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch,
-                                                pct_start=cfg.pct_start)
+    sched = one_cycle(opt, cfg.lr, cfg.epochs * steps_per_epoch, cfg.pct_start)
     history, best = [], (-1.0, 0, None)
     start = time.perf_counter()
     for epoch in tqdm(range(1, cfg.epochs + 1), desc=f"train {variant}", unit="epoch", disable=not cfg.progress):
@@ -257,7 +265,7 @@ def train_model(model: nn.Module, variant: str, cfg: TrainConfig, seed: int, x_t
             loss.backward()
             opt.step()
             sched.step()
-            loss_sum += float(loss) * len(idx)
+            loss_sum += loss.item() * len(idx)
             correct += int((logits.argmax(1) == yb).sum())
             seen += len(idx)
         val_acc = accuracy(model, x_val, y_val)

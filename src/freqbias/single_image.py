@@ -1,0 +1,72 @@
+"""Single-image analysis (STUDY.md, kind 3): which images to use, and what their masks keep.
+
+Images are pixels in [0, 1] (N, C, H, W); masks are unshifted (see :mod:`freqbias.fourier`) and act
+on the normalised image ``model.normalize(x)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .attacks import PGD
+from .fourier import agreement, binary_complement
+
+
+@dataclass
+class Selection:
+    """Chosen images: ``index`` into the split (n,), clean images ``x`` and their PGD versions
+    ``x_adv`` (against the standard model), both pixels in [0, 1] (n, C, H, W), true labels ``y``."""
+
+    index: torch.Tensor
+    x: torch.Tensor
+    x_adv: torch.Tensor
+    y: torch.Tensor
+    pool: int
+
+
+def select_images(standard: nn.Module, adversarial: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                  attack: PGD, n: int, seed: int = 0, batch_size: int = 500) -> Selection:
+    """The study's rule: the first ``n`` images (in split order) on which the standard and the
+    adversarially trained model are equally right or wrong, and on which PGD flips the standard
+    model's prediction. ``x`` uint8 or [0, 1] pixels. Fewer than ``n`` when the split runs out."""
+    g = torch.Generator().manual_seed(seed)
+    chosen, adv, seen = [], [], 0
+    for start in range(0, len(x), batch_size):
+        xb = x[start:start + batch_size]
+        xb = xb.float() / 255 if xb.dtype == torch.uint8 else xb
+        yb = y[start:start + batch_size]
+        with torch.no_grad():
+            pred_n, pred_a = standard(xb).argmax(1), adversarial(xb).argmax(1)
+        x_adv = attack.perturb(standard, xb, pred_n, g)
+        with torch.no_grad():
+            flipped = standard(x_adv).argmax(1) != pred_n
+        ok = ((pred_n == yb) == (pred_a == yb)) & flipped
+        chosen.append(torch.arange(start, start + len(xb))[ok])
+        adv.append(x_adv[ok])
+        seen = start + len(xb)
+        if sum(len(c) for c in chosen) >= n:
+            break
+    index, x_adv = torch.cat(chosen)[:n], torch.cat(adv)[:n]
+    xs = x[index].float() / 255 if x.dtype == torch.uint8 else x[index]
+    return Selection(index=index, x=xs, x_adv=x_adv, y=y[index], pool=seen)
+
+
+def evaluate_single_masks(net: nn.Module, z: torch.Tensor, target: torch.Tensor, masks: torch.Tensor,
+                          kind: str, z_adv: torch.Tensor | None = None) -> dict[str, float]:
+    """Agreement with ``target`` (N,) of ``net`` on normalised images ``z`` (N, C, H, W) under their own
+    masks (N, H, Wm), under the binary complement ``1 - 1[M > 0]``, and, given the PGD images
+    ``z_adv``: unmasked, and under the clean image's mask (continuous and binarised ``1[M > 0]``)."""
+    out = {
+        "masked_agreement": agreement(net, z, target, masks, kind),
+        "complement_agreement": agreement(net, z, target, binary_complement(masks), kind),
+    }
+    if z_adv is not None:
+        out["adv_agreement"] = agreement(net, z_adv, target, None, kind)
+        out["adv_restored_continuous"] = agreement(net, z_adv, target, masks, kind)
+        out["adv_restored_binary"] = agreement(net, z_adv, target, (masks > 0).to(masks.dtype), kind)
+    return out
+
+

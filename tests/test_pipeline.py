@@ -1,0 +1,104 @@
+"""End to end: the real pipeline (`dvc repro`) on the tiny profile, in a throwaway git repo."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """A copy of the repository's tracked files with the tiny profile applied, run once end to end."""
+    root = tmp_path_factory.mktemp("project")
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
+                           text=True, check=True).stdout.split()
+    for name in files:
+        src = REPO / name
+        if src.is_file() and not name.startswith(("metrics/", "reports/", "results/")) and name != "dvc.lock":
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, root / name)
+    run([sys.executable, "-m", "freqbias.profiles", "apply", "tiny"], root)
+    add_external_checkpoint(root)
+    run(["git", "init", "-q"], root)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "add", "-A"], root)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "tiny"], root)
+    run(["dvc", "repro"], root)
+    return root
+
+
+def add_external_checkpoint(root: Path) -> None:
+    """An external model (a random small_cnn saved outside the repo) listed in fetch.checkpoints."""
+    import torch
+    import yaml
+
+    from freqbias.checkpoints import sha256_file
+    from freqbias.models import build_model, checkpoint_dict
+
+    meta = {"arch": "small_cnn", "in_channels": 1, "num_classes": 4, "image_size": 28, "mean": [0.5], "std": [0.25]}
+    torch.manual_seed(0)
+    path = root.parent / "outside.pt"
+    torch.save(checkpoint_dict(build_model(**meta), meta), path)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["fetch"]["checkpoints"] = [{"name": "ext", "arch": "small_cnn", "url": str(path),
+                                       "sha256": sha256_file(path)}]
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def variants(root: Path) -> list[str]:
+    import yaml
+
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    return [f"{v}-s{s}" for v in params["train"]["variants"] for s in params["train"]["seeds"]]
+
+
+def test_repro_writes_every_output(project: Path) -> None:
+    manifest = json.loads((project / "data/prepared/manifest.json").read_text())
+    assert manifest["dataset"] == "planted" and manifest["counts"]["val"] == 200
+    for name in variants(project):
+        assert (project / f"models/{name}.pt").stat().st_size > 0
+        train = json.loads((project / f"metrics/train/{name}.json").read_text())
+        assert 0 <= train["test_acc"] <= 1 and set(train["pgd_acc"]) == {"0.05"}
+        assert (project / f"metrics/train/{name}.csv").read_text().startswith("epoch,")
+        masks = json.loads((project / f"metrics/masks/{name}.json").read_text())
+        assert 0 <= masks["dataset_mask_mean"] <= 1 and masks["single_n"] > 0
+        for kind in ("dataset", "class", "single"):
+            assert (project / f"masks/{name}/{kind}.pt").exists()
+    external = json.loads((project / "metrics/masks/external/ext.json").read_text())
+    assert external["variant"] == "external" and (project / "masks/external/ext/single.pt").exists()
+    assert not list(project.rglob("*.tmp")), "a temporary file was left behind"
+
+
+def test_second_repro_is_a_noop(project: Path) -> None:
+    out = run(["dvc", "repro"], project).stdout
+    assert "Running stage" not in out, out
+    status = run(["dvc", "status"], project).stdout
+    assert "up to date" in status, status
+
+
+def test_metrics_show_lists_accuracies(project: Path) -> None:
+    out = run(["dvc", "metrics", "show", "--json"], project).stdout
+    assert "test_acc" in out and "val_masked_acc" in out
+
+
+def test_exp_run_with_a_param_change(project: Path) -> None:
+    run(["dvc", "exp", "run", "-S", "train.epochs=1", "-S", "train.variants=[N,A]"], project)
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], project).stdout)
+    assert shown, "dvc exp show listed nothing"
+    text = json.dumps(shown)
+    assert '"epochs": 1' in text.replace('"epochs":1', '"epochs": 1')
