@@ -57,7 +57,10 @@ class Section:
 
     def sub(self, key: str) -> "Section":
         """The nested section ``<name>.<key>``."""
-        section = Section({key: self.raw(key)}, key)
+        value = self.raw(key)
+        if not isinstance(value, Mapping):
+            raise ParamError(f"{self.key(key)}: must be a mapping, got {value!r}")
+        section = Section({key: value}, key)
         section.name = self.key(key)
         return section
 

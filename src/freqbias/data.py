@@ -266,6 +266,14 @@ def load_planted(root: str | None, download: bool, cache_dir: Path, image_size: 
                       classes=[f"{round(180 * c / num_classes)} deg" for c in range(num_classes)], source="synthetic")
 
 
+DATA_HINTS = {  # how to get each dataset, for error messages
+    "fashion_mnist": "apt-get install dataset-fashion-mnist, or set data.download: true on a machine with a network",
+    "cifar10": "set data.download: true on a machine with a network, or put cifar-10-batches-py/ in that folder",
+    "imagenette": "download imagenette2-160 from https://github.com/fastai/imagenette and unpack it there "
+                  "(it must hold train/ and val/)",
+    "planted": "synthetic, needs no files",
+}
+
 DATASETS: dict[str, Callable[..., RawDataset]] = {
     "fashion_mnist": load_fashion_mnist,
     "cifar10": load_cifar10,
@@ -307,7 +315,7 @@ class DataConfig:
             planted=dict(sec.raw("planted", {}) or {}),
         )
         if cfg.root is not None and cfg.dataset != "planted" and not Path(cfg.root).exists():
-            raise ParamError(f"data.root: folder {cfg.root!r} does not exist")
+            raise ParamError(f"data.root: folder {cfg.root!r} does not exist; {DATA_HINTS[cfg.dataset]}")
         if cfg.dataset == "planted":
             p = sec.sub("planted")
             p.integer("num_classes", 4, min=2), p.integer("n_train", 6000, min=10), p.integer("n_test", 1000, min=10)

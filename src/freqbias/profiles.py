@@ -50,11 +50,14 @@ def flatten(overlay: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def load_profile(name: str, folder: Path = PROFILES) -> dict[str, Any]:
+    """The overlay of profile ``name``; a ``base: <other>`` key merges it over that profile first."""
     path = folder / f"{name}.yaml"
     if not path.exists():
         known = sorted(p.stem for p in folder.glob("*.yaml"))
         raise ParamError(f"profile: unknown profile {name!r}; allowed: {', '.join(known)}")
-    return yaml.safe_load(path.read_text()) or {}
+    overlay = yaml.safe_load(path.read_text()) or {}
+    base = overlay.pop("base", None)
+    return deep_merge(load_profile(base, folder), overlay) if base else overlay
 
 
 def set_args(name: str, folder: Path = PROFILES) -> list[str]:
