@@ -68,14 +68,15 @@ def main() -> None:
     sel = select_images(standard, adversarial, x_te, y_te.cpu(), attack.build(std), cfg.single_n, seed=seed)
     z, z_adv = model.normalize(sel.x.to(device)), model.normalize(sel.x_adv.to(device))
     target = predict(net, z)
-    clean = fit_single_masks(net, z, target, cfg.single)
+    single_cfg = cfg.single_for(net, tuple(z.shape[1:]))
+    clean = fit_single_masks(net, z, target, single_cfg)
     single = {"index": sel.index, "y": sel.y, "target": target.cpu(), "masks": clean.masks.cpu(),
               "steps": clean.steps_used, "kept": clean.kept, "pool": sel.pool}
     evaluation = evaluate_single_masks(net, z, target, clean.masks, cfg.kind,
                                        z_adv=z_adv if is_standard else None)
     if is_standard:  # the study's third mask: the standard model on the PGD image
         target_adv = predict(net, z_adv)
-        adv = fit_single_masks(net, z_adv, target_adv, cfg.single)
+        adv = fit_single_masks(net, z_adv, target_adv, single_cfg)
         single.update(masks_adv=adv.masks.cpu(), target_adv=target_adv.cpu(), steps_adv=adv.steps_used,
                       kept_adv=adv.kept)
         evaluation["adv_masked_agreement"] = float(adv.kept.float().mean())

@@ -1,0 +1,42 @@
+"""Shared helpers for the tests that run the real pipeline in a throwaway git repository."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+GENERATED = ("metrics/", "reports/", "results/")  # committed outputs of a run: not copied
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``cmd`` with the test interpreter's bin folder (dvc, python) first on PATH."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if check:
+        assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+def git_commit(root: Path, message: str) -> None:
+    run(["git", "add", "-A"], root)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", message], root)
+
+
+def make_project(root: Path, profile: str = "tiny") -> Path:
+    """Copy the repository's source files (not its run outputs) to ``root``, apply ``profile`` and
+    commit it as a fresh git repository."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
+                           text=True, check=True).stdout.split()
+    for name in files:
+        src = REPO / name
+        if src.is_file() and not name.startswith(GENERATED) and name != "dvc.lock":
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, root / name)
+    run([sys.executable, "-m", "freqbias.profiles", "apply", profile], root)
+    run(["git", "init", "-q"], root)
+    git_commit(root, profile)
+    return root

@@ -1,0 +1,53 @@
+"""Team workflows on the tiny profile: parallel experiments through DVC's queue, and a shared cache
+(a local-directory remote) that makes a fresh clone's `dvc repro` a no-op."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import git_commit, make_project, run
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    return make_project(tmp_path_factory.mktemp("workflows"))
+
+
+def test_queue_runs_two_experiments_in_parallel(project: Path) -> None:
+    for lr in ("0.002", "0.004"):
+        run(["dvc", "exp", "run", "--queue", "-n", f"lr{lr[-1]}", "-S", f"train.lr={lr}",
+             "-S", "train.variants=[N,A]", "train"], project)
+    run(["dvc", "queue", "start", "--jobs", "2"], project)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        status = run(["dvc", "queue", "status"], project).stdout
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(5)
+    run(["dvc", "queue", "stop", "--kill"], project, check=False)
+    assert status.count("Success") == 2, status
+    shown = run(["dvc", "exp", "show", "--json"], project).stdout
+    for name in ("lr2", "lr4"):
+        assert name in shown, shown[-2000:]
+    diff = json.loads(run(["dvc", "exp", "diff", "lr2", "lr4", "--json"], project).stdout)
+    assert "train.lr" in json.dumps(diff["params"]), diff
+
+
+def test_shared_cache_makes_a_fresh_clone_a_noop(project: Path, tmp_path: Path) -> None:
+    remote = tmp_path / "remote"
+    run(["dvc", "remote", "add", "-d", "shared", str(remote)], project)
+    run(["dvc", "repro"], project)
+    run(["dvc", "push"], project)
+    git_commit(project, "run and remote")
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(project), str(clone)], tmp_path)
+    run(["dvc", "pull"], clone)
+    out = run(["dvc", "repro"], clone).stdout
+    assert "Running stage" not in out, out
+    assert "up to date" in run(["dvc", "status"], clone).stdout

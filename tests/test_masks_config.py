@@ -1,0 +1,61 @@
+"""The masks section of params: validation and the memory budget for single-image chunks."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from freqbias.config import ParamError, load_params
+from freqbias.fourier import MasksConfig, bytes_per_image
+from freqbias.models import build_model
+
+PARAMS = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+
+
+def with_masks(**changes) -> dict:
+    params = copy.deepcopy(PARAMS)
+    for dotted, value in changes.items():
+        node = params["masks"]
+        *path, last = dotted.split("__")
+        for key in path:
+            node = node[key]
+        node[last] = value
+    return params
+
+
+def test_default_masks_section_is_valid() -> None:
+    cfg = MasksConfig.from_params(PARAMS)
+    assert cfg.kind in ("rfft", "full") and cfg.single.chunk_size >= 1
+
+
+@pytest.mark.parametrize("key, value, match", [
+    ("kind", "half", "masks.kind: unknown value 'half'; allowed: rfft, full"),
+    ("dataset__lam", -1, "masks.dataset.lam: must be >= 0"),
+    ("dataset__batch_size", 0, "masks.dataset.batch_size: must be >= 1"),
+    ("dataset__acc_ratio", 1.5, "masks.dataset.acc_ratio: must be <= 1"),
+    ("single__max_steps", 0, "masks.single.max_steps: must be >= 1"),
+    ("single__lr", 0, "masks.single.lr: must be > 0"),
+    ("single__memory_mb", 0, "masks.single.memory_mb: must be > 0"),
+])
+def test_bad_values_name_the_key(key: str, value, match: str) -> None:
+    with pytest.raises(ParamError, match=match.replace(".", r"\.").replace("(", r"\(")):
+        MasksConfig.from_params(with_masks(**{key: value}))
+
+
+def test_bytes_per_image_grows_with_image_size() -> None:
+    small = build_model("small_cnn", 1, 10, 28, [0.5], [0.25]).net.eval()
+    assert bytes_per_image(small, (1, 56, 56)) > 3.5 * bytes_per_image(small, (1, 28, 28))
+
+
+def test_memory_budget_caps_the_chunk_size() -> None:
+    net = build_model("small_cnn", 1, 10, 28, [0.5], [0.25]).net.eval()
+    per_image = bytes_per_image(net, (1, 28, 28))
+    unlimited = MasksConfig.from_params(with_masks(single__memory_mb=None))
+    assert unlimited.single_for(net, (1, 28, 28)) == unlimited.single
+    budget_mb = 10 * per_image / 2**20
+    capped = MasksConfig.from_params(with_masks(single__memory_mb=budget_mb, single__chunk_size=512))
+    assert capped.single_for(net, (1, 28, 28)).chunk_size == 10
+    tiny = MasksConfig.from_params(with_masks(single__memory_mb=1e-6))
+    assert tiny.single_for(net, (1, 28, 28)).chunk_size == 1
