@@ -1,0 +1,580 @@
+"""Learned Fourier masks: parametrisations, loss, dataset / class / single-image fitting, evaluation.
+
+A mask ``M`` is real, in [0, 1], stored UNSHIFTED (zero frequency at ``[0, 0]``) and acts on the
+*normalised* image ``z = model.normalize(x)``, the tensor that enters ``model.net``. Two kinds:
+
+- ``"rfft"`` (default): shape ``(H, W//2+1)``, ``z~ = irfft2(M * rfft2(z), s=(H, W))``; real by
+  construction, no redundant entries off the DC / Nyquist columns.
+- ``"full"`` (as published): shape ``(H, W)``, ``z~ = Re(ifft2(M * fft2(z)))``. Taking the real part
+  makes ``M(k)`` and ``M(-k)`` act together, as their mean.
+
+Both describe the same family of filters (:func:`to_full` maps an rfft mask to the point-symmetric
+full mask with the same effect). The L1 term weights every rfft entry by the number of full-plane
+entries it stands for (:func:`mask_weights`), so the loss of an rfft mask equals the loss of its
+full equivalent, and because Adam is invariant to the gradient's scale, fitting either kind from
+ones follows the same path (up to Adam's eps).
+
+Loss (one shared mask over a minibatch, or one mask per image, summed over images)::
+
+    exp((CE(f(z~), y) - CE(f(z), y))^2) + lam * ||M||_1 / ||M_init||_1
+
+with ``f = model.net`` frozen in eval mode and the clean CE computed once, without gradient.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import copy
+import math
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import torch
+from torch import nn
+from torch.fx.experimental.optimization import fuse as fuse_conv_bn
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+KINDS = ("rfft", "full")
+
+
+# --------------------------------------------------------------------------------------------
+# Parametrisations
+# --------------------------------------------------------------------------------------------
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"mask kind must be one of {', '.join(KINDS)}, got {kind!r}")
+
+
+def mask_shape(h: int, w: int, kind: str = "rfft") -> tuple[int, int]:
+    """Spatial shape of a mask for ``h`` x ``w`` images: ``(h, w//2+1)`` for rfft, ``(h, w)`` for full."""
+    _check_kind(kind)
+    return (h, w // 2 + 1) if kind == "rfft" else (h, w)
+
+
+def init_masks(n: int, h: int, w: int, kind: str = "rfft", device: torch.device | str | None = None,
+               dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``n`` masks of ones (identity filters): (n, H, Wm), unshifted."""
+    return torch.ones(n, *mask_shape(h, w, kind), device=device, dtype=dtype)
+
+
+def check_mask(m: torch.Tensor, h: int, w: int, kind: str = "rfft", batch: int | None = None) -> None:
+    """Raise ``ValueError`` (one line) unless ``m`` is a (H, Wm) or (batch, H, Wm) mask for h x w images."""
+    expected = mask_shape(h, w, kind)
+    if m.dim() not in (2, 3) or tuple(m.shape[-2:]) != expected:
+        raise ValueError(f"{kind} mask of shape {tuple(m.shape)} does not fit {h}x{w} images: "
+                         f"expected (H, Wm) = {expected}, optionally with a leading batch dimension")
+    if m.dim() == 3 and batch is not None and m.shape[0] not in (1, batch):
+        raise ValueError(f"per-image masks: got {m.shape[0]} masks for {batch} images")
+
+
+def apply_mask(z: torch.Tensor, m: torch.Tensor, kind: str = "rfft") -> torch.Tensor:
+    """Filter normalised images ``z`` (B, C, H, W) with an unshifted mask ``m``.
+
+    ``m`` is (H, Wm), shared by all images, or (B, H, Wm), one per image; it is broadcast over
+    channels. Returns the filtered images (B, C, H, W), real, still in normalised units."""
+    h, w = z.shape[-2:]
+    check_mask(m, h, w, kind, batch=z.shape[0])
+    m = m.unsqueeze(1) if m.dim() == 3 else m
+    if kind == "rfft":
+        return torch.fft.irfft2(torch.fft.rfft2(z) * m, s=(h, w))
+    return torch.fft.ifft2(torch.fft.fft2(z) * m).real
+
+
+def project_(m: torch.Tensor) -> torch.Tensor:
+    """Clamp a mask to [0, 1] in place (after every optimiser step); return it."""
+    return m.clamp_(0.0, 1.0)
+
+
+def mask_weights(h: int, w: int, kind: str = "rfft", device: torch.device | str | None = None,
+                 dtype: torch.dtype | None = None) -> torch.Tensor:
+    """(H, Wm) weights summing to 1: the share of the full H x W plane each stored entry stands for.
+
+    Full masks: ``1 / (H W)`` everywhere. Rfft masks: columns ``1 .. ceil(W/2)-1`` stand for two
+    entries (``k`` and ``-k``), column 0 and, for even W, the Nyquist column for one."""
+    hm, wm = mask_shape(h, w, kind)
+    weights = torch.ones(hm, wm, device=device, dtype=dtype)
+    if kind == "rfft":
+        last = wm if w % 2 else wm - 1  # the Nyquist column (even W) has no mirror
+        weights[:, 1:last] = 2.0
+    return weights / (h * w)
+
+
+def l1_ratio(m: torch.Tensor, width: int, kind: str = "rfft") -> torch.Tensor:
+    """``||M||_1 / ||M_init||_1`` over the full plane (M_init = ones), per mask: shape ``m.shape[:-2]``."""
+    weights = mask_weights(m.shape[-2], width, kind, device=m.device, dtype=m.dtype)
+    return (m.abs() * weights).sum(dim=(-2, -1))
+
+
+def sparsity(m: torch.Tensor, width: int, kind: str = "rfft") -> torch.Tensor:
+    """Mean mask value over the full plane (1 = identity, 0 = everything removed), per mask."""
+    return l1_ratio(m, width, kind)
+
+
+def support(m: torch.Tensor, width: int, kind: str = "rfft", threshold: float = 1e-3) -> torch.Tensor:
+    """Share of the full plane where the mask exceeds ``threshold``, per mask."""
+    weights = mask_weights(m.shape[-2], width, kind, device=m.device, dtype=m.dtype)
+    return ((m > threshold).to(weights.dtype) * weights).sum(dim=(-2, -1))
+
+
+def binary_complement(m: torch.Tensor) -> torch.Tensor:
+    """``1 - 1[M > 0]``: keeps exactly the frequencies the mask removed. Returns a new tensor."""
+    return 1.0 - (m > 0).to(m.dtype)
+
+
+def to_full(m: torch.Tensor, width: int) -> torch.Tensor:
+    """The point-symmetric (..., H, W) full mask with the same effect as rfft mask(s) ``m`` (..., H, Wm).
+
+    Unshifted. Entries of the DC and (even W) Nyquist columns are averaged with their mirror
+    ``-k``, as ``irfft2`` does implicitly."""
+    h, wm = m.shape[-2:]
+    if wm != width // 2 + 1:
+        raise ValueError(f"rfft mask of width {wm} does not fit images of width {width} (expected {width // 2 + 1})")
+    neg_rows = (-torch.arange(h, device=m.device)) % h
+    full = m.new_empty(*m.shape[:-1], width)
+    full[..., :wm] = m
+    mirrored_cols = width - torch.arange(wm, width, device=m.device)
+    full[..., wm:] = m[..., neg_rows, :][..., mirrored_cols]
+    selfmirror = [0] if width % 2 else [0, wm - 1]
+    for c in selfmirror:
+        full[..., c] = 0.5 * (m[..., c] + m[..., neg_rows, c])
+    return full
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration
+# --------------------------------------------------------------------------------------------
+
+def _check_common(cfg: "DatasetMaskConfig | SingleMaskConfig", positive: tuple[str, ...]) -> None:
+    _check_kind(cfg.kind)
+    for name in ("lr", "patience", "eval_batch_size") + positive:
+        if not getattr(cfg, name) > 0:
+            raise ValueError(f"{name} must be > 0, got {getattr(cfg, name)}")
+    if not 0 < cfg.pct_start < 1:
+        raise ValueError(f"pct_start must be in (0, 1), got {cfg.pct_start}")
+    if cfg.lam < 0 or cfg.tol < 0:
+        raise ValueError(f"lam and tol must be >= 0, got lam={cfg.lam}, tol={cfg.tol}")
+
+
+@dataclass(frozen=True)
+class DatasetMaskConfig:
+    """Constants for dataset- and class-level masks, built by the caller from params.
+
+    Published values: lam 0.2, lr 1e-3, pct_start 0.1, batch_size 1, max_epochs 100, acc_ratio 0.99,
+    tol 1e-5 (change of the mean mask value), patience 7 (epochs). ``fast_net``: see
+    :func:`fitting_copy` (speed only)."""
+
+    lam: float
+    lr: float
+    pct_start: float
+    batch_size: int
+    max_epochs: int
+    acc_ratio: float
+    tol: float
+    patience: int
+    kind: str = "rfft"
+    seed: int = 0
+    eval_batch_size: int = 1024
+    fast_net: bool = True
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        _check_common(self, ("batch_size", "max_epochs"))
+        if self.acc_ratio < 0:
+            raise ValueError(f"acc_ratio must be >= 0, got {self.acc_ratio}")
+
+
+@dataclass(frozen=True)
+class SingleMaskConfig:
+    """Constants for single-image masks, built by the caller from params.
+
+    Published values: lam 0.07, lr 0.2, pct_start 0.1, max_steps 20000, tol 1e-5 (change of the L1
+    ratio), tol_gap 1e-6 (change of the squared CE gap), patience 300 (steps). ``chunk_size`` images
+    are fitted as one batch. ``fast_net``: see :func:`fitting_copy` (speed only)."""
+
+    lam: float
+    lr: float
+    pct_start: float
+    max_steps: int
+    tol: float
+    tol_gap: float
+    patience: int
+    chunk_size: int
+    kind: str = "rfft"
+    eval_batch_size: int = 1024
+    fast_net: bool = True
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        _check_common(self, ("max_steps", "chunk_size"))
+        if self.tol_gap < 0:
+            raise ValueError(f"tol_gap must be >= 0, got {self.tol_gap}")
+
+
+# --------------------------------------------------------------------------------------------
+# Loss, stopping rule, evaluation
+# --------------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def frozen(net: nn.Module) -> Iterator[nn.Module]:
+    """Put ``net`` in eval mode for the duration; restore its previous mode afterwards."""
+    was_training = net.training
+    net.eval()
+    try:
+        yield net
+    finally:
+        net.train(was_training)
+
+
+def fitting_copy(net: nn.Module, fast: bool) -> nn.Module:
+    """A frozen copy of ``net`` to fit masks against: eval mode, no weight gradients. With ``fast``,
+    eval-mode BatchNorm is folded into the preceding convolutions (when ``torch.fx`` can trace the
+    net) and the copy runs channels-last: the same function up to float rounding, about twice as
+    fast on CPU. The caller's net is left untouched."""
+    net = copy.deepcopy(net).eval()
+    if fast:
+        try:
+            net = fuse_conv_bn(net, inplace=True)
+        except Exception:  # noqa: BLE001 - untraceable nets (shape-dependent control flow) stay unfused
+            pass
+        net = net.to(memory_format=torch.channels_last)
+    return net.requires_grad_(False)
+
+
+def loss_terms(logits: torch.Tensor, y: torch.Tensor, clean_ce: torch.Tensor, m: torch.Tensor,
+               width: int, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(CE(f(z~), y) - CE(f(z), y))^2`` and ``||M||_1 / ||M_init||_1``.
+
+    Shared mask ``m`` (H, Wm): CEs are batch means and both terms are scalars. Per-image masks
+    (B, H, Wm): CEs are per image and both terms have shape (B,)."""
+    if m.dim() == 2:
+        gap = F.cross_entropy(logits, y) - clean_ce.mean()
+    else:
+        gap = F.cross_entropy(logits, y, reduction="none") - clean_ce
+    return gap.square(), l1_ratio(m, width, kind)
+
+
+def mask_loss(gap_sq: torch.Tensor, l1: torch.Tensor, lam: float) -> torch.Tensor:
+    """The study's loss ``exp(gap^2) + lam * L1 ratio`` (per image for per-image terms)."""
+    return torch.exp(gap_sq) + lam * l1
+
+
+class Plateau:
+    """Per-run plateau counter: run ``i`` stops once each tracked value ``k`` changed by <= ``tol[k]``
+    (and ``ok[i]`` held) at ``patience`` consecutive updates; any other update resets its count.
+
+    Dataset masks track 1 run, 1 value (mean mask) per epoch with ``ok`` = accuracy rule met;
+    single-image masks track N runs, 2 values (squared CE gap, L1 ratio) per step with ``ok`` =
+    prediction equals target."""
+
+    def __init__(self, n: int, tol: float | Sequence[float], patience: int):
+        self.tol = torch.tensor(tol, dtype=torch.float64).reshape(-1)
+        self.patience = patience
+        self.prev: torch.Tensor | None = None
+        self.count = torch.zeros(n, dtype=torch.long)
+
+    def update(self, values: torch.Tensor, ok: torch.Tensor | None = None,
+               idx: torch.Tensor | None = None) -> torch.Tensor:
+        """``values`` (n_upd, K) for runs ``idx`` (all runs when None); return bool (n_upd,): stop now."""
+        values = values.detach().to("cpu", torch.float64)
+        idx = torch.arange(len(self.count)) if idx is None else idx.cpu()
+        if self.prev is None:
+            self.prev = torch.full((len(self.count), values.shape[1]), math.nan, dtype=torch.float64)
+        still = ((values - self.prev[idx]).abs() <= self.tol).all(dim=1)  # NaN (first update) -> False
+        if ok is not None:
+            still &= ok.cpu()
+        self.count[idx] = torch.where(still, self.count[idx] + 1, torch.zeros_like(self.count[idx]))
+        self.prev[idx] = values
+        return self.count[idx] >= self.patience
+
+
+def _batches(n: int, size: int) -> Iterator[slice]:
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
+
+
+@torch.no_grad()
+def predict(net: nn.Module, z: torch.Tensor, mask: torch.Tensor | None = None, kind: str = "rfft",
+            batch_size: int = 1024) -> torch.Tensor:
+    """Predicted classes (N,) of ``net`` (run in eval mode) on normalised images ``z`` (N, C, H, W)
+    filtered by ``mask``: None (clean), shared (H, Wm) or per image (N, H, Wm)."""
+    if mask is not None:
+        check_mask(mask, *z.shape[-2:], kind, batch=len(z))
+    out = []
+    with frozen(net):
+        for s in _batches(len(z), batch_size):
+            zb = z[s]
+            if mask is not None:
+                zb = apply_mask(zb, mask if mask.dim() == 2 else mask[s], kind)
+            out.append(net(zb).argmax(dim=1))
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long, device=z.device)
+
+
+def agreement(net: nn.Module, z: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None,
+              kind: str = "rfft", batch_size: int = 1024) -> float:
+    """Share of images whose prediction under ``mask`` equals ``target`` (accuracy when ``target`` is
+    the true label; agreement when it is another model's prediction)."""
+    if len(z) == 0:
+        raise ValueError("agreement: no images")
+    return (predict(net, z, mask, kind, batch_size) == target.to(z.device)).float().mean().item()
+
+
+@torch.no_grad()
+def clean_ce(net: nn.Module, z: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image CE of the unmasked logits (N,) and the clean predictions (N,), no gradient."""
+    ces, preds = [], []
+    with frozen(net):
+        for s in _batches(len(z), batch_size):
+            logits = net(z[s])
+            ces.append(F.cross_entropy(logits, y[s], reduction="none"))
+            preds.append(logits.argmax(dim=1))
+    return torch.cat(ces), torch.cat(preds)
+
+
+def _optimiser(param: torch.Tensor, lr: float, pct_start: float, total_steps: int):
+    """Adam with a OneCycle lr (peak ``lr``) planned for exactly ``total_steps`` steps."""
+    opt = torch.optim.Adam([param], lr=lr)
+    if pct_start * total_steps == 1:  # torch divides by (warm-up steps - 1); nudge off the zero
+        pct_start *= 1 + 1e-6
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total_steps, pct_start=pct_start)
+    return opt, sched
+
+
+def _step(param: torch.Tensor, loss: torch.Tensor, opt: torch.optim.Optimizer, sched) -> None:
+    """One Adam step on the mask only (no gradients for the frozen net's weights), then project."""
+    (param.grad,) = torch.autograd.grad(loss, param)
+    opt.step()
+    sched.step()
+    with torch.no_grad():
+        project_(param)
+
+
+def _check_images(z: torch.Tensor, y: torch.Tensor) -> None:
+    if z.dim() != 4:
+        raise ValueError(f"images must be (N, C, H, W), got shape {tuple(z.shape)}")
+    if len(z) == 0 or len(z) != len(y):
+        raise ValueError(f"need as many labels as images (> 0), got {len(z)} images and {len(y)} labels")
+
+
+# --------------------------------------------------------------------------------------------
+# Dataset- and class-level masks
+# --------------------------------------------------------------------------------------------
+
+def fit_dataset_mask(net: nn.Module, z: torch.Tensor, y: torch.Tensor,
+                     cfg: DatasetMaskConfig) -> tuple[torch.Tensor, list[dict]]:
+    """Fit one mask shared by all images ``z`` (N, C, H, W, normalised) with labels ``y`` (N,).
+
+    Minibatches of ``cfg.batch_size`` in a seeded random order, up to ``cfg.max_epochs`` epochs,
+    OneCycle sized to ``max_epochs * batches_per_epoch``. After every epoch the masked accuracy on
+    the same images is measured; the returned mask (H, Wm), unshifted, is the last one whose masked
+    accuracy is >= ``acc_ratio`` x clean accuracy (the initial ones mask if none was). Stops once
+    the mean mask value changed by <= ``tol`` in ``patience`` consecutive epochs that each met the
+    accuracy rule.
+
+    History: one dict per epoch with ``epoch, loss`` (mean over steps), ``masked_acc, clean_acc,
+    mean_mask`` (of the current mask) and ``kept``."""
+    _check_images(z, y)
+    n, h, w = len(z), z.shape[-2], z.shape[-1]
+    y = y.to(z.device)
+    net = fitting_copy(net, cfg.fast_net)
+    ce0, pred0 = clean_ce(net, z, y, cfg.eval_batch_size)
+    clean_acc = (pred0 == y).float().mean().item()
+    param = init_masks(1, h, w, cfg.kind, device=z.device, dtype=z.dtype)[0].requires_grad_()
+    best = param.detach().clone()
+    per_epoch = math.ceil(n / cfg.batch_size)
+    opt, sched = _optimiser(param, cfg.lr, cfg.pct_start, cfg.max_epochs * per_epoch)
+    plateau = Plateau(1, cfg.tol, cfg.patience)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    history: list[dict] = []
+    bar = tqdm(range(1, cfg.max_epochs + 1), desc="dataset mask", unit="epoch", disable=not cfg.progress)
+    for epoch in bar:
+        order = torch.randperm(n, generator=gen).to(z.device)
+        total = 0.0
+        for s in _batches(n, cfg.batch_size):
+            idx = order[s]
+            logits = net(apply_mask(z[idx], param, cfg.kind))
+            loss = mask_loss(*loss_terms(logits, y[idx], ce0[idx], param, w, cfg.kind), cfg.lam)
+            _step(param, loss, opt, sched)
+            total += loss.item()
+        mask = param.detach()
+        masked_acc = agreement(net, z, y, mask, cfg.kind, cfg.eval_batch_size)
+        kept = masked_acc >= cfg.acc_ratio * clean_acc
+        if kept:
+            best = mask.clone()
+        mean_mask = sparsity(mask, w, cfg.kind).item()
+        history.append({"epoch": epoch, "loss": total / per_epoch, "masked_acc": masked_acc,
+                        "clean_acc": clean_acc, "mean_mask": mean_mask, "kept": kept})
+        bar.set_postfix(acc=f"{masked_acc:.3f}/{clean_acc:.3f}", mean=f"{mean_mask:.4f}")
+        if plateau.update(torch.tensor([[mean_mask]]), torch.tensor([kept])).item():
+            break
+    return best, history
+
+
+def fit_class_masks(net: nn.Module, z: torch.Tensor, y: torch.Tensor, num_classes: int,
+                    cfg: DatasetMaskConfig) -> tuple[torch.Tensor, list[list[dict]]]:
+    """One dataset mask per class, each fitted on that class's images only: (K, H, Wm) masks and
+    the K histories. Raise ``ValueError`` when a class has no image."""
+    _check_images(z, y)
+    y = y.to(z.device)
+    masks, histories = [], []
+    for k in range(num_classes):
+        sel = (y == k).nonzero().squeeze(1)
+        if len(sel) == 0:
+            raise ValueError(f"class {k} has no images to fit a class mask on")
+        mask, history = fit_dataset_mask(net, z[sel], y[sel], cfg)
+        masks.append(mask)
+        histories.append(history)
+    return torch.stack(masks), histories
+
+
+# --------------------------------------------------------------------------------------------
+# Single-image masks
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class SingleMaskResult:
+    """Per-image masks and their fitting record.
+
+    ``masks`` (N, H, Wm) unshifted; ``steps_used`` (N,) optimiser steps applied to each mask;
+    ``kept`` (N,) bool: prediction under the mask equals the target; ``mean_mask`` (N,) full-plane
+    mean mask value."""
+
+    masks: torch.Tensor
+    steps_used: torch.Tensor
+    kept: torch.Tensor
+    mean_mask: torch.Tensor
+
+
+def _fit_single_chunk(net: nn.Module, z: torch.Tensor, target: torch.Tensor,
+                      cfg: SingleMaskConfig, bar: tqdm) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fit len(z) masks as one batch; return masks (n, H, Wm) and steps used (n,)."""
+    n, w = len(z), z.shape[-1]
+    ce0, _ = clean_ce(net, z, target, cfg.eval_batch_size)
+    param = init_masks(n, z.shape[-2], w, cfg.kind, device=z.device, dtype=z.dtype).requires_grad_()
+    opt, sched = _optimiser(param, cfg.lr, cfg.pct_start, cfg.max_steps)
+    plateau = Plateau(n, (cfg.tol_gap, cfg.tol), cfg.patience)
+    out = torch.empty_like(param.detach())
+    steps = torch.full((n,), cfg.max_steps, dtype=torch.long)
+    active = torch.arange(n, device=z.device)
+    for t in range(cfg.max_steps):
+        m = param[active]
+        logits = net(apply_mask(z[active], m, cfg.kind))
+        gap_sq, l1 = loss_terms(logits, target[active], ce0[active], m, w, cfg.kind)
+        ok = logits.argmax(dim=1) == target[active]
+        stop = plateau.update(torch.stack([gap_sq, l1], dim=1), ok, active).to(z.device)
+        if stop.any():  # freeze these masks as they are (they gave the target at this step)
+            done = active[stop]
+            out[done] = m.detach()[stop]
+            steps[done.cpu()] = t
+            active = active[~stop]
+            if len(active) == 0:
+                break
+            gap_sq, l1 = gap_sq[~stop], l1[~stop]
+        _step(param, mask_loss(gap_sq, l1, cfg.lam).sum(), opt, sched)
+        bar.update(1)
+        bar.set_postfix(active=len(active))
+    out[active] = param.detach()[active]
+    return out, steps
+
+
+def fit_single_masks(net: nn.Module, z: torch.Tensor, target: torch.Tensor,
+                     cfg: SingleMaskConfig) -> SingleMaskResult:
+    """Fit one mask per image for normalised images ``z`` (N, C, H, W) and targets (N,).
+
+    Images are fitted ``cfg.chunk_size`` at a time, each chunk as one batch: the loss is the sum of
+    per-image losses, so the gradients and the (elementwise) Adam state of each mask are those of
+    a fit on that image alone; only the OneCycle lr (sized to ``max_steps``) is shared. Image ``i``
+    stops (its mask frozen) once its prediction equals its target and its squared CE gap and L1
+    ratio changed by <= ``tol_gap`` and ``tol`` at ``patience`` consecutive steps, or after
+    ``max_steps`` steps."""
+    _check_images(z, target)
+    target = target.to(z.device)
+    net = fitting_copy(net, cfg.fast_net)
+    masks, steps = [], []
+    n_chunks = math.ceil(len(z) / cfg.chunk_size)
+    for c, s in enumerate(_batches(len(z), cfg.chunk_size)):
+        with tqdm(total=cfg.max_steps, desc=f"single masks {c + 1}/{n_chunks}", unit="step",
+                  disable=not cfg.progress) as bar:
+            m, st = _fit_single_chunk(net, z[s], target[s], cfg, bar)
+        masks.append(m)
+        steps.append(st)
+    masks_t = torch.cat(masks)
+    kept = predict(net, z, masks_t, cfg.kind, cfg.eval_batch_size) == target
+    return SingleMaskResult(masks=masks_t, steps_used=torch.cat(steps), kept=kept.cpu(),
+                            mean_mask=sparsity(masks_t, z.shape[-1], cfg.kind).cpu())
+
+
+# --------------------------------------------------------------------------------------------
+# Params
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MasksConfig:
+    """The ``masks`` section of params.yaml: mask kind, device, and the fitting constants."""
+
+    kind: str
+    device: str
+    dataset: DatasetMaskConfig
+    dataset_fit_n: int | None
+    class_fit_n: int
+    single: SingleMaskConfig
+    single_n: int
+    single_memory_mb: float | None = None
+
+    @classmethod
+    def from_params(cls, params: dict) -> "MasksConfig":
+        from .config import Section
+
+        sec = Section(params, "masks")
+        kind = sec.choice("kind", KINDS, "rfft")
+        progress = sec.boolean("progress", True)
+        d, s = sec.sub("dataset"), sec.sub("single")
+        dataset = DatasetMaskConfig(
+            lam=d.number("lam", min=0), lr=d.number("lr", min=0, strict_min=True),
+            pct_start=d.number("pct_start", min=0, max=1, strict_min=True), batch_size=d.integer("batch_size", min=1),
+            max_epochs=d.integer("max_epochs", min=1), acc_ratio=d.number("acc_ratio", min=0, max=1),
+            tol=d.number("tol", min=0), patience=d.integer("patience", min=1), kind=kind, progress=progress)
+        single = SingleMaskConfig(
+            lam=s.number("lam", min=0), lr=s.number("lr", min=0, strict_min=True),
+            pct_start=s.number("pct_start", min=0, max=1, strict_min=True), max_steps=s.integer("max_steps", min=1),
+            tol=s.number("tol", min=0), tol_gap=s.number("tol_gap", min=0), patience=s.integer("patience", min=1),
+            chunk_size=s.integer("chunk_size", min=1), kind=kind, progress=progress)
+        return cls(kind=kind, device=sec.string("device", "auto"), dataset=dataset,
+                   dataset_fit_n=d.integer("fit_n", None, min=1, optional=True),
+                   class_fit_n=d.integer("class_fit_n", min=1), single=single, single_n=s.integer("n_images", min=1),
+                   single_memory_mb=s.number("memory_mb", None, min=0, strict_min=True, optional=True))
+
+    def single_for(self, net: nn.Module, image_shape: tuple[int, int, int]) -> SingleMaskConfig:
+        """The single-image config, its ``chunk_size`` capped by ``single_memory_mb`` when set."""
+        if self.single_memory_mb is None:
+            return self.single
+        per_image = bytes_per_image(net, image_shape, self.kind)
+        chunk = int(self.single_memory_mb * 2**20 // per_image)
+        return dataclasses.replace(self.single, chunk_size=max(1, min(self.single.chunk_size, chunk)))
+
+
+def bytes_per_image(net: nn.Module, image_shape: tuple[int, int, int], kind: str = "rfft") -> int:
+    """Rough memory one image costs while its mask is fitted: every module output kept for the
+    backward pass and its gradient (float32), plus the mask, its gradient and Adam's two moments,
+    plus the FFT buffers. Counted from one forward pass with hooks, so it is the same on any device."""
+    numel = 0
+
+    def count(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
+        nonlocal numel
+        if isinstance(output, torch.Tensor):
+            numel += output[0].numel()
+
+    leaves = [m for m in net.modules() if not list(m.children())]
+    handles = [m.register_forward_hook(count) for m in leaves]
+    param = next(net.parameters())
+    try:
+        with torch.no_grad():
+            net(torch.zeros(1, *image_shape, device=param.device, dtype=param.dtype))
+    finally:
+        for h in handles:
+            h.remove()
+    c, h, w = image_shape
+    mask = math.prod(mask_shape(h, w, kind))
+    return 4 * (2 * numel + 4 * mask + 6 * c * h * w)
