@@ -70,7 +70,7 @@ def main() -> None:
     target = predict(net, z)
     single_cfg = cfg.single_for(net, tuple(z.shape[1:]))
     clean = fit_single_masks(net, z, target, single_cfg)
-    single = {"index": sel.index, "y": sel.y, "target": target.cpu(), "masks": clean.masks.cpu(),
+    single = {"index": sel.index, "y": sel.y, "x_adv": sel.x_adv.cpu(), "target": target.cpu(), "masks": clean.masks.cpu(),
               "steps": clean.steps_used, "kept": clean.kept, "pool": sel.pool}
     evaluation = evaluate_single_masks(net, z, target, clean.masks, cfg.kind,
                                        z_adv=z_adv if is_standard else None)

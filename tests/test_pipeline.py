@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -94,6 +95,24 @@ def test_second_repro_is_a_noop(project: Path) -> None:
 def test_metrics_show_lists_accuracies(project: Path) -> None:
     out = run(["dvc", "metrics", "show", "--json"], project).stdout
     assert "test_acc" in out and "val_masked_acc" in out
+
+
+def test_report_names_existing_figures_and_eight_claims(project: Path) -> None:
+    text = (project / "reports/report.md").read_text()
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert len(links) >= 11, text[:2000]
+    for link in links:
+        assert (project / "reports" / link).stat().st_size > 0, f"report names a missing figure: {link}"
+    claims = json.loads((project / "results/claims.json").read_text())
+    assert [c["claim"] for c in claims] == list(range(1, 9))
+    assert all(c["verdict"] in ("holds", "does not hold", "inconclusive", "not measured") for c in claims)
+    assert (project / "results/figdata.pt").exists() and not list(project.rglob("*.tmp"))
+
+
+def test_plots_show_renders_the_curves(project: Path) -> None:
+    out = run(["dvc", "plots", "show", "--json"], project).stdout
+    for series in ("results/curves/radial_diff", "results/curves/angular_diff", "results/curves/filtered"):
+        assert series in out, out[:2000]
 
 
 def test_exp_run_with_a_param_change(project: Path) -> None:

@@ -152,15 +152,20 @@ def augment_batch(x: torch.Tensor, variant: str, cfg: AugmentConfig, g: torch.Ge
     """Base augmentation (flip, resized crop) plus the variant's own. x: pixels in [0, 1]."""
     lo, hi = cfg.crop_scale
     zoom = (1 / math.sqrt(hi), 1 / math.sqrt(lo))  # keeping area a of the image = zooming by 1/sqrt(a)
-    kw: dict[str, Any] = {"hflip": cfg.hflip, "scale": zoom}
+    warp: dict[str, Any] = {}
     if variant == "S":
-        kw["scale"] = (cfg.scale[0] * zoom[0], cfg.scale[1] * zoom[1])
-    elif variant == "T":
-        kw["translate"] = cfg.translate
+        warp["scale"] = (cfg.scale[0] * zoom[0], cfg.scale[1] * zoom[1])
+    elif zoom != (1.0, 1.0):
+        warp["scale"] = zoom
+    if variant == "T":
+        warp["translate"] = cfg.translate
     elif variant == "R":
-        kw["degrees"] = cfg.degrees
-    if kw["hflip"] or kw["scale"] != (1.0, 1.0) or len(kw) > 2:
-        x = random_affine(x, g, **kw)
+        warp["degrees"] = cfg.degrees
+    if warp:
+        x = random_affine(x, g, hflip=cfg.hflip, **warp)
+    elif cfg.hflip:  # a flip alone needs no resampling
+        flip = (torch.rand(len(x), generator=g) < 0.5).to(x.device).view(-1, 1, 1, 1)
+        x = torch.where(flip, x.flip(-1), x)
     if variant == "G" and cfg.noise_std > 0:
         x = (x + cfg.noise_std * torch.randn(x.shape, generator=g).to(x)).clamp(0, 1)
     return x

@@ -1,0 +1,248 @@
+"""Figures of the report, one function per figure (matplotlib, Agg backend).
+
+Every function takes arrays from ``results/figdata.pt`` (written by :mod:`freqbias.analysis`) or rows of
+a results table, writes one PNG atomically to ``path`` and returns ``path``. Masks arrive SHIFTED
+(``fftshift``: zero frequency in the centre, ky down, kx right); images are pixels, (n, C, H, W).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from .io import atomic_path  # noqa: E402
+
+COLORS = {"N": "black", "A": "tab:red", "S": "tab:blue", "T": "tab:green", "R": "tab:purple", "G": "tab:orange"}
+NAMES = {"N": "standard", "A": "adversarial", "S": "scale", "T": "translation", "R": "rotation", "G": "noise"}
+
+
+def _color(name: str) -> str:
+    return COLORS.get(name.split("-")[0], "gray")
+
+
+def _save(fig: plt.Figure, path: Path, dpi: int) -> Path:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _image(ax: plt.Axes, img: torch.Tensor | np.ndarray, title: str = "", cmap: str = "gray",
+           vmin: float | None = None, vmax: float | None = None) -> None:
+    """Show one image (C, H, W) / (H, W); grayscale shows channel 0, RGB is min-max scaled."""
+    a = np.asarray(img, dtype=np.float64)
+    if a.ndim == 3:
+        a = a[0] if a.shape[0] == 1 else np.moveaxis((a - a.min()) / max(np.ptp(a), 1e-12), 0, -1)
+    ax.imshow(a, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=8)
+
+
+def mask_grid(masks: Mapping[str, torch.Tensor], path: Path, title: str, dpi: int = 110) -> Path:
+    """Masks of every variant (top row, [0, 1]) and their differences X - N (bottom row, diverging scale
+    shared by all panels). ``masks[V]``: shifted full plane (H, W)."""
+    variants = list(masks)
+    diffs = {v: (masks[v] - masks["N"]).numpy() for v in variants if v != "N"}
+    lim = max([np.abs(d).max() for d in diffs.values()] + [1e-6])
+    fig, axes = plt.subplots(2, len(variants), figsize=(1.9 * len(variants), 4.1), squeeze=False)
+    for j, v in enumerate(variants):
+        _image(axes[0, j], masks[v], f"{v} ({NAMES.get(v, v)})", "viridis", 0, 1)
+        if v in diffs:
+            _image(axes[1, j], diffs[v], f"{v} - N", "RdBu_r", -lim, lim)
+        else:
+            axes[1, j].axis("off")
+    fig.colorbar(axes[0, 0].images[0], ax=axes[0, :].tolist(), fraction=0.02, label="mask value")
+    if diffs:
+        fig.colorbar(axes[1, 1].images[0], ax=axes[1, :].tolist(), fraction=0.02, label="difference")
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path, dpi)
+
+
+def accuracy_bars(acc: Mapping[str, Sequence], path: Path, dpi: int = 110) -> Path:
+    """Clean vs masked (dataset mask) accuracy per model on val and test, with intervals.
+    ``acc``: ``models`` and per split ``<split>_clean``, ``<split>_clean_lo``, ... as in accuracy.csv."""
+    models = list(acc["models"])
+    x = np.arange(len(models))
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(models) + 2), 3.4))
+    bars = [("val", "clean", "tab:gray"), ("val", "masked", "tab:cyan"), ("test", "clean", "dimgray"),
+            ("test", "masked", "tab:blue")]
+    width = 0.8 / len(bars)
+    for i, (split, what, color) in enumerate(bars):
+        key = f"{split}_{what}"
+        est = np.asarray(acc[key], dtype=float)
+        err = np.abs(np.stack([est - np.asarray(acc[f"{key}_lo"], float), np.asarray(acc[f"{key}_hi"], float) - est]))
+        ax.bar(x + (i - 1.5) * width, est, width, yerr=err, color=color, label=f"{split} {what}", capsize=2)
+    ax.set_xticks(x, models)
+    ax.set_ylabel("accuracy")
+    lowest = min(float(np.nanmin(np.asarray(acc[f"{s}_{w}_lo"], float))) for s, w, _ in bars)
+    ax.set_ylim(max(0.0, lowest - 0.1) if np.isfinite(lowest) else 0.0, 1.0)
+    ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.1), frameon=False)
+    ax.set_title("Clean vs dataset-masked accuracy (95% bootstrap intervals)", fontsize=9)
+    return _save(fig, path, dpi)
+
+
+def band_differences(centres: torch.Tensor, diffs: Mapping[str, torch.Tensor], dataset_diffs: Mapping[str, torch.Tensor],
+                     xlabel: str, path: Path, title: str, dpi: int = 110) -> Path:
+    """Band energy of each variant minus N: single-image masks (mean paired difference, solid, with its
+    interval shaded; ``diffs[V]`` = (3, bands) estimate / lo / hi) and dataset masks (dashed)."""
+    fig, ax = plt.subplots(figsize=(6.0, 3.4))
+    x = np.asarray(centres)
+    for v, d in diffs.items():
+        est, lo, hi = np.asarray(d)
+        ax.plot(x, est, color=_color(v), marker="o", ms=3, label=f"{v} - N")
+        ax.fill_between(x, lo, hi, color=_color(v), alpha=0.2, lw=0)
+        if v in dataset_diffs:
+            ax.plot(x, np.asarray(dataset_diffs[v]), color=_color(v), ls="--", lw=1)
+    ax.axhline(0, color="gray", lw=0.8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("energy difference")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set_title(f"{title}\nsolid: single-image masks (shaded: interval), dashed: dataset masks", fontsize=9)
+    return _save(fig, path, dpi)
+
+
+def single_panel(panel: Mapping, class_names: Sequence[str], path: Path, n: int, dpi: int = 110) -> Path:
+    """Single-image panel, one row per image: x, x_A (PGD), N's mask of x, N's mask of x_A, masked x,
+    masked x_A, the binary complement of x's mask and x seen through it. Titles: class names of the
+    target (N's clean prediction) and of N's prediction on x_A."""
+    n = min(n, len(panel["x"]))
+    cols = [("x", "x", "gray"), ("x_adv", "x_A (PGD)", "gray"), ("mask", "mask of x", "viridis"),
+            ("mask_adv", "mask of x_A", "viridis"), ("masked_x", "masked x", "gray"),
+            ("masked_x_adv", "masked x_A", "gray"), ("complement", "complement", "viridis"),
+            ("complement_x", "complement-masked x", "gray")]
+    fig, axes = plt.subplots(n, len(cols), figsize=(1.35 * len(cols), 1.45 * n + 0.4), squeeze=False)
+    for i in range(n):
+        target, target_adv = int(panel["target"][i]), int(panel["target_adv"][i])
+        for j, (key, name, cmap) in enumerate(cols):
+            title = name if i == 0 else ""
+            if key == "x":
+                title += f"\n{class_names[target]}"
+            elif key == "x_adv":
+                title += f"\n{class_names[target_adv]}"
+            vrange = (0, 1) if cmap == "viridis" else (None, None)
+            _image(axes[i, j], panel[key][i], title, cmap, *vrange)
+    fig.suptitle("Single-image masks of the standard model N (masked images min-max scaled)", fontsize=9)
+    return _save(fig, path, dpi)
+
+
+def seen_through_masks(through: Mapping[str, torch.Tensor], path: Path, n: int, dpi: int = 110) -> Path:
+    """Images (rows) as each model sees them through its own single-image mask (columns), pixel units,
+    each image min-max scaled. ``through``: ``x`` (n, C, H, W) and ``seen_<V>`` (n, C, H, W)."""
+    keys = ["x"] + [k for k in through if k.startswith("seen_")]
+    n = min(n, len(through["x"]))
+    fig, axes = plt.subplots(n, len(keys), figsize=(1.4 * len(keys), 1.45 * n + 0.3), squeeze=False)
+    for i in range(n):
+        for j, k in enumerate(keys):
+            _image(axes[i, j], through[k][i], ("original" if k == "x" else f"through {k[5:]}'s mask") if i == 0 else "")
+    fig.suptitle("Images seen through their single-image masks", fontsize=9)
+    return _save(fig, path, dpi)
+
+
+def class_masks(masks: Mapping[str, torch.Tensor], class_names: Sequence[str], path: Path, dpi: int = 110) -> Path:
+    """Class masks: one row per variant, one column per class (shifted, [0, 1])."""
+    variants = list(masks)
+    k = masks[variants[0]].shape[0]
+    fig, axes = plt.subplots(len(variants), k, figsize=(1.25 * k + 0.6, 1.3 * len(variants) + 0.4), squeeze=False)
+    for i, v in enumerate(variants):
+        for j in range(k):
+            _image(axes[i, j], masks[v][j], class_names[j] if i == 0 else "", "viridis", 0, 1)
+        axes[i, 0].set_ylabel(v, rotation=0, labelpad=12, fontsize=9)
+    fig.suptitle("Class masks (one per class and model)", fontsize=9)
+    return _save(fig, path, dpi)
+
+
+def band_shares(centres: Sequence[torch.Tensor], shares: Mapping[str, Mapping[str, torch.Tensor]], path: Path,
+                dpi: int = 110) -> Path:
+    """Share of images whose mask has more band energy than N's mask on the same image, per ring (left)
+    and per wedge (right); ``shares[profile][V]`` = (3, bands) estimate / lo / hi."""
+    fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.2))
+    for ax, (profile, x, xlabel) in zip(axes, (("radial", centres[0], "ring centre (cycles / image)"),
+                                               ("angular", centres[1], "wedge centre (degrees)"))):
+        for v, d in shares[profile].items():
+            est, lo, hi = np.asarray(d)
+            ax.plot(np.asarray(x), est, color=_color(v), marker="o", ms=3, label=f"{v} > N")
+            ax.fill_between(np.asarray(x), lo, hi, color=_color(v), alpha=0.2, lw=0)
+        ax.axhline(0.5, color="gray", lw=0.8, ls="--")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("share of images")
+        ax.legend(fontsize=7)
+    fig.suptitle("Per band: share of images whose mask has more energy than N's", fontsize=9)
+    return _save(fig, path, dpi)
+
+
+def probe_results(rows: Sequence[Mapping], embedding: Mapping | None, class_names: Sequence[str], path: Path,
+                  dpi: int = 110) -> Path:
+    """Linear probe: test accuracy with true vs permuted labels per model (intervals; chance dashed),
+    and the 2-D PCA embedding of one model's probe outputs on its test images, coloured by class."""
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.4), gridspec_kw={"width_ratios": [1.4, 1]})
+    ax = axes[0]
+    rows = [r for r in rows if np.isfinite(float(r.get("test_acc", np.nan)))]
+    x = np.arange(len(rows))
+    for off, key, color, label in ((-0.2, "test_acc", "tab:blue", "true labels"),
+                                   (0.2, "permuted_test_acc", "tab:gray", "permuted labels")):
+        est = np.array([float(r[key]) for r in rows])
+        err = np.abs(np.stack([est - [float(r[f"{key}_lo"]) for r in rows], [float(r[f"{key}_hi"]) for r in rows] - est]))
+        ax.bar(x + off, est, 0.4, yerr=err, color=color, capsize=2, label=label)
+    if rows:
+        ax.axhline(np.mean([float(r["chance"]) for r in rows]), color="k", ls="--", lw=0.8, label="chance")
+    ax.set_xticks(x, [r["model"] for r in rows])
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("probe test accuracy")
+    ax.legend(fontsize=7)
+    ax.set_title("Linear probe on single-image masks", fontsize=9)
+    ax = axes[1]
+    if embedding is not None:
+        emb, labels = np.asarray(embedding["embedding"]), np.asarray(embedding["labels"])
+        for c in np.unique(labels):
+            ax.scatter(*emb[labels == c].T, s=12, label=class_names[int(c)])
+        ax.legend(fontsize=6, markerscale=0.8)
+        ax.set_title(f"probe outputs (PCA), {embedding['model']}", fontsize=9)
+    ax.set_xlabel("PC 1")
+    ax.set_ylabel("PC 2")
+    return _save(fig, path, dpi)
+
+
+def filtered_accuracy(radii: torch.Tensor, curves: Mapping[str, Mapping[str, torch.Tensor]], path: Path,
+                      dpi: int = 110) -> Path:
+    """Accuracy on low-pass (left) and high-pass (right) filtered test images vs cut-off radius, per model."""
+    fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.2), sharey=True)
+    for ax, kind in zip(axes, ("low", "high")):
+        for model, c in curves.items():
+            ax.plot(np.asarray(radii), np.asarray(c[kind]), color=_color(model), marker="o", ms=3, label=model)
+        ax.set_xlabel("cut-off radius (cycles / image)")
+        ax.set_title(f"{kind}-pass filtered", fontsize=9)
+        ax.set_ylim(0, 1.02)
+    axes[0].set_ylabel("test accuracy")
+    axes[1].legend(fontsize=7)
+    return _save(fig, path, dpi)
+
+
+def heatmaps(freqs: torch.Tensor, maps: Mapping[str, Mapping], path: Path, dpi: int = 110) -> Path:
+    """Fourier heat maps (error rate under one added basis image per frequency; low frequencies in the
+    centre), one panel per model, titled with the Spearman correlation with its dataset mask."""
+    models = list(maps)
+    fig, axes = plt.subplots(1, len(models), figsize=(2.2 * len(models) + 0.8, 2.6), squeeze=False)
+    f = np.asarray(freqs)
+    ticks = np.unique(np.linspace(0, len(f) - 1, min(len(f), 5)).round().astype(int))
+    for ax, m in zip(axes[0], models):
+        im = ax.imshow(np.asarray(maps[m]["map"]), cmap="magma", vmin=0, vmax=1)
+        corr = maps[m]["corr"]
+        ax.set_title(f"{m}\nrho = {corr:.2f}" if np.isfinite(corr) else f"{m}\nrho = n/a", fontsize=8)
+        ax.set_xticks(ticks, f[ticks])
+        ax.set_yticks(ticks, f[ticks])
+        ax.set_xlabel("kx", fontsize=7)
+        ax.tick_params(labelsize=6)
+    axes[0, 0].set_ylabel("ky", fontsize=7)
+    fig.colorbar(im, ax=axes[0].tolist(), fraction=0.02, label="error rate")
+    return _save(fig, path, dpi)

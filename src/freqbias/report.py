@@ -1,0 +1,288 @@
+"""The report stage: figures and ``reports/report.md``, from the aggregate stage's outputs only.
+
+Reads ``results/figdata.pt``, ``results/claims.json``, ``results/summary.json`` and the result tables
+(``results/*.csv``); writes ``reports/figures/*.png`` (:mod:`freqbias.plots`) and the markdown report:
+a header (data, architecture, variants, seeds, key params, commit, run time), the study's reference
+numbers next to this run's, the claims with their verdicts, every figure with a caption, and the
+main tables.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+
+from . import plots
+from .config import DataError, Section
+
+TABLES = ("accuracy", "single_image", "probe", "heatmaps")
+
+# STUDY.md, "Models" and "Statistics and figures": (quantity, VGG11-BN, ResNet-18, how to read this run's value).
+REFERENCE: list[tuple[str, str, str, tuple[str, str]]] = [
+    *[(f"clean val accuracy, {v}", a, "", ("val_clean_all", v))
+      for v, a in (("N", "89.56"), ("A", "79.62"), ("S", "86.62"), ("T", "85.86"), ("R", "68.47"))],
+    *[(f"dataset-masked val accuracy, {v}", a, "", ("val_masked_all", v))
+      for v, a in (("N", "89.20"), ("A", "78.97"), ("S", "86.72"), ("T", "85.35"), ("R", "68.17"))],
+    ("single-image: masked image keeps the prediction (N)", "100", "100", ("single", "masked")),
+    ("single-image: complement keeps the prediction (N)", "55.5", "58.3", ("single", "complement")),
+    ("single-image: PGD image keeps the prediction (N)", "0", "0", ("single", "pgd")),
+    ("single-image: clean mask restores it on the PGD image (N)", "58.7", "74.3", ("single", "restored")),
+    ("probe test accuracy on N's masks, true labels", "82.2", "78.4", ("probe", "test_acc")),
+    ("probe test accuracy on N's masks, permuted labels", "about 20", "about 20", ("probe", "permuted_test_acc")),
+    ("probe chance level", "20", "20", ("probe", "chance")),
+]
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """The ``report`` section of params.yaml."""
+
+    title: str = "Frequency bias of robust networks through learned Fourier masks"
+    dpi: int = 110
+    panel_images: int = 4
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> "ReportConfig":
+        sec = Section(params, "report")
+        return cls(title=sec.string("title"), dpi=sec.integer("dpi", min=20, max=600),
+                   panel_images=sec.integer("panel_images", min=1))
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A rendered figure: file name under the figures folder and its caption."""
+
+    name: str
+    caption: str
+
+
+def _num(value: Any) -> float:
+    """A table cell as a float (NaN for empty / non-numeric cells)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def load_results(folder: Path = Path("results")) -> tuple[dict, list[dict], dict, dict[str, list[dict]]]:
+    """``(figdata, claims, summary, tables)`` from the aggregate stage's outputs; DataError when missing."""
+    names = ["figdata.pt", "claims.json", "summary.json"] + [f"{t}.csv" for t in TABLES]
+    missing = [n for n in names if not (folder / n).exists()]
+    if missing:
+        raise DataError(f"{folder / missing[0]}: not found (run the aggregate stage first)")
+    tables = {}
+    for t in TABLES:
+        with open(folder / f"{t}.csv", newline="") as fh:
+            tables[t] = list(csv.DictReader(fh))
+    return (torch.load(folder / "figdata.pt", weights_only=True), json.loads((folder / "claims.json").read_text()),
+            json.loads((folder / "summary.json").read_text()), tables)
+
+
+def make_figures(fig: Mapping, tables: Mapping[str, Sequence[Mapping]], folder: Path, cfg: ReportConfig) -> list[Figure]:
+    """Render every figure into ``folder``; return them in report order with captions."""
+    out: list[Figure] = []
+    dpi = cfg.dpi
+    names = fig["class_names"]
+
+    def add(name: str, caption: str, draw: Callable[[Path], Path]) -> None:
+        draw(folder / f"{name}.png")
+        out.append(Figure(f"{name}.png", caption))
+
+    add("mask_grid_dataset", "Dataset masks of every model (top, mean over seeds; shifted, zero frequency in the "
+        "centre) and their differences from the standard model's mask X - N (bottom; red: X keeps more).",
+        lambda p: plots.mask_grid(fig["dataset_masks"], p, "Dataset masks", dpi))
+    add("mask_grid_single", "Mean single-image mask of every model over its images (top) and X - N (bottom); "
+        "the same test images for every model of a seed.",
+        lambda p: plots.mask_grid(fig["single_mean_masks"], p, "Mean single-image masks", dpi))
+    add("accuracy", "Clean vs dataset-masked accuracy per model on the val images the mask was fitted on and on "
+        "held-out test images, re-scored by the aggregate stage (bars: 95% bootstrap intervals over images).",
+        lambda p: plots.accuracy_bars(fig["accuracy"], p, dpi))
+    for profile, unit in (("radial", "ring centre (cycles / image)"), ("angular", "wedge centre (degrees)")):
+        add(f"{profile}_differences", f"{profile.capitalize()} band energy of each variant's masks minus the "
+            "standard model's: mean paired difference over single-image masks with its bootstrap interval "
+            "(shaded), and the dataset masks' difference (dashed). Energies: mask normalised by its Frobenius "
+            "norm, L2 norm inside each band.",
+            lambda p, profile=profile, unit=unit: plots.band_differences(
+                fig[f"{profile}_centres"], fig["diffs"][profile], fig["dataset_diffs"][profile], unit, p,
+                f"{profile} band energy, X - N", dpi))
+    add("single_panel", "Single-image analysis with the standard model N: x and its PGD version x_A (titles: "
+        "N's prediction), N's masks of both, the images seen through them, the binary complement 1 - 1[M > 0] "
+        "of x's mask and x seen through it.",
+        lambda p: plots.single_panel(fig["panel"], names, p, cfg.panel_images, dpi))
+    add("seen_through_masks", "The same test images seen through each model's own single-image mask (pixel "
+        "units, each image min-max scaled): what the network needs to keep its prediction.",
+        lambda p: plots.seen_through_masks(fig["through"], p, cfg.panel_images, dpi))
+    add("class_masks", "Class masks: one dataset mask per class and model (first seed; shifted, [0, 1]).",
+        lambda p: plots.class_masks(fig["class_masks"], names, p, dpi))
+    add("band_shares", "Per band, the share of images whose mask (variant X) has more energy than the standard "
+        "model's mask on the same image, with 95% bootstrap intervals; 0.5 dashed.",
+        lambda p: plots.band_shares((fig["radial_centres"], fig["angular_centres"]), fig["shares"], p, dpi))
+    probe_model = next((m for m in fig["models"] if m in fig["probe"]), None)
+    embedding = {**fig["probe"][probe_model], "model": probe_model} if probe_model else None
+    add("probe", "Linear probe (multinomial logistic regression) from the flattened single-image masks to the "
+        "true class: held-out accuracy with true vs permuted labels (95% bootstrap intervals over test images; "
+        "chance dashed), and a 2-D PCA embedding of the probe's outputs on the test images.",
+        lambda p: plots.probe_results(tables["probe"], embedding, names, p, dpi))
+    add("filtered_accuracy", "Test accuracy on ideal low-pass (left) and high-pass (right; zero frequency kept) "
+        "filtered images vs the cut-off radius.",
+        lambda p: plots.filtered_accuracy(fig["filtered"]["radii"],
+                                          {m: c for m, c in fig["filtered"].items() if m != "radii"}, p, dpi))
+    add("heatmaps", "Fourier heat maps (Yin et al. 2019): test error when one Fourier basis image of fixed L2 "
+        "norm is added, per frequency (low frequencies in the centre); rho = Spearman correlation with the "
+        "model's dataset mask at the same frequencies.",
+        lambda p: plots.heatmaps(fig["heatmaps"]["freqs"], {m: h for m, h in fig["heatmaps"].items() if m != "freqs"},
+                                 p, dpi))
+    return out
+
+
+def _pct(est: float, lo: float = math.nan, hi: float = math.nan) -> str:
+    if not math.isfinite(est):
+        return "n/a"
+    text = f"{100 * est:.1f}"
+    return text + (f" [{100 * lo:.1f}, {100 * hi:.1f}]" if math.isfinite(lo) and math.isfinite(hi) else "")
+
+
+def this_run_value(key: tuple[str, str], tables: Mapping[str, Sequence[Mapping]]) -> str:
+    """This run's number for one reference row, in percent (mean over seeds; interval when there is one)."""
+    kind, field = key
+    if kind in ("val_clean_all", "val_masked_all"):
+        rows = [r for r in tables["accuracy"] if r["variant"] == field]
+        return _pct(sum(_num(r[kind]) for r in rows) / len(rows)) if rows else "not trained"
+    if kind == "single":  # one seed: its row; several: the row pooled over seeds
+        rows = [r for r in tables["single_image"] if r["variant"] == "N" and r["metric"] == field]
+        row = ([r for r in rows if r["seed"] == "all"] or rows or [None])[0]
+        return _pct(*(_num(row[k]) for k in ("value", "value_lo", "value_hi"))) if row else "n/a"
+    rows = [r for r in tables["probe"] if r["variant"] == "N" and math.isfinite(_num(r.get(field)))]
+    if len(rows) == 1:
+        return _pct(*(_num(rows[0].get(k)) for k in (field, f"{field}_lo", f"{field}_hi")))
+    return _pct(sum(_num(r[field]) for r in rows) / len(rows)) if rows else "n/a"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    def cell(v: Any) -> str:
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(map(cell, header)) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(map(cell, r)) + " |" for r in rows])
+
+
+def _g(v: Any) -> str:
+    x = _num(v)
+    return f"{x:.3g}" if math.isfinite(x) else "n/a"
+
+
+def claims_section(claims: Sequence[Mapping], rule: str) -> str:
+    """The claims table (headline part and combined verdict), the verdict rule, and per claim its parts,
+    extra values and the note saying where this run disagrees."""
+    rows = [[c["claim"], c["text"], c["statistic"], f"{_g(c['estimate'])} [{_g(c['lo'])}, {_g(c['hi'])}]",
+             f"{c['direction']} {_g(c['threshold'])}" if c["direction"] else "", f"**{c['verdict']}**", c["study"]]
+            for c in claims]
+    details = []
+    for c in claims:
+        lines = [f"- {p['statistic']}: {_g(p['estimate'])} [{_g(p['lo'])}, {_g(p['hi'])}], claimed "
+                 f"{p['direction']} {_g(p['threshold'])}: {p['verdict']}" for p in c["parts"]] or ["- no part measured"]
+        if c["info"]:
+            lines.append("- also: " + ", ".join(f"{k} = {_g(v)}" for k, v in c["info"].items()))
+        if c["note"]:
+            lines.append(f"- note: {c['note']}")
+        details.append(f"**Claim {c['claim']}: {c['verdict']}.**\n" + "\n".join(lines))
+    return "\n\n".join([_table(["#", "claim", "statistic (headline part)", "estimate [interval]", "rule", "verdict",
+                                "study"], rows), f"**Verdict rule.** {rule}", *details])
+
+
+def header_section(summary: Mapping, cfg: ReportConfig, commit: str, generated: str, report_seconds: float) -> str:
+    """Title and the table of what was run."""
+    counts = summary.get("counts", {})
+    masks = summary.get("masks", {})
+    single, dataset = masks.get("single", {}), masks.get("dataset", {})
+    acfg = summary["config"]
+    attack = summary.get("train", {}).get("attack", {})
+    agg_seconds = sum(summary["aggregate_seconds"].values())
+    rows = [
+        ["dataset", f"{summary.get('dataset')} ({summary.get('source')}), {summary['image_size'][0]} x "
+                    f"{summary['image_size'][1]}, {len(summary['classes'])} classes; images train / val / test: "
+                    f"{counts.get('train')} / {counts.get('val')} / {counts.get('test')}"],
+        ["architecture", f"{summary.get('arch')}, {summary.get('train', {}).get('epochs')} epochs"],
+        ["variants", ", ".join(f"{v} ({plots.NAMES.get(v, v)})" for v in summary["variants"])],
+        ["seeds", ", ".join(map(str, summary["seeds"]))],
+        ["PGD (variant A; single-image x_A)", f"L-inf eps {attack.get('eps')}, step {attack.get('alpha')}, "
+                                              f"{attack.get('steps')} steps, {attack.get('units')} units"],
+        ["masks", f"{summary['kind']} layout; dataset: lam {dataset.get('lam')}, lr {dataset.get('lr')}, fit on "
+                  f"{dataset.get('fit_n')} val images, <= {dataset.get('max_epochs')} epochs; single-image: lam "
+                  f"{single.get('lam')}, lr {single.get('lr')}, <= {single.get('max_steps')} steps, "
+                  f"{', '.join(map(str, summary['single_n'].values()))} images per seed"],
+        ["statistics", f"{acfg['radial_bands']} rings, {acfg['angular_bands']} wedges; bootstrap {acfg['n_boot']} "
+                       f"resamples, {100 * (1 - acfg['alpha']):.0f}% percentile intervals, seed {acfg['seed']}"],
+        ["commit", f"`{commit}`"],
+        ["generated", generated],
+        ["run time", f"train {summary['train_seconds']:.0f} s, masks {summary['masks_seconds']:.0f} s (sums over "
+                     f"models), aggregate {agg_seconds:.0f} s, report {report_seconds:.0f} s"],
+    ]
+    return f"# {cfg.title}\n\nReproduction of Karantzas et al. 2022 (STUDY.md).\n\n" + _table(["", ""], rows)
+
+
+def render(summary: Mapping, claims: Sequence[Mapping], tables: Mapping[str, Sequence[Mapping]],
+           figures: Sequence[Figure], cfg: ReportConfig, commit: str, generated: str,
+           report_seconds: float = 0.0, figures_dir: str = "figures") -> str:
+    """The report as markdown; figure links are relative to the report's folder."""
+    ref = _table(["quantity (%)", "study: VGG11-BN", "study: ResNet-18", "this run [95% interval]"],
+                 [[q, vgg or "-", res or "-", this_run_value(key, tables)] for q, vgg, res, key in REFERENCE])
+    figs = "\n\n".join(f"### Figure {i}. {f.name[:-4].replace('_', ' ')}\n\n![Figure {i}]({figures_dir}/{f.name})\n\n"
+                       f"*Figure {i}.* {f.caption}" for i, f in enumerate(figures, 1))
+    acc = _table(["model", "val clean", "val masked", "val masked / clean", "test clean", "test masked",
+                  "test masked / clean", "mask mean", "PGD acc (train eps)"],
+                 [[r["model"], _pct(_num(r["val_clean"])), _pct(_num(r["val_masked"])),
+                   f"{_g(r['val_ratio'])} [{_g(r['val_ratio_lo'])}, {_g(r['val_ratio_hi'])}]",
+                   _pct(_num(r["test_clean"])), _pct(_num(r["test_masked"])),
+                   f"{_g(r['test_ratio'])} [{_g(r['test_ratio_lo'])}, {_g(r['test_ratio_hi'])}]",
+                   _g(r["mask_mean"]), _pct(_num(r["pgd_acc_train_eps"]))] for r in tables["accuracy"]])
+    single = _table(["model", "metric", "value [95% interval]", "n", "masks stage"],
+                    [[r["model"], r["metric"], f"{_g(r['value'])} [{_g(r['value_lo'])}, {_g(r['value_hi'])}]",
+                      r["n"], _g(r["stored"])] for r in tables["single_image"]])
+    probe = _table(["model", "train", "test [95%]", "permuted test [95%]", "chance", "n train / test"],
+                   [[r["model"], _pct(_num(r.get("train_acc"))),
+                     _pct(_num(r.get("test_acc")), _num(r.get("test_acc_lo")), _num(r.get("test_acc_hi"))),
+                     _pct(_num(r.get("permuted_test_acc")), _num(r.get("permuted_test_acc_lo")),
+                          _num(r.get("permuted_test_acc_hi"))), _pct(_num(r.get("chance"))),
+                     f"{r.get('n_train') or '-'} / {r.get('n_test') or '-'}"] for r in tables["probe"]])
+    heat = _table(["model", "mean error", "max error", "Spearman rho with dataset mask"],
+                  [[r["model"], _g(r["mean_error"]), _g(r["max_error"]), _g(r["corr_with_dataset_mask"])]
+                   for r in tables["heatmaps"]])
+    acc_n = summary["accuracy_n"]
+    return "\n\n".join([
+        header_section(summary, cfg, commit, generated, report_seconds),
+        "## Reference numbers\n\nThe study's numbers (Imagenette, 5 classes, 128 x 128; STUDY.md) next to this "
+        "run's. Dataset, resolution and architecture differ, so levels are not expected to match; the claims below "
+        "are about directions and contrasts. Accuracies: full val split, from the masks stage; single-image and "
+        "probe numbers: re-evaluated by the aggregate stage.\n\n" + ref,
+        "## Claims\n\n" + claims_section(claims, summary["verdict_rule"]),
+        "## Figures\n\n" + figs,
+        f"## Tables\n\n### Dataset masks\n\nRe-scored on the first {acc_n.get('val')} val images (the dataset mask "
+        f"was fitted on the first fit_n of them) and the first {acc_n.get('test')} test images (held out); "
+        "intervals: bootstrap over images.\n\n" + acc,
+        "### Single-image masks\n\nAgreement with the model's own clean prediction (masked, complement, PGD image "
+        "unmasked, PGD image under the clean mask: continuous / binary, PGD image under its own mask), and the "
+        "similarity of x and the masked x in pixels (SSIM, correlation); 'masks stage' = the value that stage "
+        "logged.\n\n" + single,
+        "### Linear probe\n\n" + probe,
+        "### Fourier heat maps\n\n" + heat,
+    ]) + "\n"
+
+
+def git_commit(root: Path = Path(".")) -> str:
+    """Short commit hash of HEAD, with "+ uncommitted changes" when tracked files differ; "unknown" outside git."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + (" + uncommitted changes" if dirty else "")

@@ -1,0 +1,46 @@
+"""aggregate: statistics over the masks of every model -> results/ (tables, curves, claims, figure data).
+
+Usage: ``python stages/aggregate.py``. Reads params ``aggregate`` (and ``train.variants``, ``train.seeds``,
+``train.attack``, ``data``, ``model``, ``masks``); reads ``models/``, ``masks/``, ``metrics/`` and
+``data/prepared``; writes ``results/*.csv``, ``results/curves/``, ``results/claims.json``,
+``results/summary.json`` and ``results/figdata.pt`` (see :mod:`freqbias.analysis`).
+"""
+
+import time
+from pathlib import Path
+
+from freqbias.analysis import AggregateConfig, load_records, run_aggregate, write_results
+from freqbias.cli import run_stage, setup_logging
+from freqbias.config import Section, load_params
+from freqbias.data import load_split
+from freqbias.io import load_json
+from freqbias.training import TrainConfig, resolve_device
+
+DATA = Path("data/prepared")
+
+
+@run_stage
+def main() -> None:
+    log = setup_logging("aggregate")
+    t0 = time.perf_counter()
+    params = load_params()
+    manifest = load_json(DATA / "manifest.json")
+    size = manifest["image_size"]
+    cfg = AggregateConfig.from_params(params, (size, size))
+    train = TrainConfig.from_params(params)
+    records = load_records(train.variants, train.seeds, resolve_device(cfg.device))
+    splits = {s: load_split(DATA, s) for s in ("val", "test")}
+    result = run_aggregate(records, cfg, splits, train.attack.build(manifest["std"][0]), manifest["classes"], log.info)
+    result.summary.update({
+        "dataset": manifest["dataset"], "source": manifest.get("source"), "counts": manifest["counts"],
+        "arch": train.arch, "train": {"epochs": train.epochs, "attack": train.attack.__dict__},
+        "masks": Section(params, "masks").data, "seconds": round(time.perf_counter() - t0, 1)})
+    write_results(result)
+    for claim in result.claims:
+        log.info(f"claim {claim['claim']}: {claim['verdict']} ({claim['statistic']} = {claim['estimate']:.3g} "
+                 f"[{claim['lo']:.3g}, {claim['hi']:.3g}])")
+    log.info(f"done in {time.perf_counter() - t0:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

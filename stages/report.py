@@ -1,0 +1,33 @@
+"""report: figures and the markdown report from the aggregate stage's outputs.
+
+Usage: ``python stages/report.py``. Reads params ``report`` and ``results/`` (figdata.pt, claims.json,
+summary.json, tables); writes ``reports/figures/*.png`` and ``reports/report.md``.
+"""
+
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from freqbias.cli import run_stage, setup_logging
+from freqbias.config import load_params
+from freqbias.io import save_text
+from freqbias.report import ReportConfig, git_commit, load_results, make_figures, render
+
+OUT = Path("reports")
+
+
+@run_stage
+def main() -> None:
+    log = setup_logging("report")
+    t0 = time.perf_counter()
+    cfg = ReportConfig.from_params(load_params())
+    figdata, claims, summary, tables = load_results()
+    figures = make_figures(figdata, tables, OUT / "figures", cfg)
+    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    text = render(summary, claims, tables, figures, cfg, git_commit(), generated, time.perf_counter() - t0)
+    save_text(text, OUT / "report.md")
+    log.info(f"{len(figures)} figures and {OUT / 'report.md'} in {time.perf_counter() - t0:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""Tests of freqbias.report and freqbias.plots: the report renders every figure it names, from the
+aggregate outputs alone, with the claims and the reference numbers."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from freqbias import analysis as an
+from freqbias import report as rp
+from freqbias.config import DataError, ParamError
+
+from test_analysis import SMALL, synthetic_run
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models: one thread is as fast and does not slow to a crawl when the machine is busy."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> Path:
+    """results/ of a small aggregation over random models (variants N, A, R; one seed)."""
+    folder = tmp_path_factory.mktemp("run") / "results"
+    records, splits, names = synthetic_run()
+    res = an.run_aggregate(records, SMALL, splits, attack=None, class_names=names)
+    res.summary.update({"dataset": "synthetic", "arch": "small_cnn", "counts": {"train": 1, "val": 20, "test": 40}})
+    an.write_results(res, folder)
+    return folder
+
+
+def test_report_renders_every_figure_it_names(results: Path, tmp_path: Path):
+    cfg = rp.ReportConfig(dpi=40, panel_images=2)
+    figdata, claims, summary, tables = rp.load_results(results)
+    figures = rp.make_figures(figdata, tables, tmp_path / "figures", cfg)
+    text = rp.render(summary, claims, tables, figures, cfg, "abc1234", "today", 1.0)
+    (tmp_path / "report.md").write_text(text)
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert len(links) == len(figures) >= 11
+    for link in links:
+        png = tmp_path / link
+        assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", link
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == sorted(Path(link).name for link in links)
+    for f in figures:                                          # every figure has a caption in the text
+        assert f.caption in text
+
+
+def test_report_has_header_reference_numbers_and_claims(results: Path, tmp_path: Path):
+    cfg = rp.ReportConfig(dpi=40, panel_images=2)
+    figdata, claims, summary, tables = rp.load_results(results)
+    text = rp.render(summary, claims, tables, [], cfg, "abc1234", "today")
+    assert text.startswith(f"# {cfg.title}") and "`abc1234`" in text and "N (standard), A (adversarial), R" in text
+    assert "| clean val accuracy, N | 89.56 | - | 50.0 |" in text            # study vs this run (masks metrics)
+    assert "| clean val accuracy, S | 86.62 | - | not trained |" in text
+    assert "| single-image: complement keeps the prediction (N) | 55.5 | 58.3 |" in text
+    claim_rows = [line for line in text.splitlines() if re.match(r"^\| [1-8] \| ", line)]
+    assert len(claim_rows) == 8
+    assert "**Verdict rule.** A part holds when its whole 95% interval" in text
+    for c in claims:
+        assert f"**{c['verdict']}**" in text
+
+
+def test_config_and_missing_results(tmp_path: Path):
+    params = {"report": {"title": "T", "dpi": 80, "panel_images": 3}}
+    assert rp.ReportConfig.from_params(params) == rp.ReportConfig("T", 80, 3)
+    with pytest.raises(ParamError, match=r"^report\.dpi"):
+        rp.ReportConfig.from_params({"report": {"title": "T", "dpi": 0, "panel_images": 3}})
+    with pytest.raises(DataError, match="run the aggregate stage first"):
+        rp.load_results(tmp_path)
+
+
+def test_git_commit_outside_a_repository(tmp_path: Path):
+    assert rp.git_commit(tmp_path) == "unknown"
