@@ -168,8 +168,15 @@ def test_loss_terms_at_identity_and_per_image():
     with torch.no_grad():
         shared = fm.init_masks(1, 28, 28)[0]
         gap_sq, l1 = fm.loss_terms(net(fm.apply_mask(z, shared)), y, ce0, shared, 28, "rfft")
-        assert gap_sq.item() == pytest.approx(0.0, abs=1e-10) and l1.item() == pytest.approx(1.0)
-        assert fm.mask_loss(gap_sq, l1, 0.2).item() == pytest.approx(1.2)
+        assert gap_sq.shape == (4,) and l1.shape == ()
+        assert gap_sq.abs().max().item() == pytest.approx(0.0, abs=1e-10) and l1.item() == pytest.approx(1.0)
+        assert fm.mask_loss(gap_sq, l1, 0.2).mean().item() == pytest.approx(1.2)
+        half = 0.5 * shared
+        gap_half, _ = fm.loss_terms(net(fm.apply_mask(z, half)), y, ce0, half, 28, "rfft")
+    ce_half = F.cross_entropy(net(fm.apply_mask(z, half)), y, reduction="none").detach()
+    # a shared mask is scored per image (the batch-1 loss averaged), not on the batch-mean CE
+    torch.testing.assert_close(gap_half, (ce_half - ce0) ** 2)
+    with torch.no_grad():
         per = 0.5 * fm.init_masks(4, 28, 28)
         gap_sq, l1 = fm.loss_terms(net(fm.apply_mask(z, per)), y, ce0, per, 28, "rfft")
     ce = F.cross_entropy(net(fm.apply_mask(z, per)), y, reduction="none").detach()

@@ -11,7 +11,12 @@ neural networks through Fourier masks" (Front. AI 2022), organised as one module
 - :mod:`freqbias.attacks`  PGD L-inf in [0, 1] pixel space
 - :mod:`freqbias.training` training variants (N, A, S, T, R, G), evaluation
 - :mod:`freqbias.fourier`  Fourier masks: parametrisations, loss, dataset/class/single-image fitting
+- :mod:`freqbias.single_image` the study's image selection; complements and restoration on PGD images
 - :mod:`freqbias.spectral` radial/angular band energies, bootstrap, probes, frequency baselines
+- :mod:`freqbias.analysis` the aggregate stage: statistics over all models, claims with verdicts
+- :mod:`freqbias.plots`    one function per figure
+- :mod:`freqbias.report`   the markdown report
+- :mod:`freqbias.profiles` named overlays on params.yaml (paper, cifar10, tiny)
 """
 
 __version__ = "0.1.0"

@@ -486,8 +486,14 @@ def claim_accuracy(acc: Mapping[str, tuple[np.ndarray, np.ndarray]], cfg: Aggreg
 
 
 def _low_mid_diffs(radial: Mapping[str, Sequence[np.ndarray]], v: str, bands: np.ndarray) -> list[np.ndarray]:
-    """Per seed, per image: mean over ``bands`` of the energy difference V - N (n_s,)."""
-    return [np.subtract(*paired(a, n))[:, bands].mean(axis=1) for a, n in zip(radial[v], radial["N"])]
+    """Per seed, per image: mean over ``bands`` of the energy difference V - N (n_s,); NaN where either
+    mask is all zero (no energies), so that vectors of different variants stay aligned by image."""
+    return [(a - n)[:, bands].mean(axis=1) for a, n in zip(radial[v], radial["N"])]
+
+
+def _finite(diffs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Rows without NaN, per seed (for (n,) and (n, k) arrays)."""
+    return [d[np.isfinite(d).reshape(len(d), -1).all(axis=1)] for d in diffs]
 
 
 def claim_radial(radial: Mapping[str, Sequence[np.ndarray]], cfg: AggregateConfig,
@@ -500,9 +506,9 @@ def claim_radial(radial: Mapping[str, Sequence[np.ndarray]], cfg: AggregateConfi
     low, mid = band_thirds(radial["N"][0].shape[1])
     boot = dict(n_boot=cfg.n_boot, alpha=cfg.alpha, seed=cfg.seed)
     parts = [part(f"A - N mean energy over low rings {low[0]}-{low[-1]}",
-                  *cluster_bootstrap(_low_mid_diffs(radial, "A", low), **boot), 0.0, ">"),
+                  *cluster_bootstrap(_finite(_low_mid_diffs(radial, "A", low)), **boot), 0.0, ">"),
              part(f"A - N mean energy over mid rings {mid[0]}-{mid[-1]}",
-                  *cluster_bootstrap(_low_mid_diffs(radial, "A", mid), **boot), 0.0, "<")]
+                  *cluster_bootstrap(_finite(_low_mid_diffs(radial, "A", mid)), **boot), 0.0, "<")]
     info = {}
     if dataset_diff is not None:
         info = {"dataset_mask_low": float(np.mean(dataset_diff[low])), "dataset_mask_mid": float(np.mean(dataset_diff[mid]))}
@@ -545,14 +551,14 @@ def claim_augmentations(radial: Mapping[str, Sequence[np.ndarray]], cfg: Aggrega
     low, _ = band_thirds(radial["N"][0].shape[1])
     boot = dict(n_boot=cfg.n_boot, alpha=cfg.alpha, seed=cfg.seed)
     d_a = _low_mid_diffs(radial, "A", low)
-    sign = float(np.sign(np.mean([d.mean() for d in d_a])))
+    sign = float(np.sign(np.mean([d.mean() for d in _finite(d_a)])))
 
     def smaller(v: str, factor: float) -> Estimate:
-        both = [np.stack([dv, da], axis=1) for dv, da in zip(_low_mid_diffs(radial, v, low), d_a)]
+        both = _finite([np.stack([dv, da], axis=1) for dv, da in zip(_low_mid_diffs(radial, v, low), d_a)])
         return cluster_bootstrap(both, lambda m: factor * abs(m[1]) - abs(m[0]), **boot)
 
     def signed(v: str) -> Estimate:
-        return cluster_bootstrap([sign * d for d in _low_mid_diffs(radial, v, low)], **boot)
+        return cluster_bootstrap(_finite([sign * d for d in _low_mid_diffs(radial, v, low)]), **boot)
 
     parts = []
     if "R" in radial:
