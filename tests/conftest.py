@@ -8,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 REPO = Path(__file__).resolve().parents[1]
 GENERATED = ("metrics/", "reports/", "results/")  # committed outputs of a run: not copied
 
@@ -40,3 +43,12 @@ def make_project(root: Path, profile: str = "tiny") -> Path:
     run(["git", "init", "-q"], root)
     git_commit(root, profile)
     return root
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models: one thread is as fast and does not slow to a crawl when the machine is busy."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

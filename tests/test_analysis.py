@@ -18,13 +18,7 @@ from freqbias.models import build_model
 H = W = 28
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one thread is as fast and does not slow to a crawl when the machine is busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 CFG = an.AggregateConfig(n_boot=300, probe_max_iter=100)
 
 
