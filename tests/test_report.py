@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 import pytest
-import torch
 
 from freqbias import analysis as an
 from freqbias import report as rp
