@@ -3,42 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import git_commit, make_project, run
+
 pytestmark = pytest.mark.slow
-
-
-def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return proc
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    """A copy of the repository's tracked files with the tiny profile applied, run once end to end."""
-    root = tmp_path_factory.mktemp("project")
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
-                           text=True, check=True).stdout.split()
-    for name in files:
-        src = REPO / name
-        if src.is_file() and not name.startswith(("metrics/", "reports/", "results/")) and name != "dvc.lock":
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, root / name)
-    run([sys.executable, "-m", "freqbias.profiles", "apply", "tiny"], root)
+    """A copy of the repository with the tiny profile and one external checkpoint, run once end to end."""
+    root = make_project(tmp_path_factory.mktemp("project"))
     add_external_checkpoint(root)
-    run(["git", "init", "-q"], root)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "add", "-A"], root)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "tiny"], root)
+    git_commit(root, "external checkpoint")
     run(["dvc", "repro"], root)
     return root
 
