@@ -36,6 +36,8 @@ from torch.fx.experimental.optimization import fuse as fuse_conv_bn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from .training import one_cycle
+
 KINDS = ("rfft", "full")
 
 
@@ -335,10 +337,7 @@ def clean_ce(net: nn.Module, z: torch.Tensor, y: torch.Tensor, batch_size: int =
 def _optimiser(param: torch.Tensor, lr: float, pct_start: float, total_steps: int):
     """Adam with a OneCycle lr (peak ``lr``) planned for exactly ``total_steps`` steps."""
     opt = torch.optim.Adam([param], lr=lr)
-    if pct_start * total_steps == 1:  # torch divides by (warm-up steps - 1); nudge off the zero
-        pct_start *= 1 + 1e-6
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total_steps, pct_start=pct_start)
-    return opt, sched
+    return opt, one_cycle(opt, lr, total_steps, pct_start)
 
 
 def _step(param: torch.Tensor, loss: torch.Tensor, opt: torch.optim.Optimizer, sched) -> None:
