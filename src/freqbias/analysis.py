@@ -1,4 +1,4 @@
-"""The aggregate stage: from the masks of every model to tables, figure data and the claims of STUDY.md.
+"""The aggregate stage: from the masks of every model to tables, figure data and the claims of docs/study.md.
 
 Inputs (written by ``stages/masks.py``), per model ``<V>-s<seed>``: the dataset mask (H, Wm), the class
 masks (K, H, Wm) and the single-image masks (n, H, Wm), all UNSHIFTED, acting on the *normalised* image

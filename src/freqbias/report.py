@@ -24,7 +24,7 @@ from .config import DataError, Section
 
 TABLES = ("accuracy", "single_image", "probe", "heatmaps")
 
-# STUDY.md, "Models" and "Statistics and figures": (quantity, VGG11-BN, ResNet-18, how to read this run's value).
+# docs/study.md, "Reference numbers": (quantity, VGG11-BN, ResNet-18, how to read this run's value).
 REFERENCE: list[tuple[str, str, str, tuple[str, str]]] = [
     *[(f"clean val accuracy, {v}", a, "", ("val_clean_all", v))
       for v, a in (("N", "89.56"), ("A", "79.62"), ("S", "86.62"), ("T", "85.86"), ("R", "68.47"))],
@@ -225,7 +225,7 @@ def header_section(summary: Mapping, cfg: ReportConfig, commit: str, generated: 
         ["run time", f"train {summary['train_seconds']:.0f} s, masks {summary['masks_seconds']:.0f} s (sums over "
                      f"models), aggregate {agg_seconds:.0f} s, report {report_seconds:.0f} s"],
     ]
-    return f"# {cfg.title}\n\nReproduction of Karantzas et al. 2022 (STUDY.md).\n\n" + _table(["", ""], rows)
+    return f"# {cfg.title}\n\nReproduction of Karantzas et al. 2022 (docs/study.md).\n\n" + _table(["", ""], rows)
 
 
 def render(summary: Mapping, claims: Sequence[Mapping], tables: Mapping[str, Sequence[Mapping]],
@@ -258,7 +258,7 @@ def render(summary: Mapping, claims: Sequence[Mapping], tables: Mapping[str, Seq
     acc_n = summary["accuracy_n"]
     return "\n\n".join([
         header_section(summary, cfg, commit, generated, report_seconds),
-        "## Reference numbers\n\nThe study's numbers (Imagenette, 5 classes, 128 x 128; STUDY.md) next to this "
+        "## Reference numbers\n\nThe study's numbers (Imagenette, 5 classes, 128 x 128; docs/study.md) next to this "
         "run's. Dataset, resolution and architecture differ, so levels are not expected to match; the claims below "
         "are about directions and contrasts. Accuracies: full val split, from the masks stage; single-image and "
         "probe numbers: re-evaluated by the aggregate stage.\n\n" + ref,

@@ -1,4 +1,4 @@
-"""Single-image analysis (STUDY.md, kind 3): which images to use, and what their masks keep.
+"""Single-image analysis (docs/study.md, "Three kinds of mask", kind 3): which images to use, and what their masks keep.
 
 Images are pixels in [0, 1] (N, C, H, W); masks are unshifted (see :mod:`freqbias.fourier`) and act
 on the normalised image ``model.normalize(x)``.
