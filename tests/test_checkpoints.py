@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from freqbias.checkpoints import CheckpointSpec, fetch_checkpoint, parse_checkpoint_entries, sha256_file
+from freqbias.checkpoints import CheckpointSpec, fetch_checkpoint, parse_checkpoint_entries
 from freqbias.config import DataError, ParamError
+from freqbias.io import sha256_file
 from freqbias.models import build_model, checkpoint_dict, load_checkpoint
 
 TIMEOUT = 5

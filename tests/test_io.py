@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from freqbias.io import atomic_path, load_json, save_csv, save_json, save_text, save_torch
+from freqbias.io import atomic_path, load_json, save_csv, save_json, save_text, save_torch, sha256_file
 
 WRITERS = {
     "torch": lambda p: save_torch({"x": torch.zeros(2)}, p),
@@ -48,3 +49,10 @@ def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> No
             raise RuntimeError("interrupted")
     assert load_json(path) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+@pytest.mark.parametrize("size", [0, 5, (1 << 20) * 2 + 7], ids=["empty", "small", "three-blocks"])
+def test_sha256_file_matches_hashlib(size: int, tmp_path: Path) -> None:
+    data = os.urandom(size)
+    (tmp_path / "f").write_bytes(data)
+    assert sha256_file(tmp_path / "f") == hashlib.sha256(data).hexdigest()

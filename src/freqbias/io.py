@@ -1,11 +1,13 @@
 """Atomic writes: every output goes to a temporary file beside its target and is renamed into place,
 so an interrupted stage never leaves a half-written file for DVC to cache. Outputs get the mode of any
-newly created file, ``0o666 & ~umask`` (0644 under umask 022), not ``tempfile.mkstemp``'s 0600."""
+newly created file, ``0o666 & ~umask`` (0644 under umask 022), not ``tempfile.mkstemp``'s 0600.
+Also the one file hash, :func:`sha256_file`."""
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import json
 import os
 import secrets
@@ -71,6 +73,15 @@ def save_csv(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> None
             writer = csv.DictWriter(fh, fieldnames=list(rows[0].keys()))
             writer.writeheader()
             writer.writerows(rows)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks (``hashlib.file_digest`` needs Python 3.11)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def load_json(path: str | os.PathLike) -> Any:
