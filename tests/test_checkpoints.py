@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import socket
+import stat
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,8 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from freqbias.checkpoints import CheckpointSpec, fetch_checkpoint, parse_checkpoint_entries, sha256_file
+from freqbias.checkpoints import CheckpointSpec, fetch_checkpoint, parse_checkpoint_entries
 from freqbias.config import DataError, ParamError
+from freqbias.io import sha256_file
 from freqbias.models import build_model, checkpoint_dict, load_checkpoint
 
 TIMEOUT = 5
@@ -194,6 +197,21 @@ def test_unreachable_server_fails_after_retries(ckpt, tmp_path, monkeypatch):
         port = sock.getsockname()[1]
     with pytest.raises(DataError, match="failed after 2 attempts"):
         fetch_checkpoint(_spec(f"http://127.0.0.1:{port}/x.pt", ckpt[2]), tmp_path, timeout=TIMEOUT, retries=2)
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600)], ids=["022", "077"])
+def test_fetched_files_get_the_umask_mode(ckpt, server, tmp_path, umask, mode):
+    path, _, sha = ckpt
+    source = tmp_path / "source.pt"
+    source.write_bytes(path.read_bytes())
+    source.chmod(0o640)  # a local copy takes the umask's mode, not its source's
+    old = os.umask(umask)
+    try:
+        fetched = [fetch_checkpoint(_spec(server.url("small.pt"), sha), tmp_path / "http", timeout=TIMEOUT),
+                   fetch_checkpoint(_spec(str(source), sha), tmp_path / "local")]
+    finally:
+        os.umask(old)
+    assert [stat.S_IMODE(p.stat().st_mode) for p in fetched] == [mode, mode]
 
 
 def test_local_path_is_copied(ckpt, tmp_path):

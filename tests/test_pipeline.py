@@ -28,7 +28,7 @@ def add_external_checkpoint(root: Path) -> None:
     import torch
     import yaml
 
-    from freqbias.checkpoints import sha256_file
+    from freqbias.io import sha256_file
     from freqbias.models import build_model, checkpoint_dict
 
     meta = {"arch": "small_cnn", "in_channels": 1, "num_classes": 4, "image_size": 28, "mean": [0.5], "std": [0.25]}

@@ -12,6 +12,7 @@ from freqbias import analysis as an
 from freqbias import report as rp
 from freqbias.config import DataError, ParamError
 
+from conftest import git_commit, run
 from test_analysis import SMALL, synthetic_run
 
 
@@ -71,3 +72,32 @@ def test_config_and_missing_results(tmp_path: Path):
 
 def test_git_commit_outside_a_repository(tmp_path: Path):
     assert rp.git_commit(tmp_path) == "unknown"
+
+
+def test_git_commit_marks_changed_inputs_only(tmp_path: Path):
+    """The marker says the run's inputs (code, params) differ from HEAD; rewritten outputs do not count."""
+    files = {"src/freqbias/x.py": "a = 1\n", "stages/s.py": "", "params.yaml": "k: 1\n", "dvc.yaml": "stages: {}\n",
+             "pyproject.toml": "", "results/t.csv": "a\n1\n", "metrics/m.json": "{}\n", "reports/report.md": "r\n",
+             "dvc.lock": "schema: '2.0'\n"}
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    run(["git", "init", "-q"], tmp_path)
+    git_commit(tmp_path, "initial")
+    head = run(["git", "rev-parse", "--short", "HEAD"], tmp_path).stdout.strip()
+    assert rp.git_commit(tmp_path) == head
+
+    for name in ("results/t.csv", "metrics/m.json", "reports/report.md", "dvc.lock"):  # a run rewrote its outputs
+        (tmp_path / name).write_text("rewritten\n")
+    (tmp_path / "results/new.csv").write_text("a\n")
+    assert rp.git_commit(tmp_path) == head, "outputs differing from HEAD are not uncommitted inputs"
+
+    for name in ("src/freqbias/x.py", "stages/s.py", "params.yaml", "dvc.yaml", "pyproject.toml"):
+        original = (tmp_path / name).read_text()
+        (tmp_path / name).write_text(original + "# edit\n")
+        assert rp.git_commit(tmp_path) == f"{head} + uncommitted changes", name
+        (tmp_path / name).write_text(original)
+        assert rp.git_commit(tmp_path) == head
+
+    (tmp_path / "src/freqbias/new.py").write_text("")  # an untracked module a stage may import
+    assert rp.git_commit(tmp_path) == f"{head} + uncommitted changes"

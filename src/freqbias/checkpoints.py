@@ -13,7 +13,6 @@ pipeline like a trained model:
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import logging
 import os
@@ -28,6 +27,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .config import DataError, ParamError
+from .io import sha256_file
 from .models import ARCHITECTURES, load_checkpoint
 
 log = logging.getLogger(__name__)
@@ -89,12 +89,6 @@ def parse_checkpoint_entries(entries: list) -> list[CheckpointSpec]:
             raise ParamError(f"{key}.sha256: must be 64 hex characters, got {sha256!r}")
         specs.append(CheckpointSpec(name, arch, url, sha256.lower()))
     return specs
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file (what a ``fetch.checkpoints`` entry's ``sha256`` must hold)."""
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def fetch_checkpoint(spec: CheckpointSpec, dest_dir: str | os.PathLike, *, timeout: float = 30,

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import DataError, ParamError, Section
+from .io import sha256_file
 
 SPLITS = ("train", "val", "test")
 
@@ -58,14 +59,6 @@ def write_idx(array: np.ndarray, path: str | Path) -> None:
     opener = gzip.open if str(path).endswith(".gz") else open
     with opener(path, "wb") as fh:
         fh.write(header + array.tobytes())
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -276,13 +276,19 @@ def render(summary: Mapping, claims: Sequence[Mapping], tables: Mapping[str, Seq
     ]) + "\n"
 
 
+# What a run's results follow from: code, params, the pipeline and the pinned packages. Not its outputs
+# (metrics/, results/, reports/, dvc.lock), which every run rewrites, nor profiles/ (stages read params.yaml).
+RUN_INPUTS = ("src", "stages", "params.yaml", "dvc.yaml", "pyproject.toml")
+
+
 def git_commit(root: Path = Path(".")) -> str:
-    """Short commit hash of HEAD, with "+ uncommitted changes" when tracked files differ; "unknown" outside git."""
+    """Short commit hash of HEAD, with "+ uncommitted changes" when a run input (:data:`RUN_INPUTS`, paths
+    relative to ``root``) differs from HEAD, new untracked files included; "unknown" outside git."""
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
                               check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=normal", "--", *RUN_INPUTS],
+                               cwd=root, capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + (" + uncommitted changes" if dirty else "")
