@@ -7,7 +7,8 @@ import logging
 import sys
 from typing import Callable
 
-from .config import DataError, ParamError
+from .config import DataError, ParamError, load_params
+from .schema import validate_params
 
 log = logging.getLogger("freqbias")
 
@@ -20,11 +21,14 @@ def setup_logging(stage: str) -> logging.Logger:
 
 
 def run_stage(main: Callable[[], None]) -> Callable[[], None]:
-    """Decorate a stage's ``main``: bad params or missing data exit with one line and status 2."""
+    """Decorate a stage's ``main``: check the whole ``params.yaml`` first (every section's values, no
+    unknown keys; :func:`freqbias.schema.validate_params`), then run it; bad params or missing data
+    exit with one line and status 2."""
 
     @functools.wraps(main)
     def wrapper() -> None:
         try:
+            validate_params(load_params())
             main()
         except ParamError as exc:
             print(f"error: bad params: {exc}", file=sys.stderr)

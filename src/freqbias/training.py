@@ -104,10 +104,18 @@ class TrainConfig:
         augment = AugmentConfig(hflip=aug.boolean("hflip", True), crop_scale=tuple(crop), scale=tuple(scale),
                                 translate=tuple(aug.numbers("translate", length=2, min=0)),
                                 degrees=aug.number("degrees", min=0, max=180), noise_std=aug.number("noise_std", min=0))
+        variants, seeds = sec.choices("variants", VARIANTS), sec.numbers("seeds", integer=True, min=0)
+        missing = [v for v in ("N", "A") if v not in variants]
+        if missing:
+            raise ParamError(f"train.variants: must include N and A (N is the reference of every difference, A the "
+                             f"adversarial model; both pick the single images), missing {', '.join(missing)}")
+        if not seeds:
+            raise ParamError("train.seeds: must list at least one seed, got []")
+        if len(set(seeds)) != len(seeds):
+            raise ParamError(f"train.seeds: values must be distinct, got {seeds}")
         return cls(
             arch=Section(params, "model").choice("arch", ARCHITECTURES),
-            variants=sec.choices("variants", VARIANTS),
-            seeds=sec.numbers("seeds", integer=True, min=0),
+            variants=variants, seeds=seeds,
             epochs=sec.integer("epochs", min=1), batch_size=sec.integer("batch_size", min=1),
             lr=sec.number("lr", min=0, strict_min=True), weight_decay=sec.number("weight_decay", 0.0, min=0),
             pct_start=sec.number("pct_start", min=0, max=1, strict_min=True),
