@@ -284,7 +284,7 @@ def test_fetch_then_train_on_tiny_planted_data(tmp_path):
     def edit(p):
         p["data"].update(dataset="planted", val_size=40, max_train=None)
         p["data"]["planted"].update(n_train=160, n_test=40)
-        p["train"].update(variants=["N", "A"], epochs=1, batch_size=40, progress=False)
+        p["train"].update(variants=["N", "A"], epochs=1, batch_size=40)
         p["train"]["eval"].update(n=16, steps=1, eps=[0.01])
 
     cwd = _workdir(tmp_path, edit)

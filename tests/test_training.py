@@ -196,7 +196,7 @@ def test_crop_scale_zooms_in():
 
 def _tiny_config(**train) -> TrainConfig:
     params = _params()
-    params["train"].update({"epochs": 3, "batch_size": 50, "lr": 0.01, "progress": False, **train})
+    params["train"].update({"epochs": 3, "batch_size": 50, "lr": 0.01, **train})
     params["train"]["augment"]["hflip"] = False  # a flip swaps the planted 45 and 135 degree classes
     return TrainConfig.from_params(params)
 

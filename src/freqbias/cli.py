@@ -8,6 +8,7 @@ import sys
 from typing import Callable
 
 from .config import DataError, ParamError, load_params
+from .runtime import SettingError, check as check_settings
 from .schema import validate_params
 
 log = logging.getLogger("freqbias")
@@ -22,16 +23,21 @@ def setup_logging(stage: str) -> logging.Logger:
 
 def run_stage(main: Callable[[], None]) -> Callable[[], None]:
     """Decorate a stage's ``main``: check the whole ``params.yaml`` first (every section's values, no
-    unknown keys; :func:`freqbias.schema.validate_params`), then run it; bad params or missing data
-    exit with one line and status 2."""
+    unknown keys; :func:`freqbias.schema.validate_params`) and the run-only settings
+    (:mod:`freqbias.runtime`), then run it; bad params, bad settings or missing data exit with one
+    line and status 2."""
 
     @functools.wraps(main)
     def wrapper() -> None:
         try:
             validate_params(load_params())
+            check_settings()
             main()
         except ParamError as exc:
             print(f"error: bad params: {exc}", file=sys.stderr)
+            sys.exit(2)
+        except SettingError as exc:
+            print(f"error: bad setting: {exc}", file=sys.stderr)
             sys.exit(2)
         except DataError as exc:
             print(f"error: {exc}", file=sys.stderr)
