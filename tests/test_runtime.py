@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import io
+import re
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,50 @@ def test_run_only_settings_are_not_params(section, key, value):
     node[key] = value
     with pytest.raises(ParamError, match=rf"^{section.replace('.', '[.]')}[.]{key}: unknown key"):
         validate_params(params)
+
+
+# ---------------------------------------------------------------------------------------------
+# Progress bars
+
+
+def _fit_tiny_masks() -> None:
+    from freqbias import fourier as fm
+    from freqbias.models import build_model
+
+    torch.manual_seed(0)
+    net = build_model("small_cnn", 1, 4, 28, [0.5], [0.25]).net.eval()
+    z = torch.randn(2, 1, 28, 28)
+    cfg = fm.SingleMaskConfig(lam=0.07, lr=0.2, pct_start=0.1, max_steps=3, tol=0.0, tol_gap=0.0, patience=5)
+    fm.fit_single_masks(net, z, fm.predict(net, z), cfg)
+
+
+@pytest.mark.parametrize("value,bars", [(None, False), ("0", False), ("1", True)])
+def test_bars_only_on_a_terminal_or_when_asked(monkeypatch, capsys, value, bars):
+    """Under pytest stderr is not a terminal, as in DVC's queue logs or CI: no carriage-return frames."""
+    if value is not None:
+        monkeypatch.setenv(runtime.PROGRESS, value)
+    _fit_tiny_masks()
+    err = capsys.readouterr().err
+    assert ("\r" in err and "single masks 1/1" in err) == bars and (bars or err == "")
+
+
+def test_log_lines_do_not_break_live_bars(monkeypatch, tmp_path, capsys):
+    """Inside run_stage, a line logged while a bar is drawn starts on a line of its own."""
+    from tqdm import tqdm
+
+    from freqbias.cli import setup_logging
+
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(runtime.PROGRESS, "1")
+
+    def main() -> None:
+        log = setup_logging("demo")
+        for i in tqdm(range(3), desc="loop", disable=not runtime.progress()):
+            log.info(f"inside the loop {i}")
+
+    run_stage(main)()
+    err = capsys.readouterr().err
+    assert "loop:" in err
+    for i in range(3):
+        assert re.search(rf"(^|[\r\n])\d\d:\d\d:\d\d demo: inside the loop {i}\n", err), err

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from . import runtime
 from .config import DataError, ParamError, Section, unknown_key
 from .models import ARCHITECTURES, load_checkpoint
 
@@ -206,7 +207,8 @@ def _download_once(spec: CheckpointSpec, part: Path, timeout: float) -> None:
         expected = offset + int(length) if length is not None else None
         received = offset
         with open(part, mode) as fh, tqdm(total=expected, initial=offset, unit="B", unit_scale=True,
-                                          unit_divisor=1024, desc=spec.name, disable=None, leave=False) as bar:
+                                          unit_divisor=1024, desc=spec.name, disable=not runtime.progress(),
+                                          leave=False) as bar:
             while chunk := response.read(_CHUNK):
                 fh.write(chunk)
                 received += len(chunk)
