@@ -26,6 +26,10 @@ class ParamError(ValueError):
     """A bad or missing value in ``params.yaml``; the message names the key."""
 
 
+class DataError(RuntimeError):
+    """Missing, corrupt or unreadable data or checkpoint files; the message says how to fix it."""
+
+
 class MissingParam(ParamError):
     """A required key or section absent from the params; ``key`` is its dotted path."""
 
@@ -56,10 +60,6 @@ def recording() -> Iterator[set[str]]:
 def _note(key: str) -> None:
     for keys in _recorders:
         keys.add(key)
-
-
-class DataError(RuntimeError):
-    """Missing, corrupt or unreadable data or checkpoint files; the message says how to fix it."""
 
 
 def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
