@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 import time
 
 import torch
@@ -96,6 +97,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--repeats", type=int, default=2, help="interleaved rounds; the fastest time of each counts")
     args = ap.parse_args()
+    os.environ.setdefault("FREQBIAS_PROGRESS", "0")  # no bars between the timings
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -104,7 +106,7 @@ def main() -> None:
     target = fm.predict(net, z)
     ce0, _ = fm.clean_ce(net, z, target)
     single_cfg = fm.SingleMaskConfig(**SINGLE, max_steps=args.steps, tol=0.0, tol_gap=0.0, patience=args.steps + 1,
-                                     chunk_size=args.images, kind=args.kind, progress=False)
+                                     chunk_size=args.images, kind=args.kind)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; small_cnn {SIZE}x{SIZE}, {CLASSES} classes; "
           f"{args.images} images, {args.steps} steps per mask; library kind {args.kind!r}")
 
@@ -115,7 +117,7 @@ def main() -> None:
     per_epoch = math.ceil(args.images / args.batch)
     epochs = max(1, args.steps // per_epoch)
     cfg = fm.DatasetMaskConfig(**DATASET, batch_size=args.batch, max_epochs=epochs, acc_ratio=0.99, tol=0.0,
-                               patience=epochs + 1, kind=args.kind, progress=False)
+                               patience=epochs + 1, kind=args.kind)
     work = epochs * args.images
     t = best_times({"lib": (fm.fit_dataset_mask, (net, z, target, cfg)),
                     "pub": (reference_fit, (net, z, target, ce0, work, DATASET, False, args.images)),

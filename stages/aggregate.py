@@ -9,12 +9,13 @@ Usage: ``python stages/aggregate.py``. Reads params ``aggregate`` (and ``train.v
 import time
 from pathlib import Path
 
+from freqbias import runtime
 from freqbias.analysis import AggregateConfig, load_records, run_aggregate, write_results
 from freqbias.cli import run_stage, setup_logging
 from freqbias.config import Section, load_params
 from freqbias.data import load_split
 from freqbias.io import load_json
-from freqbias.training import TrainConfig, resolve_device
+from freqbias.training import TrainConfig
 
 DATA = Path("data/prepared")
 
@@ -28,7 +29,7 @@ def main() -> None:
     size = manifest["image_size"]
     cfg = AggregateConfig.from_params(params, (size, size))
     train = TrainConfig.from_params(params)
-    records = load_records(train.variants, train.seeds, resolve_device(cfg.device))
+    records = load_records(train.variants, train.seeds, runtime.device())
     splits = {s: load_split(DATA, s) for s in ("val", "test")}
     result = run_aggregate(records, cfg, splits, train.attack.build(manifest["std"][0]), manifest["classes"], log.info)
     result.summary.update({

@@ -5,9 +5,9 @@ Reads params ``data`` and ``fetch``; writes ``data/prepared/{train,val,test}.pt`
 
 from pathlib import Path
 
-from freqbias.checkpoints import fetch_checkpoint, parse_checkpoint_entries
+from freqbias.checkpoints import checkpoints_from_params, fetch_checkpoint
 from freqbias.cli import run_stage, setup_logging
-from freqbias.config import Section, load_params
+from freqbias.config import load_params
 from freqbias.data import DataConfig, build_manifest, load_raw, make_splits
 from freqbias.io import save_json, save_torch
 
@@ -20,7 +20,7 @@ def main() -> None:
     log = setup_logging("fetch")
     params = load_params()
     cfg = DataConfig.from_params(params)
-    specs = parse_checkpoint_entries(Section(params, "fetch").raw("checkpoints", []) or [])
+    specs = checkpoints_from_params(params)
 
     log.info(f"loading {cfg.dataset}")
     raw = load_raw(cfg, cache_dir=Path("data/cache"))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from freqbias import runtime
 from freqbias.cli import run_stage, setup_logging
 from freqbias.config import load_params
 from freqbias.data import load_split, to_float
@@ -21,7 +22,7 @@ from freqbias.fourier import (MasksConfig, agreement, fit_class_masks, fit_datas
 from freqbias.io import load_json, save_json, save_torch
 from freqbias.models import load_checkpoint
 from freqbias.single_image import evaluate_single_masks, select_images
-from freqbias.training import TrainConfig, resolve_device
+from freqbias.training import TrainConfig
 
 DATA = Path("data/prepared")
 
@@ -37,7 +38,7 @@ def main() -> None:
     cfg = MasksConfig.from_params(params)
     attack = TrainConfig.from_params(params).attack
     seed = args.seed
-    device = resolve_device(cfg.device)
+    device = runtime.device()
     std = load_json(DATA / "manifest.json")["std"][0]
 
     is_standard = args.model == f"N-s{seed}"
@@ -68,7 +69,8 @@ def main() -> None:
     sel = select_images(standard, adversarial, x_te, y_te.cpu(), attack.build(std), cfg.single_n, seed=seed)
     z, z_adv = model.normalize(sel.x.to(device)), model.normalize(sel.x_adv.to(device))
     target = predict(net, z)
-    single_cfg = cfg.single_for(net, tuple(z.shape[1:]))
+    single_cfg = cfg.single_for(net, tuple(z.shape[1:]), chunk_size=runtime.chunk_size(),
+                                memory_mb=runtime.memory_mb())
     clean = fit_single_masks(net, z, target, single_cfg)
     single = {"index": sel.index, "y": sel.y, "x_adv": sel.x_adv.cpu(), "target": target.cpu(), "masks": clean.masks.cpu(),
               "steps": clean.steps_used, "kept": clean.kept, "pool": sel.pool}

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import torch
 
+from freqbias import runtime
 from freqbias.attacks import PGD
 from freqbias.cli import run_stage, setup_logging
 from freqbias.config import ParamError, load_params
 from freqbias.data import load_split
 from freqbias.io import load_json, save_csv, save_json, save_torch
 from freqbias.models import build_model, checkpoint_dict, count_parameters
-from freqbias.training import TrainConfig, accuracy, resolve_device, robust_accuracy, train_model
+from freqbias.training import TrainConfig, accuracy, robust_accuracy, train_model
 
 DATA = Path("data/prepared")
 
@@ -35,7 +36,7 @@ def main() -> None:
 
     (x_tr, y_tr), (x_val, y_val), (x_te, y_te) = (load_split(DATA, s) for s in ("train", "val", "test"))
     manifest = load_json(DATA / "manifest.json")
-    device = resolve_device(cfg.device)
+    device = runtime.device()
     torch.manual_seed(args.seed)
     meta = {k: manifest[k] for k in ("in_channels", "num_classes", "image_size", "mean", "std")}
     model = build_model(cfg.arch, **meta).to(device)

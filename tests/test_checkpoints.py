@@ -260,7 +260,7 @@ def test_parse_valid_entries():
 @pytest.mark.parametrize("entries, message", [
     ({"name": "a"}, r"^fetch\.checkpoints: must be a list"),
     (["x"], r"^fetch\.checkpoints\[0\]: must be a mapping"),
-    ([{**GOOD, "sha": "1"}], r"^fetch\.checkpoints\[0\]: unknown key 'sha'"),
+    ([{**GOOD, "sha": "1"}], r"^fetch\.checkpoints\[0\]\.sha: unknown key; did you mean sha256\?$"),
     ([{k: v for k, v in GOOD.items() if k != "url"}], r"^fetch\.checkpoints\[0\]\.url: missing$"),
     ([{**GOOD, "arch": 3}], r"^fetch\.checkpoints\[0\]\.arch: must be a non-empty string"),
     ([{**GOOD, "sha256": "abc"}], r"^fetch\.checkpoints\[0\]\.sha256: must be 64 hex characters"),

@@ -141,12 +141,20 @@ def _raise(exc: BaseException):
     return main
 
 
+@pytest.fixture
+def in_project(tmp_path, monkeypatch) -> Path:
+    """A working directory holding a copy of the default params.yaml, which run_stage checks first."""
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
 @pytest.mark.parametrize("exc,code,line", [
     (ParamError("train.lr: must be > 0, got 0"), 2, "error: bad params: train.lr: must be > 0, got 0"),
     (DataError("data/prepared/train.pt: prepared data not found"), 2, "error: data/prepared/train.pt: prepared data not found"),
     (KeyboardInterrupt(), 130, "interrupted: nothing half-written was kept"),
 ])
-def test_run_stage_turns_errors_into_one_line(capsys, exc, code, line):
+def test_run_stage_turns_errors_into_one_line(capsys, in_project, exc, code, line):
     with pytest.raises(SystemExit) as info:
         run_stage(_raise(exc))()
     assert info.value.code == code
@@ -154,7 +162,18 @@ def test_run_stage_turns_errors_into_one_line(capsys, exc, code, line):
     assert captured.err == line + "\n" and captured.out == ""
 
 
-def test_run_stage_passes_other_errors_and_success_through():
+def test_run_stage_checks_the_whole_params_file_before_main(capsys, in_project):
+    params = yaml.safe_load((in_project / "params.yaml").read_text())
+    params["report"]["dpii"] = 100
+    (in_project / "params.yaml").write_text(yaml.safe_dump(params))
+    calls = []
+    with pytest.raises(SystemExit) as info:
+        run_stage(lambda: calls.append(1))()
+    assert info.value.code == 2 and calls == []
+    assert capsys.readouterr().err == "error: bad params: report.dpii: unknown key; did you mean dpi?\n"
+
+
+def test_run_stage_passes_other_errors_and_success_through(in_project):
     with pytest.raises(ZeroDivisionError):
         run_stage(_raise(ZeroDivisionError()))()
     calls = []
@@ -222,6 +241,37 @@ def test_fetch_stage_missing_dataset_exit_2(tmp_path):
     assert not (tmp_path / "data" / "prepared").exists()
 
 
+STAGES = {"fetch": [], "train": ["--variant", "N", "--seed", "0"], "masks": ["--model", "N-s0", "--seed", "0"],
+          "aggregate": [], "report": []}
+
+
+def _rename(node: dict, old: str, new: str) -> None:
+    node[new] = node.pop(old)
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_every_stage_stops_on_an_unknown_key_before_any_work(tmp_path, stage):
+    assert {p.stem for p in (ROOT / "stages").glob("*.py")} == set(STAGES)
+    cwd = _workdir(tmp_path, lambda p: _rename(p["train"]["attack"], "alpha", "alhpa"))
+    proc = _run(cwd, f"stages/{stage}.py", *STAGES[stage])
+    assert proc.returncode == 2
+    assert proc.stderr == "error: bad params: train.attack.alhpa: unknown key; did you mean alpha?\n"
+    assert sorted(p.name for p in cwd.iterdir()) == ["params.yaml", "stages"]  # nothing written
+
+
+@pytest.mark.parametrize("edit,line", [
+    (lambda p: _rename(p["masks"], "dataset", "datset"), "masks.datset: unknown key; did you mean dataset?"),
+    (lambda p: p.update(bogus={"a": 1}), "bogus: unknown key"),
+    (lambda p: p["train"].update(seeds=[]), "train.seeds: must list at least one seed, got []"),
+    (lambda p: p["train"].update(variants=[]), "train.variants: must be a non-empty list, got []"),
+    (lambda p: p["train"].update(variants=["N", "S", "T"]), "train.variants: must include N and A"),
+])
+def test_stage_bad_params_one_line_exit_2(tmp_path, edit, line):
+    proc = _run(_workdir(tmp_path, edit), "stages/train.py", "--variant", "N", "--seed", "0")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"error: bad params: {line}") and proc.stderr.count("\n") == 1, proc.stderr
+
+
 def test_fetch_stage_bad_params_exit_2(tmp_path):
     proc = _run(_workdir(tmp_path, lambda p: p["data"].update(dataset="mnist")), "stages/fetch.py")
     _assert_clean_failure(proc, "error: bad params: data.dataset: unknown value 'mnist'; allowed: fashion_mnist")
@@ -234,7 +284,7 @@ def test_fetch_then_train_on_tiny_planted_data(tmp_path):
     def edit(p):
         p["data"].update(dataset="planted", val_size=40, max_train=None)
         p["data"]["planted"].update(n_train=160, n_test=40)
-        p["train"].update(variants=["N"], epochs=1, batch_size=40, progress=False)
+        p["train"].update(variants=["N", "A"], epochs=1, batch_size=40)
         p["train"]["eval"].update(n=16, steps=1, eps=[0.01])
 
     cwd = _workdir(tmp_path, edit)

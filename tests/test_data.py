@@ -26,6 +26,7 @@ from freqbias.data import (
     load_fashion_mnist,
     load_imagenette,
     load_planted,
+    load_raw,
     make_planted,
     make_splits,
     planted_band,
@@ -420,13 +421,20 @@ def test_data_config_from_params():
     ({"image_size": 16}, "data.image_size"),
     ({"val_size": 0}, "data.val_size"),
     ({"std": 0}, "data.std"),
-    ({"dataset": "fashion_mnist", "root": "/no/such/folder"}, "data.root"),
     ({"planted": {"num_classes": 1}}, "data.planted.num_classes"),
     ({"planted": {"noise": -0.1}}, "data.planted.noise"),
+    ({"dataset": "fashion_mnist", "planted": {"seed": -1}}, "data.planted.seed"),  # read whatever the dataset
 ])
 def test_data_config_errors_name_the_key(data, key):
     with pytest.raises(ParamError, match=f"^{key}:"):
         DataConfig.from_params(_data_params(**data))
+
+
+def test_missing_root_folder_stops_the_load_not_the_config(tmp_path):
+    """Only the fetch stage reads the raw files: later stages must not fail on a data.root that is gone."""
+    cfg = DataConfig.from_params(_data_params(dataset="fashion_mnist", root="/no/such/folder"))
+    with pytest.raises(ParamError, match=r"^data\.root: folder '/no/such/folder' does not exist; apt-get"):
+        load_raw(cfg, cache_dir=tmp_path)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -26,14 +26,13 @@ def _net(seed: int = 0, classes: int = 4) -> torch.nn.Module:
 
 
 def _single_cfg(**kw) -> fm.SingleMaskConfig:
-    base = dict(lam=0.07, lr=0.2, pct_start=0.1, max_steps=40, tol=1e-4, tol_gap=1e-4, patience=5, chunk_size=4,
-                progress=False)
+    base = dict(lam=0.07, lr=0.2, pct_start=0.1, max_steps=40, tol=1e-4, tol_gap=1e-4, patience=5, chunk_size=4)
     return fm.SingleMaskConfig(**{**base, **kw})
 
 
 def _dataset_cfg(**kw) -> fm.DatasetMaskConfig:
     base = dict(lam=0.2, lr=0.05, pct_start=0.1, batch_size=8, max_epochs=3, acc_ratio=0.99, tol=1e-5,
-                patience=7, progress=False)
+                patience=7)
     return fm.DatasetMaskConfig(**{**base, **kw})
 
 

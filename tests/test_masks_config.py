@@ -1,8 +1,9 @@
-"""The masks section of params: validation and the memory budget for single-image chunks."""
+"""The masks section of params: validation, and the chunk size and memory budget of single-image fits."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -37,7 +38,6 @@ def test_default_masks_section_is_valid() -> None:
     ("dataset__acc_ratio", 1.5, "masks.dataset.acc_ratio: must be <= 1"),
     ("single__max_steps", 0, "masks.single.max_steps: must be >= 1"),
     ("single__lr", 0, "masks.single.lr: must be > 0"),
-    ("single__memory_mb", 0, "masks.single.memory_mb: must be > 0"),
 ])
 def test_bad_values_name_the_key(key: str, value, match: str) -> None:
     with pytest.raises(ParamError, match=match.replace(".", r"\.").replace("(", r"\(")):
@@ -52,10 +52,11 @@ def test_bytes_per_image_grows_with_image_size() -> None:
 def test_memory_budget_caps_the_chunk_size() -> None:
     net = build_model("small_cnn", 1, 10, 28, [0.5], [0.25]).net.eval()
     per_image = bytes_per_image(net, (1, 28, 28))
-    unlimited = MasksConfig.from_params(with_masks(single__memory_mb=None))
-    assert unlimited.single_for(net, (1, 28, 28)) == unlimited.single
+    cfg = MasksConfig.from_params(PARAMS)
+    unlimited = cfg.single_for(net, (1, 28, 28), chunk_size=512, memory_mb=None)
+    assert unlimited == dataclasses.replace(cfg.single, chunk_size=512)
+    assert cfg.single_for(net, (1, 28, 28), chunk_size=3, memory_mb=None).chunk_size == 3
     budget_mb = 10 * per_image / 2**20
-    capped = MasksConfig.from_params(with_masks(single__memory_mb=budget_mb, single__chunk_size=512))
-    assert capped.single_for(net, (1, 28, 28)).chunk_size == 10
-    tiny = MasksConfig.from_params(with_masks(single__memory_mb=1e-6))
-    assert tiny.single_for(net, (1, 28, 28)).chunk_size == 1
+    assert cfg.single_for(net, (1, 28, 28), chunk_size=512, memory_mb=budget_mb).chunk_size == 10
+    assert cfg.single_for(net, (1, 28, 28), chunk_size=4, memory_mb=budget_mb).chunk_size == 4
+    assert cfg.single_for(net, (1, 28, 28), chunk_size=512, memory_mb=1e-6).chunk_size == 1

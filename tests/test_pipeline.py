@@ -72,6 +72,27 @@ def test_second_repro_is_a_noop(project: Path) -> None:
     assert "up to date" in status, status
 
 
+def test_run_only_settings_are_not_params_and_leave_status_clean(project: Path, monkeypatch) -> None:
+    """FREQBIAS_* settings change how stages run, not what they compute: DVC tracks none of them."""
+    import yaml
+
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    tracked = [f"{name}:{key}" for name, stage in lock["stages"].items()
+               for section in stage.get("params", {}).values() for key in _dotted(section)]
+    assert tracked and not [k for k in tracked if k.rsplit(".", 1)[-1] in ("progress", "device", "chunk_size", "memory_mb")]
+    for name, value in {"FREQBIAS_PROGRESS": "1", "FREQBIAS_CHUNK_SIZE": "3", "FREQBIAS_MEMORY_MB": "50",
+                        "FREQBIAS_DEVICE": "cpu"}.items():
+        monkeypatch.setenv(name, value)
+    status = run(["dvc", "status"], project).stdout
+    assert "up to date" in status, status
+
+
+def _dotted(node: dict, prefix: str = "") -> list[str]:
+    """Dotted keys of the leaves of a nested mapping."""
+    return [k for key, value in node.items()
+            for k in (_dotted(value, f"{prefix}{key}.") if isinstance(value, dict) else [f"{prefix}{key}"])]
+
+
 def test_metrics_show_lists_accuracies(project: Path) -> None:
     out = run(["dvc", "metrics", "show", "--json"], project).stdout
     assert "test_acc" in out and "val_masked_acc" in out

@@ -196,7 +196,7 @@ def test_crop_scale_zooms_in():
 
 def _tiny_config(**train) -> TrainConfig:
     params = _params()
-    params["train"].update({"epochs": 3, "batch_size": 50, "lr": 0.01, "progress": False, **train})
+    params["train"].update({"epochs": 3, "batch_size": 50, "lr": 0.01, **train})
     params["train"]["augment"]["hflip"] = False  # a flip swaps the planted 45 and 135 degree classes
     return TrainConfig.from_params(params)
 
@@ -302,6 +302,10 @@ def _set(params: dict, dotted: str, value) -> dict:
     ("train.lr", "fast"),
     ("train.epochs", 0),
     ("train.seeds", [-1]),
+    ("train.seeds", []),
+    ("train.seeds", [0, 0]),
+    ("train.variants", ["N", "T"]),
+    ("train.variants", ["A", "R"]),
     ("train.augment.crop_scale", [0.8, 0.5]),
     ("train.augment.crop_scale", [0.0, 1.0]),
     ("train.augment.crop_scale", [0.5, 1.2]),

@@ -4,6 +4,7 @@ A reproduction of Karantzas et al., "Understanding robustness and generalization
 neural networks through Fourier masks" (Front. AI 2022), organised as one module per concept:
 
 - :mod:`freqbias.config`   params loading and validation (one-line errors naming the key)
+- :mod:`freqbias.schema`   the whole params file checked up front: every reader, no unknown keys
 - :mod:`freqbias.io`       atomic writes of tensors, JSON and CSV
 - :mod:`freqbias.data`     IDX reader, dataset registry, splits, the ``planted`` ground truth
 - :mod:`freqbias.checkpoints` external checkpoints: download with resume, SHA-256 check

@@ -53,7 +53,6 @@ class AggregateConfig:
     alpha: float = 0.05
     seed: int = 0
     accuracy_n: int | None = 1000
-    device: str = "auto"
     probe_train_frac: float = 0.7
     probe_weight_decay: float = 1e-3
     probe_max_iter: int = 200
@@ -77,7 +76,6 @@ class AggregateConfig:
             radial_bands=sec.integer("radial_bands", min=3), angular_bands=sec.integer("angular_bands", min=2),
             n_boot=sec.integer("n_boot", min=10), alpha=sec.number("alpha", min=0, max=0.5, strict_min=True),
             seed=sec.integer("seed", min=0), accuracy_n=sec.integer("accuracy_n", None, min=1, optional=True),
-            device=sec.string("device", "auto"),
             probe_train_frac=probe.number("train_frac", min=0, max=0.95, strict_min=True),
             probe_weight_decay=probe.number("weight_decay", min=0), probe_max_iter=probe.integer("max_iter", min=1),
             filter_n=filt.integer("n", min=1), filter_radii=tuple(filt.numbers("radii", min=0)),

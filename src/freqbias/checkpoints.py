@@ -26,7 +26,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .config import DataError, ParamError
+from . import runtime
+from .config import DataError, ParamError, Section, unknown_key
 from .io import sha256_file
 from .models import ARCHITECTURES, load_checkpoint
 
@@ -56,6 +57,11 @@ class CheckpointSpec:
         return self.url.startswith(("http://", "https://"))
 
 
+def checkpoints_from_params(params: dict) -> list[CheckpointSpec]:
+    """The ``fetch.checkpoints`` entries of the params (none when the key is absent or null)."""
+    return parse_checkpoint_entries(Section(params, "fetch").raw("checkpoints", []) or [])
+
+
 def parse_checkpoint_entries(entries: list) -> list[CheckpointSpec]:
     """Validate the ``fetch.checkpoints`` list; raise :class:`ParamError` naming the key on the first problem."""
     if not isinstance(entries, list):
@@ -67,7 +73,7 @@ def parse_checkpoint_entries(entries: list) -> list[CheckpointSpec]:
             raise ParamError(f"{key}: must be a mapping with keys {', '.join(FIELDS)}, got {entry!r}")
         unknown = [k for k in entry if k not in FIELDS]
         if unknown:
-            raise ParamError(f"{key}: unknown key {unknown[0]!r}; allowed: {', '.join(FIELDS)}")
+            raise unknown_key(f"{key}.{unknown[0]}", FIELDS)
         values: dict[str, str] = {}
         for field in FIELDS:
             if field not in entry:
@@ -195,7 +201,8 @@ def _download_once(spec: CheckpointSpec, part: Path, timeout: float) -> None:
         expected = offset + int(length) if length is not None else None
         received = offset
         with open(part, mode) as fh, tqdm(total=expected, initial=offset, unit="B", unit_scale=True,
-                                          unit_divisor=1024, desc=spec.name, disable=None, leave=False) as bar:
+                                          unit_divisor=1024, desc=spec.name, disable=not runtime.progress(),
+                                          leave=False) as bar:
             while chunk := response.read(_CHUNK):
                 fh.write(chunk)
                 received += len(chunk)

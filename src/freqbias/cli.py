@@ -1,4 +1,8 @@
-"""Shared plumbing for the stage scripts in ``stages/``: logging and clean failure."""
+"""Shared plumbing for the stage scripts in ``stages/``: logging and clean failure.
+
+Progress bars (tqdm) show only when stderr is a terminal or ``FREQBIAS_PROGRESS=1``
+(:func:`freqbias.runtime.progress`); while a stage runs, log lines go through tqdm
+(``logging_redirect_tqdm``) so that they do not break a live bar."""
 
 from __future__ import annotations
 
@@ -7,27 +11,49 @@ import logging
 import sys
 from typing import Callable
 
-from .config import DataError, ParamError
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from .config import DataError, ParamError, load_params
+from .runtime import SettingError, check as check_settings
+from .schema import validate_params
 
 log = logging.getLogger("freqbias")
 
 
 def setup_logging(stage: str) -> logging.Logger:
-    """Log ``HH:MM:SS stage: message`` lines to stderr."""
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {stage}: %(message)s",
-                        datefmt="%H:%M:%S", stream=sys.stderr, force=True)
+    """Log ``HH:MM:SS stage: message`` lines to stderr: format the root logger's console handlers
+    (under :func:`run_stage`, the one that writes through tqdm), adding one if there is none."""
+    root = logging.getLogger()
+    console = [h for h in root.handlers
+               if isinstance(h, logging.StreamHandler) and h.stream in (sys.stderr, sys.stdout)]
+    if not console:
+        console = [logging.StreamHandler(sys.stderr)]
+        root.addHandler(console[0])
+    formatter = logging.Formatter(f"%(asctime)s {stage}: %(message)s", datefmt="%H:%M:%S")
+    for handler in console:
+        handler.setFormatter(formatter)
+    root.setLevel(logging.INFO)
     return log
 
 
 def run_stage(main: Callable[[], None]) -> Callable[[], None]:
-    """Decorate a stage's ``main``: bad params or missing data exit with one line and status 2."""
+    """Decorate a stage's ``main``: check the whole ``params.yaml`` first (every section's values, no
+    unknown keys; :func:`freqbias.schema.validate_params`) and the run-only settings
+    (:mod:`freqbias.runtime`), then run it; bad params, bad settings or missing data exit with one
+    line and status 2."""
 
     @functools.wraps(main)
     def wrapper() -> None:
         try:
-            main()
+            validate_params(load_params())
+            check_settings()
+            with logging_redirect_tqdm():
+                main()
         except ParamError as exc:
             print(f"error: bad params: {exc}", file=sys.stderr)
+            sys.exit(2)
+        except SettingError as exc:
+            print(f"error: bad setting: {exc}", file=sys.stderr)
             sys.exit(2)
         except DataError as exc:
             print(f"error: {exc}", file=sys.stderr)

@@ -4,16 +4,22 @@ Every stage reads its own section of ``params.yaml`` through :class:`Section`, w
 ranges and allowed values and raises :class:`ParamError` with a one-line message naming the key,
 e.g. ``train.attack.eps: must be >= 0, got -0.1``. Stage scripts turn these errors into a non-zero
 exit without a traceback (:func:`freqbias.cli.run_stage`).
+
+Inside :func:`recording`, every Section notes the dotted key of each entry it reads (present or not):
+the section readers are the schema, and :mod:`freqbias.schema` reports keys that no reader reads.
 """
 
 from __future__ import annotations
 
+import difflib
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import yaml
 
 _MISSING = object()
+_recorders: list[set[str]] = []
 
 
 class ParamError(ValueError):
@@ -22,6 +28,38 @@ class ParamError(ValueError):
 
 class DataError(RuntimeError):
     """Missing, corrupt or unreadable data or checkpoint files; the message says how to fix it."""
+
+
+class MissingParam(ParamError):
+    """A required key or section absent from the params; ``key`` is its dotted path."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
+
+
+def unknown_key(path: str, known: Iterable[str]) -> ParamError:
+    """The error for key ``path`` (dotted) that is not one of its parent's ``known`` keys, naming
+    the closest known key when one is close (``difflib.get_close_matches``)."""
+    name = path.rpartition(".")[2]
+    close = difflib.get_close_matches(name, [str(k) for k in known], n=1)
+    return ParamError(f"{path}: unknown key" + (f"; did you mean {close[0]}?" if close else ""))
+
+
+@contextmanager
+def recording() -> Iterator[set[str]]:
+    """Collect the dotted key of every params entry any :class:`Section` reads inside the block."""
+    keys: set[str] = set()
+    _recorders.append(keys)
+    try:
+        yield keys
+    finally:
+        _recorders.remove(keys)
+
+
+def _note(key: str) -> None:
+    for keys in _recorders:
+        keys.add(key)
 
 
 def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
@@ -43,9 +81,12 @@ class Section:
 
     def __init__(self, params: Mapping[str, Any], name: str):
         node: Any = params
-        for part in name.split("."):
+        parts = name.split(".")
+        for i, part in enumerate(parts):
+            path = ".".join(parts[:i + 1])
+            _note(path)
             if not isinstance(node, Mapping) or part not in node:
-                raise ParamError(f"{name}: section missing from params.yaml")
+                raise MissingParam(path, f"{name}: section missing from params.yaml")
             node = node[part]
         if not isinstance(node, Mapping):
             raise ParamError(f"{name}: must be a mapping, got {node!r}")
@@ -55,20 +96,21 @@ class Section:
     def key(self, key: str) -> str:
         return f"{self.name}.{key}"
 
-    def sub(self, key: str) -> "Section":
-        """The nested section ``<name>.<key>``."""
-        value = self.raw(key)
+    def sub(self, key: str, default: Any = _MISSING) -> "Section":
+        """The nested section ``<name>.<key>`` (``default``, a mapping, when absent)."""
+        value = self.raw(key, default)
         if not isinstance(value, Mapping):
             raise ParamError(f"{self.key(key)}: must be a mapping, got {value!r}")
-        section = Section({key: value}, key)
-        section.name = self.key(key)
+        section = Section.__new__(Section)
+        section.name, section.data = self.key(key), value
         return section
 
     def raw(self, key: str, default: Any = _MISSING) -> Any:
+        _note(self.key(key))
         if key in self.data:
             return self.data[key]
         if default is _MISSING:
-            raise ParamError(f"{self.key(key)}: missing")
+            raise MissingParam(self.key(key), f"{self.key(key)}: missing")
         return default
 
     def number(self, key: str, default: Any = _MISSING, *, integer: bool = False,

@@ -294,7 +294,7 @@ class DataConfig:
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> "DataConfig":
         sec = Section(params, "data")
-        cfg = cls(
+        return cls(
             dataset=sec.choice("dataset", DATASETS),
             root=sec.string("root", None, optional=True),
             download=sec.boolean("download", True),
@@ -305,16 +305,18 @@ class DataConfig:
             max_test=sec.integer("max_test", None, min=1, optional=True),
             mean=sec.number("mean", None, optional=True),
             std=sec.number("std", None, min=0, strict_min=True, optional=True),
-            planted=dict(sec.raw("planted", {}) or {}),
+            planted=cls._planted(sec.sub("planted", {})),
         )
-        if cfg.root is not None and cfg.dataset != "planted" and not Path(cfg.root).exists():
-            raise ParamError(f"data.root: folder {cfg.root!r} does not exist; {DATA_HINTS[cfg.dataset]}")
-        if cfg.dataset == "planted":
-            p = sec.sub("planted")
-            p.integer("num_classes", 4, min=2), p.integer("n_train", 6000, min=10), p.integer("n_test", 1000, min=10)
-            for key in ("r_min", "r_max", "jitter", "amplitude", "noise"):
-                p.number(key, getattr(PlantedBand(), key), min=0)
-        return cfg
+
+    @staticmethod
+    def _planted(p: Section) -> dict[str, Any]:
+        """``data.planted``, read (and checked) whatever the dataset, so that its keys are always known."""
+        planted: dict[str, Any] = {"num_classes": p.integer("num_classes", 4, min=2),
+                                   "n_train": p.integer("n_train", 6000, min=10),
+                                   "n_test": p.integer("n_test", 1000, min=10), "seed": p.integer("seed", 0, min=0)}
+        for key in ("r_min", "r_max", "jitter", "amplitude", "noise"):
+            planted[key] = p.number(key, getattr(PlantedBand(), key), min=0)
+        return planted
 
     def planted_band(self) -> PlantedBand:
         fields = {k: float(v) for k, v in self.planted.items() if k in PlantedBand.__dataclass_fields__}
@@ -322,7 +324,9 @@ class DataConfig:
 
 
 def load_raw(cfg: DataConfig, cache_dir: Path) -> RawDataset:
-    """Load the configured source dataset through the registry."""
+    """Load the configured source dataset through the registry (``data.root``, when set, must exist)."""
+    if cfg.root is not None and cfg.dataset != "planted" and not Path(cfg.root).exists():
+        raise ParamError(f"data.root: folder {cfg.root!r} does not exist; {DATA_HINTS[cfg.dataset]}")
     loader = DATASETS[cfg.dataset]
     if cfg.dataset == "imagenette":
         return loader(cfg.root, cfg.download, cache_dir, image_size=cfg.image_size)

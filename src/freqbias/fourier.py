@@ -36,6 +36,7 @@ from torch.fx.experimental.optimization import fuse as fuse_conv_bn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from . import runtime
 from .training import one_cycle
 
 KINDS = ("rfft", "full")
@@ -180,7 +181,6 @@ class DatasetMaskConfig:
     seed: int = 0
     eval_batch_size: int = 1024
     fast_net: bool = True
-    progress: bool = True
 
     def __post_init__(self) -> None:
         _check_common(self, ("batch_size", "max_epochs"))
@@ -194,7 +194,8 @@ class SingleMaskConfig:
 
     Published values: lam 0.07, lr 0.2, pct_start 0.1, max_steps 20000, tol 1e-5 (change of the L1
     ratio), tol_gap 1e-6 (change of the squared CE gap), patience 300 (steps). ``chunk_size`` images
-    are fitted as one batch. ``fast_net``: see :func:`fitting_copy` (speed only)."""
+    are fitted as one batch (speed and memory only; set by ``FREQBIAS_CHUNK_SIZE`` in a stage).
+    ``fast_net``: see :func:`fitting_copy` (speed only)."""
 
     lam: float
     lr: float
@@ -203,11 +204,10 @@ class SingleMaskConfig:
     tol: float
     tol_gap: float
     patience: int
-    chunk_size: int
+    chunk_size: int = runtime.DEFAULT_CHUNK_SIZE
     kind: str = "rfft"
     eval_batch_size: int = 1024
     fast_net: bool = True
-    progress: bool = True
 
     def __post_init__(self) -> None:
         _check_common(self, ("max_steps", "chunk_size"))
@@ -386,7 +386,7 @@ def fit_dataset_mask(net: nn.Module, z: torch.Tensor, y: torch.Tensor,
     plateau = Plateau(1, cfg.tol, cfg.patience)
     gen = torch.Generator().manual_seed(cfg.seed)
     history: list[dict] = []
-    bar = tqdm(range(1, cfg.max_epochs + 1), desc="dataset mask", unit="epoch", disable=not cfg.progress)
+    bar = tqdm(range(1, cfg.max_epochs + 1), desc="dataset mask", unit="epoch", disable=not runtime.progress())
     for epoch in bar:
         order = torch.randperm(n, generator=gen).to(z.device)
         total = 0.0
@@ -491,10 +491,9 @@ def fit_single_masks(net: nn.Module, z: torch.Tensor, target: torch.Tensor,
     target = target.to(z.device)
     net = fitting_copy(net, cfg.fast_net)
     masks, steps = [], []
-    n_chunks = math.ceil(len(z) / cfg.chunk_size)
+    n_chunks, bars = math.ceil(len(z) / cfg.chunk_size), runtime.progress()
     for c, s in enumerate(_batches(len(z), cfg.chunk_size)):
-        with tqdm(total=cfg.max_steps, desc=f"single masks {c + 1}/{n_chunks}", unit="step",
-                  disable=not cfg.progress) as bar:
+        with tqdm(total=cfg.max_steps, desc=f"single masks {c + 1}/{n_chunks}", unit="step", disable=not bars) as bar:
             m, st = _fit_single_chunk(net, z[s], target[s], cfg, bar)
         masks.append(m)
         steps.append(st)
@@ -510,16 +509,14 @@ def fit_single_masks(net: nn.Module, z: torch.Tensor, target: torch.Tensor,
 
 @dataclass(frozen=True)
 class MasksConfig:
-    """The ``masks`` section of params.yaml: mask kind, device, and the fitting constants."""
+    """The ``masks`` section of params.yaml: mask kind and the fitting constants."""
 
     kind: str
-    device: str
     dataset: DatasetMaskConfig
     dataset_fit_n: int | None
     class_fit_n: int
     single: SingleMaskConfig
     single_n: int
-    single_memory_mb: float | None = None
 
     @classmethod
     def from_params(cls, params: dict) -> "MasksConfig":
@@ -527,30 +524,29 @@ class MasksConfig:
 
         sec = Section(params, "masks")
         kind = sec.choice("kind", KINDS, "rfft")
-        progress = sec.boolean("progress", True)
         d, s = sec.sub("dataset"), sec.sub("single")
         dataset = DatasetMaskConfig(
             lam=d.number("lam", min=0), lr=d.number("lr", min=0, strict_min=True),
             pct_start=d.number("pct_start", min=0, max=1, strict_min=True), batch_size=d.integer("batch_size", min=1),
             max_epochs=d.integer("max_epochs", min=1), acc_ratio=d.number("acc_ratio", min=0, max=1),
-            tol=d.number("tol", min=0), patience=d.integer("patience", min=1), kind=kind, progress=progress)
+            tol=d.number("tol", min=0), patience=d.integer("patience", min=1), kind=kind)
         single = SingleMaskConfig(
             lam=s.number("lam", min=0), lr=s.number("lr", min=0, strict_min=True),
             pct_start=s.number("pct_start", min=0, max=1, strict_min=True), max_steps=s.integer("max_steps", min=1),
             tol=s.number("tol", min=0), tol_gap=s.number("tol_gap", min=0), patience=s.integer("patience", min=1),
-            chunk_size=s.integer("chunk_size", min=1), kind=kind, progress=progress)
-        return cls(kind=kind, device=sec.string("device", "auto"), dataset=dataset,
-                   dataset_fit_n=d.integer("fit_n", None, min=1, optional=True),
-                   class_fit_n=d.integer("class_fit_n", min=1), single=single, single_n=s.integer("n_images", min=1),
-                   single_memory_mb=s.number("memory_mb", None, min=0, strict_min=True, optional=True))
+            kind=kind)
+        return cls(kind=kind, dataset=dataset, dataset_fit_n=d.integer("fit_n", None, min=1, optional=True),
+                   class_fit_n=d.integer("class_fit_n", min=1), single=single, single_n=s.integer("n_images", min=1))
 
-    def single_for(self, net: nn.Module, image_shape: tuple[int, int, int]) -> SingleMaskConfig:
-        """The single-image config, its ``chunk_size`` capped by ``single_memory_mb`` when set."""
-        if self.single_memory_mb is None:
-            return self.single
-        per_image = bytes_per_image(net, image_shape, self.kind)
-        chunk = int(self.single_memory_mb * 2**20 // per_image)
-        return dataclasses.replace(self.single, chunk_size=max(1, min(self.single.chunk_size, chunk)))
+    def single_for(self, net: nn.Module, image_shape: tuple[int, int, int], *, chunk_size: int,
+                   memory_mb: float | None) -> SingleMaskConfig:
+        """The single-image config with ``chunk_size`` images per batch, fewer when ``memory_mb`` (MiB)
+        is set and too small for that many (run-only settings, :mod:`freqbias.runtime`: the masks do
+        not depend on them)."""
+        if memory_mb is not None:
+            per_image = bytes_per_image(net, image_shape, self.kind)
+            chunk_size = min(chunk_size, int(memory_mb * 2**20 // per_image))
+        return dataclasses.replace(self.single, chunk_size=max(1, chunk_size))
 
 
 def bytes_per_image(net: nn.Module, image_shape: tuple[int, int, int], kind: str = "rfft") -> int:

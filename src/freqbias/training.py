@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import runtime
 from .attacks import PGD
 from .config import ParamError, Section
 
@@ -79,9 +80,7 @@ class TrainConfig:
     eval_eps: list[float]
     eval_steps: int
     eval_n: int
-    device: str = "auto"
     amp: bool = False
-    progress: bool = True
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> "TrainConfig":
@@ -104,24 +103,25 @@ class TrainConfig:
         augment = AugmentConfig(hflip=aug.boolean("hflip", True), crop_scale=tuple(crop), scale=tuple(scale),
                                 translate=tuple(aug.numbers("translate", length=2, min=0)),
                                 degrees=aug.number("degrees", min=0, max=180), noise_std=aug.number("noise_std", min=0))
+        variants, seeds = sec.choices("variants", VARIANTS), sec.numbers("seeds", integer=True, min=0)
+        missing = [v for v in ("N", "A") if v not in variants]
+        if missing:
+            raise ParamError(f"train.variants: must include N and A (N is the reference of every difference, A the "
+                             f"adversarial model; both pick the single images), missing {', '.join(missing)}")
+        if not seeds:
+            raise ParamError("train.seeds: must list at least one seed, got []")
+        if len(set(seeds)) != len(seeds):
+            raise ParamError(f"train.seeds: values must be distinct, got {seeds}")
         return cls(
             arch=Section(params, "model").choice("arch", ARCHITECTURES),
-            variants=sec.choices("variants", VARIANTS),
-            seeds=sec.numbers("seeds", integer=True, min=0),
+            variants=variants, seeds=seeds,
             epochs=sec.integer("epochs", min=1), batch_size=sec.integer("batch_size", min=1),
             lr=sec.number("lr", min=0, strict_min=True), weight_decay=sec.number("weight_decay", 0.0, min=0),
             pct_start=sec.number("pct_start", min=0, max=1, strict_min=True),
             attack=attack, augment=augment,
             eval_eps=ev.numbers("eps", min=0), eval_steps=ev.integer("steps", min=1), eval_n=ev.integer("n", min=1),
-            device=sec.string("device", "auto"), amp=sec.boolean("amp", False), progress=sec.boolean("progress", True),
+            amp=sec.boolean("amp", False),
         )
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when present, else CPU; otherwise the named device."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -257,11 +257,12 @@ def train_model(model: nn.Module, variant: str, cfg: TrainConfig, seed: int, x_t
     sched = one_cycle(opt, cfg.lr, cfg.epochs * steps_per_epoch, cfg.pct_start)
     history, best = [], (-1.0, 0, None)
     start = time.perf_counter()
-    for epoch in tqdm(range(1, cfg.epochs + 1), desc=f"train {variant}", unit="epoch", disable=not cfg.progress):
+    bars = runtime.progress()
+    for epoch in tqdm(range(1, cfg.epochs + 1), desc=f"train {variant}", unit="epoch", disable=not bars):
         model.train()
         t0, loss_sum, correct, seen = time.perf_counter(), 0.0, 0, 0
         for idx in tqdm(batches(len(x_train), cfg.batch_size, g), total=steps_per_epoch, leave=False,
-                        desc=f"epoch {epoch}", unit="batch", disable=not cfg.progress):
+                        desc=f"epoch {epoch}", unit="batch", disable=not bars):
             idx = idx.to(device)
             xb = augment_batch(_as_pixels(x_train[idx]), variant, cfg.augment, g)
             yb = y_train[idx]
