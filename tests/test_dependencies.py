@@ -2,7 +2,12 @@
 closure over src/ and stages/, computed here with ``ast``) and on no other src/ or stages/ file.
 
 Data and model deps (data/prepared, models/..., masks, metrics) are outside this check. A package's
-``__init__.py`` is part of the closure of any module under it: Python executes it on import."""
+``__init__.py`` is part of the closure of any module under it: Python executes it on import.
+
+One exception, by design: the function-local imports of ``freqbias.schema`` (every stage checks the
+whole params.yaml with every section reader before it starts) are not followed. Those readers can only
+stop a stage with a one-line error, never change its outputs; following them would make every stage
+depend on every module, so that editing a plot re-ran training."""
 
 from __future__ import annotations
 
@@ -45,6 +50,9 @@ def _package_of(path: Path, src: Path) -> list[str]:
     return parts if path.name == "__init__.py" else parts[:-1]
 
 
+VALIDATION_ONLY = ("freqbias/schema.py",)  # files whose function-local imports only validate params
+
+
 def imported_files(path: Path, src: Path, script_dir: Path | None = None) -> set[Path]:
     """Project files one file's imports execute (anywhere in it, function-local imports included).
 
@@ -58,7 +66,8 @@ def imported_files(path: Path, src: Path, script_dir: Path | None = None) -> set
             out.add(script_dir / f"{name}.py")
 
     tree = ast.parse(path.read_text(), filename=str(path))
-    for node in ast.walk(tree):
+    nodes = tree.body if path.as_posix().endswith(VALIDATION_ONLY) else ast.walk(tree)
+    for node in nodes:
         if isinstance(node, ast.Import):
             for alias in node.names:
                 add(alias.name)

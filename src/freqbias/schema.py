@@ -10,6 +10,9 @@ no reader read, with the closest known key::
 Readers therefore read every key of their section unconditionally (with a default where a key may be
 left out), so that a valid key is never reported. A typo of a required key (``masks.datset`` for
 ``masks.dataset``) is reported as the unknown key, not as the required one missing.
+
+The readers are imported inside :func:`_read_all`, and dvc.yaml deliberately does not list them as deps
+of every stage (``tests/test_dependencies.py``): they can stop a stage, never change its outputs.
 """
 
 from __future__ import annotations
