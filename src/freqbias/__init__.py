@@ -12,8 +12,13 @@ neural networks through Fourier masks" (Front. AI 2022), organised as one module
 - :mod:`freqbias.training` training variants (N, A, S, T, R, G), evaluation
 - :mod:`freqbias.fourier`  Fourier masks: parametrisations, loss, dataset/class/single-image fitting
 - :mod:`freqbias.single_image` the study's image selection; complements and restoration on PGD images
-- :mod:`freqbias.spectral` radial/angular band energies, bootstrap, probes, frequency baselines
-- :mod:`freqbias.analysis` the aggregate stage: statistics over all models, claims with verdicts
+- :mod:`freqbias.bootstrap` percentile bootstrap intervals over images, seeds and strata
+- :mod:`freqbias.bands`    radial/angular band geometry and energies, band statistics over models
+- :mod:`freqbias.measures` per-model measurements: loading masks, what single-image masks keep
+- :mod:`freqbias.probe`    linear probe from single-image masks to the class
+- :mod:`freqbias.baselines` filtered accuracy, Fourier heat map, heat map vs mask correlation
+- :mod:`freqbias.claims`   the claims of STUDY.md with their verdicts
+- :mod:`freqbias.aggregate` the aggregate stage: params, result tables, figure data, results/
 - :mod:`freqbias.plots`    one function per figure
 - :mod:`freqbias.report`   the markdown report
 - :mod:`freqbias.profiles` named overlays on params.yaml (paper, cifar10, tiny)
