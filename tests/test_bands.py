@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from freqbias import aggregate as ag
 from freqbias import bands as bd
 from freqbias import baselines as bl
 
@@ -130,7 +131,23 @@ def test_band_profiles_from_unshifted_rfft_mask():
     assert angular.square().sum() == pytest.approx(1.0)
 
 
-# ----------------------------------------------------------------------------- band statistics helpers
+# ----------------------------------------------------------------------------- band statistics
+
+
+def test_share_curves():
+    rng = np.random.default_rng(0)
+    n_images = 500
+    base = rng.random((n_images, 3))
+    a = base.copy()
+    a[:, 0] += 1.0                                       # always greater
+    a[:, 1] -= 1.0                                       # never greater
+    a[:, 2] = base[:, 2] + rng.normal(0, 1, n_images)    # greater for about half
+    share, lo, hi = bd.share_curves({"N": [base], "A": [a]}, ag.AggregateConfig(n_boot=1000))["A"]
+    assert share[0] == 1.0 and share[1] == 0.0
+    assert lo[0] == hi[0] == 1.0 and lo[1] == hi[1] == 0.0
+    assert lo[2] < 0.5 < hi[2] and 0.4 < share[2] < 0.6
+    ties = bd.share_curves({"N": [base], "A": [base]}, ag.AggregateConfig())["A"]
+    assert ties[0].tolist() == [0.0, 0.0, 0.0]  # ties are not "greater"
 
 
 def test_band_helpers():

@@ -44,21 +44,6 @@ def test_bootstrap_coverage_and_vector_case():
     np.testing.assert_allclose(est_t, np.median(values, axis=0))
 
 
-def test_share_greater():
-    rng = np.random.default_rng(0)
-    n_images = 500
-    base = rng.random((n_images, 3))
-    a = base.copy()
-    a[:, 0] += 1.0                                       # always greater
-    a[:, 1] -= 1.0                                       # never greater
-    a[:, 2] = base[:, 2] + rng.normal(0, 1, n_images)    # greater for about half
-    share, lo, hi = bs.share_greater(a, base, n_boot=1000)
-    assert share[0] == 1.0 and share[1] == 0.0
-    assert lo[0] == hi[0] == 1.0 and lo[1] == hi[1] == 0.0
-    assert lo[2] < 0.5 < hi[2] and 0.4 < share[2] < 0.6
-    assert bs.share_greater(base, base)[0].tolist() == [0.0, 0.0, 0.0]  # ties are not "greater"
-
-
 # ----------------------------------------------------------------------------- over seeds and strata
 
 

@@ -187,8 +187,7 @@ def difference_curves(per_seed: Mapping[str, Sequence[np.ndarray]], cfg: Aggrega
 
 def share_curves(per_seed: Mapping[str, Sequence[np.ndarray]], cfg: AggregateConfig) -> dict[str, Estimate]:
     """Share of images whose mask has more energy than N's mask, per band, with its interval
-    (``{V: (share, lo, hi)}``, each (bands,); ties count as not greater, as in
-    :func:`freqbias.bootstrap.share_greater`)."""
+    (``{V: (share, lo, hi)}``, each (bands,); ties count as not greater)."""
     out = {}
     for v, arrays in per_seed.items():
         if v != "N":

@@ -19,6 +19,7 @@ Estimate = tuple[Any, Any, Any]
 
 
 def _as_out(a: Any) -> Any:
+    """A 0-d result as a float, anything else as a float64 array."""
     return float(a) if np.ndim(a) == 0 else np.asarray(a, dtype=np.float64)
 
 
@@ -41,24 +42,7 @@ def bootstrap_ci(values: np.ndarray | torch.Tensor | Sequence[float],
     replicates = np.stack([stat(np.take(data, rng.integers(0, n, n), axis=axis), axis=axis)
                            for _ in range(n_boot)])
     lo, hi = np.quantile(replicates, [alpha / 2, 1 - alpha / 2], axis=0)
-
-    def out(a: np.ndarray) -> np.ndarray | float:
-        return float(a) if np.ndim(a) == 0 else np.asarray(a, dtype=np.float64)
-
-    return out(estimate), out(lo), out(hi)
-
-
-def share_greater(a: np.ndarray | torch.Tensor, n: np.ndarray | torch.Tensor, n_boot: int = 2000,
-                  alpha: float = 0.05, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Share of images whose energy in mask set A exceeds that in set N, per band, with bootstrap CI.
-
-    ``a``, ``n``: (n_images, n_bands), row i of both = the same image. Ties count as "not greater".
-    Returns ``(share, lo, hi)``, each (n_bands,), shares in [0, 1]."""
-    a, n = np.asarray(a, dtype=np.float64), np.asarray(n, dtype=np.float64)
-    if a.shape != n.shape or a.ndim != 2:
-        raise ValueError(f"a and n must both be (n_images, n_bands), got {a.shape} and {n.shape}")
-    share, lo, hi = bootstrap_ci((a > n).astype(np.float64), np.mean, n_boot, alpha, seed)
-    return np.atleast_1d(share), np.atleast_1d(lo), np.atleast_1d(hi)
+    return _as_out(estimate), _as_out(lo), _as_out(hi)
 
 
 def cluster_bootstrap(groups: Sequence[np.ndarray], f: Callable[[np.ndarray], Any] | None = None,
