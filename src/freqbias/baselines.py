@@ -17,15 +17,11 @@ import torch
 from torch import nn
 
 from .bands import as_full_plane
+from .data import to_float
 
 if TYPE_CHECKING:
     from .aggregate import AggregateConfig
     from .measures import ModelRecord
-
-
-def _pixels(x: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) pixels as float in [0, 1] (uint8 divided by 255)."""
-    return x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
 
 
 def _device(model: nn.Module, fallback: torch.device) -> torch.device:
@@ -75,7 +71,7 @@ def filtered_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, radii:
         filters.append(keep)
     correct = np.zeros(len(radii))
     for start in range(0, len(x), batch_size):
-        xb, yb = _pixels(x[start:start + batch_size]), y[start:start + batch_size].cpu()
+        xb, yb = to_float(x[start:start + batch_size]), y[start:start + batch_size].cpu()
         spectrum = torch.fft.fft2(xb.double())
         for i, keep in enumerate(filters):
             filtered = torch.fft.ifft2(spectrum * keep).real.clamp(0, 1).float()
@@ -132,7 +128,7 @@ def fourier_heatmap(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: fl
     errors = torch.zeros(len(basis))
     per_chunk = max(1, batch_size // min(len(x), batch_size))
     for start in range(0, len(x), batch_size):
-        xb, yb = _pixels(x[start:start + batch_size]), y[start:start + batch_size].cpu()
+        xb, yb = to_float(x[start:start + batch_size]), y[start:start + batch_size].cpu()
         delta = norm * signs[start:start + len(xb), None, None, None]             # (B, 1, 1, 1)
         for f0 in range(0, len(basis), per_chunk):
             u = basis[f0:f0 + per_chunk]                                          # (F', H, W)

@@ -18,6 +18,7 @@ from torch.nn import functional as F
 
 from .attacks import PGD
 from .config import DataError, ParamError
+from .data import to_float
 from .fourier import apply_mask, binary_complement, predict
 from .io import load_json
 from .models import Classifier, load_checkpoint
@@ -90,7 +91,7 @@ def seed_images(standard: ModelRecord, adversarial: ModelRecord, x_test: torch.T
     index = single["index"]
     if not torch.equal(adversarial.single["index"], index):
         raise DataError(f"masks/{adversarial.name}/single.pt: images differ from masks/{standard.name}; rerun masks")
-    x = x_test[index].float().div(255).to(device)
+    x = to_float(x_test[index]).to(device)
     if "x_adv" in single:
         return SeedImages(index, single["y"], x, single["x_adv"].to(device))
     sel = select_images(standard.model, adversarial.model, x_test.to(device), y_test.to(device), attack,
@@ -166,7 +167,7 @@ def dataset_correct(record: ModelRecord, x: torch.Tensor, y: torch.Tensor) -> tu
     with its dataset mask."""
     model = record.model
     device = next(model.parameters()).device
-    z = model.normalize((x.float() / 255 if x.dtype == torch.uint8 else x).to(device))
+    z = model.normalize(to_float(x).to(device))
     y = y.to(device)
     clean = predict(model.net, z, None, record.kind) == y
     masked = predict(model.net, z, record.dataset_mask.to(z), record.kind) == y

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from .attacks import PGD
+from .data import to_float
 from .fourier import agreement, binary_complement
 
 
@@ -35,8 +36,7 @@ def select_images(standard: nn.Module, adversarial: nn.Module, x: torch.Tensor, 
     g = torch.Generator().manual_seed(seed)
     chosen, adv, seen = [], [], 0
     for start in range(0, len(x), batch_size):
-        xb = x[start:start + batch_size]
-        xb = xb.float() / 255 if xb.dtype == torch.uint8 else xb
+        xb = to_float(x[start:start + batch_size])
         yb = y[start:start + batch_size]
         with torch.no_grad():
             pred_n, pred_a = standard(xb).argmax(1), adversarial(xb).argmax(1)
@@ -50,7 +50,7 @@ def select_images(standard: nn.Module, adversarial: nn.Module, x: torch.Tensor, 
         if sum(len(c) for c in chosen) >= n:
             break
     index, x_adv = torch.cat(chosen)[:n], torch.cat(adv)[:n]
-    xs = x[index].float() / 255 if x.dtype == torch.uint8 else x[index]
+    xs = to_float(x[index])
     return Selection(index=index, x=xs, x_adv=x_adv, y=y[index], pool=seen)
 
 

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from .attacks import PGD
 from .config import ParamError, Section
+from .data import to_float
 
 VARIANTS = {"N": "standard", "A": "adversarial", "S": "scale", "T": "translation", "R": "rotation",
             "G": "gaussian noise"}
@@ -199,7 +200,7 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1000,
     device = next(model.parameters()).device
     out = []
     for idx in batches(len(x), batch_size):
-        xb = _as_pixels(x[idx]).to(device)
+        xb = to_float(x[idx]).to(device)
         if transform is not None:
             xb = transform(xb)
         out.append(model(xb).argmax(1).cpu())
@@ -218,15 +219,11 @@ def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: 
     g = torch.Generator().manual_seed(seed)
     correct = 0
     for idx in batches(len(x), batch_size):
-        xb, yb = _as_pixels(x[idx]).to(device), y[idx].to(device)
+        xb, yb = to_float(x[idx]).to(device), y[idx].to(device)
         x_adv = attack.perturb(model, xb, yb, g)
         with torch.no_grad():
             correct += int((model(x_adv).argmax(1) == yb).sum())
     return correct / len(x)
-
-
-def _as_pixels(x: torch.Tensor) -> torch.Tensor:
-    return x.float() / 255 if x.dtype == torch.uint8 else x
 
 
 @dataclass
@@ -263,7 +260,7 @@ def train_model(model: nn.Module, variant: str, cfg: TrainConfig, seed: int, x_t
         for idx in tqdm(batches(len(x_train), cfg.batch_size, g), total=steps_per_epoch, leave=False,
                         desc=f"epoch {epoch}", unit="batch", disable=not cfg.progress):
             idx = idx.to(device)
-            xb = augment_batch(_as_pixels(x_train[idx]), variant, cfg.augment, g)
+            xb = augment_batch(to_float(x_train[idx]), variant, cfg.augment, g)
             yb = y_train[idx]
             if attack is not None:
                 model.eval()  # craft the attack with frozen BN statistics, then train on it
