@@ -36,7 +36,7 @@ from torch.fx.experimental.optimization import fuse as fuse_conv_bn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from .training import one_cycle
+from .loops import one_cycle
 
 KINDS = ("rfft", "full")
 

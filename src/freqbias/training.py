@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from .attacks import PGD
 from .config import ParamError, Section
 from .data import to_float
+from .loops import one_cycle
 
 VARIANTS = {"N": "standard", "A": "adversarial", "S": "scale", "T": "translation", "R": "rotation",
             "G": "gaussian noise"}
@@ -174,15 +175,6 @@ def augment_batch(x: torch.Tensor, variant: str, cfg: AugmentConfig, g: torch.Ge
 
 # ---------------------------------------------------------------------------------------------
 # Loops
-
-
-def one_cycle(opt: torch.optim.Optimizer, max_lr: float, total_steps: int,
-              pct_start: float) -> torch.optim.lr_scheduler.OneCycleLR:
-    """OneCycle schedule sized to ``total_steps``; the warm-up is kept to at least 2 steps and the
-    decay to at least 2, so very short runs (tiny profiles) stay well defined."""
-    total_steps = max(total_steps, 4)
-    pct = min(max(pct_start, 2 / total_steps), 1 - 2 / total_steps)
-    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=total_steps, pct_start=pct)
 
 
 def batches(n: int, batch_size: int, g: torch.Generator | None = None) -> Iterator[torch.Tensor]:
