@@ -18,6 +18,7 @@ from torch import nn
 
 from .bands import as_full_plane
 from .data import to_float
+from .loops import batches
 
 if TYPE_CHECKING:
     from .aggregate import AggregateConfig
@@ -70,8 +71,8 @@ def filtered_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, radii:
             keep[0, 0] = True
         filters.append(keep)
     correct = np.zeros(len(radii))
-    for start in range(0, len(x), batch_size):
-        xb, yb = to_float(x[start:start + batch_size]), y[start:start + batch_size].cpu()
+    for s in batches(len(x), batch_size):
+        xb, yb = to_float(x[s]), y[s].cpu()
         spectrum = torch.fft.fft2(xb.double())
         for i, keep in enumerate(filters):
             filtered = torch.fft.ifft2(spectrum * keep).real.clamp(0, 1).float()
@@ -127,14 +128,14 @@ def fourier_heatmap(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: fl
     signs = torch.randint(0, 2, (len(x),), generator=gen).float() * 2 - 1
     errors = torch.zeros(len(basis))
     per_chunk = max(1, batch_size // min(len(x), batch_size))
-    for start in range(0, len(x), batch_size):
-        xb, yb = to_float(x[start:start + batch_size]), y[start:start + batch_size].cpu()
-        delta = norm * signs[start:start + len(xb), None, None, None]             # (B, 1, 1, 1)
-        for f0 in range(0, len(basis), per_chunk):
-            u = basis[f0:f0 + per_chunk]                                          # (F', H, W)
+    for s in batches(len(x), batch_size):
+        xb, yb = to_float(x[s]), y[s].cpu()
+        delta = norm * signs[s, None, None, None]                                 # (B, 1, 1, 1)
+        for f in batches(len(basis), per_chunk):
+            u = basis[f]                                                          # (F', H, W)
             batch = (xb[None] + delta[None] * u[:, None, None]).clamp(0, 1)       # (F', B, C, H, W)
             pred = _predict(model, batch.flatten(0, 1)).view(len(u), len(xb))
-            errors[f0:f0 + len(u)] += (pred != yb[None]).sum(dim=1)
+            errors[f] += (pred != yb[None]).sum(dim=1)
     return (errors / len(x)).view(gy.shape).numpy().astype(np.float64)
 
 

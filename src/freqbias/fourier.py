@@ -36,7 +36,7 @@ from torch.fx.experimental.optimization import fuse as fuse_conv_bn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from .loops import one_cycle
+from .loops import batches, one_cycle
 
 KINDS = ("rfft", "full")
 
@@ -291,11 +291,6 @@ class Plateau:
         return self.count[idx] >= self.patience
 
 
-def _batches(n: int, size: int) -> Iterator[slice]:
-    for start in range(0, n, size):
-        yield slice(start, min(start + size, n))
-
-
 @torch.no_grad()
 def predict(net: nn.Module, z: torch.Tensor, mask: torch.Tensor | None = None, kind: str = "rfft",
             batch_size: int = 1024) -> torch.Tensor:
@@ -305,7 +300,7 @@ def predict(net: nn.Module, z: torch.Tensor, mask: torch.Tensor | None = None, k
         check_mask(mask, *z.shape[-2:], kind, batch=len(z))
     out = []
     with frozen(net):
-        for s in _batches(len(z), batch_size):
+        for s in batches(len(z), batch_size):
             zb = z[s]
             if mask is not None:
                 zb = apply_mask(zb, mask if mask.dim() == 2 else mask[s], kind)
@@ -327,7 +322,7 @@ def clean_ce(net: nn.Module, z: torch.Tensor, y: torch.Tensor, batch_size: int =
     """Per-image CE of the unmasked logits (N,) and the clean predictions (N,), no gradient."""
     ces, preds = [], []
     with frozen(net):
-        for s in _batches(len(z), batch_size):
+        for s in batches(len(z), batch_size):
             logits = net(z[s])
             ces.append(F.cross_entropy(logits, y[s], reduction="none"))
             preds.append(logits.argmax(dim=1))
@@ -390,7 +385,7 @@ def fit_dataset_mask(net: nn.Module, z: torch.Tensor, y: torch.Tensor,
     for epoch in bar:
         order = torch.randperm(n, generator=gen).to(z.device)
         total = 0.0
-        for s in _batches(n, cfg.batch_size):
+        for s in batches(n, cfg.batch_size):
             idx = order[s]
             logits = net(apply_mask(z[idx], param, cfg.kind))
             loss = mask_loss(*loss_terms(logits, y[idx], ce0[idx], param, w, cfg.kind), cfg.lam).mean()
@@ -492,7 +487,7 @@ def fit_single_masks(net: nn.Module, z: torch.Tensor, target: torch.Tensor,
     net = fitting_copy(net, cfg.fast_net)
     masks, steps = [], []
     n_chunks = math.ceil(len(z) / cfg.chunk_size)
-    for c, s in enumerate(_batches(len(z), cfg.chunk_size)):
+    for c, s in enumerate(batches(len(z), cfg.chunk_size)):
         with tqdm(total=cfg.max_steps, desc=f"single masks {c + 1}/{n_chunks}", unit="step",
                   disable=not cfg.progress) as bar:
             m, st = _fit_single_chunk(net, z[s], target[s], cfg, bar)

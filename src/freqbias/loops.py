@@ -1,11 +1,20 @@
-"""Shared pieces of the minibatch loops of training and mask fitting.
+"""Shared pieces of minibatch loops: contiguous batches and the OneCycle schedule.
 
 Used by :mod:`freqbias.training` and :mod:`freqbias.fourier` alike, so that neither imports the other.
 """
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import torch
+
+
+def batches(n: int, size: int) -> Iterator[slice]:
+    """Contiguous batches ``[0, size), [size, 2 size), ...`` over ``range(n)``, the last one shorter.
+    For a shuffled epoch, index a permutation with them: ``order[s]``."""
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
 
 
 def one_cycle(opt: torch.optim.Optimizer, max_lr: float, total_steps: int,

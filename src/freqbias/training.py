@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from .attacks import PGD
 from .config import ParamError, Section
 from .data import to_float
-from .loops import one_cycle
+from .loops import batches, one_cycle
 
 VARIANTS = {"N": "standard", "A": "adversarial", "S": "scale", "T": "translation", "R": "rotation",
             "G": "gaussian noise"}
@@ -177,13 +177,6 @@ def augment_batch(x: torch.Tensor, variant: str, cfg: AugmentConfig, g: torch.Ge
 # Loops
 
 
-def batches(n: int, batch_size: int, g: torch.Generator | None = None) -> Iterator[torch.Tensor]:
-    """Index batches over range(n); shuffled when a generator is given."""
-    order = torch.randperm(n, generator=g) if g is not None else torch.arange(n)
-    for i in range(0, n, batch_size):
-        yield order[i:i + batch_size]
-
-
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1000,
             transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
@@ -191,8 +184,8 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1000,
     model.eval()
     device = next(model.parameters()).device
     out = []
-    for idx in batches(len(x), batch_size):
-        xb = to_float(x[idx]).to(device)
+    for s in batches(len(x), batch_size):
+        xb = to_float(x[s]).to(device)
         if transform is not None:
             xb = transform(xb)
         out.append(model(xb).argmax(1).cpu())
@@ -210,8 +203,8 @@ def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: 
     device = next(model.parameters()).device
     g = torch.Generator().manual_seed(seed)
     correct = 0
-    for idx in batches(len(x), batch_size):
-        xb, yb = to_float(x[idx]).to(device), y[idx].to(device)
+    for s in batches(len(x), batch_size):
+        xb, yb = to_float(x[s]).to(device), y[s].to(device)
         x_adv = attack.perturb(model, xb, yb, g)
         with torch.no_grad():
             correct += int((model(x_adv).argmax(1) == yb).sum())
@@ -249,9 +242,10 @@ def train_model(model: nn.Module, variant: str, cfg: TrainConfig, seed: int, x_t
     for epoch in tqdm(range(1, cfg.epochs + 1), desc=f"train {variant}", unit="epoch", disable=not cfg.progress):
         model.train()
         t0, loss_sum, correct, seen = time.perf_counter(), 0.0, 0, 0
-        for idx in tqdm(batches(len(x_train), cfg.batch_size, g), total=steps_per_epoch, leave=False,
-                        desc=f"epoch {epoch}", unit="batch", disable=not cfg.progress):
-            idx = idx.to(device)
+        order = torch.randperm(len(x_train), generator=g)
+        for s in tqdm(batches(len(x_train), cfg.batch_size), total=steps_per_epoch, leave=False,
+                      desc=f"epoch {epoch}", unit="batch", disable=not cfg.progress):
+            idx = order[s].to(device)
             xb = augment_batch(to_float(x_train[idx]), variant, cfg.augment, g)
             yb = y_train[idx]
             if attack is not None:
