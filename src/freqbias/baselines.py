@@ -18,26 +18,11 @@ from torch import nn
 
 from .bands import as_full_plane
 from .data import to_float
-from .loops import batches
+from .loops import batches, predict
 
 if TYPE_CHECKING:
     from .aggregate import AggregateConfig
     from .measures import ModelRecord
-
-
-def _device(model: nn.Module, fallback: torch.device) -> torch.device:
-    return next((p.device for p in model.parameters()), fallback)
-
-
-def _predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Predicted labels (B,) on the model's device, in eval mode, without gradients (mode restored)."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            return model(x.to(_device(model, x.device))).argmax(dim=1).cpu()
-    finally:
-        model.train(was_training)
 
 
 def radial_distance(h: int, w: int) -> torch.Tensor:
@@ -76,7 +61,7 @@ def filtered_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, radii:
         spectrum = torch.fft.fft2(xb.double())
         for i, keep in enumerate(filters):
             filtered = torch.fft.ifft2(spectrum * keep).real.clamp(0, 1).float()
-            correct[i] += (_predict(model, filtered) == yb).sum().item()
+            correct[i] += (predict(model, filtered, len(filtered)).cpu() == yb).sum().item()
     return correct / len(x)
 
 
@@ -134,7 +119,7 @@ def fourier_heatmap(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: fl
         for f in batches(len(basis), per_chunk):
             u = basis[f]                                                          # (F', H, W)
             batch = (xb[None] + delta[None] * u[:, None, None]).clamp(0, 1)       # (F', B, C, H, W)
-            pred = _predict(model, batch.flatten(0, 1)).view(len(u), len(xb))
+            pred = predict(model, batch.flatten(0, 1), len(u) * len(xb)).cpu().view(len(u), len(xb))
             errors[f] += (pred != yb[None]).sum(dim=1)
     return (errors / len(x)).view(gy.shape).numpy().astype(np.float64)
 

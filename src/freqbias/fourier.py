@@ -23,12 +23,11 @@ with ``f = model.net`` frozen in eval mode and the clean CE computed once, witho
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import copy
 import math
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -36,7 +35,8 @@ from torch.fx.experimental.optimization import fuse as fuse_conv_bn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from .loops import batches, one_cycle
+from . import loops
+from .loops import batches, frozen, one_cycle
 
 KINDS = ("rfft", "full")
 
@@ -219,17 +219,6 @@ class SingleMaskConfig:
 # Loss, stopping rule, evaluation
 # --------------------------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def frozen(net: nn.Module) -> Iterator[nn.Module]:
-    """Put ``net`` in eval mode for the duration; restore its previous mode afterwards."""
-    was_training = net.training
-    net.eval()
-    try:
-        yield net
-    finally:
-        net.train(was_training)
-
-
 def fitting_copy(net: nn.Module, fast: bool) -> nn.Module:
     """A frozen copy of ``net`` to fit masks against: eval mode, no weight gradients. With ``fast``,
     eval-mode BatchNorm is folded into the preceding convolutions (when ``torch.fx`` can trace the
@@ -291,21 +280,15 @@ class Plateau:
         return self.count[idx] >= self.patience
 
 
-@torch.no_grad()
 def predict(net: nn.Module, z: torch.Tensor, mask: torch.Tensor | None = None, kind: str = "rfft",
             batch_size: int = 1024) -> torch.Tensor:
-    """Predicted classes (N,) of ``net`` (run in eval mode) on normalised images ``z`` (N, C, H, W)
-    filtered by ``mask``: None (clean), shared (H, Wm) or per image (N, H, Wm)."""
-    if mask is not None:
-        check_mask(mask, *z.shape[-2:], kind, batch=len(z))
-    out = []
-    with frozen(net):
-        for s in batches(len(z), batch_size):
-            zb = z[s]
-            if mask is not None:
-                zb = apply_mask(zb, mask if mask.dim() == 2 else mask[s], kind)
-            out.append(net(zb).argmax(dim=1))
-    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long, device=z.device)
+    """Predicted classes (N,) of ``net`` (run in eval mode, :func:`freqbias.loops.predict`) on normalised
+    images ``z`` (N, C, H, W) filtered by ``mask``: None (clean), shared (H, Wm) or per image (N, H, Wm)."""
+    if mask is None:
+        return loops.predict(net, z, batch_size)
+    check_mask(mask, *z.shape[-2:], kind, batch=len(z))
+    return loops.predict(net, z, batch_size,
+                         lambda zb, s: apply_mask(zb, mask if mask.dim() == 2 else mask[s], kind))
 
 
 def agreement(net: nn.Module, z: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None,

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from .attacks import PGD
 from .config import ParamError, Section
 from .data import to_float
-from .loops import batches, one_cycle
+from .loops import batches, frozen, one_cycle, predict
 
 VARIANTS = {"N": "standard", "A": "adversarial", "S": "scale", "T": "translation", "R": "rotation",
             "G": "gaussian noise"}
@@ -177,37 +177,23 @@ def augment_batch(x: torch.Tensor, variant: str, cfg: AugmentConfig, g: torch.Ge
 # Loops
 
 
-@torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1000,
-            transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
-    """Predicted labels (N,) for uint8 or float images x (N, C, H, W); model in eval mode."""
-    model.eval()
-    device = next(model.parameters()).device
-    out = []
-    for s in batches(len(x), batch_size):
-        xb = to_float(x[s]).to(device)
-        if transform is not None:
-            xb = transform(xb)
-        out.append(model(xb).argmax(1).cpu())
-    return torch.cat(out)
-
-
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> float:
+    """Share of images x (N, C, H, W), uint8 or [0, 1] pixels, classified as y (N,), model in eval mode."""
     return float((predict(model, x, batch_size) == y).float().mean())
 
 
 def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: PGD, batch_size: int = 500,
                     seed: int = 0) -> float:
-    """Accuracy on PGD images (model in eval mode). x: uint8 or [0, 1] pixels."""
-    model.eval()
+    """Accuracy on PGD images (model in eval mode, its mode restored afterwards). x: uint8 or [0, 1] pixels."""
     device = next(model.parameters()).device
     g = torch.Generator().manual_seed(seed)
     correct = 0
-    for s in batches(len(x), batch_size):
-        xb, yb = to_float(x[s]).to(device), y[s].to(device)
-        x_adv = attack.perturb(model, xb, yb, g)
-        with torch.no_grad():
-            correct += int((model(x_adv).argmax(1) == yb).sum())
+    with frozen(model):
+        for s in batches(len(x), batch_size):
+            xb, yb = to_float(x[s]).to(device), y[s].to(device)
+            x_adv = attack.perturb(model, xb, yb, g)
+            with torch.no_grad():
+                correct += int((model(x_adv).argmax(1) == yb).sum())
     return correct / len(x)
 
 
