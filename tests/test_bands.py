@@ -15,31 +15,6 @@ from freqbias import baselines as bl
 H = W = 28
 
 
-# ----------------------------------------------------------------------------- as_full_plane
-
-
-@pytest.mark.parametrize("h,w", [(8, 8), (7, 9), (6, 5), (28, 28)])
-def test_as_full_plane_matches_fft_of_real_images(h, w):
-    torch.manual_seed(0)
-    x = torch.randn(3, h, w, dtype=torch.float64)
-    expanded = bd.as_full_plane(torch.fft.rfft2(x).abs(), w)
-    assert expanded.shape == (3, h, w)
-    torch.testing.assert_close(expanded, torch.fft.fft2(x).abs())
-
-
-def test_as_full_plane_symmetric_and_passthrough():
-    torch.manual_seed(0)
-    h, w = 6, 8
-    # a mask that is the rfft part of a symmetric full mask expands back to that full mask
-    full = torch.rand(h, w)
-    full = (full + torch.roll(torch.flip(full, dims=(0, 1)), shifts=(1, 1), dims=(0, 1))) / 2  # M(-k) = M(k)
-    torch.testing.assert_close(bd.as_full_plane(full[:, : w // 2 + 1], w), full)
-    assert bd.as_full_plane(full, w) is full
-    assert bd.as_full_plane(torch.ones(h, w // 2 + 1, dtype=torch.bool), w).dtype == torch.bool
-    with pytest.raises(ValueError):
-        bd.as_full_plane(torch.ones(h, 3), w)
-
-
 # ----------------------------------------------------------------------------- band geometry
 
 

@@ -3,7 +3,7 @@
 Conventions (shared with :mod:`freqbias.fourier`):
 
 - Masks are stored UNSHIFTED (zero frequency at ``[0, 0]``), either in ``rfft`` layout (H, W//2+1) or
-  ``full`` layout (H, W). :func:`as_full_plane` turns either into the full plane.
+  ``full`` layout (H, W). :func:`freqbias.fourier.to_full` turns either into the full plane.
 - Band geometry lives on the SHIFTED full plane (``torch.fft.fftshift``): the zero frequency sits at
   pixel ``(H//2, W//2)`` and pixel ``(i, j)`` holds the integer frequency ``(ky, kx) = (i - H//2, j - W//2)``
   in cycles per image.
@@ -25,32 +25,12 @@ import numpy as np
 import torch
 
 from .bootstrap import Estimate, ci_row, cluster_bootstrap, seed_interval
+from .fourier import to_full
 
 if TYPE_CHECKING:
     from .aggregate import AggregateConfig, Run
 
 # ----------------------------------------------------------------------------- geometry, energies
-
-
-def as_full_plane(mask: torch.Tensor, width: int) -> torch.Tensor:
-    """Expand an rfft-layout mask (..., H, W//2+1) to the full UNSHIFTED plane (..., H, W).
-
-    Uses Hermitian symmetry ``M(-k) = M(k)``: a column ``kx > W//2`` of the full plane is the mirror
-    ``M[(-ky) mod H, W - kx]``. Columns ``0`` and (for even W) ``W//2`` are copied as they are, so the
-    result is exactly symmetric when those two columns are symmetric in ky. A full-layout mask
-    (last dimension ``width``) is returned unchanged. Any dtype (float or bool)."""
-    h, last = mask.shape[-2], mask.shape[-1]
-    if last == width:
-        return mask
-    if last != width // 2 + 1:
-        raise ValueError(f"mask width {last} fits neither the rfft ({width // 2 + 1}) nor the full ({width}) "
-                         f"layout of width {width}")
-    ky = torch.arange(h, device=mask.device)[:, None]
-    kx = torch.arange(width, device=mask.device)[None, :]
-    mirrored = kx > width // 2
-    rows = torch.where(mirrored, (-ky) % h, ky)
-    cols = torch.where(mirrored, width - kx, kx)
-    return mask[..., rows, cols]
 
 
 def _shifted_frequencies(h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -132,7 +112,7 @@ def band_profiles(mask: torch.Tensor, width: int, n_radial: int, n_angular: int)
     """Radial and angular band energies of UNSHIFTED masks in either layout.
 
     ``mask``: (..., H, W//2+1) rfft or (..., H, W) full -> (radial (..., n_radial), angular (..., n_angular))."""
-    full = torch.fft.fftshift(as_full_plane(mask, width), dim=(-2, -1))
+    full = torch.fft.fftshift(to_full(mask, width), dim=(-2, -1))
     h = full.shape[-2]
     return (band_energies(full, radial_band_index(h, width, n_radial), n_radial),
             band_energies(full, angular_band_index(h, width, n_angular), n_angular))
@@ -140,7 +120,7 @@ def band_profiles(mask: torch.Tensor, width: int, n_radial: int, n_angular: int)
 
 def shifted_full(mask: torch.Tensor, width: int) -> torch.Tensor:
     """Unshifted masks (..., H, Wm) in either layout -> shifted full planes (..., H, W), float32 CPU."""
-    return torch.fft.fftshift(as_full_plane(mask, width), dim=(-2, -1)).float().cpu()
+    return torch.fft.fftshift(to_full(mask, width), dim=(-2, -1)).float().cpu()
 
 
 def band_centres(h: int, w: int, n_radial: int, n_angular: int) -> tuple[np.ndarray, np.ndarray]:

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .bands import as_full_plane
 from .data import to_float
+from .fourier import to_full
 from .loops import batches, predict
 
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ def heatmap_mask_correlation(heatmap: np.ndarray | torch.Tensor, mask_full_shift
                              method: str = "spearman") -> float:
     """Correlation between a Fourier heat map (Gy, Gx) and a mask sampled at the same frequencies.
 
-    ``mask_full_shifted``: full-plane SHIFTED mask (H, W) (e.g. ``fftshift(as_full_plane(m, W))``).
+    ``mask_full_shifted``: full-plane SHIFTED mask (H, W) (e.g. ``fftshift(to_full(m, W))``).
     ``freqs``: the heat map's (ky, kx); by default those of :func:`heatmap_frequencies` for its shape.
     ``method``: "spearman" (Pearson on average ranks; default) or "pearson". NaN when either side is
     constant. A positive value: the model errs most at the frequencies its mask keeps."""
@@ -170,7 +170,7 @@ def frequency_baselines(record: ModelRecord, x: torch.Tensor, y: torch.Tensor, c
     xh, yh = x[:cfg.heatmap_n], y[:cfg.heatmap_n]
     w = x.shape[-1]
     heat = fourier_heatmap(record.model, xh, yh, cfg.heatmap_norm, cfg.heatmap_grid, seed=cfg.seed)
-    full = torch.fft.fftshift(as_full_plane(record.dataset_mask, w), dim=(-2, -1))
+    full = torch.fft.fftshift(to_full(record.dataset_mask, w), dim=(-2, -1))
     return {"low": filtered_accuracy(record.model, xf, yf, cfg.filter_radii, "low"),
             "high": filtered_accuracy(record.model, xf, yf, cfg.filter_radii, "high"),
             "heatmap": heat, "heatmap_corr": heatmap_mask_correlation(heat, full)}

@@ -9,7 +9,7 @@ A mask ``M`` is real, in [0, 1], stored UNSHIFTED (zero frequency at ``[0, 0]``)
   makes ``M(k)`` and ``M(-k)`` act together, as their mean.
 
 Both describe the same family of filters (:func:`to_full` maps an rfft mask to the point-symmetric
-full mask with the same effect). The L1 term weights every rfft entry by the number of full-plane
+full mask with the same effect; statistics and figures use it for either layout). The L1 term weights every rfft entry by the number of full-plane
 entries it stands for (:func:`mask_weights`), so the loss of an rfft mask equals the loss of its
 full equivalent, and because Adam is invariant to the gradient's scale, fitting either kind from
 ones follows the same path (up to Adam's eps).
@@ -127,13 +127,20 @@ def binary_complement(m: torch.Tensor) -> torch.Tensor:
 
 
 def to_full(m: torch.Tensor, width: int) -> torch.Tensor:
-    """The point-symmetric (..., H, W) full mask with the same effect as rfft mask(s) ``m`` (..., H, Wm).
+    """The full UNSHIFTED plane (..., H, W) of float mask(s) ``m`` in either layout, for images of ``width``.
 
-    Unshifted. Entries of the DC and (even W) Nyquist columns are averaged with their mirror
-    ``-k``, as ``irfft2`` does implicitly."""
+    A full-layout mask (last dimension ``width``) is returned unchanged. An rfft mask (..., H, W//2+1)
+    becomes the point-symmetric full mask with the same effect: a column ``kx > W//2`` is the mirror
+    ``M[(-ky) mod H, W - kx]``; on the DC and (even W) Nyquist columns ``irfft2`` drops the
+    anti-Hermitian part of its input, so there an entry ``M[ky, kx]`` acts on both ``k`` and ``-k`` with
+    weight 1/2, and the full mask holds the mean of ``M[ky, kx]`` and its mirror ``M[-ky, kx]``. Hence
+    ``irfft2(rfft2(z) * m) == ifft2(fft2(z) * to_full(m))``, imaginary part zero."""
     h, wm = m.shape[-2:]
+    if wm == width:
+        return m
     if wm != width // 2 + 1:
-        raise ValueError(f"rfft mask of width {wm} does not fit images of width {width} (expected {width // 2 + 1})")
+        raise ValueError(f"mask of width {wm} does not fit images of width {width}: expected {width // 2 + 1} "
+                         f"(rfft) or {width} (full)")
     neg_rows = (-torch.arange(h, device=m.device)) % h
     full = m.new_empty(*m.shape[:-1], width)
     full[..., :wm] = m
