@@ -3,18 +3,19 @@
 Usage: ``python stages/aggregate.py``. Reads params ``aggregate`` (and ``train.variants``, ``train.seeds``,
 ``train.attack``, ``data``, ``model``, ``masks``); reads ``models/``, ``masks/``, ``metrics/`` and
 ``data/prepared``; writes ``results/*.csv``, ``results/curves/``, ``results/claims.json``,
-``results/summary.json`` and ``results/figdata.pt`` (see :mod:`freqbias.analysis`).
+``results/summary.json`` and ``results/figdata.pt`` (see :mod:`freqbias.aggregate`).
 """
 
 import time
 from pathlib import Path
 
 from freqbias import runtime
-from freqbias.analysis import AggregateConfig, load_records, run_aggregate, write_results
+from freqbias.aggregate import AggregateConfig, run_aggregate, write_results
 from freqbias.cli import run_stage, setup_logging
 from freqbias.config import Section, load_params
 from freqbias.data import load_split
 from freqbias.io import load_json
+from freqbias.measures import load_records
 from freqbias.training import TrainConfig
 
 DATA = Path("data/prepared")

@@ -81,6 +81,44 @@ def test_to_full_has_the_same_effect_and_l1(h, w):
     torch.testing.assert_close(fm.sparsity(m, w, "rfft"), fm.sparsity(full, w, "full"))
 
 
+@pytest.mark.parametrize("h,w", SIZES)
+def test_to_full_matches_fft_of_real_images(h, w):
+    torch.manual_seed(0)
+    x = torch.randn(3, h, w, dtype=torch.float64)
+    expanded = fm.to_full(torch.fft.rfft2(x).abs(), w)
+    assert expanded.shape == (3, h, w)
+    torch.testing.assert_close(expanded, torch.fft.fft2(x).abs())
+
+
+def test_to_full_symmetric_and_passthrough():
+    torch.manual_seed(0)
+    h, w = 6, 8
+    # a mask that is the rfft part of a symmetric full mask expands back to that full mask
+    full = torch.rand(h, w)
+    full = (full + torch.roll(torch.flip(full, dims=(0, 1)), shifts=(1, 1), dims=(0, 1))) / 2  # M(-k) = M(k)
+    torch.testing.assert_close(fm.to_full(full[:, : w // 2 + 1], w), full)
+    assert fm.to_full(full, w) is full
+    assert fm.to_full(torch.ones(h, w // 2 + 1, dtype=torch.float64), w).dtype == torch.float64
+    with pytest.raises(ValueError):
+        fm.to_full(torch.ones(h, 3), w)
+
+
+@pytest.mark.parametrize("h,w", SIZES)
+def test_to_full_is_the_exact_multiplier_of_an_asymmetric_rfft_mask(h, w):
+    """irfft2 applies an rfft mask's DC / Nyquist entries M(ky) and M(-ky) as their mean: the expanded
+    mask reproduces irfft2 as a plain full-plane product, real without taking the real part."""
+    gen = torch.Generator().manual_seed(4)
+    z = torch.randn(3, h, w, dtype=torch.float64, generator=gen)
+    m = torch.rand(h, w // 2 + 1, dtype=torch.float64, generator=gen)         # random: DC column not symmetric
+    assert not torch.allclose(m[:, 0], m[(-torch.arange(h)) % h, 0])
+    full = fm.to_full(m, w)
+    out = torch.fft.ifft2(torch.fft.fft2(z) * full)
+    torch.testing.assert_close(out.real, torch.fft.irfft2(torch.fft.rfft2(z) * m, s=(h, w)))
+    assert out.imag.abs().max() < 1e-12
+    cols = [0] if w % 2 else [0, w // 2]
+    torch.testing.assert_close(full[:, cols], 0.5 * (m[:, cols] + m[(-torch.arange(h)) % h][:, cols]))
+
+
 def test_full_mask_acts_through_its_symmetric_part():
     """Taking the real part (as published) makes M(k) and M(-k) act as their mean."""
     torch.manual_seed(3)
@@ -143,7 +181,7 @@ def test_mask_size_mismatch_raises_one_line_error():
     with pytest.raises(ValueError, match="does not fit"):
         fm.predict(_net(), z, torch.ones(28, 28))
     with pytest.raises(ValueError, match="does not fit images of width 28"):
-        fm.to_full(torch.ones(28, 28), 28)
+        fm.to_full(torch.ones(28, 3), 28)
 
 
 def test_configs_reject_bad_values():

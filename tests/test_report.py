@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from freqbias import analysis as an
+from freqbias import aggregate as ag
 from freqbias import report as rp
 from freqbias.config import DataError, ParamError
 
 from conftest import git_commit, run
-from test_analysis import SMALL, synthetic_run
+from test_aggregate import SMALL, synthetic_run
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -24,9 +24,9 @@ def results(tmp_path_factory) -> Path:
     """results/ of a small aggregation over random models (variants N, A, R; one seed)."""
     folder = tmp_path_factory.mktemp("run") / "results"
     records, splits, names = synthetic_run()
-    res = an.run_aggregate(records, SMALL, splits, attack=None, class_names=names)
+    res = ag.run_aggregate(records, SMALL, splits, attack=None, class_names=names)
     res.summary.update({"dataset": "synthetic", "arch": "small_cnn", "counts": {"train": 1, "val": 20, "test": 40}})
-    an.write_results(res, folder)
+    ag.write_results(res, folder)
     return folder
 
 

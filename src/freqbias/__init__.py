@@ -10,11 +10,17 @@ neural networks through Fourier masks" (Front. AI 2022), organised as one module
 - :mod:`freqbias.checkpoints` external checkpoints: download with resume, SHA-256 check
 - :mod:`freqbias.models`   model registry; a ``Normalize`` first layer so models take [0, 1] pixels
 - :mod:`freqbias.attacks`  PGD L-inf in [0, 1] pixel space
+- :mod:`freqbias.loops`    shared pieces of minibatch loops: batches, OneCycle, prediction in eval mode
 - :mod:`freqbias.training` training variants (N, A, S, T, R, G), evaluation
 - :mod:`freqbias.fourier`  Fourier masks: parametrisations, loss, dataset/class/single-image fitting
 - :mod:`freqbias.single_image` the study's image selection; complements and restoration on PGD images
-- :mod:`freqbias.spectral` radial/angular band energies, bootstrap, probes, frequency baselines
-- :mod:`freqbias.analysis` the aggregate stage: statistics over all models, claims with verdicts
+- :mod:`freqbias.bootstrap` percentile bootstrap intervals over images, seeds and strata
+- :mod:`freqbias.bands`    radial/angular band geometry and energies, band statistics over models
+- :mod:`freqbias.measures` per-model measurements: loading masks, what single-image masks keep
+- :mod:`freqbias.probe`    linear probe from single-image masks to the class
+- :mod:`freqbias.baselines` filtered accuracy, Fourier heat map, heat map vs mask correlation
+- :mod:`freqbias.claims`   the claims of docs/study.md with their verdicts
+- :mod:`freqbias.aggregate` the aggregate stage: params, result tables, figure data, results/
 - :mod:`freqbias.plots`    one function per figure
 - :mod:`freqbias.report`   the markdown report
 - :mod:`freqbias.profiles` named overlays on params.yaml (paper, cifar10, tiny)

@@ -371,7 +371,7 @@ def tensor_sha256(t: torch.Tensor) -> str:
 def build_manifest(raw: RawDataset, splits: dict[str, tuple[torch.Tensor, torch.Tensor]], cfg: DataConfig) -> dict[str, Any]:
     """Source, hashes, counts, image size and the normalisation statistics (of the train split, in
     [0, 1] pixel units, unless fixed in params)."""
-    x_train = splits["train"][0].float() / 255
+    x_train = to_float(splits["train"][0])
     mean = cfg.mean if cfg.mean is not None else round(float(x_train.mean()), 4)
     std = cfg.std if cfg.std is not None else round(float(x_train.std()), 4)
     return {
@@ -394,5 +394,5 @@ def load_split(folder: str | Path, split: str) -> tuple[torch.Tensor, torch.Tens
 
 
 def to_float(x: torch.Tensor) -> torch.Tensor:
-    """uint8 pixels -> float32 in [0, 1]."""
-    return x.float().div_(255)
+    """Images as pixels in [0, 1]: uint8 (0..255) -> float32 divided by 255; float images are returned as they are."""
+    return x.float().div_(255) if x.dtype == torch.uint8 else x

@@ -9,7 +9,7 @@ A mask ``M`` is real, in [0, 1], stored UNSHIFTED (zero frequency at ``[0, 0]``)
   makes ``M(k)`` and ``M(-k)`` act together, as their mean.
 
 Both describe the same family of filters (:func:`to_full` maps an rfft mask to the point-symmetric
-full mask with the same effect). The L1 term weights every rfft entry by the number of full-plane
+full mask with the same effect; statistics and figures use it for either layout). The L1 term weights every rfft entry by the number of full-plane
 entries it stands for (:func:`mask_weights`), so the loss of an rfft mask equals the loss of its
 full equivalent, and because Adam is invariant to the gradient's scale, fitting either kind from
 ones follows the same path (up to Adam's eps).
@@ -23,12 +23,11 @@ with ``f = model.net`` frozen in eval mode and the clean CE computed once, witho
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import copy
 import math
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -36,8 +35,8 @@ from torch.fx.experimental.optimization import fuse as fuse_conv_bn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from . import runtime
-from .training import one_cycle
+from . import loops, runtime
+from .loops import batches, frozen, one_cycle
 
 KINDS = ("rfft", "full")
 
@@ -128,13 +127,20 @@ def binary_complement(m: torch.Tensor) -> torch.Tensor:
 
 
 def to_full(m: torch.Tensor, width: int) -> torch.Tensor:
-    """The point-symmetric (..., H, W) full mask with the same effect as rfft mask(s) ``m`` (..., H, Wm).
+    """The full UNSHIFTED plane (..., H, W) of float mask(s) ``m`` in either layout, for images of ``width``.
 
-    Unshifted. Entries of the DC and (even W) Nyquist columns are averaged with their mirror
-    ``-k``, as ``irfft2`` does implicitly."""
+    A full-layout mask (last dimension ``width``) is returned unchanged. An rfft mask (..., H, W//2+1)
+    becomes the point-symmetric full mask with the same effect: a column ``kx > W//2`` is the mirror
+    ``M[(-ky) mod H, W - kx]``; on the DC and (even W) Nyquist columns ``irfft2`` drops the
+    anti-Hermitian part of its input, so there an entry ``M[ky, kx]`` acts on both ``k`` and ``-k`` with
+    weight 1/2, and the full mask holds the mean of ``M[ky, kx]`` and its mirror ``M[-ky, kx]``. Hence
+    ``irfft2(rfft2(z) * m) == ifft2(fft2(z) * to_full(m))``, imaginary part zero."""
     h, wm = m.shape[-2:]
+    if wm == width:
+        return m
     if wm != width // 2 + 1:
-        raise ValueError(f"rfft mask of width {wm} does not fit images of width {width} (expected {width // 2 + 1})")
+        raise ValueError(f"mask of width {wm} does not fit images of width {width}: expected {width // 2 + 1} "
+                         f"(rfft) or {width} (full)")
     neg_rows = (-torch.arange(h, device=m.device)) % h
     full = m.new_empty(*m.shape[:-1], width)
     full[..., :wm] = m
@@ -219,17 +225,6 @@ class SingleMaskConfig:
 # Loss, stopping rule, evaluation
 # --------------------------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def frozen(net: nn.Module) -> Iterator[nn.Module]:
-    """Put ``net`` in eval mode for the duration; restore its previous mode afterwards."""
-    was_training = net.training
-    net.eval()
-    try:
-        yield net
-    finally:
-        net.train(was_training)
-
-
 def fitting_copy(net: nn.Module, fast: bool) -> nn.Module:
     """A frozen copy of ``net`` to fit masks against: eval mode, no weight gradients. With ``fast``,
     eval-mode BatchNorm is folded into the preceding convolutions (when ``torch.fx`` can trace the
@@ -291,26 +286,15 @@ class Plateau:
         return self.count[idx] >= self.patience
 
 
-def _batches(n: int, size: int) -> Iterator[slice]:
-    for start in range(0, n, size):
-        yield slice(start, min(start + size, n))
-
-
-@torch.no_grad()
 def predict(net: nn.Module, z: torch.Tensor, mask: torch.Tensor | None = None, kind: str = "rfft",
             batch_size: int = 1024) -> torch.Tensor:
-    """Predicted classes (N,) of ``net`` (run in eval mode) on normalised images ``z`` (N, C, H, W)
-    filtered by ``mask``: None (clean), shared (H, Wm) or per image (N, H, Wm)."""
-    if mask is not None:
-        check_mask(mask, *z.shape[-2:], kind, batch=len(z))
-    out = []
-    with frozen(net):
-        for s in _batches(len(z), batch_size):
-            zb = z[s]
-            if mask is not None:
-                zb = apply_mask(zb, mask if mask.dim() == 2 else mask[s], kind)
-            out.append(net(zb).argmax(dim=1))
-    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long, device=z.device)
+    """Predicted classes (N,) of ``net`` (run in eval mode, :func:`freqbias.loops.predict`) on normalised
+    images ``z`` (N, C, H, W) filtered by ``mask``: None (clean), shared (H, Wm) or per image (N, H, Wm)."""
+    if mask is None:
+        return loops.predict(net, z, batch_size)
+    check_mask(mask, *z.shape[-2:], kind, batch=len(z))
+    return loops.predict(net, z, batch_size,
+                         lambda zb, s: apply_mask(zb, mask if mask.dim() == 2 else mask[s], kind))
 
 
 def agreement(net: nn.Module, z: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None,
@@ -327,7 +311,7 @@ def clean_ce(net: nn.Module, z: torch.Tensor, y: torch.Tensor, batch_size: int =
     """Per-image CE of the unmasked logits (N,) and the clean predictions (N,), no gradient."""
     ces, preds = [], []
     with frozen(net):
-        for s in _batches(len(z), batch_size):
+        for s in batches(len(z), batch_size):
             logits = net(z[s])
             ces.append(F.cross_entropy(logits, y[s], reduction="none"))
             preds.append(logits.argmax(dim=1))
@@ -390,7 +374,7 @@ def fit_dataset_mask(net: nn.Module, z: torch.Tensor, y: torch.Tensor,
     for epoch in bar:
         order = torch.randperm(n, generator=gen).to(z.device)
         total = 0.0
-        for s in _batches(n, cfg.batch_size):
+        for s in batches(n, cfg.batch_size):
             idx = order[s]
             logits = net(apply_mask(z[idx], param, cfg.kind))
             loss = mask_loss(*loss_terms(logits, y[idx], ce0[idx], param, w, cfg.kind), cfg.lam).mean()
@@ -492,7 +476,7 @@ def fit_single_masks(net: nn.Module, z: torch.Tensor, target: torch.Tensor,
     net = fitting_copy(net, cfg.fast_net)
     masks, steps = [], []
     n_chunks, bars = math.ceil(len(z) / cfg.chunk_size), runtime.progress()
-    for c, s in enumerate(_batches(len(z), cfg.chunk_size)):
+    for c, s in enumerate(batches(len(z), cfg.chunk_size)):
         with tqdm(total=cfg.max_steps, desc=f"single masks {c + 1}/{n_chunks}", unit="step", disable=not bars) as bar:
             m, st = _fit_single_chunk(net, z[s], target[s], cfg, bar)
         masks.append(m)

@@ -1,6 +1,6 @@
 """Figures of the report, one function per figure (matplotlib, Agg backend).
 
-Every function takes arrays from ``results/figdata.pt`` (written by :mod:`freqbias.analysis`) or rows of
+Every function takes arrays from ``results/figdata.pt`` (written by :mod:`freqbias.aggregate`) or rows of
 a results table, writes one PNG atomically to ``path`` and returns ``path``. Masks arrive SHIFTED
 (``fftshift``: zero frequency in the centre, ky down, kx right); images are pixels, (n, C, H, W).
 """
@@ -18,9 +18,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from .io import atomic_path  # noqa: E402
+from .training import VARIANTS  # noqa: E402
 
 COLORS = {"N": "black", "A": "tab:red", "S": "tab:blue", "T": "tab:green", "R": "tab:purple", "G": "tab:orange"}
-NAMES = {"N": "standard", "A": "adversarial", "S": "scale", "T": "translation", "R": "rotation", "G": "noise"}
 
 
 def _color(name: str) -> str:
@@ -56,7 +56,7 @@ def mask_grid(masks: Mapping[str, torch.Tensor], path: Path, title: str, dpi: in
     lim = max([np.abs(d).max() for d in diffs.values()] + [1e-6])
     fig, axes = plt.subplots(2, len(variants), figsize=(1.9 * len(variants), 4.1), squeeze=False)
     for j, v in enumerate(variants):
-        _image(axes[0, j], masks[v], f"{v} ({NAMES.get(v, v)})", "viridis", 0, 1)
+        _image(axes[0, j], masks[v], f"{v} ({VARIANTS.get(v, v)})", "viridis", 0, 1)
         if v in diffs:
             _image(axes[1, j], diffs[v], f"{v} - N", "RdBu_r", -lim, lim)
         else:

@@ -26,7 +26,7 @@ from .config import MissingParam, ParamError, recording, unknown_key
 
 def _read_all(params: Mapping[str, Any]) -> None:
     """Run every section reader on ``params`` (imported here: the readers' modules import config)."""
-    from .analysis import AggregateConfig
+    from .aggregate import AggregateConfig
     from .checkpoints import checkpoints_from_params
     from .data import DataConfig
     from .fourier import MasksConfig

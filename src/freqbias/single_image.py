@@ -12,7 +12,9 @@ import torch
 from torch import nn
 
 from .attacks import PGD
+from .data import to_float
 from .fourier import agreement, binary_complement
+from .loops import batches
 
 
 @dataclass
@@ -34,23 +36,21 @@ def select_images(standard: nn.Module, adversarial: nn.Module, x: torch.Tensor, 
     model's prediction. ``x`` uint8 or [0, 1] pixels. Fewer than ``n`` when the split runs out."""
     g = torch.Generator().manual_seed(seed)
     chosen, adv, seen = [], [], 0
-    for start in range(0, len(x), batch_size):
-        xb = x[start:start + batch_size]
-        xb = xb.float() / 255 if xb.dtype == torch.uint8 else xb
-        yb = y[start:start + batch_size]
+    for s in batches(len(x), batch_size):
+        xb, yb = to_float(x[s]), y[s]
         with torch.no_grad():
             pred_n, pred_a = standard(xb).argmax(1), adversarial(xb).argmax(1)
         x_adv = attack.perturb(standard, xb, pred_n, g)
         with torch.no_grad():
             flipped = standard(x_adv).argmax(1) != pred_n
         ok = ((pred_n == yb) == (pred_a == yb)) & flipped
-        chosen.append(torch.arange(start, start + len(xb))[ok])
+        chosen.append(torch.arange(s.start, s.stop)[ok])
         adv.append(x_adv[ok])
-        seen = start + len(xb)
+        seen = s.stop
         if sum(len(c) for c in chosen) >= n:
             break
     index, x_adv = torch.cat(chosen)[:n], torch.cat(adv)[:n]
-    xs = x[index].float() / 255 if x.dtype == torch.uint8 else x[index]
+    xs = to_float(x[index])
     return Selection(index=index, x=xs, x_adv=x_adv, y=y[index], pool=seen)
 
 

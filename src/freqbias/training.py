@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +28,8 @@ from tqdm.auto import tqdm
 from . import runtime
 from .attacks import PGD
 from .config import ParamError, Section
+from .data import to_float
+from .loops import batches, frozen, one_cycle, predict
 
 VARIANTS = {"N": "standard", "A": "adversarial", "S": "scale", "T": "translation", "R": "rotation",
             "G": "gaussian noise"}
@@ -175,58 +177,24 @@ def augment_batch(x: torch.Tensor, variant: str, cfg: AugmentConfig, g: torch.Ge
 # Loops
 
 
-def one_cycle(opt: torch.optim.Optimizer, max_lr: float, total_steps: int,
-              pct_start: float) -> torch.optim.lr_scheduler.OneCycleLR:
-    """OneCycle schedule sized to ``total_steps``; the warm-up is kept to at least 2 steps and the
-    decay to at least 2, so very short runs (tiny profiles) stay well defined."""
-    total_steps = max(total_steps, 4)
-    pct = min(max(pct_start, 2 / total_steps), 1 - 2 / total_steps)
-    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=total_steps, pct_start=pct)
-
-
-def batches(n: int, batch_size: int, g: torch.Generator | None = None) -> Iterator[torch.Tensor]:
-    """Index batches over range(n); shuffled when a generator is given."""
-    order = torch.randperm(n, generator=g) if g is not None else torch.arange(n)
-    for i in range(0, n, batch_size):
-        yield order[i:i + batch_size]
-
-
-@torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1000,
-            transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
-    """Predicted labels (N,) for uint8 or float images x (N, C, H, W); model in eval mode."""
-    model.eval()
-    device = next(model.parameters()).device
-    out = []
-    for idx in batches(len(x), batch_size):
-        xb = _as_pixels(x[idx]).to(device)
-        if transform is not None:
-            xb = transform(xb)
-        out.append(model(xb).argmax(1).cpu())
-    return torch.cat(out)
-
-
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> float:
+    """Share of images x (N, C, H, W), uint8 or [0, 1] pixels, classified as y (N,), model in eval mode."""
     return float((predict(model, x, batch_size) == y).float().mean())
 
 
 def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: PGD, batch_size: int = 500,
                     seed: int = 0) -> float:
-    """Accuracy on PGD images (model in eval mode). x: uint8 or [0, 1] pixels."""
-    model.eval()
+    """Accuracy on PGD images (model in eval mode, its mode restored afterwards). x: uint8 or [0, 1] pixels."""
     device = next(model.parameters()).device
     g = torch.Generator().manual_seed(seed)
     correct = 0
-    for idx in batches(len(x), batch_size):
-        xb, yb = _as_pixels(x[idx]).to(device), y[idx].to(device)
-        x_adv = attack.perturb(model, xb, yb, g)
-        with torch.no_grad():
-            correct += int((model(x_adv).argmax(1) == yb).sum())
+    with frozen(model):
+        for s in batches(len(x), batch_size):
+            xb, yb = to_float(x[s]).to(device), y[s].to(device)
+            x_adv = attack.perturb(model, xb, yb, g)
+            with torch.no_grad():
+                correct += int((model(x_adv).argmax(1) == yb).sum())
     return correct / len(x)
-
-
-def _as_pixels(x: torch.Tensor) -> torch.Tensor:
-    return x.float() / 255 if x.dtype == torch.uint8 else x
 
 
 @dataclass
@@ -261,10 +229,11 @@ def train_model(model: nn.Module, variant: str, cfg: TrainConfig, seed: int, x_t
     for epoch in tqdm(range(1, cfg.epochs + 1), desc=f"train {variant}", unit="epoch", disable=not bars):
         model.train()
         t0, loss_sum, correct, seen = time.perf_counter(), 0.0, 0, 0
-        for idx in tqdm(batches(len(x_train), cfg.batch_size, g), total=steps_per_epoch, leave=False,
-                        desc=f"epoch {epoch}", unit="batch", disable=not bars):
-            idx = idx.to(device)
-            xb = augment_batch(_as_pixels(x_train[idx]), variant, cfg.augment, g)
+        order = torch.randperm(len(x_train), generator=g)
+        for s in tqdm(batches(len(x_train), cfg.batch_size), total=steps_per_epoch, leave=False,
+                      desc=f"epoch {epoch}", unit="batch", disable=not bars):
+            idx = order[s].to(device)
+            xb = augment_batch(to_float(x_train[idx]), variant, cfg.augment, g)
             yb = y_train[idx]
             if attack is not None:
                 model.eval()  # craft the attack with frozen BN statistics, then train on it

@@ -1,0 +1,174 @@
+"""Per-model measurements on images: loading a model with its masks, the single-image selection, and
+what the masks keep (agreement, SSIM and pixel correlation of the masked images).
+
+Masks are stored UNSHIFTED and act on the *normalised* image ``model.normalize(x)`` (see
+:mod:`freqbias.fourier`); images are pixels in [0, 1] (N, C, H, W), uint8 images divided by 255.
+Outcomes are per image, 1.0 / 0.0 (or a similarity), as numpy arrays (n,) ready for a bootstrap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from .attacks import PGD
+from .config import DataError, ParamError
+from .data import to_float
+from .fourier import apply_mask, binary_complement, predict
+from .io import load_json
+from .models import Classifier, load_checkpoint
+from .single_image import select_images
+
+
+@dataclass
+class ModelRecord:
+    """One trained model and its masks. ``dataset_mask`` (H, Wm), ``class_masks`` (K, H, Wm) and the
+    single-image dict (``index, y, target, masks (n, H, Wm), ...``, see ``stages/masks.py``), all
+    unshifted, on the CPU; ``model`` in eval mode on the stage's device."""
+
+    name: str
+    variant: str
+    seed: int
+    model: Classifier
+    kind: str
+    dataset_mask: torch.Tensor
+    class_masks: torch.Tensor
+    single: dict
+    train_metrics: dict
+    mask_metrics: dict
+
+
+def load_records(variants: Sequence[str], seeds: Sequence[int], device: torch.device,
+                 root: Path = Path(".")) -> list[ModelRecord]:
+    """Load ``models/<V>-s<seed>.pt``, ``masks/<V>-s<seed>/*.pt`` and both metrics JSONs of every model.
+
+    Raise :class:`ParamError` when N (the reference of every difference) is not a variant and
+    :class:`DataError` when a file is missing."""
+    if "N" not in variants:
+        raise ParamError("train.variants: the aggregate stage compares every variant with N; add N")
+    records = []
+    for seed in seeds:
+        for variant in variants:
+            name = f"{variant}-s{seed}"
+            paths = [root / "masks" / name / f"{k}.pt" for k in ("dataset", "class", "single")]
+            paths += [root / "metrics" / s / f"{name}.json" for s in ("train", "masks")]
+            missing = [str(p) for p in paths if not p.exists()]
+            if missing:
+                raise DataError(f"{missing[0]}: not found (run the train and masks stages first)")
+            model, _ = load_checkpoint(root / "models" / f"{name}.pt", map_location=device)
+            dataset, classes, single = (torch.load(p, map_location="cpu", weights_only=True) for p in paths[:3])
+            records.append(ModelRecord(
+                name=name, variant=variant, seed=seed, model=model,
+                kind=single["kind"], dataset_mask=dataset["mask"], class_masks=classes["masks"], single=single,
+                train_metrics=load_json(paths[3]), mask_metrics=load_json(paths[4])))
+    return records
+
+
+@dataclass
+class SeedImages:
+    """The single-image selection of one seed: test-split ``index`` (n,), true labels ``y`` (n,), clean
+    images ``x`` and their PGD versions ``x_adv`` (against N), pixels in [0, 1] (n, C, H, W)."""
+
+    index: torch.Tensor
+    y: torch.Tensor
+    x: torch.Tensor
+    x_adv: torch.Tensor
+
+
+def seed_images(standard: ModelRecord, adversarial: ModelRecord, x_test: torch.Tensor, y_test: torch.Tensor,
+                attack: PGD, device: torch.device) -> SeedImages:
+    """Rebuild the images the masks of one seed were fitted on.
+
+    ``single.pt`` stores the test indices; PGD images are taken from it when stored (key ``x_adv``),
+    else regenerated with the masks stage's rule and seed (:func:`freqbias.single_image.select_images`)
+    and checked against the stored indices (:class:`DataError` on a mismatch)."""
+    single = standard.single
+    index = single["index"]
+    if not torch.equal(adversarial.single["index"], index):
+        raise DataError(f"masks/{adversarial.name}/single.pt: images differ from masks/{standard.name}; rerun masks")
+    x = to_float(x_test[index]).to(device)
+    if "x_adv" in single:
+        return SeedImages(index, single["y"], x, single["x_adv"].to(device))
+    sel = select_images(standard.model, adversarial.model, x_test.to(device), y_test.to(device), attack,
+                        len(index), seed=standard.seed)
+    if not torch.equal(sel.index.cpu(), index):
+        raise DataError(f"masks/{standard.name}/single.pt: regenerated PGD selection differs from the stored one "
+                        "(different device or params?); rerun the masks stage")
+    return SeedImages(index, single["y"], x, sel.x_adv.to(device))
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 7, data_range: float = 1.0) -> torch.Tensor:
+    """Mean structural similarity of image pairs (N, C, H, W) -> (N,), uniform ``window`` x ``window``
+    windows (valid positions only), constants of Wang et al. 2004 for pixels spanning ``data_range``."""
+    a, b = a.double(), b.double()
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+
+    def pool(t: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(t, window, stride=1)
+
+    mu_a, mu_b = pool(a), pool(b)
+    var_a, var_b = pool(a * a) - mu_a ** 2, pool(b * b) - mu_b ** 2
+    cov = pool(a * b) - mu_a * mu_b
+    score = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+    return score.flatten(1).mean(dim=1)
+
+
+def pixel_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pearson correlation of the pixels of image pairs (N, ...) -> (N,); NaN for a constant image."""
+    a, b = a.flatten(1).double(), b.flatten(1).double()
+    a, b = a - a.mean(dim=1, keepdim=True), b - b.mean(dim=1, keepdim=True)
+    return (a * b).sum(dim=1) / (a.norm(dim=1) * b.norm(dim=1))
+
+
+def masked_pixels(model: Classifier, x: torch.Tensor, masks: torch.Tensor, kind: str) -> torch.Tensor:
+    """Images ``x`` (pixels in [0, 1], (N, C, H, W)) seen through their masks, back in pixel units
+    (not clipped): ``apply_mask(normalize(x)) * std + mean``."""
+    z = apply_mask(model.normalize(x), masks.to(x), kind)
+    return z * model.normalize.std + model.normalize.mean
+
+
+@torch.no_grad()
+def single_outcomes(record: ModelRecord, images: SeedImages) -> dict[str, np.ndarray]:
+    """Per-image outcomes (n,) of one model's stored single-image masks, re-evaluated.
+
+    Agreement with the stored target (the model's clean prediction), 1.0 / 0.0: ``target_ok`` (clean
+    image), ``masked``, ``complement`` (binary complement ``1 - 1[M > 0]``); similarity of x and the
+    masked x in pixels: ``ssim``, ``corr``; and for N (which also has masks of the PGD images): ``pgd``
+    (PGD image, no mask), ``restored`` / ``restored_binary`` (PGD image under the clean image's mask,
+    continuous / ``1[M > 0]``), ``adv_masked`` (PGD image under its own mask vs its own target)."""
+    s, model, kind = record.single, record.model, record.kind
+    if not torch.equal(s["index"], images.index):
+        raise DataError(f"masks/{record.name}/single.pt: fitted on other images than N of seed {record.seed}; rerun masks")
+    net, x = model.net, images.x
+    z = model.normalize(x)
+    masks, target = s["masks"].to(z), s["target"].to(z.device)
+    out = {"target_ok": predict(net, z, None, kind) == target,
+           "masked": predict(net, z, masks, kind) == target,
+           "complement": predict(net, z, binary_complement(masks), kind) == target}
+    seen = masked_pixels(model, x, masks, kind)
+    out["ssim"], out["corr"] = ssim(x, seen), pixel_correlation(x, seen)
+    if "masks_adv" in s:
+        z_adv = model.normalize(images.x_adv)
+        out["pgd"] = predict(net, z_adv, None, kind) == target
+        out["restored"] = predict(net, z_adv, masks, kind) == target
+        out["restored_binary"] = predict(net, z_adv, (masks > 0).to(masks.dtype), kind) == target
+        out["adv_masked"] = predict(net, z_adv, s["masks_adv"].to(z), kind) == s["target_adv"].to(z.device)
+    return {k: v.double().cpu().numpy() for k, v in out.items()}
+
+
+@torch.no_grad()
+def dataset_correct(record: ModelRecord, x: torch.Tensor, y: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image correctness (N,) 1.0 / 0.0 of the model on images ``x`` (uint8 or [0, 1]) without and
+    with its dataset mask."""
+    model = record.model
+    device = next(model.parameters()).device
+    z = model.normalize(to_float(x).to(device))
+    y = y.to(device)
+    clean = predict(model.net, z, None, record.kind) == y
+    masked = predict(model.net, z, record.dataset_mask.to(z), record.kind) == y
+    return clean.double().cpu().numpy(), masked.double().cpu().numpy()

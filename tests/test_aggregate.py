@@ -1,0 +1,111 @@
+"""Tests of freqbias.aggregate: params, and small runs of the whole aggregation on random models."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from freqbias import aggregate as ag
+from freqbias import bands as bd
+from freqbias import measures as ms
+from freqbias.config import DataError, ParamError
+from freqbias.models import build_model
+
+H = W = 28
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+# ----------------------------------------------------------------------------- params
+
+
+def params(**aggregate) -> dict:
+    base = {"radial_bands": 14, "angular_bands": 16, "n_boot": 100, "alpha": 0.05, "seed": 0, "accuracy_n": None,
+            "figure_images": 4, "probe": {"train_frac": 0.7, "weight_decay": 1e-3, "max_iter": 50},
+            "filtered": {"n": 10, "radii": [2, 6]}, "heatmap": {"n": 5, "grid": 3, "norm": 2.0},
+            "claims": {"ratio_min": 0.99, "small_ratio": 0.5, "agreement_min": 0.9, "ssim_max": 0.5}}
+    return {"aggregate": {**base, **aggregate}}
+
+
+def test_config_reads_params_and_rejects_empty_bands():
+    cfg = ag.AggregateConfig.from_params(params(), (H, W))
+    assert cfg.radial_bands == 14 and cfg.filter_radii == (2.0, 6.0) and cfg.accuracy_n is None
+    assert bd.empty_bands(H, W, 64, 16)["radial"]                     # 64 rings do not fit a 28 x 28 spectrum
+    with pytest.raises(ParamError, match=r"^aggregate\.radial_bands: 64 bands leave band\(s\) \[.*empty"):
+        ag.AggregateConfig.from_params(params(radial_bands=64), (H, W))
+    with pytest.raises(ParamError, match=r"^aggregate\.angular_bands"):
+        ag.AggregateConfig.from_params(params(angular_bands=200), (H, W))
+    with pytest.raises(ParamError, match=r"^aggregate\.alpha"):
+        ag.AggregateConfig.from_params(params(alpha=0), (H, W))
+    with pytest.raises(ParamError, match=r"^aggregate\.filtered\.radii"):
+        ag.AggregateConfig.from_params(params(filtered={"n": 10, "radii": []}), (H, W))
+
+
+# ----------------------------------------------------------------------------- the whole aggregation, small
+
+
+def synthetic_run(variants=("N", "A", "R"), seeds=(0,), n_img: int = 12, classes: int = 3):
+    """Random models and masks in the masks stage's format (PGD images stored in N's single.pt):
+    ``(records, splits, class_names)``."""
+    torch.manual_seed(0)
+    x = torch.randint(0, 256, (40, 1, H, W), dtype=torch.uint8)
+    y = torch.arange(40) % classes
+    index = torch.arange(n_img)
+    x_adv = (x[index].float() / 255 + 0.05 * torch.randn(n_img, 1, H, W)).clamp(0, 1)
+    records = []
+    for seed in seeds:
+        for v in variants:
+            model = build_model("small_cnn", 1, classes, H, [0.5], [0.25]).eval()
+            with torch.no_grad():
+                target = model(x[index].float() / 255).argmax(1)
+            single = {"index": index, "y": y[index], "target": target, "masks": torch.rand(n_img, H, W // 2 + 1),
+                      "kind": "rfft"}
+            if v == "N":
+                with torch.no_grad():
+                    target_adv = model(x_adv).argmax(1)
+                single.update(x_adv=x_adv, masks_adv=torch.rand(n_img, H, W // 2 + 1), target_adv=target_adv)
+            records.append(ms.ModelRecord(
+                name=f"{v}-s{seed}", variant=v, seed=seed, model=model, kind="rfft",
+                dataset_mask=torch.rand(H, W // 2 + 1), class_masks=torch.rand(classes, H, W // 2 + 1), single=single,
+                train_metrics={"train_seconds": 1.0}, mask_metrics={"seconds": 1.0, "val_clean_acc": 0.5}))
+    return records, {"val": (x[:20], y[:20]), "test": (x, y)}, [f"class {k}" for k in range(classes)]
+
+
+SMALL = ag.AggregateConfig(n_boot=20, accuracy_n=None, probe_max_iter=20, filter_n=10, filter_radii=(3.0, 9.0),
+                           heatmap_n=5, heatmap_grid=3, figure_images=3)
+
+
+def test_run_aggregate_on_random_models(tmp_path):
+    records, splits, names = synthetic_run()
+    res = ag.run_aggregate(records, SMALL, splits, attack=None, class_names=names)
+    assert [c["claim"] for c in res.claims] == list(range(1, 9))
+    assert all(c["verdict"] in ("holds", "does not hold", "inconclusive", "not measured") for c in res.claims)
+    single = {(r["model"], r["metric"]): r["value"] for r in res.tables["single_image"]}
+    assert single["N-s0", "target_ok"] == 1.0 and ("A-s0", "pgd") not in single and ("N-s0", "restored") in single
+    assert {r["variant"] for r in res.tables["band_differences"]} == {"A", "R"}
+    sources = {r["source"] for r in res.tables["band_differences"]}
+    assert sources == {"single", "dataset", "class:class 0", "class:class 1", "class:class 2"}
+    assert set(res.curves) >= {"radial_diff/A", "angular_diff/R", "shares_radial/A", "filtered/N-s0"}
+    assert res.figdata["dataset_masks"]["N"].shape == (H, W) and res.figdata["panel"]["x"].shape[0] == 3
+    ag.write_results(res, tmp_path)
+    claims = json.loads((tmp_path / "claims.json").read_text())
+    assert len(claims) == 8 and json.loads((tmp_path / "metrics.json").read_text())["claim_1"]["verdict"]
+    assert (tmp_path / "curves/radial_diff/A.csv").read_text().startswith("band,radius,diff,lo,hi")
+    torch.load(tmp_path / "figdata.pt", weights_only=True)           # tensors and plain values only
+    (tmp_path / "curves/radial_diff/X.csv").write_text("stale")
+    ag.write_results(res, tmp_path)
+    assert not (tmp_path / "curves/radial_diff/X.csv").exists()
+
+
+def test_run_aggregate_with_two_seeds_and_mismatched_images():
+    records, splits, names = synthetic_run(variants=("N", "A"), seeds=(0, 1), n_img=8)
+    res = ag.run_aggregate(records, SMALL, splits, attack=None, class_names=names)
+    assert {r["seed"] for r in res.tables["single_image"]} == {0, 1, "all"}
+    assert all(math.isfinite(r["seed_lo"]) for r in res.tables["band_differences"])     # intervals over seeds
+    assert res.figdata["dataset_masks"]["A"].shape == (H, W)
+    records[1].single["index"] = records[1].single["index"].flip(0)
+    with pytest.raises(DataError, match="images differ"):
+        ag.run_aggregate(records, SMALL, splits, attack=None, class_names=names)

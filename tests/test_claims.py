@@ -1,0 +1,209 @@
+"""Tests of freqbias.claims: the verdict rule, and claims on synthetic masks and outcomes with a known answer."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from freqbias import aggregate as ag
+from freqbias import bands as bd
+from freqbias import claims as cl
+from freqbias import probe as pb
+
+H = W = 28
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+CFG = ag.AggregateConfig(n_boot=300, probe_max_iter=100)
+
+
+# ----------------------------------------------------------------------------- verdict
+
+
+@pytest.mark.parametrize("est,lo,hi,thr,direction,expected", [
+    (0.5, 0.2, 0.8, 0.0, ">", "holds"),
+    (-0.5, -0.8, -0.2, 0.0, ">", "does not hold"),
+    (0.1, -0.1, 0.3, 0.0, ">", "inconclusive"),
+    (-0.1, -0.2, 0.0, 0.0, ">", "does not hold"),     # touching the threshold from below: not ">"
+    (0.1, 0.0, 0.2, 0.0, ">", "inconclusive"),        # lo == threshold: not strictly above
+    (0.95, 0.92, 0.97, 0.99, ">", "does not hold"),
+    (0.995, 0.991, 0.999, 0.99, ">", "holds"),
+    (-0.5, -0.8, -0.2, 0.0, "<", "holds"),
+    (0.5, 0.2, 0.8, 0.0, "<", "does not hold"),
+    (0.0, -0.1, 0.1, 0.0, "<", "inconclusive"),
+])
+def test_verdict(est, lo, hi, thr, direction, expected):
+    assert cl.verdict(est, lo, hi, thr, direction) == expected
+
+
+def test_verdict_rejects_bad_input():
+    for args in [(0.0, 0.1, 0.2), (float("nan"), 0.0, 1.0), (0.5, 0.0, float("inf"))]:
+        with pytest.raises(ValueError):
+            cl.verdict(*args)
+    with pytest.raises(ValueError):
+        cl.verdict(0.5, 0.0, 1.0, direction=">=")
+
+
+def test_part_and_combined_verdicts():
+    assert cl.part("s", 0.5, 0.2, 0.8, 0.0, ">")["verdict"] == "holds"
+    assert cl.part("s", 0.5, -0.2, 0.8, 0.0, ">")["verdict"] == "inconclusive"
+    assert cl.part("s", -0.5, -0.8, 0.0, 0.0, ">")["verdict"] == "does not hold"
+    assert cl.part("s", math.nan, 0.0, 1.0, 0.0, ">")["verdict"] == "not measured"
+    widened = cl.part("s", 5.0, 0.1, 3.0, 0.0, ">")            # a percentile interval that misses its estimate
+    assert (widened["lo"], widened["hi"], widened["verdict"]) == (0.1, 5.0, "holds")
+    assert cl.combine_verdicts(["holds", "holds"]) == "holds"
+    assert cl.combine_verdicts(["holds", "inconclusive"]) == "inconclusive"
+    assert cl.combine_verdicts(["inconclusive", "does not hold"]) == "does not hold"
+    assert cl.combine_verdicts(["holds", "not measured"]) == "inconclusive"
+    assert cl.combine_verdicts([]) == cl.combine_verdicts(["not measured"]) == "not measured"
+    row = cl.claim_row(5, [cl.part("a", 0.5, 0.2, 0.8, 0.0, ">"), cl.part("b", 0.1, -0.1, 0.3, 0.0, ">")])
+    assert row["verdict"] == "inconclusive" and row["statistic"] == "a"
+    assert row["note"] == "Not settled by this run (interval contains the threshold): b."
+    assert row["study"] == cl.CLAIMS[5][1]
+
+
+def test_sign_changes_on_a_circle():
+    assert cl.sign_changes(np.array([1.0, -1.0, 1.0, -1.0])) == 4
+    assert cl.sign_changes(np.array([1.0, 0.0, 2.0])) == 0
+    assert cl.sign_changes(np.array([1.0, 1.0, -1.0, -1.0])) == 2
+
+
+# ----------------------------------------------------------------------------- synthetic masks with a known answer
+
+
+def _low_disc(radius: float) -> torch.Tensor:
+    """rfft-layout bool (H, W//2+1): frequencies within ``radius`` of zero."""
+    ky = torch.fft.fftfreq(H, 1 / H)[:, None]
+    kx = torch.arange(W // 2 + 1)[None, :]
+    return (ky ** 2 + kx ** 2).sqrt() <= radius
+
+
+def _energies(masks: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    r, a = bd.band_profiles(masks.double(), W, CFG.radial_bands, CFG.angular_bands)
+    return r.numpy(), a.numpy()
+
+
+def _masks(n: int = 40, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return 0.2 + 0.6 * torch.rand(n, H, W // 2 + 1, generator=g)
+
+
+def test_more_low_band_energy_in_A_makes_claims_2_and_7_hold():
+    n_masks = _masks()
+    a_masks = torch.where(_low_disc(6), (n_masks * 2.5).clamp(max=1), n_masks * 0.6)
+    radial = {"N": [_energies(n_masks)[0]], "A": [_energies(a_masks)[0]]}
+    c2, c7 = cl.claim_radial(radial, CFG), cl.claim_low_share(radial, CFG)
+    assert c2["verdict"] == "holds" and [p["verdict"] for p in c2["parts"]] == ["holds", "holds"]
+    assert c2["estimate"] > 0 and c2["parts"][1]["estimate"] < 0 and c2["note"] == ""
+    assert c7["verdict"] == "holds" and c7["estimate"] == 1.0
+
+
+def test_identical_masks_do_not_show_the_bias():
+    masks = _masks()
+    radial, angular = _energies(masks)
+    rad, ang = {"N": [radial], "A": [radial.copy()]}, {"N": [angular], "A": [angular.copy()]}
+    c2 = cl.claim_radial(rad, CFG)
+    assert c2["verdict"] == "does not hold" and (c2["estimate"], c2["lo"], c2["hi"]) == (0, 0, 0)
+    assert c2["note"].startswith("This run disagrees with the study: A - N mean energy over low rings")
+    assert cl.claim_low_share(rad, CFG)["verdict"] == "does not hold"      # ties are not "greater"
+    assert cl.claim_angular(ang, CFG)["verdict"] == "does not hold"        # a flat (zero) curve has range 0
+
+
+def test_noise_alone_does_not_make_claim_2_hold():
+    radial = {"N": [_energies(_masks(seed=1))[0]], "A": [_energies(_masks(seed=2))[0]]}
+    assert cl.claim_radial(radial, CFG)["verdict"] != "holds"
+
+
+def test_direction_dependent_masks_make_claim_3_hold():
+    n_masks = _masks()
+    ky = torch.fft.fftfreq(H, 1 / H)[:, None]
+    horizontal = (ky.abs() <= 1).expand(H, W // 2 + 1)            # frequencies along the kx axis
+    a_masks = torch.where(horizontal, torch.ones_like(n_masks), n_masks * 0.5)
+    angular = {"N": [_energies(n_masks)[1]], "A": [_energies(a_masks)[1]]}
+    c3 = cl.claim_angular(angular, CFG)
+    assert c3["verdict"] == "holds", c3
+    assert c3["info"]["sign_changes"] >= 2
+    est, lo, hi = c3["estimate"], c3["lo"], c3["hi"]
+    assert 0 < lo <= est <= hi
+
+
+def test_claim_4_signs_and_sizes():
+    n_masks = _masks()
+    low = _low_disc(6)
+    a_masks = torch.where(low, (n_masks * 2).clamp(max=1), n_masks * 0.7)        # A: more low energy
+    r_masks = torch.where(low, n_masks * 0.4, n_masks)                             # R: less (opposite sign)
+    s_masks = torch.where(low, (n_masks * 1.3).clamp(max=1), n_masks * 0.95)       # S: like A, smaller
+    t_masks = n_masks + 0.01                                                       # T: barely different
+    radial = {v: [_energies(m)[0]] for v, m in (("N", n_masks), ("A", a_masks), ("R", r_masks),
+                                                  ("S", s_masks), ("T", t_masks))}
+    c4 = cl.claim_augmentations(radial, CFG)
+    assert [p["verdict"] for p in c4["parts"]] == ["holds"] * 4 and c4["verdict"] == "holds"
+    c4_missing = cl.claim_augmentations({k: radial[k] for k in ("N", "A", "R")}, CFG)
+    assert len(c4_missing["parts"]) == 1 and "T, S not trained" in c4_missing["note"]
+    assert cl.claim_augmentations({k: radial[k] for k in ("N", "R")}, CFG)["verdict"] == "not measured"
+
+
+def test_claims_pool_several_seeds():
+    low = _low_disc(6)
+    per = [(_masks(seed=s), None) for s in range(3)]
+    radial = {"N": [], "A": []}
+    for n_masks, _ in per:
+        radial["N"].append(_energies(n_masks)[0])
+        radial["A"].append(_energies(torch.where(low, (n_masks * 2).clamp(max=1), n_masks))[0])
+    c2 = cl.claim_radial(radial, CFG, dataset_diff=np.zeros(CFG.radial_bands))
+    assert c2["verdict"] == "holds" and c2["info"] == {"dataset_mask_low": 0.0, "dataset_mask_mid": 0.0}
+
+
+# ----------------------------------------------------------------------------- other claims
+
+
+def test_claim_1_accuracy_ratio():
+    rng = np.random.default_rng(0)
+    clean = (rng.random((400, 3)) < 0.8).astype(float)
+    same = cl.claim_accuracy({"val": (clean, clean), "test": (clean, clean)}, CFG)
+    assert same["verdict"] == "holds" and same["estimate"] == 1.0 and len(same["parts"]) == 3
+    worse = clean.copy()
+    worse[: 150, 1] = 0                                   # model 1 loses many correct answers under its mask
+    c1 = cl.claim_accuracy({"val": (clean, clean), "test": (clean, worse)}, CFG)
+    assert c1["verdict"] == "does not hold" and c1["estimate"] < 0.9
+    assert [p["verdict"] for p in c1["parts"]] == ["does not hold", "holds", "does not hold"]
+
+
+def test_claims_5_and_8_from_outcomes():
+    n = 100
+    good = {"masked": np.ones(n), "complement": np.r_[np.ones(20), np.zeros(80)], "pgd": np.zeros(n),
+            "restored": np.r_[np.ones(60), np.zeros(40)], "restored_binary": np.ones(n),
+            "ssim": np.full(n, 0.2), "corr": np.full(n, 0.3)}
+    assert cl.claim_complement([good], CFG)["verdict"] == "holds"
+    c8 = cl.claim_texture([good], CFG)
+    assert c8["verdict"] == "holds" and c8["info"]["pixel_correlation"] == pytest.approx(0.3)
+    bad = {**good, "complement": np.ones(n), "ssim": np.full(n, 0.9)}
+    assert cl.claim_complement([bad], CFG)["verdict"] == "does not hold"
+    assert cl.claim_texture([bad], CFG)["verdict"] == "does not hold"
+
+
+def _probe_on(features: np.ndarray, labels: np.ndarray) -> dict:
+    return pb.linear_probe(features, labels, CFG.probe_train_frac, 0, CFG.probe_weight_decay, 100)
+
+
+def test_probe_on_random_masks_stays_at_chance():
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, 160)
+    result = _probe_on(_masks(160).flatten(1).numpy(), labels)
+    assert abs(result["permuted_test_acc"] - 0.25) < 0.2 and abs(result["test_acc"] - 0.25) < 0.2
+    assert cl.claim_probe({"N": [result]}, CFG)["verdict"] != "holds"
+
+
+def test_probe_on_class_carrying_masks_beats_the_permuted_control():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, 160)
+    masks = _masks(160).flatten(1).numpy()
+    for k in range(4):                                    # each class keeps its own block of frequencies
+        masks[labels == k, 10 * k:10 * k + 10] += 0.5
+    result = _probe_on(masks, labels)
+    c6 = cl.claim_probe({"N": [result], "A": [None]}, CFG)
+    assert c6["parts"][0]["verdict"] == "holds" and result["test_acc"] > 0.8
+    assert c6["verdict"] == "holds" and "Too few images to probe A." in c6["note"]
