@@ -5,9 +5,15 @@ checkpoint). The single-image masks use the images chosen with the standard and 
 of ``--seed`` (``models/N-s<seed>.pt``, ``models/A-s<seed>.pt``). Reads params ``masks`` (and
 ``train.attack`` for the PGD images); writes ``masks/<model>/{dataset,class,single}.pt`` and
 ``metrics/masks/<model>.json``.
+
+Data-dependent gaps never stop the stage: a class without val images gets an all-NaN class mask
+(``class.pt`` ``counts``: fit images per class), a selection without images gives empty single-image
+tensors, and every metric that is then undefined (or a masked / clean ratio at 0 clean accuracy) is
+written as null with its reason under ``na`` in the metrics JSON.
 """
 
 import argparse
+import math
 import time
 from pathlib import Path
 
@@ -62,11 +68,19 @@ def main() -> None:
 
     # Class masks: one per class, on that class's first class_fit_n val images.
     pick = torch.cat([(y_val == k).nonzero().squeeze(1)[:cfg.class_fit_n] for k in range(meta["num_classes"])])
-    class_masks, class_hist = fit_class_masks(net, z_val[pick], y_val[pick], meta["num_classes"], cfg.dataset)
+    counts = torch.bincount(y_val[pick].cpu(), minlength=meta["num_classes"])
+    class_masks, class_hist = fit_class_masks(net, z_val[pick], y_val[pick], meta["num_classes"], cfg.dataset,
+                                              absent="nan")
+    absent = (counts == 0).nonzero().squeeze(1).tolist()
+    if absent:
+        log.warning(f"class masks: no val image of class(es) {absent}: their masks are NaN (n/a)")
     log.info(f"class masks: mean values {[round(float(v), 3) for v in sparsity(class_masks, z_val.shape[-1], cfg.kind)]}")
 
     # Single-image masks on the study's images; target = the model's own prediction on each input.
     sel = select_images(standard, adversarial, x_te, y_te.cpu(), attack.build(std), cfg.single_n, seed=seed)
+    if len(sel.index) < cfg.single_n:
+        log.warning(f"single-image masks: only {len(sel.index)} of the {cfg.single_n} images asked for met the "
+                    f"selection rule in the {sel.pool} test images")
     z, z_adv = model.normalize(sel.x.to(device)), model.normalize(sel.x_adv.to(device))
     target = predict(net, z)
     single_cfg = cfg.single_for(net, tuple(z.shape[1:]), chunk_size=runtime.chunk_size(),
@@ -86,22 +100,43 @@ def main() -> None:
 
     out = Path("masks") / args.model
     save_torch({"mask": mask.cpu(), "history": history, "kind": cfg.kind, "meta": meta}, out / "dataset.pt")
-    save_torch({"masks": class_masks.cpu(), "index": pick.cpu(), "kind": cfg.kind}, out / "class.pt")
+    save_torch({"masks": class_masks.cpu(), "index": pick.cpu(), "counts": counts, "kind": cfg.kind}, out / "class.pt")
     save_torch({**single, "kind": cfg.kind}, out / "single.pt")
     width = z_val.shape[-1]
-    save_json({
+    fitted = [h for h in class_hist if h]
+    metrics = {
         "model": args.model, "variant": meta.get("variant", "external"), "seed": meta.get("seed", seed), "kind": cfg.kind, **scores,
-        "val_ratio": scores["val_masked_acc"] / scores["val_clean_acc"],
-        "test_ratio": scores["test_masked_acc"] / scores["test_clean_acc"],
+        "val_ratio": _ratio(scores["val_masked_acc"], scores["val_clean_acc"]),
+        "test_ratio": _ratio(scores["test_masked_acc"], scores["test_clean_acc"]),
         "dataset_mask_mean": float(sparsity(mask, width, cfg.kind)),
         "dataset_mask_support": float(support(mask, width, cfg.kind)),
         "dataset_epochs": len(history), "dataset_fit_n": n_fit,
-        "class_mask_mean": float(sparsity(class_masks, width, cfg.kind).mean()),
-        "class_epochs_mean": sum(len(h) for h in class_hist) / len(class_hist),
+        "class_mask_mean": float(sparsity(class_masks, width, cfg.kind).nanmean()),
+        "class_epochs_mean": sum(len(h) for h in fitted) / len(fitted) if fitted else math.nan,
         "single_n": len(target), "single_steps_mean": float(clean.steps_used.float().mean()),
         "single_mask_mean": float(clean.mean_mask.mean()), **{f"single_{k}": v for k, v in evaluation.items()},
         "seconds": round(time.perf_counter() - t0, 1),
-    }, Path("metrics/masks") / f"{args.model}.json")
+    }
+    reasons = {f"{split}_ratio": f"{split} clean accuracy is 0: masked / clean is undefined" for split in ("val", "test")}
+    reasons.update({"class": f"no val image of class(es) {absent}"} if absent else {})
+    reasons.update({"single": "no single-image masks: no test image met the selection rule"} if not len(target) else {})
+    save_json(_with_reasons(metrics, reasons), Path("metrics/masks") / f"{args.model}.json")
+
+
+def _ratio(masked: float, clean: float) -> float:
+    """masked / clean accuracy; NaN (undefined) at 0 clean accuracy."""
+    return masked / clean if clean > 0 else math.nan
+
+
+def _with_reasons(metrics: dict, reasons: dict[str, str]) -> dict:
+    """``metrics`` with every non-finite number replaced by None, and ``na``: key -> why it is missing
+    (``reasons[key]``, else ``reasons`` of the key's prefix before "_", else "not finite")."""
+    out, na = {}, {}
+    for key, value in metrics.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            value, na[key] = None, reasons.get(key, reasons.get(key.split("_")[0], "not finite"))
+        out[key] = value
+    return {**out, "na": na}
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from freqbias.data import (
     PlantedBand,
     RawDataset,
     build_manifest,
+    interleave_classes,
     load_cifar10,
     load_fashion_mnist,
     load_imagenette,
@@ -277,6 +278,22 @@ def test_imagenette_loads_grayscale_resized_with_labels(tmp_path):
             assert (img.int() - _gray_level(int(label))).abs().max() <= 1
     assert raw.classes == [IMAGENETTE_CLASSES[w] for w in sorted(IMAGENETTE_CLASSES)]
     assert raw.classes[0] == "English springer"
+
+
+def test_imagenette_test_split_deals_the_classes_round_robin(tmp_path):
+    """"The first n test images" (eval, single-image selection, filtered accuracy) must span the classes."""
+    _fake_imagenette(tmp_path, n_train=1, n_val=3)
+    raw = load_imagenette(str(tmp_path), download=False, cache_dir=tmp_path / "cache", image_size=28)
+    assert raw.y_test.tolist() == [0, 1, 2, 3, 4] * 3
+    for img, label in zip(raw.x_test, raw.y_test):
+        assert (img.int() - _gray_level(int(label))).abs().max() <= 1
+
+
+def test_interleave_classes_keeps_each_class_in_order():
+    y = torch.tensor([2, 2, 2, 0, 1, 1])
+    order = interleave_classes(y)
+    assert y[order].tolist() == [0, 1, 2, 1, 2, 2] and order.tolist() == [3, 4, 0, 5, 1, 2]
+    assert interleave_classes(torch.zeros(0, dtype=torch.long)).tolist() == []
 
 
 def test_imagenette_centre_crops_the_longer_side(tmp_path):

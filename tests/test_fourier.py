@@ -410,6 +410,21 @@ def test_class_masks_shape_and_missing_class():
         fm.fit_class_masks(net, z, y, 4, _dataset_cfg(max_epochs=1))
 
 
+def test_class_masks_of_an_absent_class_are_nan_on_request():
+    net = _net()
+    torch.manual_seed(11)
+    z, y = torch.randn(8, 1, 28, 28), torch.tensor([0, 2] * 4)
+    masks, histories = fm.fit_class_masks(net, z, y, 3, _dataset_cfg(max_epochs=1), absent="nan")
+    assert masks.shape == (3, 28, 15) and [len(h) for h in histories] == [1, 0, 1]
+    assert masks[1].isnan().all() and masks[[0, 2]].isfinite().all()
+
+
+def test_single_masks_of_no_image_are_empty():
+    result = fm.fit_single_masks(_net(), torch.zeros(0, 1, 28, 28), torch.zeros(0, dtype=torch.long), _single_cfg())
+    assert result.masks.shape == (0, 28, 15) and result.steps_used.shape == result.kept.shape == (0,)
+    assert result.mean_mask.shape == (0,)
+
+
 # ---- ground truth: the planted band ----------------------------------------------------------
 
 def test_dataset_mask_finds_the_planted_band():

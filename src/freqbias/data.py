@@ -147,7 +147,8 @@ IMAGENETTE_CLASSES = {  # the study's five classes (WordNet ids used by Imagenet
 
 def load_imagenette(root: str | None, download: bool, cache_dir: Path, image_size: int = 128) -> RawDataset:
     """Imagenette's study subset from an ImageFolder root with ``train/`` and ``val/`` folders: grayscale,
-    resized (shorter side) and centre-cropped to ``image_size``. ``val/`` is used as the test split."""
+    resized (shorter side) and centre-cropped to ``image_size``. ``val/`` is used as the test split, its
+    classes dealt round-robin (:func:`interleave_classes`): the stages take "the first n test images"."""
     from PIL import Image
 
     if root is None or not Path(root).is_dir():
@@ -166,8 +167,21 @@ def load_imagenette(root: str | None, download: bool, cache_dir: Path, image_siz
                     xs.append(_resize_center_crop(im.convert("L"), image_size))
                 ys.append(label)
         out[split] = (torch.stack(xs), torch.tensor(ys))
+    order = interleave_classes(out["val"][1])
+    out["val"] = (out["val"][0][order], out["val"][1][order])
     return RawDataset(*out["train"], *out["val"], classes=[IMAGENETTE_CLASSES[w] for w in sorted(IMAGENETTE_CLASSES)],
                       source=str(root))
+
+
+def interleave_classes(y: torch.Tensor) -> torch.Tensor:
+    """Indices (N,) that deal labels ``y`` (N,) round-robin: every class's first image (in class order),
+    then every class's second, ...; each class keeps its own order. A class-sorted split becomes one
+    whose every prefix holds all classes while they last."""
+    rank = torch.zeros_like(y)
+    for k in y.unique():
+        idx = (y == k).nonzero().squeeze(1)
+        rank[idx] = torch.arange(len(idx))
+    return torch.argsort(rank * (int(y.max()) + 1) + y, stable=True) if len(y) else rank
 
 
 def _resize_center_crop(image: Any, size: int) -> torch.Tensor:

@@ -395,14 +395,21 @@ def fit_dataset_mask(net: nn.Module, z: torch.Tensor, y: torch.Tensor,
 
 
 def fit_class_masks(net: nn.Module, z: torch.Tensor, y: torch.Tensor, num_classes: int,
-                    cfg: DatasetMaskConfig) -> tuple[torch.Tensor, list[list[dict]]]:
+                    cfg: DatasetMaskConfig, absent: str = "raise") -> tuple[torch.Tensor, list[list[dict]]]:
     """One dataset mask per class, each fitted on that class's images only: (K, H, Wm) masks and
-    the K histories. Raise ``ValueError`` when a class has no image."""
+    the K histories. A class with no image raises ``ValueError`` (``absent="raise"``) or gets an
+    all-NaN mask and an empty history (``absent="nan"``: no mask could be fitted)."""
+    if absent not in ("raise", "nan"):
+        raise ValueError(f"absent must be 'raise' or 'nan', got {absent!r}")
     _check_images(z, y)
     y = y.to(z.device)
     masks, histories = [], []
     for k in range(num_classes):
         sel = (y == k).nonzero().squeeze(1)
+        if len(sel) == 0 and absent == "nan":
+            masks.append(torch.full(mask_shape(*z.shape[-2:], cfg.kind), math.nan, device=z.device, dtype=z.dtype))
+            histories.append([])
+            continue
         if len(sel) == 0:
             raise ValueError(f"class {k} has no images to fit a class mask on")
         mask, history = fit_dataset_mask(net, z[sel], y[sel], cfg)
@@ -470,7 +477,12 @@ def fit_single_masks(net: nn.Module, z: torch.Tensor, target: torch.Tensor,
     a fit on that image alone; only the OneCycle lr (sized to ``max_steps``) is shared. Image ``i``
     stops (its mask frozen) once its prediction equals its target and its squared CE gap and L1
     ratio changed by <= ``tol_gap`` and ``tol`` at ``patience`` consecutive steps, or after
-    ``max_steps`` steps."""
+    ``max_steps`` steps. No images (N = 0) give an empty result (masks (0, H, Wm))."""
+    if z.dim() == 4 and len(z) == 0 == len(target):
+        h, w = z.shape[-2:]
+        empty = torch.zeros(0, *mask_shape(h, w, cfg.kind), device=z.device, dtype=z.dtype)
+        return SingleMaskResult(masks=empty, steps_used=torch.zeros(0, dtype=torch.long),
+                                kept=torch.zeros(0, dtype=torch.bool), mean_mask=torch.zeros(0))
     _check_images(z, target)
     target = target.to(z.device)
     net = fitting_copy(net, cfg.fast_net)

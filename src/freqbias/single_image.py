@@ -6,6 +6,7 @@ on the normalised image ``model.normalize(x)``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -58,7 +59,12 @@ def evaluate_single_masks(net: nn.Module, z: torch.Tensor, target: torch.Tensor,
                           kind: str, z_adv: torch.Tensor | None = None) -> dict[str, float]:
     """Agreement with ``target`` (N,) of ``net`` on normalised images ``z`` (N, C, H, W) under their own
     masks (N, H, Wm), under the binary complement ``1 - 1[M > 0]``, and, given the PGD images
-    ``z_adv``: unmasked, and under the clean image's mask (continuous and binarised ``1[M > 0]``)."""
+    ``z_adv``: unmasked, and under the clean image's mask (continuous and binarised ``1[M > 0]``).
+    Every value is NaN when there are no images (N = 0): an agreement over no image is undefined."""
+    keys = ["masked_agreement", "complement_agreement"]
+    keys += ["adv_agreement", "adv_restored_continuous", "adv_restored_binary"] if z_adv is not None else []
+    if len(z) == 0:
+        return dict.fromkeys(keys, math.nan)
     out = {
         "masked_agreement": agreement(net, z, target, masks, kind),
         "complement_agreement": agreement(net, z, target, binary_complement(masks), kind),

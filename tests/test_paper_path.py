@@ -1,0 +1,107 @@
+"""The paper profiles' code path without a GPU: a generated Imagenette folder (the study's 5 wnids), the
+`paper` and `paper-resnet18` profiles (128 x 128, VGG11-BN / ResNet-18, normalised-units PGD, memory-capped
+single-image chunks) with only the sizes cut to toy scale, and `dvc repro` through the report on the CPU."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import git_commit, make_project, run
+
+pytestmark = pytest.mark.slow
+
+PER_CLASS = 12  # images per class and split folder
+
+# Sizes only: everything else (image size, architecture, attack units, augmentations, mask kinds, band
+# counts) stays as the profile sets it.
+TOY = {
+    "data": {"val_size": 10, "max_train": 20, "max_test": 20},
+    "train": {"variants": ["N", "A", "T"], "epochs": 1, "batch_size": 10, "amp": False, "progress": False,
+              "attack": {"steps": 2}, "eval": {"n": 4, "steps": 1, "eps": [0.01]}},
+    "masks": {"progress": False,
+              "dataset": {"fit_n": 10, "class_fit_n": 2, "batch_size": 10, "max_epochs": 1},
+              "single": {"n_images": 4, "max_steps": 4, "patience": 2}},
+    "aggregate": {"n_boot": 50, "accuracy_n": 10, "figure_images": 4,
+                  "filtered": {"n": 6, "radii": [4, 16]}, "heatmap": {"n": 3, "grid": 2}},
+    "report": {"dpi": 40, "panel_images": 2},
+}
+
+
+def write_imagenette(root: Path, per_class: int = PER_CLASS) -> None:
+    """``root/{train,val}/<wnid>/*`` for the study's 5 classes: small RGB images of a class-specific
+    stripe orientation plus noise, in varied sizes and formats (JPEG, .JPEG as Imagenette names them, PNG)."""
+    from PIL import Image
+
+    from freqbias.data import IMAGENETTE_CLASSES
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for label, wnid in enumerate(sorted(IMAGENETTE_CLASSES)):
+            folder = root / split / wnid
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                h, w = 160, int(rng.integers(160, 240))
+                yy, xx = np.mgrid[:h, :w]
+                angle = np.pi * label / 5
+                stripes = np.sin(2 * np.pi * (xx * np.cos(angle) + yy * np.sin(angle)) / 16)
+                gray = 128 + 60 * stripes + rng.normal(0, 40, (h, w))
+                rgb = np.stack([gray, gray * 0.9, gray * 1.1], axis=-1).clip(0, 255).astype(np.uint8)
+                ext = (".JPEG", ".jpg", ".png")[i % 3]
+                Image.fromarray(rgb).save(folder / f"{wnid}_{i}{ext}")
+
+
+def deep_update(base: dict, overlay: dict) -> None:
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            deep_update(base[key], value)
+        else:
+            base[key] = value
+
+
+def use_profile(root: Path, profile: str) -> dict:
+    """Apply ``profile`` to ``root``'s params.yaml, cut its sizes to :data:`TOY` and commit; the params."""
+    run(["python", "-m", "freqbias.profiles", "apply", profile], root)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    deep_update(params, TOY)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    git_commit(root, f"{profile} at toy size")
+    return params
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    root = make_project(tmp_path_factory.mktemp("paper"))
+    params = use_profile(root, "paper")
+    write_imagenette(root / params["data"]["root"])
+    return root
+
+
+def check_report(root: Path, arch: str) -> None:
+    text = (root / "reports/report.md").read_text()
+    assert arch in text, text[:1500]
+    assert "128 x 128" in text, text[:1500]
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert len(links) >= 11, text[:2000]
+    for link in links:
+        assert (root / "reports" / link).stat().st_size > 0, f"report names a missing figure: {link}"
+    assert not list(root.rglob("*.tmp")), "a temporary file was left behind"
+
+
+def test_paper_profile_runs_end_to_end(project: Path) -> None:
+    run(["dvc", "repro"], project)
+    manifest = yaml.safe_load((project / "data/prepared/manifest.json").read_text())
+    assert manifest["dataset"] == "imagenette" and manifest["image_size"] == 128
+    assert manifest["counts"] == {"train": 20, "val": 10, "test": 20}
+    check_report(project, "vgg11_bn")
+
+
+def test_paper_resnet18_profile_runs_end_to_end(project: Path) -> None:
+    params = use_profile(project, "paper-resnet18")
+    assert params["model"]["arch"] == "resnet18" and params["data"]["image_size"] == 128
+    run(["dvc", "repro"], project)
+    check_report(project, "resnet18")
