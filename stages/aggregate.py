@@ -7,9 +7,8 @@ Usage: ``python stages/aggregate.py``. Reads params ``aggregate`` (and ``train.v
 """
 
 import time
-from pathlib import Path
 
-from freqbias import runtime
+from freqbias import paths, runtime
 from freqbias.aggregate import AggregateConfig, run_aggregate, write_results
 from freqbias.cli import run_stage, setup_logging
 from freqbias.config import Section, load_params
@@ -18,26 +17,24 @@ from freqbias.io import load_json
 from freqbias.measures import load_records
 from freqbias.training import TrainConfig
 
-DATA = Path("data/prepared")
-
 
 @run_stage
 def main() -> None:
     log = setup_logging("aggregate")
     t0 = time.perf_counter()
     params = load_params()
-    manifest = load_json(DATA / "manifest.json")
+    manifest = load_json(paths.manifest_file())
     size = manifest["image_size"]
     cfg = AggregateConfig.from_params(params, (size, size))
     train = TrainConfig.from_params(params)
     records = load_records(train.variants, train.seeds, runtime.device())
-    splits = {s: load_split(DATA, s) for s in ("val", "test")}
+    splits = {s: load_split(paths.DATA, s) for s in ("val", "test")}
     result = run_aggregate(records, cfg, splits, train.attack.build(manifest["std"][0]), manifest["classes"], log.info)
     result.summary.update({
         "dataset": manifest["dataset"], "source": manifest.get("source"), "counts": manifest["counts"],
         "arch": train.arch, "train": {"epochs": train.epochs, "attack": train.attack.__dict__},
         "masks": Section(params, "masks").data, "seconds": round(time.perf_counter() - t0, 1)})
-    write_results(result)
+    write_results(result, paths.RESULTS)
     for claim in result.claims:
         log.info(f"claim {claim['claim']}: {claim['verdict']} ({claim['statistic']} = {claim['estimate']:.3g} "
                  f"[{claim['lo']:.3g}, {claim['hi']:.3g}])")

@@ -3,16 +3,12 @@
 Reads params ``data`` and ``fetch``; writes ``data/prepared/{train,val,test}.pt``,
 ``data/prepared/manifest.json`` and ``models/external/<name>.pt``."""
 
-from pathlib import Path
-
+from freqbias import paths
 from freqbias.checkpoints import checkpoints_from_params, fetch_checkpoint
 from freqbias.cli import run_stage, setup_logging
 from freqbias.config import load_params
 from freqbias.data import DataConfig, build_manifest, load_raw, make_splits
 from freqbias.io import save_json, save_torch
-
-OUT = Path("data/prepared")
-EXTERNAL = Path("models/external")
 
 
 @run_stage
@@ -23,18 +19,18 @@ def main() -> None:
     specs = checkpoints_from_params(params)
 
     log.info(f"loading {cfg.dataset}")
-    raw = load_raw(cfg, cache_dir=Path("data/cache"))
+    raw = load_raw(cfg, cache_dir=paths.CACHE)
     splits = make_splits(raw, cfg)
     manifest = build_manifest(raw, splits, cfg)
     for split, (x, y) in splits.items():
-        save_torch({"x": x, "y": y}, OUT / f"{split}.pt")
-    save_json(manifest, OUT / "manifest.json")
+        save_torch({"x": x, "y": y}, paths.split_file(split))
+    save_json(manifest, paths.manifest_file())
     log.info(f"{cfg.dataset}: {manifest['counts']} images of {cfg.image_size}x{cfg.image_size}, "
              f"mean {manifest['mean']} std {manifest['std']}")
 
-    EXTERNAL.mkdir(parents=True, exist_ok=True)
+    paths.EXTERNAL.mkdir(parents=True, exist_ok=True)
     for spec in specs:
-        path = fetch_checkpoint(spec, EXTERNAL)
+        path = fetch_checkpoint(spec, paths.EXTERNAL)
         log.info(f"checkpoint {spec.name} ({spec.arch}) -> {path}")
 
 

@@ -6,14 +6,12 @@ summary.json, tables); writes ``reports/figures/*.png`` and ``reports/report.md`
 
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
+from freqbias import paths
 from freqbias.cli import run_stage, setup_logging
 from freqbias.config import load_params
 from freqbias.io import save_text
 from freqbias.report import ReportConfig, git_commit, load_results, make_figures, render
-
-OUT = Path("reports")
 
 
 @run_stage
@@ -21,12 +19,12 @@ def main() -> None:
     log = setup_logging("report")
     t0 = time.perf_counter()
     cfg = ReportConfig.from_params(load_params())
-    figdata, claims, summary, tables = load_results()
-    figures = make_figures(figdata, tables, OUT / "figures", cfg)
+    figdata, claims, summary, tables = load_results(paths.RESULTS)
+    figures = make_figures(figdata, tables, paths.figures_dir(), cfg)
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     text = render(summary, claims, tables, figures, cfg, git_commit(), generated, time.perf_counter() - t0)
-    save_text(text, OUT / "report.md")
-    log.info(f"{len(figures)} figures and {OUT / 'report.md'} in {time.perf_counter() - t0:.1f} s")
+    save_text(text, paths.report_file())
+    log.info(f"{len(figures)} figures and {paths.report_file()} in {time.perf_counter() - t0:.1f} s")
 
 
 if __name__ == "__main__":

@@ -5,21 +5,18 @@ Usage: ``python stages/train.py --variant N --seed 0``. Reads params ``model`` a
 ``metrics/train/<variant>-s<seed>.csv``."""
 
 import argparse
-import time
-from pathlib import Path
 
 import torch
 
-from freqbias import runtime
-from freqbias.attacks import PGD
+from freqbias import paths, runtime
+from freqbias.artifacts import save_checkpoint
 from freqbias.cli import run_stage, setup_logging
 from freqbias.config import ParamError, load_params
 from freqbias.data import load_split
-from freqbias.io import load_json, save_csv, save_json, save_torch
-from freqbias.models import build_model, checkpoint_dict, count_parameters
-from freqbias.training import TrainConfig, accuracy, robust_accuracy, train_model
-
-DATA = Path("data/prepared")
+from freqbias.io import load_json, save_csv, save_json
+from freqbias.models import build_model, count_parameters
+from freqbias.train_run import evaluate_trained
+from freqbias.training import TrainConfig, train_model
 
 
 @run_stage
@@ -28,14 +25,14 @@ def main() -> None:
     parser.add_argument("--variant", required=True)
     parser.add_argument("--seed", type=int, required=True)
     args = parser.parse_args()
-    log = setup_logging(f"train {args.variant}-s{args.seed}")
+    name = paths.model_name(args.variant, args.seed)
+    log = setup_logging(f"train {name}")
     cfg = TrainConfig.from_params(load_params())
     if args.variant not in cfg.variants:
         raise ParamError(f"train.variants: {args.variant!r} is not listed ({cfg.variants})")
-    name = f"{args.variant}-s{args.seed}"
 
-    (x_tr, y_tr), (x_val, y_val), (x_te, y_te) = (load_split(DATA, s) for s in ("train", "val", "test"))
-    manifest = load_json(DATA / "manifest.json")
+    (x_tr, y_tr), (x_val, y_val), (x_te, y_te) = (load_split(paths.DATA, s) for s in ("train", "val", "test"))
+    manifest = load_json(paths.manifest_file())
     device = runtime.device()
     torch.manual_seed(args.seed)
     meta = {k: manifest[k] for k in ("in_channels", "num_classes", "image_size", "mean", "std")}
@@ -45,25 +42,13 @@ def main() -> None:
 
     result = train_model(model, args.variant, cfg, args.seed, x_tr, y_tr, x_val, y_val,
                          std=manifest["std"][0], log=log.info)
-    model = result.model
-    test_acc = accuracy(model, x_te, y_te)
-    x_rob, y_rob = x_te[:cfg.eval_n], y_te[:cfg.eval_n]
-    t0 = time.perf_counter()
-    train_attack = cfg.attack.build(manifest["std"][0])
-    robust = {f"{eps:g}": robust_accuracy(model, x_rob, y_rob, PGD(eps, eps / 4, cfg.eval_steps), seed=args.seed)
-              for eps in cfg.eval_eps}
-    robust_train_eps = robust_accuracy(model, x_rob, y_rob, train_attack, seed=args.seed)
-    log.info(f"test acc {test_acc:.4f}; PGD acc at train eps {train_attack.eps:g}: {robust_train_eps:.4f} "
-             f"({time.perf_counter() - t0:.0f}s); sweep {robust}")
+    metrics = evaluate_trained(result.model, args.variant, args.seed, cfg, result, x_te, y_te,
+                               std=manifest["std"][0], log=log.info)
 
-    save_torch(checkpoint_dict(model, {**meta, "arch": cfg.arch, "variant": args.variant, "seed": args.seed,
-                                       "best_epoch": result.best_epoch}), Path("models") / f"{name}.pt")
-    save_csv(result.history, Path("metrics/train") / f"{name}.csv")
-    save_json({"variant": args.variant, "seed": args.seed, "arch": cfg.arch, "test_acc": test_acc,
-               "val_acc": result.best_val_acc, "best_epoch": result.best_epoch, "epochs": cfg.epochs,
-               "pgd_acc_train_eps": robust_train_eps, "train_eps_pixel": train_attack.eps,
-               "pgd_acc": robust, "pgd_eval_n": len(y_rob), "pgd_eval_steps": cfg.eval_steps,
-               "train_seconds": round(result.seconds, 1)}, Path("metrics/train") / f"{name}.json")
+    save_checkpoint(result.model, {**meta, "arch": cfg.arch, "variant": args.variant, "seed": args.seed,
+                                   "best_epoch": result.best_epoch}, paths.checkpoint(name))
+    save_csv(result.history, paths.train_history(name))
+    save_json(metrics, paths.train_metrics(name))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import torch
 from freqbias import aggregate as ag
 from freqbias import bands as bd
 from freqbias import measures as ms
+from freqbias.artifacts import SingleMasks
 from freqbias.config import DataError, ParamError
 from freqbias.models import build_model
 
@@ -61,12 +62,13 @@ def synthetic_run(variants=("N", "A", "R"), seeds=(0,), n_img: int = 12, classes
             model = build_model("small_cnn", 1, classes, H, [0.5], [0.25]).eval()
             with torch.no_grad():
                 target = model(x[index].float() / 255).argmax(1)
-            single = {"index": index, "y": y[index], "target": target, "masks": torch.rand(n_img, H, W // 2 + 1),
-                      "kind": "rfft"}
+            single = SingleMasks(index=index, y=y[index], target=target, masks=torch.rand(n_img, H, W // 2 + 1),
+                                 steps=torch.zeros(n_img, dtype=torch.long), kept=torch.ones(n_img, dtype=torch.bool),
+                                 pool=n_img, kind="rfft")
             if v == "N":
                 with torch.no_grad():
                     target_adv = model(x_adv).argmax(1)
-                single.update(x_adv=x_adv, masks_adv=torch.rand(n_img, H, W // 2 + 1), target_adv=target_adv)
+                single.x_adv, single.masks_adv, single.target_adv = x_adv, torch.rand(n_img, H, W // 2 + 1), target_adv
             records.append(ms.ModelRecord(
                 name=f"{v}-s{seed}", variant=v, seed=seed, model=model, kind="rfft",
                 dataset_mask=torch.rand(H, W // 2 + 1), class_masks=torch.rand(classes, H, W // 2 + 1), single=single,
@@ -106,6 +108,6 @@ def test_run_aggregate_with_two_seeds_and_mismatched_images():
     assert {r["seed"] for r in res.tables["single_image"]} == {0, 1, "all"}
     assert all(math.isfinite(r["seed_lo"]) for r in res.tables["band_differences"])     # intervals over seeds
     assert res.figdata["dataset_masks"]["A"].shape == (H, W)
-    records[1].single["index"] = records[1].single["index"].flip(0)
+    records[1].single.index = records[1].single.index.flip(0)
     with pytest.raises(DataError, match="images differ"):
         ag.run_aggregate(records, SMALL, splits, attack=None, class_names=names)

@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from . import paths
 from .attacks import PGD
 from .bands import BandStats, band_centres, band_statistics, band_tables, empty_bands, energy_table, mask_energies, shifted_full
 from .baselines import frequency_baselines, heatmap_frequencies
@@ -293,20 +294,20 @@ def figure_data(run: Run, img: SeedImages, outcomes: Mapping[str, Mapping[str, n
     std_rec, adv_rec = run.by["N", s0], run.by["A", s0]
     k = min(run.cfg.figure_images, len(img.index))
     x, x_adv = img.x[:k], img.x_adv[:k]
-    m_n, m_adv = std_rec.single["masks"][:k], std_rec.single["masks_adv"][:k]
+    m_n, m_adv = std_rec.single.masks[:k], std_rec.single.masks_adv[:k]
     comp = binary_complement(m_n)
     with torch.no_grad():
         panel = {
             "x": x.cpu(), "x_adv": x_adv.cpu(), "mask": shifted_full(m_n, w), "mask_adv": shifted_full(m_adv, w),
-            "mask_A": shifted_full(adv_rec.single["masks"][:k], w),
+            "mask_A": shifted_full(adv_rec.single.masks[:k], w),
             "masked_x": masked_pixels(std_rec.model, x, m_n, std_rec.kind).cpu(),
             "masked_x_adv": masked_pixels(std_rec.model, x_adv, m_adv, std_rec.kind).cpu(),
             "complement": shifted_full(comp, w),
             "complement_x": masked_pixels(std_rec.model, x, comp, std_rec.kind).cpu(),
-            "y": img.y[:k].cpu(), "target": std_rec.single["target"][:k], "target_adv": std_rec.single["target_adv"][:k],
+            "y": img.y[:k].cpu(), "target": std_rec.single.target[:k], "target_adv": std_rec.single.target_adv[:k],
             "outcomes": {m: _t(outcomes[std_rec.name][m][:k]) for m in ("masked", "complement", "restored")},
         }
-        through = {f"seen_{v}": masked_pixels(run.by[v, s0].model, x, run.by[v, s0].single["masks"][:k],
+        through = {f"seen_{v}": masked_pixels(run.by[v, s0].model, x, run.by[v, s0].single.masks[:k],
                                               run.by[v, s0].kind).cpu() for v in run.variants}
 
     def mean_over_seeds(get: Callable[[ModelRecord], torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -328,7 +329,7 @@ def figure_data(run: Run, img: SeedImages, outcomes: Mapping[str, Mapping[str, n
         "variants": run.variants, "seeds": run.seeds, "models": [r.name for r in run.records],
         "class_names": run.class_names, "radial_centres": _t(run.centres[0]), "angular_centres": _t(run.centres[1]),
         "dataset_masks": mean_over_seeds(lambda r: shifted_full(r.dataset_mask, w)),
-        "single_mean_masks": mean_over_seeds(lambda r: shifted_full(r.single["masks"], w).mean(0)),
+        "single_mean_masks": mean_over_seeds(lambda r: shifted_full(r.single.masks, w).mean(0)),
         "class_masks": {v: shifted_full(run.by[v, s0].class_masks, w) for v in run.variants},
         "diffs": {p: curves(d) for p, d in bands.diffs.items()},
         "dataset_diffs": {p: {v: _t(est[0]) for v, est in d.items()} for p, d in bands.dataset_diffs.items()},
@@ -363,7 +364,7 @@ def _rounded(rows: list[dict], digits: int = 6) -> list[dict]:
     return [{k: float(f"{v:.{digits}g}") if isinstance(v, float) else v for k, v in row.items()} for row in rows]
 
 
-def write_results(res: AggregateResult, folder: Path = Path("results")) -> None:
+def write_results(res: AggregateResult, folder: Path = paths.RESULTS) -> None:
     """Write every output atomically: ``<table>.csv``, ``curves/<plot>/<series>.csv`` (stale series
     removed), ``claims.json``, ``metrics.json`` (headline of every claim, for ``dvc metrics``),
     ``summary.json`` and ``figdata.pt``."""

@@ -198,7 +198,7 @@ def mask_energies(run: Run) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]
         return r.numpy(), a.numpy()
 
     return {r.name: {"dataset": profiles(r.dataset_mask), "class": profiles(r.class_masks),
-                     "single": profiles(r.single["masks"])} for r in run.records}
+                     "single": profiles(r.single.masks)} for r in run.records}
 
 
 def energy_table(run: Run, energies: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]]) -> list[dict]:

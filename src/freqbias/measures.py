@@ -16,20 +16,22 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from . import paths
+from .artifacts import ClassMasks, DatasetMask, SingleMasks, load_checkpoint
 from .attacks import PGD
 from .config import DataError, ParamError
 from .data import to_float
 from .fourier import apply_mask, binary_complement, predict
 from .io import load_json
-from .models import Classifier, load_checkpoint
+from .models import Classifier
 from .single_image import select_images
 
 
 @dataclass
 class ModelRecord:
     """One trained model and its masks. ``dataset_mask`` (H, Wm), ``class_masks`` (K, H, Wm) and the
-    single-image dict (``index, y, target, masks (n, H, Wm), ...``, see ``stages/masks.py``), all
-    unshifted, on the CPU; ``model`` in eval mode on the stage's device."""
+    single-image masks (:class:`freqbias.artifacts.SingleMasks`), all unshifted, on the CPU; ``model``
+    in eval mode on the stage's device."""
 
     name: str
     variant: str
@@ -38,7 +40,7 @@ class ModelRecord:
     kind: str
     dataset_mask: torch.Tensor
     class_masks: torch.Tensor
-    single: dict
+    single: SingleMasks
     train_metrics: dict
     mask_metrics: dict
 
@@ -54,18 +56,18 @@ def load_records(variants: Sequence[str], seeds: Sequence[int], device: torch.de
     records = []
     for seed in seeds:
         for variant in variants:
-            name = f"{variant}-s{seed}"
-            paths = [root / "masks" / name / f"{k}.pt" for k in ("dataset", "class", "single")]
-            paths += [root / "metrics" / s / f"{name}.json" for s in ("train", "masks")]
-            missing = [str(p) for p in paths if not p.exists()]
+            name = paths.model_name(variant, seed)
+            files = [paths.mask_file(name, k, root) for k in paths.MASK_KINDS]
+            files += [paths.train_metrics(name, root), paths.mask_metrics(name, root)]
+            missing = [str(p) for p in files if not p.exists()]
             if missing:
                 raise DataError(f"{missing[0]}: not found (run the train and masks stages first)")
-            model, _ = load_checkpoint(root / "models" / f"{name}.pt", map_location=device)
-            dataset, classes, single = (torch.load(p, map_location="cpu", weights_only=True) for p in paths[:3])
+            model, _ = load_checkpoint(paths.checkpoint(name, root), map_location=device)
+            dataset, classes, single = DatasetMask.load(files[0]), ClassMasks.load(files[1]), SingleMasks.load(files[2])
             records.append(ModelRecord(
                 name=name, variant=variant, seed=seed, model=model,
-                kind=single["kind"], dataset_mask=dataset["mask"], class_masks=classes["masks"], single=single,
-                train_metrics=load_json(paths[3]), mask_metrics=load_json(paths[4])))
+                kind=single.kind, dataset_mask=dataset.mask, class_masks=classes.masks, single=single,
+                train_metrics=load_json(files[3]), mask_metrics=load_json(files[4])))
     return records
 
 
@@ -84,22 +86,23 @@ def seed_images(standard: ModelRecord, adversarial: ModelRecord, x_test: torch.T
                 attack: PGD, device: torch.device) -> SeedImages:
     """Rebuild the images the masks of one seed were fitted on.
 
-    ``single.pt`` stores the test indices; PGD images are taken from it when stored (key ``x_adv``),
+    ``single.pt`` stores the test indices; PGD images are taken from it when stored (``x_adv``),
     else regenerated with the masks stage's rule and seed (:func:`freqbias.single_image.select_images`)
     and checked against the stored indices (:class:`DataError` on a mismatch)."""
     single = standard.single
-    index = single["index"]
-    if not torch.equal(adversarial.single["index"], index):
-        raise DataError(f"masks/{adversarial.name}/single.pt: images differ from masks/{standard.name}; rerun masks")
+    index = single.index
+    if not torch.equal(adversarial.single.index, index):
+        raise DataError(f"{paths.mask_file(adversarial.name, 'single')}: images differ from "
+                        f"{paths.mask_dir(standard.name)}; rerun masks")
     x = to_float(x_test[index]).to(device)
-    if "x_adv" in single:
-        return SeedImages(index, single["y"], x, single["x_adv"].to(device))
+    if single.x_adv is not None:
+        return SeedImages(index, single.y, x, single.x_adv.to(device))
     sel = select_images(standard.model, adversarial.model, x_test.to(device), y_test.to(device), attack,
                         len(index), seed=standard.seed)
     if not torch.equal(sel.index.cpu(), index):
-        raise DataError(f"masks/{standard.name}/single.pt: regenerated PGD selection differs from the stored one "
-                        "(different device or params?); rerun the masks stage")
-    return SeedImages(index, single["y"], x, sel.x_adv.to(device))
+        raise DataError(f"{paths.mask_file(standard.name, 'single')}: regenerated PGD selection differs from the "
+                        "stored one (different device or params?); rerun the masks stage")
+    return SeedImages(index, single.y, x, sel.x_adv.to(device))
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 7, data_range: float = 1.0) -> torch.Tensor:
@@ -142,22 +145,23 @@ def single_outcomes(record: ModelRecord, images: SeedImages) -> dict[str, np.nda
     (PGD image, no mask), ``restored`` / ``restored_binary`` (PGD image under the clean image's mask,
     continuous / ``1[M > 0]``), ``adv_masked`` (PGD image under its own mask vs its own target)."""
     s, model, kind = record.single, record.model, record.kind
-    if not torch.equal(s["index"], images.index):
-        raise DataError(f"masks/{record.name}/single.pt: fitted on other images than N of seed {record.seed}; rerun masks")
+    if not torch.equal(s.index, images.index):
+        raise DataError(f"{paths.mask_file(record.name, 'single')}: fitted on other images than N of seed "
+                        f"{record.seed}; rerun masks")
     net, x = model.net, images.x
     z = model.normalize(x)
-    masks, target = s["masks"].to(z), s["target"].to(z.device)
+    masks, target = s.masks.to(z), s.target.to(z.device)
     out = {"target_ok": predict(net, z, None, kind) == target,
            "masked": predict(net, z, masks, kind) == target,
            "complement": predict(net, z, binary_complement(masks), kind) == target}
     seen = masked_pixels(model, x, masks, kind)
     out["ssim"], out["corr"] = ssim(x, seen), pixel_correlation(x, seen)
-    if "masks_adv" in s:
+    if s.has_adv:
         z_adv = model.normalize(images.x_adv)
         out["pgd"] = predict(net, z_adv, None, kind) == target
         out["restored"] = predict(net, z_adv, masks, kind) == target
         out["restored_binary"] = predict(net, z_adv, (masks > 0).to(masks.dtype), kind) == target
-        out["adv_masked"] = predict(net, z_adv, s["masks_adv"].to(z), kind) == s["target_adv"].to(z.device)
+        out["adv_masked"] = predict(net, z_adv, s.masks_adv.to(z), kind) == s.target_adv.to(z.device)
     return {k: v.double().cpu().numpy() for k, v in out.items()}
 
 

@@ -120,7 +120,7 @@ def probe(record: ModelRecord, cfg: AggregateConfig) -> dict | None:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a small float64 problem: extra OpenMP threads only contend (10x slower when busy)
     try:
-        return linear_probe(s["masks"].flatten(1).numpy(), s["y"].numpy(), cfg.probe_train_frac,
+        return linear_probe(s.masks.flatten(1).numpy(), s.y.numpy(), cfg.probe_train_frac,
                                      cfg.seed, cfg.probe_weight_decay, cfg.probe_max_iter)
     except ValueError:
         return None

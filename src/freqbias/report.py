@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from . import plots
+from . import paths, plots
 from .config import DataError, Section
 from .training import VARIANTS
 
@@ -72,7 +72,7 @@ def _num(value: Any) -> float:
         return math.nan
 
 
-def load_results(folder: Path = Path("results")) -> tuple[dict, list[dict], dict, dict[str, list[dict]]]:
+def load_results(folder: Path = paths.RESULTS) -> tuple[dict, list[dict], dict, dict[str, list[dict]]]:
     """``(figdata, claims, summary, tables)`` from the aggregate stage's outputs; DataError when missing."""
     names = ["figdata.pt", "claims.json", "summary.json"] + [f"{t}.csv" for t in TABLES]
     missing = [n for n in names if not (folder / n).exists()]

@@ -1,0 +1,116 @@
+"""The masks stage's outputs as types: what ``masks/<model>/{dataset,class,single}.pt`` hold.
+
+Each is a dataclass with ``save(path)`` (atomic, :mod:`freqbias.io`) and ``load(path)``
+(``torch.load(weights_only=True)``, onto the CPU). On disk each is a plain dict of the dataclass's
+fields (tensors, numbers, strings, lists and dicts of them), the keys the stage always wrote, so files
+written before these types existed still load. Masks are UNSHIFTED and act on the normalised image
+(see :mod:`freqbias.fourier`). Checkpoints keep their one format, :func:`freqbias.models.checkpoint_dict`;
+:func:`save_checkpoint` / :func:`load_checkpoint` are its thin writer / reader. Paths: :mod:`freqbias.paths`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+
+from .config import DataError
+from .io import save_torch
+from .models import Classifier, checkpoint_dict, load_checkpoint
+
+__all__ = ["ClassMasks", "DatasetMask", "SingleMasks", "load_checkpoint", "save_checkpoint"]
+
+T = TypeVar("T", bound="_Artifact")
+
+
+class _Artifact:
+    """``save`` / ``load`` of a dataclass as the dict of its fields (None-valued optional fields omitted)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if value is None and f.default is None:
+                continue
+            out[f.name] = value.cpu() if isinstance(value, torch.Tensor) else value
+        return out
+
+    def save(self, path: str | Path) -> None:
+        save_torch(self.to_dict(), path)
+
+    @classmethod
+    def load(cls: type[T], path: str | Path) -> T:
+        """Read ``path``; :class:`DataError` when it is missing or lacks a field."""
+        path = Path(path)
+        if not path.exists():
+            raise DataError(f"{path}: not found (run the masks stage first)")
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        try:
+            return cls(**{k: v for k, v in blob.items() if k in names})
+        except TypeError as exc:
+            raise DataError(f"{path}: not a {cls.__name__} file ({exc}); rerun the masks stage") from None
+
+
+@dataclass
+class DatasetMask(_Artifact):
+    """One mask for a whole dataset: ``mask`` (H, Wm); ``history``: one dict per fitting epoch (see
+    :func:`freqbias.fourier.fit_dataset_mask`); ``kind``: mask layout; ``meta``: the model's checkpoint meta."""
+
+    mask: torch.Tensor
+    history: list[dict]
+    kind: str
+    meta: dict
+
+
+@dataclass
+class ClassMasks(_Artifact):
+    """One mask per class: ``masks`` (K, H, Wm), fitted on the val images ``index`` (n,); ``kind``;
+    ``histories``: the K fitting histories (empty in files written before they were stored); ``counts``
+    (K,): fit images per class (a class without any has an all-NaN mask, n/a; None in old files)."""
+
+    masks: torch.Tensor
+    index: torch.Tensor
+    kind: str
+    histories: list[list[dict]] = field(default_factory=list)
+    counts: torch.Tensor | None = None
+
+
+@dataclass
+class SingleMasks(_Artifact):
+    """One mask per image on the test images ``index`` (n,) (true labels ``y``); ``x_adv`` their PGD
+    versions against the standard model, pixels in [0, 1] (n, C, H, W) (None in old files: rebuilt);
+    ``target`` (n,) the model's prediction on the clean image; ``masks`` (n, H, Wm); ``steps`` (n,)
+    optimiser steps used; ``kept`` (n,) bool: the masked image still gives ``target``; ``pool``: test
+    images screened to find them; ``kind``. The standard model also has masks of the PGD images:
+    ``masks_adv``, ``target_adv``, ``steps_adv``, ``kept_adv`` (None for every other model)."""
+
+    index: torch.Tensor
+    y: torch.Tensor
+    target: torch.Tensor
+    masks: torch.Tensor
+    steps: torch.Tensor
+    kept: torch.Tensor
+    pool: int
+    kind: str
+    x_adv: torch.Tensor | None = None
+    masks_adv: torch.Tensor | None = None
+    target_adv: torch.Tensor | None = None
+    steps_adv: torch.Tensor | None = None
+    kept_adv: torch.Tensor | None = None
+
+    @property
+    def has_adv(self) -> bool:
+        """Whether the masks of the PGD images are stored (the standard model)."""
+        return self.masks_adv is not None
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+def save_checkpoint(model: Classifier, meta: dict[str, Any], path: str | Path) -> None:
+    """Write ``model`` with ``meta`` in the one checkpoint format (:func:`freqbias.models.checkpoint_dict`)."""
+    save_torch(checkpoint_dict(model, meta), path)
