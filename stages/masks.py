@@ -17,8 +17,8 @@ from freqbias import runtime
 from freqbias.cli import run_stage, setup_logging
 from freqbias.config import load_params
 from freqbias.data import load_split, to_float
-from freqbias.fourier import (MasksConfig, agreement, fit_class_masks, fit_dataset_mask, fit_single_masks,
-                              predict, sparsity, support)
+from freqbias.fitting import MasksConfig, fit_class_masks, fit_dataset_mask, fit_single_masks
+from freqbias.fourier import agreement, predict, sparsity, support
 from freqbias.io import load_json, save_json, save_torch
 from freqbias.models import load_checkpoint
 from freqbias.single_image import evaluate_single_masks, select_images
