@@ -7,8 +7,8 @@ accuracy on the fit set after every epoch (batch 1); the published single-image 
 no-grad forward per step to read the prediction for its stopping rule. Both are timed with that
 evaluation ("published") and without it ("lean").
 
-Library: :func:`freqbias.fourier.fit_dataset_mask` (minibatches of ``--batch``, per-epoch masked
-accuracy included) and :func:`freqbias.fourier.fit_single_masks` (all images as one batch; stopping
+Library: :func:`freqbias.fitting.fit_dataset_mask` (minibatches of ``--batch``, per-epoch masked
+accuracy included) and :func:`freqbias.fitting.fit_single_masks` (all images as one batch; stopping
 disabled so that every mask runs all steps).
 
 Same model (small_cnn at 28 x 28, random init, eval mode), same images. Dataset mask: the same
@@ -32,6 +32,7 @@ import time
 import torch
 from torch.nn import functional as F
 
+from freqbias import fitting as mf
 from freqbias import fourier as fm
 from freqbias.models import build_model
 
@@ -104,22 +105,22 @@ def main() -> None:
     net = build_model("small_cnn", 1, CLASSES, SIZE, [0.5], [0.25]).net.eval().requires_grad_(False)
     z = torch.randn(args.images, 1, SIZE, SIZE)
     target = fm.predict(net, z)
-    ce0, _ = fm.clean_ce(net, z, target)
-    single_cfg = fm.SingleMaskConfig(**SINGLE, max_steps=args.steps, tol=0.0, tol_gap=0.0, patience=args.steps + 1,
+    ce0, _ = mf.clean_ce(net, z, target)
+    single_cfg = mf.SingleMaskConfig(**SINGLE, max_steps=args.steps, tol=0.0, tol_gap=0.0, patience=args.steps + 1,
                                      chunk_size=args.images, kind=args.kind)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; small_cnn {SIZE}x{SIZE}, {CLASSES} classes; "
           f"{args.images} images, {args.steps} steps per mask; library kind {args.kind!r}")
 
     # warm-up: first calls pay one-off initialisation
     reference_single(net, z[:1], target[:1], ce0[:1], 3, True)
-    fm.fit_single_masks(net, z[:2], target[:2], dataclasses.replace(single_cfg, max_steps=3))
+    mf.fit_single_masks(net, z[:2], target[:2], dataclasses.replace(single_cfg, max_steps=3))
 
     per_epoch = math.ceil(args.images / args.batch)
     epochs = max(1, args.steps // per_epoch)
-    cfg = fm.DatasetMaskConfig(**DATASET, batch_size=args.batch, max_epochs=epochs, acc_ratio=0.99, tol=0.0,
+    cfg = mf.DatasetMaskConfig(**DATASET, batch_size=args.batch, max_epochs=epochs, acc_ratio=0.99, tol=0.0,
                                patience=epochs + 1, kind=args.kind)
     work = epochs * args.images
-    t = best_times({"lib": (fm.fit_dataset_mask, (net, z, target, cfg)),
+    t = best_times({"lib": (mf.fit_dataset_mask, (net, z, target, cfg)),
                     "pub": (reference_fit, (net, z, target, ce0, work, DATASET, False, args.images)),
                     "lean": (reference_fit, (net, z, target, ce0, work, DATASET))}, args.repeats)
     t_lib, t_pub, t_lean = t["lib"], t["pub"], t["lean"]
@@ -132,7 +133,7 @@ def main() -> None:
           f"ratio {t_lean / t_lib:5.1f}x")
 
     work = args.images * args.steps
-    t = best_times({"lib": (fm.fit_single_masks, (net, z, target, single_cfg)),
+    t = best_times({"lib": (mf.fit_single_masks, (net, z, target, single_cfg)),
                     "pub": (reference_single, (net, z, target, ce0, args.steps, True)),
                     "lean": (reference_single, (net, z, target, ce0, args.steps, False))}, args.repeats)
     t_lib, t_pub, t_lean = t["lib"], t["pub"], t["lean"]

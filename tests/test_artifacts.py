@@ -15,7 +15,7 @@ from freqbias import paths
 from freqbias.artifacts import ClassMasks, DatasetMask, SingleMasks, load_checkpoint, save_checkpoint
 from freqbias.attacks import PGD
 from freqbias.config import DataError, load_params
-from freqbias.fourier import MasksConfig, SingleMaskResult
+from freqbias.fitting import MasksConfig, SingleMaskResult
 from freqbias.io import save_json, save_torch
 from freqbias.mask_run import fit_model_masks, masks_metrics, ratio_or_none
 from freqbias.measures import load_records

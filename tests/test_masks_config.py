@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from freqbias.config import ParamError, load_params
-from freqbias.fourier import MasksConfig, bytes_per_image
+from freqbias.fitting import MasksConfig, bytes_per_image
 from freqbias.models import build_model
 
 PARAMS = load_params(Path(__file__).resolve().parents[1] / "params.yaml")

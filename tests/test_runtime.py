@@ -107,14 +107,15 @@ def test_run_only_settings_are_not_params(section, key, value):
 
 
 def _fit_tiny_masks() -> None:
+    from freqbias import fitting as mf
     from freqbias import fourier as fm
     from freqbias.models import build_model
 
     torch.manual_seed(0)
     net = build_model("small_cnn", 1, 4, 28, [0.5], [0.25]).net.eval()
     z = torch.randn(2, 1, 28, 28)
-    cfg = fm.SingleMaskConfig(lam=0.07, lr=0.2, pct_start=0.1, max_steps=3, tol=0.0, tol_gap=0.0, patience=5)
-    fm.fit_single_masks(net, z, fm.predict(net, z), cfg)
+    cfg = mf.SingleMaskConfig(lam=0.07, lr=0.2, pct_start=0.1, max_steps=3, tol=0.0, tol_gap=0.0, patience=5)
+    mf.fit_single_masks(net, z, fm.predict(net, z), cfg)
 
 
 @pytest.mark.parametrize("value,bars", [(None, False), ("0", False), ("1", True)])

@@ -14,14 +14,13 @@ from freqbias.config import ParamError
 from freqbias.data import make_planted
 from freqbias.models import build_model
 from freqbias.training import (
-    VARIANTS,
-    AugmentConfig,
     TrainConfig,
     accuracy,
     augment_batch,
     random_affine,
     train_model,
 )
+from freqbias.variants import VARIANTS, AugmentConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 S = 32  # image size of the augmentation tests

@@ -11,8 +11,10 @@ neural networks through Fourier masks" (Front. AI 2022), organised as one module
 - :mod:`freqbias.models`   model registry; a ``Normalize`` first layer so models take [0, 1] pixels
 - :mod:`freqbias.attacks`  PGD L-inf in [0, 1] pixel space
 - :mod:`freqbias.loops`    shared pieces of minibatch loops: batches, OneCycle, prediction in eval mode
-- :mod:`freqbias.training` training variants (N, A, S, T, R, G), evaluation
-- :mod:`freqbias.fourier`  Fourier masks: parametrisations, loss, dataset/class/single-image fitting
+- :mod:`freqbias.variants` the registry of training variants (N, A, S, T, R, G): label, colour, augmentation, PGD or not
+- :mod:`freqbias.training` the shared augmentation, the training loop, evaluation
+- :mod:`freqbias.fourier`  Fourier masks: parametrisations, statistics, masked prediction
+- :mod:`freqbias.fitting`  fitting masks: loss, stopping rule, dataset/class/single-image fitting, ``masks`` params
 - :mod:`freqbias.single_image` the study's image selection; complements and restoration on PGD images
 - :mod:`freqbias.bootstrap` percentile bootstrap intervals over images, seeds and strata
 - :mod:`freqbias.bands`    radial/angular band geometry and energies, band statistics over models

@@ -58,7 +58,7 @@ class _Artifact:
 @dataclass
 class DatasetMask(_Artifact):
     """One mask for a whole dataset: ``mask`` (H, Wm); ``history``: one dict per fitting epoch (see
-    :func:`freqbias.fourier.fit_dataset_mask`); ``kind``: mask layout; ``meta``: the model's checkpoint meta."""
+    :func:`freqbias.fitting.fit_dataset_mask`); ``kind``: mask layout; ``meta``: the model's checkpoint meta."""
 
     mask: torch.Tensor
     history: list[dict]

@@ -6,6 +6,10 @@ an interval judged by :func:`verdict`; the row shows its first part, and its ver
 every part holds, "does not hold" when any part does not, else "inconclusive" ("not measured" when
 the run lacks what a part needs). Energies are band energies of UNSHIFTED masks (:mod:`freqbias.bands`),
 per seed (n_images, bands), paired by image across variants.
+
+Energies ``radial[V]`` / ``angular[V]`` always hold N and A: params validation
+(:meth:`freqbias.training.TrainConfig.from_params`, run by every stage) requires both in ``train.variants``,
+so a claim on A - N is never without its models. Other variants (S, T, R for claim 4) may be absent.
 """
 
 from __future__ import annotations
@@ -150,8 +154,6 @@ def claim_radial(radial: Mapping[str, Sequence[np.ndarray]], cfg: AggregateConfi
     """Claim 2 from single-image radial energies ``radial[V]`` (per seed (n, rings)): mean paired A - N
     difference over the low third of the rings > 0 and over the mid third < 0. ``dataset_diff`` (rings,),
     the dataset masks' A - N (mean over seeds), is reported as a point value."""
-    if "A" not in radial:
-        return claim_row(2, [], missing="no adversarial model A")
     low, mid = band_thirds(radial["N"][0].shape[1])
     boot = dict(n_boot=cfg.n_boot, alpha=cfg.alpha, seed=cfg.seed)
     parts = [part(f"A - N mean energy over low rings {low[0]}-{low[-1]}",
@@ -177,8 +179,6 @@ def claim_angular(angular: Mapping[str, Sequence[np.ndarray]], cfg: AggregateCon
     Parts: the range max - min of the curve, interval ``[max lo - min hi, max hi - min lo]`` (covers the
     true range whenever all wedge intervals cover), claimed > 0 (not flat); the most positive wedge > 0
     and the most negative wedge < 0 (changes sign)."""
-    if "A" not in angular:
-        return claim_row(3, [], missing="no adversarial model A")
     n_wedges = angular["N"][0].shape[1]
     est, lo, hi = difference_curves({"N": angular["N"], "A": angular["A"]}, cfg, cfg.alpha / n_wedges)["A"]
     top, bottom = int(np.argmax(est)), int(np.argmin(est))
@@ -195,8 +195,6 @@ def claim_augmentations(radial: Mapping[str, Sequence[np.ndarray]], cfg: Aggrega
     Parts, for the variants present: R: sign(d_A) d_R < 0 (opposite sign); T: ``small_ratio`` |d_A| - |d_T|
     > 0 (small next to A); S: sign(d_A) d_S > 0 (same sign) and |d_A| - |d_S| > 0 (smaller). The sign of
     d_A is that of its estimate; A's and V's differences are resampled together (same images)."""
-    if "A" not in radial:
-        return claim_row(4, [], missing="no adversarial model A")
     low, _ = band_thirds(radial["N"][0].shape[1])
     boot = dict(n_boot=cfg.n_boot, alpha=cfg.alpha, seed=cfg.seed)
     d_a = _low_mid_diffs(radial, "A", low)
@@ -254,8 +252,6 @@ def claim_probe(probes: Mapping[str, Sequence[dict | None]], cfg: AggregateConfi
 def claim_low_share(radial: Mapping[str, Sequence[np.ndarray]], cfg: AggregateConfig) -> dict:
     """Claim 7: share of images whose A mask has more energy in the low third of the rings
     (``sqrt(sum e_b^2)``) than N's mask on the same image, claimed > 0.5."""
-    if "A" not in radial:
-        return claim_row(7, [], missing="no adversarial model A")
     low, _ = band_thirds(radial["N"][0].shape[1])
     greater = [(low_energy(a, low) > low_energy(n, low)).astype(float)
                for a, n in (paired(a, n) for a, n in zip(radial["A"], radial["N"]))]

@@ -1,9 +1,9 @@
 """Shared pieces of minibatch loops: contiguous batches, the OneCycle schedule, and prediction in eval mode.
 
-Used by :mod:`freqbias.training`, :mod:`freqbias.fourier` and :mod:`freqbias.baselines` alike, so that
-none imports another for them. Model inputs are (N, C, H, W): uint8 pixels are divided by 255
-(:func:`freqbias.data.to_float`), float inputs (pixels in [0, 1], or normalised images for a bare
-``model.net``) are used as they are.
+Used by :mod:`freqbias.training`, :mod:`freqbias.fourier`, :mod:`freqbias.fitting` and
+:mod:`freqbias.baselines` alike, so that none imports another for them. Model inputs are (N, C, H, W):
+uint8 pixels are divided by 255 (:func:`freqbias.data.to_float`), float inputs (pixels in [0, 1], or
+normalised images for a bare ``model.net``) are used as they are.
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ from . import runtime
 from .artifacts import ClassMasks, DatasetMask, SingleMasks
 from .attacks import PGD
 from .data import to_float
-from .fourier import (MasksConfig, SingleMaskResult, agreement, fit_class_masks, fit_dataset_mask, fit_single_masks,
-                      predict, sparsity, support)
+from .fitting import MasksConfig, SingleMaskResult, fit_class_masks, fit_dataset_mask, fit_single_masks
+from .fourier import agreement, predict, sparsity, support
 from .models import Classifier
 from .single_image import evaluate_single_masks, select_images
 

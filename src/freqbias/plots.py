@@ -18,13 +18,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from .io import atomic_path  # noqa: E402
-from .training import VARIANTS  # noqa: E402
-
-COLORS = {"N": "black", "A": "tab:red", "S": "tab:blue", "T": "tab:green", "R": "tab:purple", "G": "tab:orange"}
+from .variants import colour as variant_colour, label as variant_label  # noqa: E402
 
 
 def _color(name: str) -> str:
-    return COLORS.get(name.split("-")[0], "gray")
+    """The registered colour of a model's variant (``<variant>-s<seed>``), gray for any other model."""
+    return variant_colour(name.split("-")[0])
 
 
 def _save(fig: plt.Figure, path: Path, dpi: int) -> Path:
@@ -56,7 +55,7 @@ def mask_grid(masks: Mapping[str, torch.Tensor], path: Path, title: str, dpi: in
     lim = max([np.abs(d).max() for d in diffs.values()] + [1e-6])
     fig, axes = plt.subplots(2, len(variants), figsize=(1.9 * len(variants), 4.1), squeeze=False)
     for j, v in enumerate(variants):
-        _image(axes[0, j], masks[v], f"{v} ({VARIANTS.get(v, v)})", "viridis", 0, 1)
+        _image(axes[0, j], masks[v], f"{v} ({variant_label(v)})", "viridis", 0, 1)
         if v in diffs:
             _image(axes[1, j], diffs[v], f"{v} - N", "RdBu_r", -lim, lim)
         else:

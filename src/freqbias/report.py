@@ -21,7 +21,7 @@ import torch
 
 from . import paths, plots
 from .config import DataError, Section
-from .training import VARIANTS
+from .variants import label as variant_label
 
 TABLES = ("accuracy", "single_image", "probe", "heatmaps")
 
@@ -211,7 +211,7 @@ def header_section(summary: Mapping, cfg: ReportConfig, commit: str, generated: 
                     f"{summary['image_size'][1]}, {len(summary['classes'])} classes; images train / val / test: "
                     f"{counts.get('train')} / {counts.get('val')} / {counts.get('test')}"],
         ["architecture", f"{summary.get('arch')}, {summary.get('train', {}).get('epochs')} epochs"],
-        ["variants", ", ".join(f"{v} ({VARIANTS.get(v, v)})" for v in summary["variants"])],
+        ["variants", ", ".join(f"{v} ({variant_label(v)})" for v in summary["variants"])],
         ["seeds", ", ".join(map(str, summary["seeds"]))],
         ["PGD (variant A; single-image x_A)", f"L-inf eps {attack.get('eps')}, step {attack.get('alpha')}, "
                                               f"{attack.get('steps')} steps, {attack.get('units')} units"],

@@ -1,16 +1,9 @@
-"""Training variants (N, A, S, T, R, G), the training loop and evaluation.
+"""Training: the augmentation every variant shares, the training loop and evaluation.
 
-All images here are pixels in [0, 1], (B, C, H, W). Augmentations are sampled per image and applied
-as one batched affine warp (``affine_grid`` + ``grid_sample``), so they cost little on a CPU.
-
-| key | variant | what changes |
-|-----|---------|--------------|
-| N | standard | base augmentation only |
-| A | adversarial | trained on PGD images (:mod:`freqbias.attacks`) |
-| S | scale | random scale in ``augment.scale`` |
-| T | translation | random shift up to ``augment.translate`` x image size |
-| R | rotation | random rotation in +- ``augment.degrees`` |
-| G | Gaussian noise | pixel noise of std ``augment.noise_std`` (not in the study) |
+The variants themselves (N, A, S, T, R, G and what each adds) are the entries of
+:data:`freqbias.variants.VARIANTS`. All images here are pixels in [0, 1], (B, C, H, W). Augmentations are
+sampled per image and applied as one batched affine warp (``affine_grid`` + ``grid_sample``), so they
+cost little on a CPU.
 """
 
 from __future__ import annotations
@@ -30,23 +23,7 @@ from .attacks import PGD
 from .config import ParamError, Section
 from .data import to_float
 from .loops import batches, frozen, one_cycle, predict
-
-VARIANTS = {"N": "standard", "A": "adversarial", "S": "scale", "T": "translation", "R": "rotation",
-            "G": "gaussian noise"}
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """Augmentation ranges (RandomAffine conventions): base ``hflip`` and ``crop_scale`` (area kept by a
-    random resized crop) apply to every variant; ``scale``, ``translate``, ``degrees``, ``noise_std``
-    to S, T, R and G only."""
-
-    hflip: bool = True
-    crop_scale: tuple[float, float] = (1.0, 1.0)
-    scale: tuple[float, float] = (0.5, 1.5)
-    translate: tuple[float, float] = (0.4, 0.4)
-    degrees: float = 180.0
-    noise_std: float = 0.1
+from .variants import VARIANTS, AugmentConfig
 
 
 @dataclass(frozen=True)
@@ -151,25 +128,25 @@ def random_affine(x: torch.Tensor, g: torch.Generator, *, degrees: float = 0.0, 
 
 
 def augment_batch(x: torch.Tensor, variant: str, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:
-    """Base augmentation (flip, resized crop) plus the variant's own. x: pixels in [0, 1]."""
+    """Base augmentation (flip, resized crop) plus the variant's own (:mod:`freqbias.variants`): the
+    variant's ``warp`` joins the base warp (one resampling), then its ``augment`` runs. x: pixels in [0, 1]."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; registered: {', '.join(VARIANTS)}")
+    spec = VARIANTS[variant]
     lo, hi = cfg.crop_scale
     zoom = (1 / math.sqrt(hi), 1 / math.sqrt(lo))  # keeping area a of the image = zooming by 1/sqrt(a)
-    warp: dict[str, Any] = {}
-    if variant == "S":
-        warp["scale"] = (cfg.scale[0] * zoom[0], cfg.scale[1] * zoom[1])
+    warp: dict[str, Any] = dict(spec.warp(cfg)) if spec.warp is not None else {}
+    if "scale" in warp:
+        warp["scale"] = (warp["scale"][0] * zoom[0], warp["scale"][1] * zoom[1])
     elif zoom != (1.0, 1.0):
         warp["scale"] = zoom
-    if variant == "T":
-        warp["translate"] = cfg.translate
-    elif variant == "R":
-        warp["degrees"] = cfg.degrees
     if warp:
         x = random_affine(x, g, hflip=cfg.hflip, **warp)
     elif cfg.hflip:  # a flip alone needs no resampling
         flip = (torch.rand(len(x), generator=g) < 0.5).to(x.device).view(-1, 1, 1, 1)
         x = torch.where(flip, x.flip(-1), x)
-    if variant == "G" and cfg.noise_std > 0:
-        x = (x + cfg.noise_std * torch.randn(x.shape, generator=g).to(x)).clamp(0, 1)
+    if spec.augment is not None:
+        x = spec.augment(x, cfg, g)
     return x
 
 
@@ -218,7 +195,7 @@ def train_model(model: nn.Module, variant: str, cfg: TrainConfig, seed: int, x_t
     # and no loader workers or pinned-memory copies are needed per batch.
     x_train, y_train = x_train.to(device), y_train.to(device)
     g = torch.Generator().manual_seed(seed)
-    attack = cfg.attack.build(std) if variant == "A" else None
+    attack = cfg.attack.build(std) if VARIANTS[variant].adversarial else None
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp)
     steps_per_epoch = math.ceil(len(x_train) / cfg.batch_size)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

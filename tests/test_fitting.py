@@ -1,0 +1,305 @@
+"""Tests for freqbias.fitting: configs, loss, stopping rule, fitting, ground truth."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from freqbias import fitting as mf
+from freqbias import fourier as fm
+from freqbias.models import build_model
+
+
+def _negate(t: torch.Tensor) -> torch.Tensor:
+    """M(-k) for an unshifted full mask (..., H, W)."""
+    h, w = t.shape[-2:]
+    return t[..., (-torch.arange(h)) % h, :][..., (-torch.arange(w)) % w]
+
+
+def _net(seed: int = 0, classes: int = 4) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return build_model("small_cnn", 1, classes, 28, [0.5], [0.25]).net.eval()
+
+
+def _single_cfg(**kw) -> mf.SingleMaskConfig:
+    base = dict(lam=0.07, lr=0.2, pct_start=0.1, max_steps=40, tol=1e-4, tol_gap=1e-4, patience=5, chunk_size=4)
+    return mf.SingleMaskConfig(**{**base, **kw})
+
+
+def _dataset_cfg(**kw) -> mf.DatasetMaskConfig:
+    base = dict(lam=0.2, lr=0.05, pct_start=0.1, batch_size=8, max_epochs=3, acc_ratio=0.99, tol=1e-5,
+                patience=7)
+    return mf.DatasetMaskConfig(**{**base, **kw})
+
+
+def test_configs_reject_bad_values():
+    with pytest.raises(ValueError, match="pct_start"):
+        _single_cfg(pct_start=1.5)
+    with pytest.raises(ValueError, match="max_steps"):
+        _single_cfg(max_steps=0)
+    with pytest.raises(ValueError, match="mask kind"):
+        _dataset_cfg(kind="dct")
+    with pytest.raises(ValueError, match="batch_size"):
+        _dataset_cfg(batch_size=0)
+
+
+# ---- loss and stopping rule ------------------------------------------------------------------
+
+def test_loss_terms_at_identity_and_per_image():
+    net = _net()
+    torch.manual_seed(5)
+    z, y = torch.randn(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
+    ce0, _ = mf.clean_ce(net, z, y)
+    with torch.no_grad():
+        shared = fm.init_masks(1, 28, 28)[0]
+        gap_sq, l1 = mf.loss_terms(net(fm.apply_mask(z, shared)), y, ce0, shared, 28, "rfft")
+        assert gap_sq.shape == (4,) and l1.shape == ()
+        assert gap_sq.abs().max().item() == pytest.approx(0.0, abs=1e-10) and l1.item() == pytest.approx(1.0)
+        assert mf.mask_loss(gap_sq, l1, 0.2).mean().item() == pytest.approx(1.2)
+        half = 0.5 * shared
+        gap_half, _ = mf.loss_terms(net(fm.apply_mask(z, half)), y, ce0, half, 28, "rfft")
+    ce_half = F.cross_entropy(net(fm.apply_mask(z, half)), y, reduction="none").detach()
+    # a shared mask is scored per image (the batch-1 loss averaged), not on the batch-mean CE
+    torch.testing.assert_close(gap_half, (ce_half - ce0) ** 2)
+    with torch.no_grad():
+        per = 0.5 * fm.init_masks(4, 28, 28)
+        gap_sq, l1 = mf.loss_terms(net(fm.apply_mask(z, per)), y, ce0, per, 28, "rfft")
+    ce = F.cross_entropy(net(fm.apply_mask(z, per)), y, reduction="none").detach()
+    assert gap_sq.shape == l1.shape == (4,)
+    torch.testing.assert_close(gap_sq, (ce - ce0) ** 2)
+    torch.testing.assert_close(l1, torch.full((4,), 0.5))
+    torch.testing.assert_close(mf.mask_loss(gap_sq, l1, 0.07), torch.exp((ce - ce0) ** 2) + 0.035)
+
+
+def test_plateau_counts_consecutive_small_changes():
+    p = mf.Plateau(1, tol=0.1, patience=3)
+    seq = [1.0, 0.95, 0.9, 0.5, 0.45, 0.42, 0.41]
+    stops = [p.update(torch.tensor([[v]])).item() for v in seq]
+    # changes: -, .05, .05, .4 (reset), .05, .03, .01 -> third small change in a row at the last step
+    assert stops == [False, False, False, False, False, False, True]
+
+
+def test_plateau_per_run_with_ok_flag_and_subset():
+    p = mf.Plateau(3, tol=0.0, patience=2)
+    vals = torch.zeros(3, 2)
+    assert not p.update(vals).any()  # first update: nothing to compare with
+    stop = p.update(vals, ok=torch.tensor([True, False, True]))
+    assert stop.tolist() == [False, False, False]
+    # runs 0 and 1 only; run 1 was reset by ok=False, run 0 reaches patience
+    stop = p.update(torch.zeros(2, 2), ok=torch.tensor([True, True]), idx=torch.tensor([0, 1]))
+    assert stop.tolist() == [True, False]
+    # a change in one of the two values resets
+    stop = p.update(torch.tensor([[0.0, 1.0]]), idx=torch.tensor([2]))
+    assert stop.tolist() == [False] and p.count.tolist() == [2, 1, 0]
+
+
+def test_plateau_with_one_tolerance_per_value():
+    p = mf.Plateau(1, tol=(1e-6, 1e-2), patience=1)
+    p.update(torch.tensor([[0.0, 0.0]]))
+    assert p.update(torch.tensor([[0.0, 5e-3]])).item()  # both within their own tolerance
+    assert not p.update(torch.tensor([[1e-5, 5e-3]])).item()  # first value moved by more than 1e-6
+
+
+# ---- single-image masks ----------------------------------------------------------------------
+
+def _tiny_net() -> torch.nn.Module:
+    """A small float64 conv net with eval-mode BatchNorm (random running statistics)."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+                              torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten(), torch.nn.Linear(32, 4))
+    net[1].running_mean.normal_()
+    net[1].running_var.uniform_(0.5, 2.0)
+    return net.eval().double()
+
+
+def test_batched_single_masks_equal_one_at_a_time():
+    """In float64, so that rounding differences between batch sizes cannot be amplified by Adam's
+    normalisation of near-zero gradients. Two chunks (3 + 2 images)."""
+    net = _tiny_net()
+    torch.manual_seed(6)
+    z = torch.randn(5, 1, 28, 28, dtype=torch.float64)
+    target = fm.predict(net, z)
+    target[0] = (target[0] + 1) % 4  # never reached: runs to max_steps
+    cfg = _single_cfg(chunk_size=3, patience=4)
+    batched = mf.fit_single_masks(net, z, target, cfg)
+    alone = [mf.fit_single_masks(net, z[i : i + 1], target[i : i + 1], cfg) for i in range(len(z))]
+    torch.testing.assert_close(batched.masks, torch.cat([r.masks for r in alone]), atol=1e-9, rtol=0)
+    assert torch.equal(batched.steps_used, torch.cat([r.steps_used for r in alone]))
+    assert torch.equal(batched.kept, torch.cat([r.kept for r in alone]))
+    # the stopping differs per image: some stopped early, image 0 ran to the cap
+    assert batched.steps_used[0] == cfg.max_steps
+    assert (batched.steps_used[1:] < cfg.max_steps).all() and len(set(batched.steps_used.tolist())) > 1
+    assert batched.kept[1:].all()  # early stops require the target prediction
+    assert batched.masks.shape == (5, 28, 15) and batched.mean_mask.shape == (5,)
+    assert ((batched.masks >= 0) & (batched.masks <= 1)).all()
+    assert (batched.mean_mask < 0.5).all()  # the L1 term made them sparse
+
+
+def test_rfft_gradients_are_the_full_gradients_summed_over_mirror_pairs():
+    """Same loss for an rfft mask and its full equivalent; each rfft entry off the DC / Nyquist
+    columns stands for two full entries, so its gradient is exactly twice theirs (Adam's steps match)."""
+    net = _net().double()
+    torch.manual_seed(7)
+    z = torch.randn(3, 1, 28, 28, dtype=torch.float64)
+    target = fm.predict(net, z)
+    ce0, _ = mf.clean_ce(net, z, target)
+    m = (0.5 + 0.5 * torch.rand(3, 28, 15, dtype=torch.float64)).requires_grad_()
+    full = fm.to_full(m.detach(), 28).requires_grad_()
+    totals = []
+    for p, kind in [(m, "rfft"), (full, "full")]:
+        loss = mf.mask_loss(*mf.loss_terms(net(fm.apply_mask(z, p, kind)), target, ce0, p, 28, kind), 0.07)
+        loss.sum().backward()
+        totals.append(loss)
+    torch.testing.assert_close(totals[0], totals[1])
+    # point-symmetric up to FFT rounding (pocketfft/MKL kernels differ by machine: not bitwise)
+    torch.testing.assert_close(full.grad, _negate(full.grad), rtol=1e-10, atol=1e-15)
+    torch.testing.assert_close(m.grad[..., 1:14], 2 * full.grad[..., 1:14])
+    torch.testing.assert_close(m.grad[..., [0, 14]], full.grad[..., [0, 14]])
+
+
+def test_single_mask_fits_follow_the_same_path_for_rfft_and_full():
+    """Up to Adam's eps (which is why lam is large enough for gradients >> eps)."""
+    net = _net().double()
+    torch.manual_seed(7)
+    z = torch.randn(3, 1, 28, 28, dtype=torch.float64)
+    target = fm.predict(net, z)
+    common = dict(lam=1.0, lr=0.05, max_steps=10, patience=100)
+    rfft = mf.fit_single_masks(net, z, target, _single_cfg(kind="rfft", **common))
+    full = mf.fit_single_masks(net, z, target, _single_cfg(kind="full", **common))
+    assert (rfft.steps_used == 10).all()
+    assert full.masks.shape == (3, 28, 28)
+    assert (rfft.mean_mask < 0.9).all()
+    torch.testing.assert_close(fm.to_full(rfft.masks, 28), full.masks, atol=1e-5, rtol=0)
+    torch.testing.assert_close(rfft.mean_mask, full.mean_mask, atol=1e-6, rtol=0)
+
+
+class _ShapeDependent(torch.nn.Module):
+    """Control flow on the input shape: torch.fx cannot trace it, so it cannot be fused."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn = torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4)
+
+    def forward(self, x):
+        x = self.bn(self.conv(x)) if x.shape[-1] > 8 else x
+        return x.mean(dim=(2, 3))
+
+
+@pytest.mark.parametrize("make", [_net, _ShapeDependent])
+def test_fitting_copy_computes_the_same_function(make):
+    net = make().eval()
+    if isinstance(net, _ShapeDependent):
+        net.bn.running_mean.normal_()
+    fast, plain = mf.fitting_copy(net, fast=True), mf.fitting_copy(net, fast=False)
+    assert fast is not net and not any(p.requires_grad for p in fast.parameters())
+    has_bn = any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    assert has_bn == (make is _ShapeDependent)  # folded into the convs where fx can trace the net
+    torch.manual_seed(12)
+    z = torch.randn(3, 1, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(z), net(z), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(plain(z), net(z))
+
+
+def test_fitting_leaves_the_net_untouched():
+    net = _net()
+    net.train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    torch.manual_seed(8)
+    z = torch.randn(2, 1, 28, 28)
+    mf.fit_single_masks(net, z, torch.tensor([0, 1]), _single_cfg(max_steps=3))
+    assert net.training
+    assert all(p.grad is None for p in net.parameters())
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+# ---- dataset and class masks -----------------------------------------------------------------
+
+def test_dataset_mask_stops_on_flat_sparsity():
+    """A tiny lr keeps the mean mask flat, so the rule stops after exactly `patience` flat epochs
+    (plus the first epoch, which has nothing to compare with)."""
+    net = _net()
+    torch.manual_seed(9)
+    z, y = torch.randn(16, 1, 28, 28), torch.randint(0, 4, (16,))
+    mask, history = mf.fit_dataset_mask(net, z, y, _dataset_cfg(lr=1e-9, patience=3, max_epochs=20))
+    assert len(history) == 4
+    torch.testing.assert_close(mask, torch.ones(28, 15), atol=1e-6, rtol=0)
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
+    assert set(history[0]) >= {"epoch", "loss", "masked_acc", "mean_mask", "kept"}
+    assert all(h["kept"] and h["masked_acc"] == h["clean_acc"] for h in history)
+
+
+def test_dataset_mask_keeps_only_masks_meeting_the_accuracy_rule():
+    net = _net()
+    torch.manual_seed(10)
+    z = torch.randn(24, 1, 28, 28)
+    y = fm.predict(net, z)  # clean accuracy 1
+    mask, history = mf.fit_dataset_mask(net, z, y, _dataset_cfg(max_epochs=4, lr=0.1))
+    assert len(history) == 4 and history[-1]["mean_mask"] < history[0]["mean_mask"] < 1
+    kept = [h for h in history if h["kept"]]
+    expected = fm.agreement(net, z, y, mask)
+    assert expected >= 0.99 * history[0]["clean_acc"]
+    if kept:
+        assert fm.sparsity(mask, 28).item() == pytest.approx(kept[-1]["mean_mask"], abs=1e-6)
+    # an unreachable requirement keeps the initial (identity) mask, and flat epochs that fail the
+    # accuracy rule do not count towards stopping
+    mask, history = mf.fit_dataset_mask(net, z, y, _dataset_cfg(max_epochs=5, acc_ratio=1.5, lr=1e-9, patience=2))
+    assert len(history) == 5
+    assert not any(h["kept"] for h in history) and torch.equal(mask, torch.ones(28, 15))
+
+
+def test_class_masks_shape_and_missing_class():
+    net = _net()
+    torch.manual_seed(11)
+    z, y = torch.randn(12, 1, 28, 28), torch.tensor([0, 1, 2] * 4)
+    masks, histories = mf.fit_class_masks(net, z, y, 3, _dataset_cfg(max_epochs=1, kind="full"))
+    assert masks.shape == (3, 28, 28) and len(histories) == 3
+    with pytest.raises(ValueError, match="class 3 has no images"):
+        mf.fit_class_masks(net, z, y, 4, _dataset_cfg(max_epochs=1))
+
+def test_class_masks_of_an_absent_class_are_nan_on_request():
+    net = _net()
+    torch.manual_seed(11)
+    z, y = torch.randn(8, 1, 28, 28), torch.tensor([0, 2] * 4)
+    masks, histories = mf.fit_class_masks(net, z, y, 3, _dataset_cfg(max_epochs=1), absent="nan")
+    assert masks.shape == (3, 28, 15) and [len(h) for h in histories] == [1, 0, 1]
+    assert masks[1].isnan().all() and masks[[0, 2]].isfinite().all()
+
+
+def test_single_masks_of_no_image_are_empty():
+    result = mf.fit_single_masks(_net(), torch.zeros(0, 1, 28, 28), torch.zeros(0, dtype=torch.long), _single_cfg())
+    assert result.masks.shape == (0, 28, 15) and result.steps_used.shape == result.kept.shape == (0,)
+    assert result.mean_mask.shape == (0,)
+
+
+# ---- ground truth: the planted band ----------------------------------------------------------
+
+def test_dataset_mask_finds_the_planted_band():
+    """A few seconds: 1024 planted images, 2 training epochs, a 6-epoch mask fit on 384 images."""
+    from freqbias.data import make_planted, planted_band, to_float
+
+    torch.manual_seed(0)
+    x, y = make_planted(1024, 28, 4, seed=0)
+    model = build_model("small_cnn", 1, 4, 28, [0.5], [0.25])
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    z_all = model.normalize(to_float(x))
+    for _ in range(2):
+        model.train()
+        for idx in torch.randperm(len(x)).split(32):
+            opt.zero_grad()
+            F.cross_entropy(model.net(z_all[idx]), y[idx]).backward()
+            opt.step()
+    model.eval()
+    z, yf = z_all[:384], y[:384]
+    clean = fm.agreement(model.net, z, yf)
+    assert clean > 0.9
+    cfg = _dataset_cfg(lr=0.05, batch_size=32, max_epochs=6)
+    mask, history = mf.fit_dataset_mask(model.net, z, yf, cfg)
+    band = planted_band(28, "rfft")
+    outside = ~band
+    outside[0, 0] = False  # the zero-frequency bin carries the mean, not the class
+    inside_mean, outside_mean = mask[band].mean().item(), mask[outside].mean().item()
+    assert inside_mean >= 5 * outside_mean, (inside_mean, outside_mean)
+    assert fm.agreement(model.net, z, yf, mask) >= 0.99 * clean
+    assert history[-1]["mean_mask"] < 0.5
