@@ -10,16 +10,7 @@ from freqbias import fitting as mf
 from freqbias import fourier as fm
 from freqbias.models import build_model
 
-
-def _negate(t: torch.Tensor) -> torch.Tensor:
-    """M(-k) for an unshifted full mask (..., H, W)."""
-    h, w = t.shape[-2:]
-    return t[..., (-torch.arange(h)) % h, :][..., (-torch.arange(w)) % w]
-
-
-def _net(seed: int = 0, classes: int = 4) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    return build_model("small_cnn", 1, classes, 28, [0.5], [0.25]).net.eval()
+from test_fourier import _negate, _net
 
 
 def _single_cfg(**kw) -> mf.SingleMaskConfig:
