@@ -220,3 +220,16 @@ def test_zero_clean_accuracy_and_missing_metrics(tmp_path):
     assert "R-s0 on val (clean accuracy 0, masked / clean undefined)" in c1["note"] and c1["note"] in text
     assert c1["verdict"] != "not measured"                                  # N and A still measure it
     assert "n/a (val clean accuracy is 0: masked / clean undefined)" in section(text, "Dataset masks")
+
+
+def test_two_seeds_one_without_single_images(tmp_path):
+    """Seed 1 selected no image: pooled single-image values and claims rest on seed 0 alone."""
+    records, splits, names = synthetic_run(variants=("N", "A"), seeds=(0, 1), n_img=8)
+    with_images([r for r in records if r.seed == 1], torch.zeros(0, dtype=torch.long))
+    text, claims = aggregate_and_report(records, splits, names, tmp_path)
+    assert_na(tmp_path, "single_image", "value", "no single-image masks (0 images)", model="N-s1", metric="masked")
+    pooled = rows(tmp_path, "single_image", model="N-all", metric="masked")[0]
+    assert pooled["n"] == "8" and math.isfinite(float(pooled["value"]))
+    assert claim(claims, 5)["verdict"] != "not measured"
+    assert_claim_na(claims, text, 6, "Not probed: N (no single-image masks (0 images))")
+    assert_na(tmp_path, "band_differences", "seed_lo", "fewer than 2 seeds", variant="A", source="single")
