@@ -33,17 +33,17 @@ def test_na_value():
 
 def test_csv_rows_write_empty_cells_and_the_reason_per_column():
     undefined = NA("clean accuracy is 0: undefined")
-    rows = [{"model": "A", "acc": 0.5, "ratio": undefined, "ratio_lo": undefined, "corr": math.nan},
+    rows = [{"model": "A", "acc": 0.5, "ratio": undefined, "ratio_lo": undefined, "corr": math.nan, "n": None},
             {"model": "B", "acc": 0.7, "ratio": 1.0, "ratio_lo": 0.9, "corr": 0.1, "extra": 3,
              "reason": "2 images left out"}]
     a, b = roundtrip(rows)
-    assert list(a) == ["model", "acc", "ratio", "ratio_lo", "corr", "extra", "reason"]  # all columns, reason last
-    assert a["ratio"] == a["ratio_lo"] == a["corr"] == a["extra"] == ""
+    assert list(a) == ["model", "acc", "ratio", "ratio_lo", "corr", "n", "extra", "reason"]  # all, reason last
+    assert a["ratio"] == a["ratio_lo"] == a["corr"] == a["n"] == a["extra"] == ""
     assert a["reason"] == ("ratio, ratio_lo: clean accuracy is 0: undefined; corr: not a finite number; "
-                           "extra: not recorded for this row")
+                           "n: no value recorded; extra: not recorded for this row")
     assert cell(a, "ratio") == NA("clean accuracy is 0: undefined") == cell(a, "ratio_lo")
     assert cell(a, "corr") == NA("not a finite number") and cell(a, "acc") == 0.5
-    assert b["reason"] == "2 images left out" and cell(b, "ratio") == 1.0
+    assert b["reason"] == "2 images left out; n: not recorded for this row" and cell(b, "ratio") == 1.0
     assert cell({"x": "", "reason": ""}, "x") == NA(NO_VALUE)    # an empty cell without a reason still reads n/a
     assert cell({"x_lo": "", "x": "1", "reason": "x: one seed"}, "x_lo") == NA("one seed")  # the interval's column
 

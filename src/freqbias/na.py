@@ -69,10 +69,11 @@ def _base(column: str, row: Mapping[str, Any]) -> str:
 
 
 def csv_rows(rows: Sequence[Mapping[str, Any]], default: str = "not a finite number") -> list[dict]:
-    """Rows ready for a CSV: every :class:`NA` and non-finite float becomes an empty cell (None), and a
-    ``reason`` column (last; the union of the rows' columns in every row) lists why, ``"<columns>: <reason>"``
-    joined by ``"; "`` (``default`` for a bare non-finite float, :data:`ABSENT` for a column the row lacks),
-    after the row's own ``reason`` (a note) if it has one; empty when the row is complete."""
+    """Rows ready for a CSV, all with the union of the rows' columns: every :class:`NA`, None and
+    non-finite float becomes an empty cell, and a last ``reason`` column lists why, ``"<columns>:
+    <reason>"`` joined by ``"; "`` (``default`` for a bare non-finite float, :data:`NO_VALUE` for None,
+    :data:`ABSENT` for a column the row lacks), after the row's own ``reason`` (a note) if it has one;
+    empty when the row is complete."""
     columns = list(dict.fromkeys(k for row in rows for k in row if k != REASON))
     out = []
     for row in rows:
@@ -80,6 +81,8 @@ def csv_rows(rows: Sequence[Mapping[str, Any]], default: str = "not a finite num
         clean = {}
         for k in columns:
             v = row.get(k, NA(ABSENT))
+            if v is None:
+                v = NA(NO_VALUE)
             if isinstance(v, NA) or (isinstance(v, float) and not math.isfinite(v)):
                 why.setdefault(v.reason if isinstance(v, NA) else default, []).append(k)
                 v = None
