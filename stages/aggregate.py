@@ -36,6 +36,9 @@ def main() -> None:
         "masks": Section(params, "masks").data, "seconds": round(time.perf_counter() - t0, 1)})
     write_results(result, paths.RESULTS)
     for claim in result.claims:
+        if claim["verdict"] == "not measured":
+            log.info(f"claim {claim['claim']}: not measured ({claim['reason']})")
+            continue
         log.info(f"claim {claim['claim']}: {claim['verdict']} ({claim['statistic']} = {claim['estimate']:.3g} "
                  f"[{claim['lo']:.3g}, {claim['hi']:.3g}])")
     log.info(f"done in {time.perf_counter() - t0:.1f} s")

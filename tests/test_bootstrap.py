@@ -77,3 +77,15 @@ def test_strata_bootstrap_resamples_each_stratum():
     b = np.r_[np.zeros(25), np.ones(25)][:, None]
     est, lo, hi = bs.strata_bootstrap([a, b], lambda means: float(min(m[0] for m in means)), 500, 0.05, 0)
     assert est == 0.5 and 0.3 < lo < 0.5 < hi < 0.7
+
+
+def test_defined_estimate_leaves_out_undefined_images_and_says_why_when_none_is_left():
+    from freqbias.bootstrap import defined_estimate, finite_rows
+    from freqbias.na import NA
+
+    groups = [np.array([1.0, np.nan, 0.0, 1.0]), np.zeros(0), np.array([np.nan])]
+    assert [len(g) for g in finite_rows(groups)] == [3]                      # rows with NaN and empty groups dropped
+    est, lo, hi = defined_estimate(groups, n_boot=50)
+    assert est == pytest.approx(2 / 3) and lo <= est <= hi
+    assert defined_estimate([np.zeros(0)], empty="no images")[0] == NA("no images")
+    assert defined_estimate([np.array([np.nan])], undefined="all undefined") == (NA("all undefined"),) * 3

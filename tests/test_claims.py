@@ -12,6 +12,7 @@ from freqbias import aggregate as ag
 from freqbias import bands as bd
 from freqbias import claims as cl
 from freqbias import probe as pb
+from freqbias.na import NA
 
 H = W = 28
 
@@ -203,6 +204,6 @@ def test_probe_on_class_carrying_masks_beats_the_permuted_control():
     for k in range(4):                                    # each class keeps its own block of frequencies
         masks[labels == k, 10 * k:10 * k + 10] += 0.5
     result = _probe_on(masks, labels)
-    c6 = cl.claim_probe({"N": [result], "A": [None]}, CFG)
+    c6 = cl.claim_probe({"N": [result], "A": [NA("too few images per class")]}, CFG)
     assert c6["parts"][0]["verdict"] == "holds" and result["test_acc"] > 0.8
-    assert c6["verdict"] == "holds" and "Too few images to probe A." in c6["note"]
+    assert c6["verdict"] == "holds" and "Not probed: A (too few images per class)." in c6["note"]

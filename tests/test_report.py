@@ -44,6 +44,23 @@ def test_report_renders_every_figure_it_names(results: Path, tmp_path: Path):
     assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == sorted(Path(link).name for link in links)
     for f in figures:                                          # every figure has a caption in the text
         assert f.caption in text
+    assert not [f.name for f in figures if f.na], "a complete run has every figure"
+
+
+def test_empty_cells_render_as_na_and_never_crash_a_figure(results: Path, tmp_path: Path):
+    """The user's crash: a probe.csv row of empty cells (no reason column) stopped plots.probe_results on
+    float(''). Empty cells read as n/a, with the row's reason when there is one."""
+    cfg = rp.ReportConfig(dpi=40, panel_images=2)
+    figdata, claims, summary, tables = rp.load_results(results)
+    probe, heat = tables["probe"][1], tables["heatmaps"][0]
+    for key in [k for k in probe if k not in ("model", "variant", "seed")]:
+        probe[key] = ""                                       # a row of empty cells, no reason
+    heat["corr_with_dataset_mask"], heat["reason"] = "", "corr_with_dataset_mask: constant dataset mask"
+    figures = rp.make_figures(figdata, tables, tmp_path / "figures", cfg)
+    assert (tmp_path / "figures/probe.png").exists()
+    text = rp.render(summary, claims, tables, figures, cfg, "abc1234", "today")
+    assert f"| {probe['model']} | n/a (no value recorded) |" in text
+    assert f"| {heat['model']} |" in text and "| n/a (constant dataset mask) |" in text
 
 
 def test_report_has_header_reference_numbers_and_claims(results: Path, tmp_path: Path):

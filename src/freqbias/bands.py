@@ -19,16 +19,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 
-from .bootstrap import Estimate, ci_row, cluster_bootstrap, seed_interval
+from .bootstrap import Estimate, defined_estimate, seed_interval
 from .fourier import to_full
+from .na import NA
 
 if TYPE_CHECKING:
     from .aggregate import AggregateConfig, Run
+    from .measures import ModelRecord
 
 # ----------------------------------------------------------------------------- geometry, energies
 
@@ -118,6 +120,14 @@ def band_profiles(mask: torch.Tensor, width: int, n_radial: int, n_angular: int)
             band_energies(full, angular_band_index(h, width, n_angular), n_angular))
 
 
+def mask_issue(mask: torch.Tensor) -> str:
+    """Why a mask (H, Wm) has no band energies (NaN / inf entries, none finite: not fitted, or all
+    zero), or "" when it has them. Reasons avoid the word NaN: reports flag it as a raw value."""
+    if not torch.isfinite(mask).all():
+        return "non-finite entries in the mask" if torch.isfinite(mask).any() else "mask not fitted (no finite entry)"
+    return "all-zero mask (no band energies)" if not mask.any() else ""
+
+
 def shifted_full(mask: torch.Tensor, width: int) -> torch.Tensor:
     """Unshifted masks (..., H, Wm) in either layout -> shifted full planes (..., H, W), float32 CPU."""
     return torch.fft.fftshift(to_full(mask, width), dim=(-2, -1)).float().cpu()
@@ -161,8 +171,16 @@ def difference_curves(per_seed: Mapping[str, Sequence[np.ndarray]], cfg: Aggrega
         if v == "N":
             continue
         diffs = [np.subtract(*paired(a, n)) for a, n in zip(arrays, per_seed["N"])]
-        out[v] = cluster_bootstrap(diffs, None, cfg.n_boot, cfg.alpha if alpha is None else alpha, cfg.seed)
+        out[v] = defined_estimate(diffs, None, cfg.n_boot, cfg.alpha if alpha is None else alpha, cfg.seed,
+                                  empty=_no_pairs(arrays))
     return out
+
+
+def _no_pairs(arrays: Sequence[np.ndarray]) -> str:
+    """Why no image pairs a variant's single-image energies with N's."""
+    if not sum(len(a) for a in arrays):
+        return "no single-image masks (0 images)"
+    return "no image on which both single-image masks have band energies (all-zero or non-finite masks)"
 
 
 def share_curves(per_seed: Mapping[str, Sequence[np.ndarray]], cfg: AggregateConfig) -> dict[str, Estimate]:
@@ -172,7 +190,7 @@ def share_curves(per_seed: Mapping[str, Sequence[np.ndarray]], cfg: AggregateCon
     for v, arrays in per_seed.items():
         if v != "N":
             greater = [np.greater(*paired(a, n)).astype(np.float64) for a, n in zip(arrays, per_seed["N"])]
-            out[v] = cluster_bootstrap(greater, None, cfg.n_boot, cfg.alpha, cfg.seed)
+            out[v] = defined_estimate(greater, None, cfg.n_boot, cfg.alpha, cfg.seed, empty=_no_pairs(arrays))
     return out
 
 
@@ -201,21 +219,41 @@ def mask_energies(run: Run) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]
                      "single": profiles(r.single.masks)} for r in run.records}
 
 
+def _single_mean(e: np.ndarray) -> tuple[np.ndarray | NA, str]:
+    """Mean band energies (bands,) over the single-image masks (n, bands) that have them, and a note
+    when some were left out; NA with the reason when none has."""
+    ok = np.isfinite(e).all(axis=1)
+    if not len(e):
+        return NA("no single-image masks (0 images)"), ""
+    if not ok.any():
+        return NA("every single-image mask is all-zero or non-finite (no band energies)"), ""
+    note = f"mean over the {ok.sum()} of {len(e)} single-image masks with band energies" if not ok.all() else ""
+    return e[ok].mean(axis=0), note
+
+
 def energy_table(run: Run, energies: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]]) -> list[dict]:
-    """Long table of band energies: the dataset mask, every class mask and the mean single-image mask energy."""
+    """Long table of band energies: the dataset mask, every class mask and the mean single-image mask
+    energy; an energy a mask does not have (all-zero or NaN) is n/a with the reason."""
     rows = []
     for r in run.records:
         for mask, (rad, ang) in energies[r.name].items():
             for profile, e, centres in (("radial", rad, run.centres[0]), ("angular", ang, run.centres[1])):
                 if mask == "dataset":
-                    named = {"dataset": e}
+                    named = {"dataset": (e, mask_issue(r.dataset_mask), "")}
                 elif mask == "class":
-                    named = {f"class:{run.class_names[k]}": e[k] for k in range(len(e))}
+                    named = {f"class:{run.class_names[k]}": (e[k], mask_issue(r.class_masks[k]), "")
+                             for k in range(len(e))}
                 else:
-                    named = {"single:mean": np.nanmean(e, axis=0)}
-                rows += [{"model": r.name, "variant": r.variant, "seed": r.seed, "mask": label, "profile": profile,
-                          "band": b, "centre": float(centres[b]), "energy": float(vals[b])}
-                         for label, vals in named.items() for b in range(len(vals))]
+                    mean, note = _single_mean(e)
+                    named = {"single:mean": (mean, "", note)}
+                for label, (vals, issue, note) in named.items():
+                    for b, c in enumerate(centres):
+                        energy = vals if isinstance(vals, NA) else float(vals[b])
+                        if not isinstance(energy, NA) and not math.isfinite(energy):
+                            energy = NA(issue or "not a finite number")
+                        rows.append({"model": r.name, "variant": r.variant, "seed": r.seed, "mask": label,
+                                     "profile": profile, "band": b, "centre": float(c), "energy": energy,
+                                     "reason": note})
     return rows
 
 
@@ -234,35 +272,63 @@ def band_statistics(run: Run, energies: Mapping[str, Mapping[str, tuple[np.ndarr
     return stats
 
 
+def _mask_reasons(run: Run, v: str, get: Callable[[ModelRecord], torch.Tensor]) -> str:
+    """Why the mask difference V - N of one kind (``get``: the mask of a record) is n/a: the issues of
+    the masks involved, per model ("" when every mask has band energies)."""
+    issues = [f"{rec.name}: {issue}" for s in run.seeds for rec in (run.by[v, s], run.by["N", s])
+              if (issue := mask_issue(get(rec)))]
+    return ", ".join(dict.fromkeys(issues))
+
+
+def _cells(keys: Sequence[str], values: Sequence, b: int, reason: str) -> dict:
+    """``{key: value of band b}`` from (bands,) arrays, NAs or None (not computed); a missing or
+    non-finite value is NA(``reason``)."""
+    out = {}
+    for key, x in zip(keys, values):
+        x = x if isinstance(x, NA) or x is None else float(np.asarray(x)[b])
+        out[key] = x if isinstance(x, NA) else NA(reason) if x is None or not math.isfinite(x) else x
+    return out
+
+
+DIFF, SEED = ("diff", "diff_lo", "diff_hi"), ("seed_lo", "seed_hi")
+ONE_MASK = "one mask per model: no interval over images"
+UNDEFINED = "not a finite number"
+
+
 def band_tables(run: Run, stats: BandStats) -> tuple[list[dict], list[dict], dict[str, list[dict]]]:
     """Rows of band_differences.csv (X - N of the single-image, dataset and class masks; ``diff_lo/hi``:
-    interval over images (single-image only), ``seed_lo/hi``: over seeds, NaN with one seed) and
-    shares.csv, and the curves for ``dvc plots``."""
+    interval over images (single-image only), ``seed_lo/hi``: over seeds, n/a with one seed) and
+    shares.csv, and the curves for ``dvc plots``. Every missing value is an NA with its reason."""
     diff_rows, share_rows, curves = [], [], {}
     for p, centres in zip(("radial", "angular"), run.centres):
         axis = "radius" if p == "radial" else "angle"
         for v in run.others:
-            per_seed_means = [np.subtract(*paired(a, n)).mean(axis=0)
-                              for a, n in zip(stats.per_seed[p][v], stats.per_seed[p]["N"])]
-            seed_lo, seed_hi = (np.atleast_1d(x) for x in seed_interval(per_seed_means, **run.boot))
+            pairs = [np.subtract(*paired(a, n)) for a, n in zip(stats.per_seed[p][v], stats.per_seed[p]["N"])]
+            seed_means = [d.mean(axis=0) for d in pairs if len(d)]
+            seed_ci = seed_interval(seed_means, **run.boot) if len(seed_means) > 1 else (None, None)
+            one_seed = ("one seed: no interval over seeds" if len(run.seeds) < 2
+                        else "fewer than 2 seeds with the masks this needs")
             single, dataset, share = stats.diffs[p][v], stats.dataset_diffs[p][v], stats.shares[p][v]
+            dataset_why = _mask_reasons(run, v, lambda rec: rec.dataset_mask)
+            class_why = [_mask_reasons(run, v, lambda rec, k=k: rec.class_masks[k])
+                         for k in range(len(run.class_names))]
             for b, c in enumerate(centres):
                 base = {"variant": v, "profile": p, "band": b, "centre": float(c)}
-                diff_rows.append({**base, "source": "single", **ci_row("diff", tuple(x[b] for x in single)),
-                                  "seed_lo": float(seed_lo[b]), "seed_hi": float(seed_hi[b])})
-                diff_rows.append({**base, "source": "dataset", **ci_row("diff", (dataset[0][b], math.nan, math.nan)),
-                                  "seed_lo": float(dataset[1][b]), "seed_hi": float(dataset[2][b])})
-                diff_rows += [{**base, "source": f"class:{name}", **ci_row("diff", (stats.class_diffs[p][v][0][k, b],
-                                                                                  math.nan, math.nan)),
-                               "seed_lo": float(stats.class_diffs[p][v][1][k, b]),
-                               "seed_hi": float(stats.class_diffs[p][v][2][k, b])}
-                              for k, name in enumerate(run.class_names)]
-                share_rows.append({**base, **ci_row("share", tuple(x[b] for x in share))})
+                single_cells = _cells(DIFF, single, b, UNDEFINED)
+                diff_rows.append({**base, "source": "single", **single_cells, **_cells(SEED, seed_ci, b, one_seed)})
+                for source, est, why in [("dataset", dataset, dataset_why)] + [
+                        (f"class:{name}", tuple(x[k] for x in stats.class_diffs[p][v]), class_why[k])
+                        for k, name in enumerate(run.class_names)]:
+                    diff_rows.append({**base, "source": source, **_cells(DIFF, (est[0], NA(ONE_MASK), NA(ONE_MASK)), b,
+                                                                          why or UNDEFINED),
+                                      **_cells(SEED, est[1:], b, why or one_seed)})
+                share_cells = _cells(("share", "share_lo", "share_hi"), share, b, UNDEFINED)
+                share_rows.append({**base, **share_cells})
                 curves.setdefault(f"{p}_diff/{v}", []).append(
-                    {"band": b, axis: round(float(c), 4), "diff": float(single[0][b]), "lo": float(single[1][b]),
-                     "hi": float(single[2][b]), "dataset_diff": float(dataset[0][b])})
+                    {"band": b, axis: round(float(c), 4), "diff": single_cells["diff"], "lo": single_cells["diff_lo"],
+                     "hi": single_cells["diff_hi"], **_cells(("dataset_diff",), dataset, b, dataset_why or UNDEFINED)})
                 if p == "radial":
                     curves.setdefault(f"shares_radial/{v}", []).append(
-                        {"band": b, axis: round(float(c), 4), "share": float(share[0][b]), "lo": float(share[1][b]),
-                         "hi": float(share[2][b])})
+                        {"band": b, axis: round(float(c), 4), "share": share_cells["share"],
+                         "lo": share_cells["share_lo"], "hi": share_cells["share_hi"]})
     return diff_rows, share_rows, curves

@@ -15,6 +15,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from .na import na_estimate
+
 Estimate = tuple[Any, Any, Any]
 
 
@@ -90,6 +92,32 @@ def seed_interval(values: Sequence[np.ndarray], n_boot: int, alpha: float, seed:
         return _as_out(nan), _as_out(nan)
     _, lo, hi = bootstrap_ci(arr, np.mean, n_boot, alpha, seed)
     return lo, hi
+
+
+def finite_rows(groups: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Per group (n_s, ...), the rows without a NaN / inf (an undefined value for that image); groups
+    left without a row are dropped."""
+    out = []
+    for g in groups:
+        g = np.asarray(g, dtype=np.float64)
+        g = g[np.isfinite(g.reshape(len(g), -1)).all(axis=1)] if len(g) else g
+        if len(g):
+            out.append(g)
+    return out
+
+
+def defined_estimate(groups: Sequence[np.ndarray], f: Callable[[np.ndarray], Any] | None = None, n_boot: int = 2000,
+                     alpha: float = 0.05, seed: int = 0, empty: str = "no images",
+                     undefined: str = "undefined on every image") -> Estimate:
+    """:func:`cluster_bootstrap` over the rows of ``groups`` where every value is finite (an image whose
+    value is undefined is left out), or an n/a estimate (:func:`freqbias.na.na_estimate`) with the reason
+    ``empty`` (no rows at all) or ``undefined`` (no finite row)."""
+    if sum(len(g) for g in groups) == 0:
+        return na_estimate(empty)
+    kept = finite_rows(groups)
+    if not kept:
+        return na_estimate(undefined)
+    return cluster_bootstrap(kept, f, n_boot, alpha, seed)
 
 
 def ci_row(prefix: str, est: Estimate) -> dict:

@@ -1,11 +1,12 @@
 """The claims of docs/study.md, each judged on this run's measurements with an interval.
 
 Claims (the ``claim_*`` functions) are rows ``{claim, text, statistic, estimate, lo, hi, threshold,
-direction, verdict, study, note, parts, info}``. A claim has one or more *parts*, each a statistic with
+direction, reason, verdict, study, note, parts, info}``. A claim has one or more *parts*, each a statistic with
 an interval judged by :func:`verdict`; the row shows its first part, and its verdict is "holds" when
 every part holds, "does not hold" when any part does not, else "inconclusive" ("not measured" when
-the run lacks what a part needs). Energies are band energies of UNSHIFTED masks (:mod:`freqbias.bands`),
-per seed (n_images, bands), paired by image across variants.
+the run lacks what a part needs: the part's ``reason`` says what, and the claim's ``note`` repeats it).
+Energies are band energies of UNSHIFTED masks (:mod:`freqbias.bands`), per seed (n_images, bands),
+paired by image across variants; images whose energies or outcomes are undefined are left out.
 
 Energies ``radial[V]`` / ``angular[V]`` always hold N and A: params validation
 (:meth:`freqbias.training.TrainConfig.from_params`, run by every stage) requires both in ``train.variants``,
@@ -19,8 +20,9 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
-from .bands import band_thirds, difference_curves, low_energy, paired
-from .bootstrap import Estimate, cluster_bootstrap, strata_bootstrap
+from .bands import band_thirds, difference_curves, low_energy
+from .bootstrap import Estimate, cluster_bootstrap, defined_estimate, finite_rows, strata_bootstrap
+from .na import NA, first_na
 
 if TYPE_CHECKING:
     from .aggregate import AggregateConfig
@@ -72,16 +74,23 @@ VERDICT_RULE = ("A part holds when its whole {level}% interval lies on the claim
                 "lacks a model or images a part needs.")
 
 
-def part(statistic: str, estimate: float, lo: float, hi: float, threshold: float, direction: str) -> dict:
-    """One judged statistic: ``verdict`` from :func:`verdict`, or "not measured" when
-    a value is not finite. An interval that misses the estimate is widened to include it."""
+UNDEFINED = "the statistic or its interval is undefined on this run's data (not a finite number)"
+
+
+def part(statistic: str, estimate: float | NA, lo: float | NA, hi: float | NA, threshold: float, direction: str,
+         undefined: str = UNDEFINED) -> dict:
+    """One judged statistic: ``verdict`` from :func:`verdict`, or "not measured" when a value is missing,
+    with its ``reason``: that of an :class:`~freqbias.na.NA` value, else ``undefined`` (a non-finite
+    number). An interval that misses the estimate is widened to include it."""
+    na = first_na((estimate, lo, hi))
     values = [float(v) for v in (estimate, lo, hi)]
     measured = all(math.isfinite(v) for v in values)
     if measured:  # a percentile interval of a non-linear statistic can miss its estimate: widen it to cover
         values[1], values[2] = min(values[1], values[0]), max(values[2], values[0])
     return {"statistic": statistic, "estimate": values[0], "lo": values[1], "hi": values[2],
             "threshold": threshold, "direction": direction,
-            "verdict": verdict(*values, threshold, direction) if measured else "not measured"}
+            "verdict": verdict(*values, threshold, direction) if measured else "not measured",
+            "reason": "" if measured else na.reason if na else undefined}
 
 
 def combine_verdicts(verdicts: Sequence[str]) -> str:
@@ -102,16 +111,21 @@ def claim_row(number: int, parts: list[dict], info: dict | None = None, missing:
     note when this run does not reproduce the claim."""
     text, study = CLAIMS[number]
     verdict = combine_verdicts([p["verdict"] for p in parts])
+    if not parts and not missing:
+        missing = "nothing this run could measure"
     head = parts[0] if parts else {"statistic": "n/a", "estimate": math.nan, "lo": math.nan, "hi": math.nan,
-                                   "threshold": math.nan, "direction": ""}
+                                   "threshold": math.nan, "direction": "", "reason": missing}
     failed = [p["statistic"] for p in parts if p["verdict"] == "does not hold"]
     open_ = [p["statistic"] for p in parts if p["verdict"] == "inconclusive"]
+    unmeasured = [f"{p['statistic']} ({p['reason']})" for p in parts if p["verdict"] == "not measured"]
     notes = ([f"This run disagrees with the study: {'; '.join(failed)} (interval on the wrong side of the threshold)."]
              if failed else [])
     notes += [f"Not settled by this run (interval contains the threshold): {'; '.join(open_)}."] if open_ else []
+    notes += [f"Not measured: {'; '.join(unmeasured)}."] if unmeasured else []
     notes += [f"{missing[0].upper()}{missing[1:]}."] if missing else []
     return {"claim": number, "text": text, "statistic": head["statistic"], "estimate": head["estimate"],
             "lo": head["lo"], "hi": head["hi"], "threshold": head["threshold"], "direction": head["direction"],
+            "reason": head["reason"] or (missing if verdict == "not measured" else ""),
             "verdict": verdict, "study": study, "note": " ".join(notes), "parts": parts,
             "info": info or {}}
 
@@ -120,22 +134,46 @@ def ratio(num: float, den: float) -> float:
     return num / den if den > 0 else math.nan
 
 
-def claim_accuracy(acc: Mapping[str, tuple[np.ndarray, np.ndarray]], cfg: AggregateConfig) -> dict:
+def claim_accuracy(acc: Mapping[str, tuple[np.ndarray, np.ndarray]], cfg: AggregateConfig,
+                   models: Sequence[str] = (), masked_na: Mapping[str, str] | None = None) -> dict:
     """Claim 1. ``acc[split] = (clean, masked)``, each (n_images, n_models) 1.0 / 0.0 correctness of every
-    model on the same images. Statistic: min over models (and over splits for the headline) of masked /
-    clean accuracy; the splits' images are resampled independently (:func:`strata_bootstrap`)."""
+    model (named ``models``) on the same images. Statistic: min over models (and over splits for the
+    headline) of masked / clean accuracy; the splits' images are resampled independently
+    (:func:`strata_bootstrap`). A model whose ratio is undefined on a split (clean accuracy 0 there, or a
+    masked accuracy n/a: its column NaN, ``masked_na[model]`` = why) is left out of that split, and the
+    note says so."""
     def min_ratio(means: list[np.ndarray]) -> float:
         return float(np.min([ratio(masked, clean) for m in means
                              for clean, masked in zip(m[:m.size // 2], m[m.size // 2:])]))  # NaN propagates
 
-    arrays = {split: np.concatenate([clean, masked], axis=1) for split, (clean, masked) in acc.items()}
-    parts = [part("min over models and splits of masked / clean accuracy",
-                  *strata_bootstrap(list(arrays.values()), min_ratio, cfg.n_boot, cfg.alpha, cfg.seed),
-                  cfg.ratio_min, ">")]
-    for split, arr in arrays.items():
-        parts.append(part(f"min over models of masked / clean accuracy ({split})",
-                          *strata_bootstrap([arr], min_ratio, cfg.n_boot, cfg.alpha, cfg.seed), cfg.ratio_min, ">"))
-    return claim_row(1, parts)
+    names = list(models) or [f"model {i}" for i in range(next(iter(acc.values()))[0].shape[1])]
+    arrays, left_out = {}, []
+    for split, (clean, masked) in acc.items():
+        why = {}
+        for j, name in enumerate(names):
+            if not np.isfinite(masked[:, j]).all():
+                why[name] = (masked_na or {}).get(name, "masked accuracy n/a")
+            elif not clean[:, j].mean() > 0:
+                why[name] = "clean accuracy 0, masked / clean undefined"
+        left_out += [f"{name} on {split} ({reason})" for name, reason in why.items()]
+        keep = [j for j, name in enumerate(names) if name not in why]
+        arrays[split] = (np.concatenate([clean[:, keep], masked[:, keep]], axis=1) if keep and len(clean)
+                         else NA(f"no model with a defined masked / clean ratio on {split}" if len(clean)
+                                 else f"no {split} images"))
+    resampled = "masked / clean undefined in some bootstrap resamples (clean accuracy 0 there)"
+
+    def ratio_part(statistic: str, splits: list[str]) -> dict:
+        usable = [arrays[s] for s in splits if not isinstance(arrays[s], NA)]
+        if not usable:
+            reasons = [arrays[s].reason for s in splits]
+            return part(statistic, *(NA(", ".join(reasons)),) * 3, cfg.ratio_min, ">")
+        return part(statistic, *strata_bootstrap(usable, min_ratio, cfg.n_boot, cfg.alpha, cfg.seed), cfg.ratio_min,
+                    ">", undefined=resampled)
+
+    parts = [ratio_part("min over models and splits of masked / clean accuracy", list(arrays))]
+    parts += [ratio_part(f"min over models of masked / clean accuracy ({split})", [split]) for split in arrays]
+    return claim_row(1, parts, missing=f"left out where masked / clean is undefined: {'; '.join(left_out)}"
+                     if left_out else "")
 
 
 def _low_mid_diffs(radial: Mapping[str, Sequence[np.ndarray]], v: str, bands: np.ndarray) -> list[np.ndarray]:
@@ -144,9 +182,13 @@ def _low_mid_diffs(radial: Mapping[str, Sequence[np.ndarray]], v: str, bands: np
     return [(a - n)[:, bands].mean(axis=1) for a, n in zip(radial[v], radial["N"])]
 
 
-def _finite(diffs: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Rows without NaN, per seed (for (n,) and (n, k) arrays)."""
-    return [d[np.isfinite(d).reshape(len(d), -1).all(axis=1)] for d in diffs]
+NO_IMAGES = "no single-image masks (0 images)"
+NO_ENERGY = "no image on which both single-image masks have band energies (all-zero or non-finite masks)"
+
+
+def _energy_estimate(groups: Sequence[np.ndarray], cfg: AggregateConfig, f=None) -> Estimate:
+    """Bootstrap estimate over the images with defined band energies (n/a with the reason when none)."""
+    return defined_estimate(groups, f, cfg.n_boot, cfg.alpha, cfg.seed, empty=NO_IMAGES, undefined=NO_ENERGY)
 
 
 def claim_radial(radial: Mapping[str, Sequence[np.ndarray]], cfg: AggregateConfig,
@@ -155,14 +197,15 @@ def claim_radial(radial: Mapping[str, Sequence[np.ndarray]], cfg: AggregateConfi
     difference over the low third of the rings > 0 and over the mid third < 0. ``dataset_diff`` (rings,),
     the dataset masks' A - N (mean over seeds), is reported as a point value."""
     low, mid = band_thirds(radial["N"][0].shape[1])
-    boot = dict(n_boot=cfg.n_boot, alpha=cfg.alpha, seed=cfg.seed)
     parts = [part(f"A - N mean energy over low rings {low[0]}-{low[-1]}",
-                  *cluster_bootstrap(_finite(_low_mid_diffs(radial, "A", low)), **boot), 0.0, ">"),
+                  *_energy_estimate(_low_mid_diffs(radial, "A", low), cfg), 0.0, ">"),
              part(f"A - N mean energy over mid rings {mid[0]}-{mid[-1]}",
-                  *cluster_bootstrap(_finite(_low_mid_diffs(radial, "A", mid)), **boot), 0.0, "<")]
+                  *_energy_estimate(_low_mid_diffs(radial, "A", mid), cfg), 0.0, "<")]
     info = {}
     if dataset_diff is not None:
         info = {"dataset_mask_low": float(np.mean(dataset_diff[low])), "dataset_mask_mid": float(np.mean(dataset_diff[mid]))}
+        info = {k: v for k, v in info.items() if math.isfinite(v)} or {
+            "dataset_mask": "n/a (no band energies of the A or N dataset mask: all-zero or non-finite)"}
     return claim_row(2, parts, info)
 
 
@@ -181,6 +224,10 @@ def claim_angular(angular: Mapping[str, Sequence[np.ndarray]], cfg: AggregateCon
     and the most negative wedge < 0 (changes sign)."""
     n_wedges = angular["N"][0].shape[1]
     est, lo, hi = difference_curves({"N": angular["N"], "A": angular["A"]}, cfg, cfg.alpha / n_wedges)["A"]
+    if isinstance(est, NA):
+        return claim_row(3, [part(s, est, lo, hi, 0.0, d) for s, d in (
+            ("range (max - min over wedges) of the A - N angular curve", ">"),
+            ("A - N in the most positive wedge", ">"), ("A - N in the most negative wedge", "<"))])
     top, bottom = int(np.argmax(est)), int(np.argmin(est))
     parts = [part("range (max - min over wedges) of the A - N angular curve",
                   est.max() - est.min(), max(lo.max() - hi.min(), 0.0), hi.max() - lo.min(), 0.0, ">"),
@@ -196,16 +243,18 @@ def claim_augmentations(radial: Mapping[str, Sequence[np.ndarray]], cfg: Aggrega
     > 0 (small next to A); S: sign(d_A) d_S > 0 (same sign) and |d_A| - |d_S| > 0 (smaller). The sign of
     d_A is that of its estimate; A's and V's differences are resampled together (same images)."""
     low, _ = band_thirds(radial["N"][0].shape[1])
-    boot = dict(n_boot=cfg.n_boot, alpha=cfg.alpha, seed=cfg.seed)
     d_a = _low_mid_diffs(radial, "A", low)
-    sign = float(np.sign(np.mean([d.mean() for d in _finite(d_a)])))
+    defined = finite_rows(d_a)
+    sign = float(np.sign(np.mean([d.mean() for d in defined]))) if defined else math.nan
 
     def smaller(v: str, factor: float) -> Estimate:
-        both = _finite([np.stack([dv, da], axis=1) for dv, da in zip(_low_mid_diffs(radial, v, low), d_a)])
-        return cluster_bootstrap(both, lambda m: factor * abs(m[1]) - abs(m[0]), **boot)
+        both = [np.stack([dv, da], axis=1) for dv, da in zip(_low_mid_diffs(radial, v, low), d_a)]
+        return _energy_estimate(both, cfg, lambda m: factor * abs(m[1]) - abs(m[0]))
 
     def signed(v: str) -> Estimate:
-        return cluster_bootstrap(_finite([sign * d for d in _low_mid_diffs(radial, v, low)]), **boot)
+        if not defined:  # no sign of A - N to compare with
+            return _energy_estimate(d_a, cfg)
+        return _energy_estimate([sign * d for d in _low_mid_diffs(radial, v, low)], cfg)
 
     parts = []
     if "R" in radial:
@@ -216,7 +265,7 @@ def claim_augmentations(radial: Mapping[str, Sequence[np.ndarray]], cfg: Aggrega
         parts.append(part("sign(A - N) x (S - N), low rings", *signed("S"), 0.0, ">"))
         parts.append(part("|A - N| - |S - N|, low rings", *smaller("S", 1.0), 0.0, ">"))
     absent = [v for v in "RTS" if v not in radial]
-    return claim_row(4, parts, {"sign_of_A_minus_N_low": sign},
+    return claim_row(4, parts, {"sign_of_A_minus_N_low": sign} if defined else {},
                      missing=f"variant(s) {', '.join(absent)} not trained in this run" if absent else "")
 
 
@@ -224,48 +273,68 @@ def claim_complement(outcomes: Sequence[Mapping[str, np.ndarray]], cfg: Aggregat
     """Claim 5 on N's single-image outcomes (one dict per seed, see :func:`single_outcomes`): masked minus
     complement agreement > 0, and agreement on PGD images under the clean mask minus without it > 0
     (both paired per image)."""
-    boot = dict(n_boot=cfg.n_boot, alpha=cfg.alpha, seed=cfg.seed)
     parts = [part("masked - complement agreement (N)",
-                  *cluster_bootstrap([o["masked"] - o["complement"] for o in outcomes], **boot), 0.0, ">")]
+                  *_outcome_estimate([o["masked"] - o["complement"] for o in outcomes], cfg), 0.0, ">")]
     if all("restored" in o for o in outcomes):
         parts.append(part("PGD image: clean-mask restored - unmasked agreement (N)",
-                          *cluster_bootstrap([o["restored"] - o["pgd"] for o in outcomes], **boot), 0.0, ">"))
-    info = {k: float(np.mean([o[k].mean() for o in outcomes]))
-            for k in ("masked", "complement", "pgd", "restored", "restored_binary") if k in outcomes[0]}
-    return claim_row(5, parts, info)
+                          *_outcome_estimate([o["restored"] - o["pgd"] for o in outcomes], cfg), 0.0, ">"))
+    return claim_row(5, parts, _outcome_means(outcomes, ("masked", "complement", "pgd", "restored", "restored_binary")))
 
 
-def claim_probe(probes: Mapping[str, Sequence[dict | None]], cfg: AggregateConfig) -> dict:
+def _outcome_estimate(groups: Sequence[np.ndarray], cfg: AggregateConfig) -> Estimate:
+    """Bootstrap estimate over the images with a defined outcome (n/a with the reason when none)."""
+    return defined_estimate(groups, None, cfg.n_boot, cfg.alpha, cfg.seed, empty=NO_IMAGES,
+                            undefined="undefined on every image (non-finite single-image masks?)")
+
+
+def _outcome_means(outcomes: Sequence[Mapping[str, np.ndarray]], keys: Sequence[str]) -> dict:
+    """Per outcome present: mean over seeds of the per-seed mean over the images where it is defined;
+    an "n/a (<reason>)" text when no image has it."""
+    info: dict = {}
+    for k in (k for k in keys if all(k in o for o in outcomes)):
+        defined = [v[np.isfinite(v)] for v in (o[k] for o in outcomes)]
+        means = [float(v.mean()) for v in defined if len(v)]
+        empty = not any(len(o[k]) for o in outcomes)
+        info[k] = float(np.mean(means)) if means else f"n/a ({NO_IMAGES if empty else 'undefined on every image'})"
+    return info
+
+
+def claim_probe(probes: Mapping[str, Sequence[dict | NA]], cfg: AggregateConfig) -> dict:
     """Claim 6: for every variant, probe test accuracy minus permuted-label test accuracy > 0, paired over
-    the probe's test images (``probes[V]``: one :func:`freqbias.probe.linear_probe` result per seed)."""
+    the probe's test images (``probes[V]``: one :func:`freqbias.probe.linear_probe` result per seed, or
+    the :class:`~freqbias.na.NA` saying why that seed has none: the variant is then left out, as in the
+    note)."""
     parts, skipped = [], []
     for v, results in probes.items():
-        if any(r is None for r in results):
-            skipped.append(v)
+        na = first_na(results)
+        if na is not None:  # a seed without a probe: the variant is left out, and the note says why
+            skipped.append(f"{v} ({na.reason})")
             continue
         diffs = [r["test_correct"].astype(float) - r["permuted_test_correct"].astype(float) for r in results]
         parts.append(part(f"probe test - permuted test accuracy ({v})",
                           *cluster_bootstrap(diffs, None, cfg.n_boot, cfg.alpha, cfg.seed), 0.0, ">"))
-    return claim_row(6, parts, missing=f"too few images to probe {', '.join(skipped)}" if skipped else "")
+    return claim_row(6, parts, missing=f"not probed: {'; '.join(skipped)}" if skipped else "")
 
 
 def claim_low_share(radial: Mapping[str, Sequence[np.ndarray]], cfg: AggregateConfig) -> dict:
     """Claim 7: share of images whose A mask has more energy in the low third of the rings
     (``sqrt(sum e_b^2)``) than N's mask on the same image, claimed > 0.5."""
     low, _ = band_thirds(radial["N"][0].shape[1])
-    greater = [(low_energy(a, low) > low_energy(n, low)).astype(float)
-               for a, n in (paired(a, n) for a, n in zip(radial["A"], radial["N"]))]
-    return claim_row(7, [part("share of images with A low-ring energy > N's",
-                              *cluster_bootstrap(greater, None, cfg.n_boot, cfg.alpha, cfg.seed), 0.5, ">")])
+    greater = [np.where(np.isfinite(a).all(axis=1) & np.isfinite(n).all(axis=1),
+                        (low_energy(a, low) > low_energy(n, low)).astype(float), np.nan)
+               for a, n in zip(radial["A"], radial["N"])]
+    return claim_row(7, [part("share of images with A low-ring energy > N's", *_energy_estimate(greater, cfg),
+                              0.5, ">")])
 
 
 def claim_texture(outcomes: Sequence[Mapping[str, np.ndarray]], cfg: AggregateConfig) -> dict:
     """Claim 8 on N's single-image outcomes: masked agreement > ``agreement_min`` (classified the same)
     and mean SSIM between x and the masked x (pixels) < ``ssim_max`` (unlike the original)."""
-    boot = dict(n_boot=cfg.n_boot, alpha=cfg.alpha, seed=cfg.seed)
-    parts = [part("masked agreement (N)", *cluster_bootstrap([o["masked"] for o in outcomes], **boot),
+    parts = [part("masked agreement (N)", *_outcome_estimate([o["masked"] for o in outcomes], cfg),
                   cfg.agreement_min, ">"),
-             part("SSIM(x, masked x) (N)", *cluster_bootstrap([o["ssim"] for o in outcomes], **boot),
-                  cfg.ssim_max, "<")]
-    corr = cluster_bootstrap([np.nan_to_num(o["corr"]) for o in outcomes], **boot)
+             part("SSIM(x, masked x) (N)", *_outcome_estimate([o["ssim"] for o in outcomes], cfg), cfg.ssim_max, "<")]
+    corr = defined_estimate([o["corr"] for o in outcomes], None, cfg.n_boot, cfg.alpha, cfg.seed, empty=NO_IMAGES,
+                            undefined="constant masked images: pixel correlation undefined")
+    if isinstance(corr[0], NA):
+        return claim_row(8, parts, {"pixel_correlation": str(corr[0])})
     return claim_row(8, parts, dict(zip(("pixel_correlation", "pixel_correlation_lo", "pixel_correlation_hi"), corr)))

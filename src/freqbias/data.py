@@ -12,7 +12,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import math
-import shutil
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path

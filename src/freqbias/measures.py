@@ -8,6 +8,7 @@ Outcomes are per image, 1.0 / 0.0 (or a similarity), as numpy arrays (n,) ready 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -143,11 +144,17 @@ def single_outcomes(record: ModelRecord, images: SeedImages) -> dict[str, np.nda
     image), ``masked``, ``complement`` (binary complement ``1 - 1[M > 0]``); similarity of x and the
     masked x in pixels: ``ssim``, ``corr``; and for N (which also has masks of the PGD images): ``pgd``
     (PGD image, no mask), ``restored`` / ``restored_binary`` (PGD image under the clean image's mask,
-    continuous / ``1[M > 0]``), ``adv_masked`` (PGD image under its own mask vs its own target)."""
+    continuous / ``1[M > 0]``), ``adv_masked`` (PGD image under its own mask vs its own target).
+    An outcome that needs a mask with a NaN (or inf) entry is NaN for that image (undefined), as is
+    ``corr`` for a constant masked image."""
     s, model, kind = record.single, record.model, record.kind
     if not torch.equal(s.index, images.index):
         raise DataError(f"{paths.mask_file(record.name, 'single')}: fitted on other images than N of seed "
                         f"{record.seed}; rerun masks")
+    if not len(images.index):  # no images: every outcome is empty (the FFT backends reject an empty batch)
+        keys = ["target_ok", "masked", "complement", "ssim", "corr"]
+        keys += ["pgd", "restored", "restored_binary", "adv_masked"] if s.has_adv else []
+        return {k: np.zeros(0) for k in keys}
     net, x = model.net, images.x
     z = model.normalize(x)
     masks, target = s.masks.to(z), s.target.to(z.device)
@@ -162,17 +169,27 @@ def single_outcomes(record: ModelRecord, images: SeedImages) -> dict[str, np.nda
         out["restored"] = predict(net, z_adv, masks, kind) == target
         out["restored_binary"] = predict(net, z_adv, (masks > 0).to(masks.dtype), kind) == target
         out["adv_masked"] = predict(net, z_adv, s.masks_adv.to(z), kind) == s.target_adv.to(z.device)
-    return {k: v.double().cpu().numpy() for k, v in out.items()}
+    finite = {"masks": finite_masks(s.masks), "masks_adv": finite_masks(s.masks_adv if s.has_adv else s.masks)}
+    needs = {k: "masks_adv" if k == "adv_masked" else "masks" for k in out if k not in ("target_ok", "pgd")}
+    return {k: torch.where(finite[needs[k]], v.double().cpu(), math.nan).numpy() if k in needs
+            else v.double().cpu().numpy() for k, v in out.items()}
+
+
+def finite_masks(masks: torch.Tensor) -> torch.Tensor:
+    """Per mask (n, H, Wm) -> bool (n,): every entry finite."""
+    return torch.isfinite(masks).flatten(1).all(dim=1)
 
 
 @torch.no_grad()
 def dataset_correct(record: ModelRecord, x: torch.Tensor, y: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """Per-image correctness (N,) 1.0 / 0.0 of the model on images ``x`` (uint8 or [0, 1]) without and
-    with its dataset mask."""
+    with its dataset mask (NaN, undefined, when the mask has a NaN / inf entry)."""
     model = record.model
     device = next(model.parameters()).device
     z = model.normalize(to_float(x).to(device))
     y = y.to(device)
-    clean = predict(model.net, z, None, record.kind) == y
+    clean = (predict(model.net, z, None, record.kind) == y).double().cpu().numpy()
+    if not torch.isfinite(record.dataset_mask).all():  # a NaN in the mask: masked correctness is undefined
+        return clean, np.full(len(clean), np.nan)
     masked = predict(model.net, z, record.dataset_mask.to(z), record.kind) == y
-    return clean.double().cpu().numpy(), masked.double().cpu().numpy()
+    return clean, masked.double().cpu().numpy()

@@ -3,12 +3,16 @@
 Every function takes arrays from ``results/figdata.pt`` (written by :mod:`freqbias.aggregate`) or rows of
 a results table, writes one PNG atomically to ``path`` and returns ``path``. Masks arrive SHIFTED
 (``fftshift``: zero frequency in the centre, ky down, kx right); images are pixels, (n, C, H, W).
+Missing data never stop a figure: a panel or series without finite values is drawn as "n/a" with its
+reason (``na`` arguments: series -> reason, from the figure data's ``na``), a NaN pixel is left blank.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Mapping, Sequence
+
+import textwrap
 
 import matplotlib
 
@@ -18,6 +22,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from .io import atomic_path  # noqa: E402
+from .na import number  # noqa: E402
 from .variants import colour as variant_colour, label as variant_label  # noqa: E402
 
 
@@ -34,12 +39,30 @@ def _save(fig: plt.Figure, path: Path, dpi: int) -> Path:
     return path
 
 
+def _na_panel(ax: plt.Axes, reason: str, title: str = "") -> None:
+    """An empty panel that says "n/a" and why."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.text(0.5, 0.5, "n/a\n" + textwrap.fill(reason, 24), ha="center", va="center", fontsize=6,
+            transform=ax.transAxes, color="dimgray")
+    if title:
+        ax.set_title(title, fontsize=8)
+
+
 def _image(ax: plt.Axes, img: torch.Tensor | np.ndarray, title: str = "", cmap: str = "gray",
            vmin: float | None = None, vmax: float | None = None) -> None:
-    """Show one image (C, H, W) / (H, W); grayscale shows channel 0, RGB is min-max scaled."""
+    """Show one image (C, H, W) / (H, W); grayscale shows channel 0, RGB is min-max scaled. NaN pixels
+    are blank (title marked); an image without a finite pixel is an n/a panel."""
     a = np.asarray(img, dtype=np.float64)
+    finite = np.isfinite(a)
+    if not finite.any():
+        _na_panel(ax, "no finite value (non-finite mask)", title)
+        return
+    if not finite.all():
+        title = f"{title} (non-finite: blank)" if title else "non-finite: blank"
     if a.ndim == 3:
-        a = a[0] if a.shape[0] == 1 else np.moveaxis((a - a.min()) / max(np.ptp(a), 1e-12), 0, -1)
+        lo, span = np.nanmin(a), max(np.nanmax(a) - np.nanmin(a), 1e-12)
+        a = a[0] if a.shape[0] == 1 else np.moveaxis((a - lo) / span, 0, -1)
     ax.imshow(a, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
@@ -47,22 +70,32 @@ def _image(ax: plt.Axes, img: torch.Tensor | np.ndarray, title: str = "", cmap: 
         ax.set_title(title, fontsize=8)
 
 
-def mask_grid(masks: Mapping[str, torch.Tensor], path: Path, title: str, dpi: int = 110) -> Path:
+def _first_image(axes: np.ndarray) -> matplotlib.image.AxesImage | None:
+    """The first image drawn on any of ``axes`` (None when every panel is n/a)."""
+    return next((ax.images[0] for ax in np.ravel(axes) if ax.images), None)
+
+
+def mask_grid(masks: Mapping[str, torch.Tensor], path: Path, title: str, dpi: int = 110,
+              absent: str = "no mask") -> Path:
     """Masks of every variant (top row, [0, 1]) and their differences X - N (bottom row, diverging scale
-    shared by all panels). ``masks[V]``: shifted full plane (H, W)."""
-    variants = list(masks)
-    diffs = {v: (masks[v] - masks["N"]).numpy() for v in variants if v != "N"}
-    lim = max([np.abs(d).max() for d in diffs.values()] + [1e-6])
+    shared by all panels). ``masks[V]``: shifted full plane (H, W); a variant without one (N included)
+    is an n/a panel saying ``absent``."""
+    variants = list(dict.fromkeys(["N", *masks]))
+    diffs = {v: (masks[v] - masks["N"]).numpy() for v in variants if v != "N" and v in masks and "N" in masks}
+    lim = max([float(np.nanmax(np.abs(d))) for d in diffs.values() if np.isfinite(d).any()] + [1e-6])
     fig, axes = plt.subplots(2, len(variants), figsize=(1.9 * len(variants), 4.1), squeeze=False)
     for j, v in enumerate(variants):
-        _image(axes[0, j], masks[v], f"{v} ({variant_label(v)})", "viridis", 0, 1)
+        if v in masks:
+            _image(axes[0, j], masks[v], f"{v} ({variant_label(v)})", "viridis", 0, 1)
+        else:
+            _na_panel(axes[0, j], absent, f"{v} ({variant_label(v)})")
         if v in diffs:
             _image(axes[1, j], diffs[v], f"{v} - N", "RdBu_r", -lim, lim)
         else:
             axes[1, j].axis("off")
-    fig.colorbar(axes[0, 0].images[0], ax=axes[0, :].tolist(), fraction=0.02, label="mask value")
-    if diffs:
-        fig.colorbar(axes[1, 1].images[0], ax=axes[1, :].tolist(), fraction=0.02, label="difference")
+    for row, label in ((0, "mask value"), (1, "difference")):
+        if (im := _first_image(axes[row])) is not None:
+            fig.colorbar(im, ax=axes[row, :].tolist(), fraction=0.02, label=label)
     fig.suptitle(title, fontsize=10)
     return _save(fig, path, dpi)
 
@@ -80,28 +113,39 @@ def accuracy_bars(acc: Mapping[str, Sequence], path: Path, dpi: int = 110) -> Pa
         key = f"{split}_{what}"
         est = np.asarray(acc[key], dtype=float)
         err = np.abs(np.stack([est - np.asarray(acc[f"{key}_lo"], float), np.asarray(acc[f"{key}_hi"], float) - est]))
-        ax.bar(x + (i - 1.5) * width, est, width, yerr=err, color=color, label=f"{split} {what}", capsize=2)
+        missing = ~np.isfinite(est)
+        ax.bar(x + (i - 1.5) * width, np.where(missing, 0.0, est), width, yerr=np.where(np.isfinite(err), err, 0.0),
+               color=color, label=f"{split} {what}", capsize=2)
+        for j in np.flatnonzero(missing):  # the table below the figure says why
+            ax.text(x[j] + (i - 1.5) * width, 0.02, "n/a", rotation=90, ha="center", va="bottom", fontsize=7)
     ax.set_xticks(x, models)
     ax.set_ylabel("accuracy")
-    lowest = min(float(np.nanmin(np.asarray(acc[f"{s}_{w}_lo"], float))) for s, w, _ in bars)
-    ax.set_ylim(max(0.0, lowest - 0.1) if np.isfinite(lowest) else 0.0, 1.0)
+    lows = np.concatenate([np.asarray(acc[f"{s}_{w}_lo"], float) for s, w, _ in bars])
+    lowest = float(np.min(lows)) if np.isfinite(lows).all() else 0.0  # n/a bars are drawn from 0
+    ax.set_ylim(max(0.0, lowest - 0.1), 1.0)
     ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.1), frameon=False)
     ax.set_title("Clean vs dataset-masked accuracy (95% bootstrap intervals)", fontsize=9)
     return _save(fig, path, dpi)
 
 
 def band_differences(centres: torch.Tensor, diffs: Mapping[str, torch.Tensor], dataset_diffs: Mapping[str, torch.Tensor],
-                     xlabel: str, path: Path, title: str, dpi: int = 110) -> Path:
+                     xlabel: str, path: Path, title: str, dpi: int = 110, na: Mapping[str, str] | None = None) -> Path:
     """Band energy of each variant minus N: single-image masks (mean paired difference, solid, with its
-    interval shaded; ``diffs[V]`` = (3, bands) estimate / lo / hi) and dataset masks (dashed)."""
+    interval shaded; ``diffs[V]`` = (3, bands) estimate / lo / hi) and dataset masks (dashed). A variant
+    in ``na`` (variant -> reason) has no single-image curve: its legend entry says why."""
     fig, ax = plt.subplots(figsize=(6.0, 3.4))
     x = np.asarray(centres)
-    for v, d in diffs.items():
-        est, lo, hi = np.asarray(d)
-        ax.plot(x, est, color=_color(v), marker="o", ms=3, label=f"{v} - N")
-        ax.fill_between(x, lo, hi, color=_color(v), alpha=0.2, lw=0)
+    for v in dict.fromkeys([*diffs, *dataset_diffs, *(na or {})]):
+        if v in diffs:
+            est, lo, hi = np.asarray(diffs[v])
+            ax.plot(x, est, color=_color(v), marker="o", ms=3, label=f"{v} - N")
+            ax.fill_between(x, lo, hi, color=_color(v), alpha=0.2, lw=0)
+        elif v in (na or {}):
+            ax.plot([], [], color=_color(v), marker="o", ms=3, label=textwrap.fill(f"{v} - N: n/a ({na[v]})", 40))
         if v in dataset_diffs:
-            ax.plot(x, np.asarray(dataset_diffs[v]), color=_color(v), ls="--", lw=1)
+            d = np.asarray(dataset_diffs[v])
+            ax.plot(x, d, color=_color(v), ls="--", lw=1,
+                    label=None if np.isfinite(d).any() else f"{v} - N dataset masks: n/a (all-zero or non-finite mask)")
     ax.axhline(0, color="gray", lw=0.8)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("energy difference")
@@ -161,9 +205,10 @@ def class_masks(masks: Mapping[str, torch.Tensor], class_names: Sequence[str], p
 
 
 def band_shares(centres: Sequence[torch.Tensor], shares: Mapping[str, Mapping[str, torch.Tensor]], path: Path,
-                dpi: int = 110) -> Path:
+                dpi: int = 110, na: Mapping[str, Mapping[str, str]] | None = None) -> Path:
     """Share of images whose mask has more band energy than N's mask on the same image, per ring (left)
-    and per wedge (right); ``shares[profile][V]`` = (3, bands) estimate / lo / hi."""
+    and per wedge (right); ``shares[profile][V]`` = (3, bands) estimate / lo / hi; ``na[profile][V]``:
+    why a variant has no curve (shown in the legend)."""
     fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.2))
     for ax, (profile, x, xlabel) in zip(axes, (("radial", centres[0], "ring centre (cycles / image)"),
                                                ("angular", centres[1], "wedge centre (degrees)"))):
@@ -171,6 +216,8 @@ def band_shares(centres: Sequence[torch.Tensor], shares: Mapping[str, Mapping[st
             est, lo, hi = np.asarray(d)
             ax.plot(np.asarray(x), est, color=_color(v), marker="o", ms=3, label=f"{v} > N")
             ax.fill_between(np.asarray(x), lo, hi, color=_color(v), alpha=0.2, lw=0)
+        for v, reason in ((na or {}).get(profile) or {}).items():
+            ax.plot([], [], color=_color(v), marker="o", ms=3, label=textwrap.fill(f"{v} > N: n/a ({reason})", 40))
         ax.axhline(0.5, color="gray", lw=0.8, ls="--")
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel(xlabel)
@@ -186,15 +233,22 @@ def probe_results(rows: Sequence[Mapping], embedding: Mapping | None, class_name
     and the 2-D PCA embedding of one model's probe outputs on its test images, coloured by class."""
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.4), gridspec_kw={"width_ratios": [1.4, 1]})
     ax = axes[0]
-    rows = [r for r in rows if np.isfinite(float(r.get("test_acc", np.nan)))]
+    keys = ("test_acc", "test_acc_lo", "test_acc_hi", "permuted_test_acc", "permuted_test_acc_lo",
+            "permuted_test_acc_hi", "chance")
+    measured = [all(number(r.get(k)) is not None for k in keys) for r in rows]
     x = np.arange(len(rows))
     for off, key, color, label in ((-0.2, "test_acc", "tab:blue", "true labels"),
                                    (0.2, "permuted_test_acc", "tab:gray", "permuted labels")):
-        est = np.array([float(r[key]) for r in rows])
-        err = np.abs(np.stack([est - [float(r[f"{key}_lo"]) for r in rows], [float(r[f"{key}_hi"]) for r in rows] - est]))
-        ax.bar(x + off, est, 0.4, yerr=err, color=color, capsize=2, label=label)
-    if rows:
-        ax.axhline(np.mean([float(r["chance"]) for r in rows]), color="k", ls="--", lw=0.8, label="chance")
+        value = {k: np.array([number(r.get(k)) if ok else 0.0 for r, ok in zip(rows, measured)], dtype=float)
+                 for k in (key, f"{key}_lo", f"{key}_hi")}
+        est = value[key]
+        err = np.abs(np.stack([est - value[f"{key}_lo"], value[f"{key}_hi"] - est]))
+        ax.bar(x[measured], est[measured], 0.4, yerr=err[:, measured], color=color, capsize=2, label=label)
+    for j in np.flatnonzero(~np.array(measured, dtype=bool)):  # the probe table says why
+        ax.text(x[j], 0.02, "n/a\n(not probed)", ha="center", va="bottom", fontsize=6)
+    if any(measured):
+        ax.axhline(np.mean([number(r["chance"]) for r, ok in zip(rows, measured) if ok]), color="k", ls="--", lw=0.8,
+                   label="chance")
     ax.set_xticks(x, [r["model"] for r in rows])
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("probe test accuracy")
@@ -207,6 +261,8 @@ def probe_results(rows: Sequence[Mapping], embedding: Mapping | None, class_name
             ax.scatter(*emb[labels == c].T, s=12, label=class_names[int(c)])
         ax.legend(fontsize=6, markerscale=0.8)
         ax.set_title(f"probe outputs (PCA), {embedding['model']}", fontsize=9)
+    else:
+        _na_panel(ax, "no model probed", "probe outputs (PCA)")
     ax.set_xlabel("PC 1")
     ax.set_ylabel("PC 2")
     return _save(fig, path, dpi)
@@ -227,9 +283,11 @@ def filtered_accuracy(radii: torch.Tensor, curves: Mapping[str, Mapping[str, tor
     return _save(fig, path, dpi)
 
 
-def heatmaps(freqs: torch.Tensor, maps: Mapping[str, Mapping], path: Path, dpi: int = 110) -> Path:
+def heatmaps(freqs: torch.Tensor, maps: Mapping[str, Mapping], path: Path, dpi: int = 110,
+             na: Mapping[str, str] | None = None) -> Path:
     """Fourier heat maps (error rate under one added basis image per frequency; low frequencies in the
-    centre), one panel per model, titled with the Spearman correlation with its dataset mask."""
+    centre), one panel per model, titled with the Spearman correlation with its dataset mask (n/a with
+    the reason, ``na[model]``, when undefined)."""
     models = list(maps)
     fig, axes = plt.subplots(1, len(models), figsize=(2.2 * len(models) + 0.8, 2.6), squeeze=False)
     f = np.asarray(freqs)
@@ -237,7 +295,8 @@ def heatmaps(freqs: torch.Tensor, maps: Mapping[str, Mapping], path: Path, dpi: 
     for ax, m in zip(axes[0], models):
         im = ax.imshow(np.asarray(maps[m]["map"]), cmap="magma", vmin=0, vmax=1)
         corr = maps[m]["corr"]
-        ax.set_title(f"{m}\nrho = {corr:.2f}" if np.isfinite(corr) else f"{m}\nrho = n/a", fontsize=8)
+        why = textwrap.shorten((na or {}).get(m, "undefined"), 40, placeholder="...")
+        ax.set_title(f"{m}\nrho = {corr:.2f}" if np.isfinite(corr) else f"{m}\nrho = n/a\n({why})", fontsize=8)
         ax.set_xticks(ticks, f[ticks])
         ax.set_yticks(ticks, f[ticks])
         ax.set_xlabel("kx", fontsize=7)

@@ -4,7 +4,8 @@ Reads ``results/figdata.pt``, ``results/claims.json``, ``results/summary.json`` 
 (``results/*.csv``); writes ``reports/figures/*.png`` (:mod:`freqbias.plots`) and the markdown report:
 a header (data, architecture, variants, seeds, key params, commit, run time), the study's reference
 numbers next to this run's, the claims with their verdicts, every figure with a caption, and the
-main tables.
+main tables. A value the run could not measure is shown as ``n/a (<reason>)`` (:mod:`freqbias.na`; an
+empty table cell reads the same, with the row's reason), a figure without data as a note saying why.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch
 
 from . import paths, plots
 from .config import DataError, Section
+from .na import NA, cell, parse_reasons
 from .variants import label as variant_label
 
 TABLES = ("accuracy", "single_image", "probe", "heatmaps")
@@ -58,18 +60,12 @@ class ReportConfig:
 
 @dataclass(frozen=True)
 class Figure:
-    """A rendered figure: file name under the figures folder and its caption."""
+    """A figure: file name under the figures folder and its caption; ``na``: why it was not drawn (no
+    file then; the report shows the reason in its place)."""
 
     name: str
     caption: str
-
-
-def _num(value: Any) -> float:
-    """A table cell as a float (NaN for empty / non-numeric cells)."""
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
+    na: str = ""
 
 
 def load_results(folder: Path = paths.RESULTS) -> tuple[dict, list[dict], dict, dict[str, list[dict]]]:
@@ -92,16 +88,27 @@ def make_figures(fig: Mapping, tables: Mapping[str, Sequence[Mapping]], folder: 
     dpi = cfg.dpi
     names = fig["class_names"]
 
+    na: Mapping[str, str] = fig.get("na", {})
+
     def add(name: str, caption: str, draw: Callable[[Path], Path]) -> None:
+        if name in na:  # nothing to draw: the report says why instead
+            (folder / f"{name}.png").unlink(missing_ok=True)
+            out.append(Figure(f"{name}.png", caption, na[name]))
+            return
         draw(folder / f"{name}.png")
         out.append(Figure(f"{name}.png", caption))
+
+    def series_na(name: str) -> dict[str, str]:
+        """``{series: reason}`` of the series or panels of figure ``name`` that have no data."""
+        return {k.split("/", 1)[1]: v for k, v in na.items() if k.startswith(f"{name}/")}
 
     add("mask_grid_dataset", "Dataset masks of every model (top, mean over seeds; shifted, zero frequency in the "
         "centre) and their differences from the standard model's mask X - N (bottom; red: X keeps more).",
         lambda p: plots.mask_grid(fig["dataset_masks"], p, "Dataset masks", dpi))
     add("mask_grid_single", "Mean single-image mask of every model over its images (top) and X - N (bottom); "
         "the same test images for every model of a seed.",
-        lambda p: plots.mask_grid(fig["single_mean_masks"], p, "Mean single-image masks", dpi))
+        lambda p: plots.mask_grid(fig["single_mean_masks"], p, "Mean single-image masks", dpi,
+                                  absent="no finite single-image mask"))
     add("accuracy", "Clean vs dataset-masked accuracy per model on the val images the mask was fitted on and on "
         "held-out test images, re-scored by the aggregate stage (bars: 95% bootstrap intervals over images).",
         lambda p: plots.accuracy_bars(fig["accuracy"], p, dpi))
@@ -112,7 +119,7 @@ def make_figures(fig: Mapping, tables: Mapping[str, Sequence[Mapping]], folder: 
             "norm, L2 norm inside each band.",
             lambda p, profile=profile, unit=unit: plots.band_differences(
                 fig[f"{profile}_centres"], fig["diffs"][profile], fig["dataset_diffs"][profile], unit, p,
-                f"{profile} band energy, X - N", dpi))
+                f"{profile} band energy, X - N", dpi, series_na(f"{profile}_differences")))
     add("single_panel", "Single-image analysis with the standard model N: x and its PGD version x_A (titles: "
         "N's prediction), N's masks of both, the images seen through them, the binary complement 1 - 1[M > 0] "
         "of x's mask and x seen through it.",
@@ -124,7 +131,8 @@ def make_figures(fig: Mapping, tables: Mapping[str, Sequence[Mapping]], folder: 
         lambda p: plots.class_masks(fig["class_masks"], names, p, dpi))
     add("band_shares", "Per band, the share of images whose mask (variant X) has more energy than the standard "
         "model's mask on the same image, with 95% bootstrap intervals; 0.5 dashed.",
-        lambda p: plots.band_shares((fig["radial_centres"], fig["angular_centres"]), fig["shares"], p, dpi))
+        lambda p: plots.band_shares((fig["radial_centres"], fig["angular_centres"]), fig["shares"], p, dpi,
+                                    {q: series_na(f"band_shares_{q}") for q in ("radial", "angular")}))
     probe_model = next((m for m in fig["models"] if m in fig["probe"]), None)
     embedding = {**fig["probe"][probe_model], "model": probe_model} if probe_model else None
     add("probe", "Linear probe (multinomial logistic regression) from the flattened single-image masks to the "
@@ -139,15 +147,29 @@ def make_figures(fig: Mapping, tables: Mapping[str, Sequence[Mapping]], folder: 
         "norm is added, per frequency (low frequencies in the centre); rho = Spearman correlation with the "
         "model's dataset mask at the same frequencies.",
         lambda p: plots.heatmaps(fig["heatmaps"]["freqs"], {m: h for m, h in fig["heatmaps"].items() if m != "freqs"},
-                                 p, dpi))
+                                 p, dpi, series_na("heatmaps")))
     return out
 
 
-def _pct(est: float, lo: float = math.nan, hi: float = math.nan) -> str:
-    if not math.isfinite(est):
-        return "n/a"
-    text = f"{100 * est:.1f}"
-    return text + (f" [{100 * lo:.1f}, {100 * hi:.1f}]" if math.isfinite(lo) and math.isfinite(hi) else "")
+def fmt(value: float | NA, pct: bool = False) -> str:
+    """A number as text (percent with one decimal, or 3 significant digits), an NA as ``n/a (<reason>)``."""
+    if isinstance(value, NA):
+        return str(value)
+    if not math.isfinite(value):
+        return str(NA("not a finite number"))
+    return f"{100 * value:.1f}" if pct else f"{value:.3g}"
+
+
+def ci(row: Mapping[str, Any], key: str, pct: bool = False) -> str:
+    """``estimate [lo, hi]`` of column ``key`` of a table row (``key_lo``, ``key_hi``); n/a with the
+    reason for a missing estimate or interval."""
+    est, lo, hi = (cell(row, k) for k in (key, f"{key}_lo", f"{key}_hi"))
+    if isinstance(est, NA):
+        return str(est)
+    if isinstance(lo, NA) or isinstance(hi, NA):
+        gap = lo if isinstance(lo, NA) else hi
+        return f"{fmt(est, pct)} (interval n/a: {gap.reason})"
+    return f"{fmt(est, pct)} [{fmt(lo, pct)}, {fmt(hi, pct)}]"
 
 
 def this_run_value(key: tuple[str, str], tables: Mapping[str, Sequence[Mapping]]) -> str:
@@ -155,40 +177,58 @@ def this_run_value(key: tuple[str, str], tables: Mapping[str, Sequence[Mapping]]
     kind, field = key
     if kind in ("val_clean_all", "val_masked_all"):
         rows = [r for r in tables["accuracy"] if r["variant"] == field]
-        return _pct(sum(_num(r[kind]) for r in rows) / len(rows)) if rows else "not trained"
+        if not rows:
+            return "not trained"
+        values = [cell(r, kind) for r in rows]
+        numbers = [v for v in values if not isinstance(v, NA)]
+        return fmt(sum(numbers) / len(numbers), True) if len(numbers) == len(values) else str(
+            next(v for v in values if isinstance(v, NA)))
     if kind == "single":  # one seed: its row; several: the row pooled over seeds
         rows = [r for r in tables["single_image"] if r["variant"] == "N" and r["metric"] == field]
         row = ([r for r in rows if r["seed"] == "all"] or rows or [None])[0]
-        return _pct(*(_num(row[k]) for k in ("value", "value_lo", "value_hi"))) if row else "n/a"
-    rows = [r for r in tables["probe"] if r["variant"] == "N" and math.isfinite(_num(r.get(field)))]
+        return ci(row, "value", True) if row else str(NA("not measured in this run"))
+    rows = [r for r in tables["probe"] if r["variant"] == "N"]
+    values = [cell(r, field) for r in rows]
+    numbers = [v for v in values if not isinstance(v, NA)]
     if len(rows) == 1:
-        return _pct(*(_num(rows[0].get(k)) for k in (field, f"{field}_lo", f"{field}_hi")))
-    return _pct(sum(_num(r[field]) for r in rows) / len(rows)) if rows else "n/a"
+        return ci(rows[0], field, True) if f"{field}_lo" in rows[0] else fmt(values[0], True)
+    if not rows:
+        return str(NA("no standard model N"))
+    return fmt(sum(numbers) / len(numbers), True) if len(numbers) == len(values) else str(
+        next(v for v in values if isinstance(v, NA)))
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    def cell(v: Any) -> str:
+    def cell_text(v: Any) -> str:
         return str(v).replace("|", "\\|").replace("\n", " ")
 
-    lines = ["| " + " | ".join(map(cell, header)) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(map(cell, r)) + " |" for r in rows])
+    lines = ["| " + " | ".join(map(cell_text, header)) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(map(cell_text, r)) + " |" for r in rows])
 
 
 def _g(v: Any) -> str:
-    x = _num(v)
-    return f"{x:.3g}" if math.isfinite(x) else "n/a"
+    """A JSON number (None / NaN: n/a) as 3 significant digits; text (an n/a with its reason) as is."""
+    return v if isinstance(v, str) else fmt(math.nan if v is None else float(v))
+
+
+def _estimate(c: Mapping[str, Any]) -> str:
+    """A claim's or a part's ``estimate [lo, hi]``, or ``n/a (<reason>)`` when it was not measured."""
+    values = [math.nan if c.get(k) is None else float(c[k]) for k in ("estimate", "lo", "hi")]
+    if not all(math.isfinite(v) for v in values):
+        return str(NA(c.get("reason") or "not measured"))
+    return f"{values[0]:.3g} [{values[1]:.3g}, {values[2]:.3g}]"
 
 
 def claims_section(claims: Sequence[Mapping], rule: str) -> str:
     """The claims table (headline part and combined verdict), the verdict rule, and per claim its parts,
-    extra values and the note saying where this run disagrees."""
-    rows = [[c["claim"], c["text"], c["statistic"], f"{_g(c['estimate'])} [{_g(c['lo'])}, {_g(c['hi'])}]",
+    extra values and the note saying where this run disagrees or what it could not measure."""
+    rows = [[c["claim"], c["text"], c["statistic"], _estimate(c),
              f"{c['direction']} {_g(c['threshold'])}" if c["direction"] else "", f"**{c['verdict']}**", c["study"]]
             for c in claims]
     details = []
     for c in claims:
-        lines = [f"- {p['statistic']}: {_g(p['estimate'])} [{_g(p['lo'])}, {_g(p['hi'])}], claimed "
-                 f"{p['direction']} {_g(p['threshold'])}: {p['verdict']}" for p in c["parts"]] or ["- no part measured"]
+        lines = [f"- {p['statistic']}: {_estimate(p)}, claimed {p['direction']} {_g(p['threshold'])}: {p['verdict']}"
+                 for p in c["parts"]] or [f"- no part measured: {c.get('reason') or c['note'] or 'not measured'}"]
         if c["info"]:
             lines.append("- also: " + ", ".join(f"{k} = {_g(v)}" for k, v in c["info"].items()))
         if c["note"]:
@@ -206,18 +246,24 @@ def header_section(summary: Mapping, cfg: ReportConfig, commit: str, generated: 
     acfg = summary["config"]
     attack = summary.get("train", {}).get("attack", {})
     agg_seconds = sum(summary["aggregate_seconds"].values())
+
+    def v(x: Any, absent: str = "n/a (not recorded)") -> str:  # a summary value that may be missing
+        return absent if x is None else str(x)
+
+    source = f" ({summary['source']})" if summary.get("source") else ""
     rows = [
-        ["dataset", f"{summary.get('dataset')} ({summary.get('source')}), {summary['image_size'][0]} x "
+        ["dataset", f"{v(summary.get('dataset'))}{source}, {summary['image_size'][0]} x "
                     f"{summary['image_size'][1]}, {len(summary['classes'])} classes; images train / val / test: "
-                    f"{counts.get('train')} / {counts.get('val')} / {counts.get('test')}"],
-        ["architecture", f"{summary.get('arch')}, {summary.get('train', {}).get('epochs')} epochs"],
-        ["variants", ", ".join(f"{v} ({variant_label(v)})" for v in summary["variants"])],
+                    f"{v(counts.get('train'))} / {v(counts.get('val'))} / {v(counts.get('test'))}"],
+        ["architecture", f"{v(summary.get('arch'))}, {v(summary.get('train', {}).get('epochs'))} epochs"],
+        ["variants", ", ".join(f"{x} ({variant_label(x)})" for x in summary["variants"])],
         ["seeds", ", ".join(map(str, summary["seeds"]))],
-        ["PGD (variant A; single-image x_A)", f"L-inf eps {attack.get('eps')}, step {attack.get('alpha')}, "
-                                              f"{attack.get('steps')} steps, {attack.get('units')} units"],
-        ["masks", f"{summary['kind']} layout; dataset: lam {dataset.get('lam')}, lr {dataset.get('lr')}, fit on "
-                  f"{dataset.get('fit_n')} val images, <= {dataset.get('max_epochs')} epochs; single-image: lam "
-                  f"{single.get('lam')}, lr {single.get('lr')}, <= {single.get('max_steps')} steps, "
+        ["PGD (variant A; single-image x_A)", f"L-inf eps {v(attack.get('eps'))}, step {v(attack.get('alpha'))}, "
+                                              f"{v(attack.get('steps'))} steps, {v(attack.get('units'))} units"],
+        ["masks", f"{summary['kind']} layout; dataset: lam {v(dataset.get('lam'))}, lr {v(dataset.get('lr'))}, fit on "
+                  f"{v(dataset.get('fit_n'), 'all')} val images, <= {v(dataset.get('max_epochs'))} epochs; "
+                  f"single-image: lam {v(single.get('lam'))}, lr {v(single.get('lr'))}, "
+                  f"<= {v(single.get('max_steps'))} steps, "
                   f"{', '.join(map(str, summary['single_n'].values()))} images per seed"],
         ["statistics", f"{acfg['radial_bands']} rings, {acfg['angular_bands']} wedges; bootstrap {acfg['n_boot']} "
                        f"resamples, {100 * (1 - acfg['alpha']):.0f}% percentile intervals, seed {acfg['seed']}"],
@@ -229,33 +275,50 @@ def header_section(summary: Mapping, cfg: ReportConfig, commit: str, generated: 
     return f"# {cfg.title}\n\nReproduction of Karantzas et al. 2022 (docs/study.md).\n\n" + _table(["", ""], rows)
 
 
+def _note(row: Mapping[str, Any], column: str) -> str:
+    """``"; <note>"`` when the row's reason column annotates a value that is present (images left out,
+    ...; ``column`` "" for a note on the whole row), else ""."""
+    text = parse_reasons(row.get("reason") or "").get(column, "")
+    shown = not column or not isinstance(cell(row, column), NA)  # a missing value shows its reason already
+    return f"; {text}" if text and shown else ""
+
+
+def _counts(row: Mapping[str, Any]) -> str:
+    """``n train / n test`` of a probe row."""
+    return " / ".join(fmt(cell(row, k)) for k in ("n_train", "n_test"))
+
+
+def _converged(row: Mapping[str, Any]) -> str:
+    """Whether a probe row's L-BFGS fits converged (column ``converged``, written as True / False)."""
+    value = str(row.get("converged", ""))
+    return {"True": "yes", "False": "no (stopped at max_iter)"}.get(value, str(NA("not recorded")))
+
+
 def render(summary: Mapping, claims: Sequence[Mapping], tables: Mapping[str, Sequence[Mapping]],
            figures: Sequence[Figure], cfg: ReportConfig, commit: str, generated: str,
            report_seconds: float = 0.0, figures_dir: str = "figures") -> str:
     """The report as markdown; figure links are relative to the report's folder."""
     ref = _table(["quantity (%)", "study: VGG11-BN", "study: ResNet-18", "this run [95% interval]"],
                  [[q, vgg or "-", res or "-", this_run_value(key, tables)] for q, vgg, res, key in REFERENCE])
-    figs = "\n\n".join(f"### Figure {i}. {f.name[:-4].replace('_', ' ')}\n\n![Figure {i}]({figures_dir}/{f.name})\n\n"
-                       f"*Figure {i}.* {f.caption}" for i, f in enumerate(figures, 1))
+    figs = "\n\n".join(f"### Figure {i}. {f.name[:-4].replace('_', ' ')}\n\n"
+                       + (f"**Not drawn: {NA(f.na)}.**" if f.na else f"![Figure {i}]({figures_dir}/{f.name})")
+                       + f"\n\n*Figure {i}.* {f.caption}" for i, f in enumerate(figures, 1))
     acc = _table(["model", "val clean", "val masked", "val masked / clean", "test clean", "test masked",
                   "test masked / clean", "mask mean", "PGD acc (train eps)"],
-                 [[r["model"], _pct(_num(r["val_clean"])), _pct(_num(r["val_masked"])),
-                   f"{_g(r['val_ratio'])} [{_g(r['val_ratio_lo'])}, {_g(r['val_ratio_hi'])}]",
-                   _pct(_num(r["test_clean"])), _pct(_num(r["test_masked"])),
-                   f"{_g(r['test_ratio'])} [{_g(r['test_ratio_lo'])}, {_g(r['test_ratio_hi'])}]",
-                   _g(r["mask_mean"]), _pct(_num(r["pgd_acc_train_eps"]))] for r in tables["accuracy"]])
+                 [[r["model"], fmt(cell(r, "val_clean"), True), fmt(cell(r, "val_masked"), True), ci(r, "val_ratio"),
+                   fmt(cell(r, "test_clean"), True), fmt(cell(r, "test_masked"), True), ci(r, "test_ratio"),
+                   fmt(cell(r, "mask_mean")), fmt(cell(r, "pgd_acc_train_eps"), True)] for r in tables["accuracy"]])
     single = _table(["model", "metric", "value [95% interval]", "n", "masks stage"],
-                    [[r["model"], r["metric"], f"{_g(r['value'])} [{_g(r['value_lo'])}, {_g(r['value_hi'])}]",
-                      r["n"], _g(r["stored"])] for r in tables["single_image"]])
-    probe = _table(["model", "train", "test [95%]", "permuted test [95%]", "chance", "n train / test"],
-                   [[r["model"], _pct(_num(r.get("train_acc"))),
-                     _pct(_num(r.get("test_acc")), _num(r.get("test_acc_lo")), _num(r.get("test_acc_hi"))),
-                     _pct(_num(r.get("permuted_test_acc")), _num(r.get("permuted_test_acc_lo")),
-                          _num(r.get("permuted_test_acc_hi"))), _pct(_num(r.get("chance"))),
-                     f"{r.get('n_train') or '-'} / {r.get('n_test') or '-'}"] for r in tables["probe"]])
+                    [[r["model"], r["metric"], ci(r, "value") + _note(r, "value"), r["n"], fmt(cell(r, "stored"))]
+                     for r in tables["single_image"]])
+    probe = _table(["model", "train", "test [95%]", "permuted test [95%]", "chance", "n train / test", "converged"],
+                   [[r["model"], fmt(cell(r, "train_acc"), True), ci(r, "test_acc", True) + _note(r, ""),
+                     ci(r, "permuted_test_acc", True), fmt(cell(r, "chance"), True), _counts(r), _converged(r)]
+                    if not isinstance(cell(r, "train_acc"), NA) else [r["model"], str(cell(r, "train_acc"))] +
+                    ["n/a (not probed)"] * 5 for r in tables["probe"]])
     heat = _table(["model", "mean error", "max error", "Spearman rho with dataset mask"],
-                  [[r["model"], _g(r["mean_error"]), _g(r["max_error"]), _g(r["corr_with_dataset_mask"])]
-                   for r in tables["heatmaps"]])
+                  [[r["model"], fmt(cell(r, "mean_error")), fmt(cell(r, "max_error")),
+                    fmt(cell(r, "corr_with_dataset_mask"))] for r in tables["heatmaps"]])
     acc_n = summary["accuracy_n"]
     return "\n\n".join([
         header_section(summary, cfg, commit, generated, report_seconds),
