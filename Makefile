@@ -9,7 +9,7 @@ FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup data repro test test-fast bench clean-venv
+.PHONY: setup data repro lint test test-fast bench clean-venv
 
 setup: $(STAMP) data
 
@@ -33,7 +33,10 @@ data:
 repro: setup
 	dvc repro
 
-test: setup
+lint: setup
+	ruff check src stages tests benchmarks
+
+test: setup lint
 	python -m pytest -q
 
 test-fast: setup

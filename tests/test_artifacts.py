@@ -31,7 +31,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def single_masks(n: int = 5, adv: bool = False) -> SingleMasks:
     g = torch.Generator().manual_seed(0)
     s = SingleMasks(index=torch.arange(n) * 3, y=torch.arange(n) % 4, target=torch.arange(n) % 2,
-                    masks=torch.rand(n, H, WM, generator=g), steps=torch.full((n,), 7), kept=torch.ones(n, dtype=torch.bool),
+                    masks=torch.rand(n, H, WM, generator=g), steps=torch.full((n,), 7),
+                    kept=torch.ones(n, dtype=torch.bool),
                     pool=40, kind="rfft", x_adv=torch.rand(n, 1, H, W, generator=g))
     if adv:
         s.masks_adv, s.target_adv = torch.rand(n, H, WM, generator=g), torch.arange(n) % 3

@@ -10,7 +10,6 @@ import torch
 
 from freqbias import bootstrap as bs
 
-
 # ----------------------------------------------------------------------------- bootstrap over images
 
 

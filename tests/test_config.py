@@ -151,7 +151,8 @@ def in_project(tmp_path, monkeypatch) -> Path:
 
 @pytest.mark.parametrize("exc,code,line", [
     (ParamError("train.lr: must be > 0, got 0"), 2, "error: bad params: train.lr: must be > 0, got 0"),
-    (DataError("data/prepared/train.pt: prepared data not found"), 2, "error: data/prepared/train.pt: prepared data not found"),
+    (DataError("data/prepared/train.pt: prepared data not found"), 2,
+     "error: data/prepared/train.pt: prepared data not found"),
     (KeyboardInterrupt(), 130, "interrupted: nothing half-written was kept"),
 ])
 def test_run_stage_turns_errors_into_one_line(capsys, in_project, exc, code, line):
@@ -321,7 +322,8 @@ def _listing(folder: Path) -> list[str]:
 def test_save_functions_write_and_leave_no_temp_files(tmp_path):
     save_json({"b": 1, "a": [1, 2]}, tmp_path / "sub" / "m.json")
     assert load_json(tmp_path / "sub" / "m.json") == {"a": [1, 2], "b": 1}
-    assert (tmp_path / "sub" / "m.json").read_text().index('"a"') < (tmp_path / "sub" / "m.json").read_text().index('"b"')
+    text = (tmp_path / "sub" / "m.json").read_text()
+    assert text.index('"a"') < text.index('"b"')
     save_csv([{"epoch": 1, "acc": 0.5}, {"epoch": 2, "acc": 0.75}], tmp_path / "h.csv")
     assert (tmp_path / "h.csv").read_text().splitlines() == ["epoch,acc", "1,0.5", "2,0.75"]
     save_text("hello\n", tmp_path / "t.txt")

@@ -17,7 +17,6 @@ import torch
 from freqbias import aggregate as ag
 from freqbias import report as rp
 from freqbias.na import NA, cell
-
 from test_aggregate import SMALL, synthetic_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")

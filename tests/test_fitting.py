@@ -9,7 +9,6 @@ from torch.nn import functional as F
 from freqbias import fitting as mf
 from freqbias import fourier as fm
 from freqbias.models import build_model
-
 from test_fourier import _negate, _net
 
 

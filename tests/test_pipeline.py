@@ -79,7 +79,8 @@ def test_run_only_settings_are_not_params_and_leave_status_clean(project: Path, 
     lock = yaml.safe_load((project / "dvc.lock").read_text())
     tracked = [f"{name}:{key}" for name, stage in lock["stages"].items()
                for section in stage.get("params", {}).values() for key in _dotted(section)]
-    assert tracked and not [k for k in tracked if k.rsplit(".", 1)[-1] in ("progress", "device", "chunk_size", "memory_mb")]
+    run_only = ("progress", "device", "chunk_size", "memory_mb")
+    assert tracked and not [k for k in tracked if k.rsplit(".", 1)[-1] in run_only]
     for name, value in {"FREQBIAS_PROGRESS": "1", "FREQBIAS_CHUNK_SIZE": "3", "FREQBIAS_MEMORY_MB": "50",
                         "FREQBIAS_DEVICE": "cpu"}.items():
         monkeypatch.setenv(name, value)

@@ -8,13 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from conftest import git_commit, run
 from freqbias import aggregate as ag
 from freqbias import report as rp
 from freqbias.config import DataError, ParamError
-
-from conftest import git_commit, run
 from test_aggregate import SMALL, synthetic_run
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

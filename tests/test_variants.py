@@ -11,8 +11,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 import yaml
-from conftest import git_commit, make_project, run
 
+from conftest import git_commit, make_project, run
 from freqbias import plots, report
 from freqbias.config import ParamError
 from freqbias.training import TrainConfig, augment_batch, random_affine

@@ -22,16 +22,42 @@ import torch
 
 from . import paths
 from .attacks import PGD
-from .bands import BandStats, band_centres, band_statistics, band_tables, empty_bands, energy_table, mask_energies, shifted_full
+from .bands import (
+    BandStats,
+    band_centres,
+    band_statistics,
+    band_tables,
+    empty_bands,
+    energy_table,
+    mask_energies,
+    shifted_full,
+)
 from .baselines import frequency_baselines, heatmap_frequencies
 from .bootstrap import Estimate, bootstrap_ci, ci_row, cluster_bootstrap, finite_rows
-from .claims import (VERDICT_RULE, claim_accuracy, claim_angular, claim_augmentations, claim_complement, claim_low_share,
-                     claim_probe, claim_radial, claim_texture, ratio)
+from .claims import (
+    VERDICT_RULE,
+    claim_accuracy,
+    claim_angular,
+    claim_augmentations,
+    claim_complement,
+    claim_low_share,
+    claim_probe,
+    claim_radial,
+    claim_texture,
+    ratio,
+)
 from .config import ParamError, Section
 from .fourier import binary_complement, sparsity, support
 from .io import save_csv, save_json, save_torch
-from .measures import (ModelRecord, SeedImages, dataset_correct, finite_masks, masked_pixels, seed_images,
-                       single_outcomes)
+from .measures import (
+    ModelRecord,
+    SeedImages,
+    dataset_correct,
+    finite_masks,
+    masked_pixels,
+    seed_images,
+    single_outcomes,
+)
 from .na import NA, csv_rows, na_estimate, number
 from .probe import probe
 
@@ -279,7 +305,8 @@ def baseline_tables(run: Run, baselines: Mapping[str, dict]) -> tuple[list[dict]
                   for i, rad in enumerate(run.cfg.filter_radii)]
         curves[f"filtered/{r.name}"] = series
         filtered += [{"model": r.name, "variant": r.variant, "seed": r.seed, **row} for row in series]
-    heat = [{"model": r.name, "variant": r.variant, "seed": r.seed, "mean_error": float(baselines[r.name]["heatmap"].mean()),
+    heat = [{"model": r.name, "variant": r.variant, "seed": r.seed,
+             "mean_error": float(baselines[r.name]["heatmap"].mean()),
              "max_error": float(baselines[r.name]["heatmap"].max()),
              "corr_with_dataset_mask": baselines[r.name]["heatmap_corr"]} for r in run.records]
     return filtered, heat, curves

@@ -203,7 +203,8 @@ def claim_radial(radial: Mapping[str, Sequence[np.ndarray]], cfg: AggregateConfi
                   *_energy_estimate(_low_mid_diffs(radial, "A", mid), cfg), 0.0, "<")]
     info = {}
     if dataset_diff is not None:
-        info = {"dataset_mask_low": float(np.mean(dataset_diff[low])), "dataset_mask_mid": float(np.mean(dataset_diff[mid]))}
+        info = {"dataset_mask_low": float(np.mean(dataset_diff[low])),
+                "dataset_mask_mid": float(np.mean(dataset_diff[mid]))}
         info = {k: v for k, v in info.items() if math.isfinite(v)} or {
             "dataset_mask": "n/a (no band energies of the A or N dataset mask: all-zero or non-finite)"}
     return claim_row(2, parts, info)
@@ -260,7 +261,8 @@ def claim_augmentations(radial: Mapping[str, Sequence[np.ndarray]], cfg: Aggrega
     if "R" in radial:
         parts.append(part("sign(A - N) x (R - N), low rings", *signed("R"), 0.0, "<"))
     if "T" in radial:
-        parts.append(part(f"{cfg.small_ratio:g} x |A - N| - |T - N|, low rings", *smaller("T", cfg.small_ratio), 0.0, ">"))
+        parts.append(part(f"{cfg.small_ratio:g} x |A - N| - |T - N|, low rings", *smaller("T", cfg.small_ratio),
+                          0.0, ">"))
     if "S" in radial:
         parts.append(part("sign(A - N) x (S - N), low rings", *signed("S"), 0.0, ">"))
         parts.append(part("|A - N| - |S - N|, low rings", *smaller("S", 1.0), 0.0, ">"))

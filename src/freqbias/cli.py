@@ -14,7 +14,8 @@ from typing import Callable
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from .config import DataError, ParamError, load_params
-from .runtime import SettingError, check as check_settings
+from .runtime import SettingError
+from .runtime import check as check_settings
 from .schema import validate_params
 
 log = logging.getLogger("freqbias")

@@ -177,5 +177,6 @@ class Section:
         for v in values:
             if isinstance(v, bool) or not isinstance(v, kinds) or (min is not None and v < min):
                 bound = f" >= {min}" if min is not None else ""
-                raise ParamError(f"{self.key(key)}: every entry must be a{'n integer' if integer else ' number'}{bound}, got {v!r}")
+                kind = "an integer" if integer else "a number"
+                raise ParamError(f"{self.key(key)}: every entry must be {kind}{bound}, got {v!r}")
         return [int(v) if integer else float(v) for v in values]

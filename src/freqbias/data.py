@@ -119,7 +119,8 @@ def load_fashion_mnist(root: str | None, download: bool, cache_dir: Path,
 def _fmnist_missing(root: str | None) -> str:
     where = root or DEBIAN_FASHION_MNIST
     return (f"Fashion-MNIST not found in {where}: install Debian's package (apt-get install dataset-fashion-mnist), "
-            f"or set data.download: true on a machine with a network, or point data.root at a folder with the 4 .gz files")
+            "or set data.download: true on a machine with a network, or point data.root at a folder with the "
+            "4 .gz files")
 
 
 def load_cifar10(root: str | None, download: bool, cache_dir: Path) -> RawDataset:
@@ -132,7 +133,8 @@ def load_cifar10(root: str | None, download: bool, cache_dir: Path) -> RawDatase
         test = CIFAR10(str(folder), train=False, download=download)
     except Exception as exc:  # noqa: BLE001
         raise DataError(f"CIFAR-10 not found in {folder} (expected cifar-10-batches-py/); set data.download: true "
-                        f"on a machine with a network, or data.root to a folder holding it ({exc.__class__.__name__})") from None
+                        f"on a machine with a network, or data.root to a folder holding it "
+                        f"({exc.__class__.__name__})") from None
     to_gray = lambda a: _rgb_to_gray(torch.from_numpy(a).permute(0, 3, 1, 2))  # noqa: E731
     return RawDataset(to_gray(train.data), torch.tensor(train.targets), to_gray(test.data), torch.tensor(test.targets),
                       classes=list(train.classes), source=str(folder))
@@ -152,7 +154,8 @@ def load_imagenette(root: str | None, download: bool, cache_dir: Path, image_siz
 
     if root is None or not Path(root).is_dir():
         raise DataError(f"Imagenette not found at data.root={root!r}: download imagenette2-160 or imagenette2 from "
-                        f"https://github.com/fastai/imagenette, unpack it and set data.root to the folder holding train/ and val/")
+                        "https://github.com/fastai/imagenette, unpack it and set data.root to the folder holding "
+                        "train/ and val/")
     out = {}
     for split in ("train", "val"):
         xs, ys = [], []
@@ -264,7 +267,8 @@ def planted_band(image_size: int, layout: str = "rfft", num_classes: int = 4,
 
 
 def load_planted(root: str | None, download: bool, cache_dir: Path, image_size: int = 28, num_classes: int = 4,
-                 n_train: int = 6000, n_test: int = 1000, seed: int = 0, band: PlantedBand = PlantedBand()) -> RawDataset:
+                 n_train: int = 6000, n_test: int = 1000, seed: int = 0,
+                 band: PlantedBand = PlantedBand()) -> RawDataset:
     """The planted dataset as a registry entry (train and test from different seeds)."""
     x_train, y_train = make_planted(n_train, image_size, num_classes, seed, band)
     x_test, y_test = make_planted(n_test, image_size, num_classes, seed + 10_000, band)
@@ -381,7 +385,8 @@ def tensor_sha256(t: torch.Tensor) -> str:
     return hashlib.sha256(t.contiguous().numpy().tobytes()).hexdigest()
 
 
-def build_manifest(raw: RawDataset, splits: dict[str, tuple[torch.Tensor, torch.Tensor]], cfg: DataConfig) -> dict[str, Any]:
+def build_manifest(raw: RawDataset, splits: dict[str, tuple[torch.Tensor, torch.Tensor]],
+                   cfg: DataConfig) -> dict[str, Any]:
     """Source, hashes, counts, image size and the normalisation statistics (of the train split, in
     [0, 1] pixel units, unless fixed in params)."""
     x_train = to_float(splits["train"][0])

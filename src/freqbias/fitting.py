@@ -24,10 +24,19 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from . import runtime
-from .fourier import (KINDS, agreement, apply_mask, check_kind, init_masks, l1_ratio, mask_shape, predict, project_,
-                      sparsity)
+from .fourier import (
+    KINDS,
+    agreement,
+    apply_mask,
+    check_kind,
+    init_masks,
+    l1_ratio,
+    mask_shape,
+    predict,
+    project_,
+    sparsity,
+)
 from .loops import batches, frozen, one_cycle
-
 
 # --------------------------------------------------------------------------------------------
 # Configuration
@@ -164,7 +173,8 @@ class Plateau:
 
 
 @torch.no_grad()
-def clean_ce(net: nn.Module, z: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+def clean_ce(net: nn.Module, z: torch.Tensor, y: torch.Tensor,
+             batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-image CE of the unmasked logits (N,) and the clean predictions (N,), no gradient."""
     ces, preds = [], []
     with frozen(net):

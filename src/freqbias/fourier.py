@@ -9,10 +9,11 @@ A mask ``M`` is real, in [0, 1], stored UNSHIFTED (zero frequency at ``[0, 0]``)
   makes ``M(k)`` and ``M(-k)`` act together, as their mean.
 
 Both describe the same family of filters (:func:`to_full` maps an rfft mask to the point-symmetric
-full mask with the same effect; statistics and figures use it for either layout). The L1 term weights every rfft entry by the number of full-plane
-entries it stands for (:func:`mask_weights`), so the loss of an rfft mask equals the loss of its
-full equivalent, and because Adam is invariant to the gradient's scale, fitting either kind from
-ones follows the same path (up to Adam's eps). Fitting masks: :mod:`freqbias.fitting`.
+full mask with the same effect; statistics and figures use it for either layout). The L1 term
+weights every rfft entry by the number of full-plane entries it stands for (:func:`mask_weights`),
+so the loss of an rfft mask equals the loss of its full equivalent, and because Adam is invariant to
+the gradient's scale, fitting either kind from ones follows the same path (up to Adam's eps).
+Fitting masks: :mod:`freqbias.fitting`.
 """
 
 from __future__ import annotations

@@ -103,7 +103,8 @@ def fit_model_masks(name: str, model: Classifier, meta: Mapping[str, Any], stand
 
     metrics = masks_metrics(name, meta, seed, cfg.kind, scores, mask, history, class_masks, class_hist, clean,
                             evaluation, n_fit, width, time.perf_counter() - t0)
-    reasons = {f"{split}_ratio": f"{split} clean accuracy is 0: masked / clean is undefined" for split in ("val", "test")}
+    reasons = {f"{split}_ratio": f"{split} clean accuracy is 0: masked / clean is undefined"
+               for split in ("val", "test")}
     reasons.update({"class": f"no val image of class(es) {absent}"} if absent else {})
     reasons.update({"single": "no single-image masks: no test image met the selection rule"} if not len(target) else {})
     return ModelMasks(DatasetMask(mask=mask.cpu(), history=history, kind=cfg.kind, meta=dict(meta)),

@@ -146,5 +146,6 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as exc:
-        raise DataError(f"{path}: weights do not fit architecture {meta['arch']!r}: {str(exc).splitlines()[0]}") from None
+        first = str(exc).splitlines()[0]
+        raise DataError(f"{path}: weights do not fit architecture {meta['arch']!r}: {first}") from None
     return model.eval(), meta

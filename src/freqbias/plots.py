@@ -9,10 +9,9 @@ reason (``na`` arguments: series -> reason, from the figure data's ``na``), a Na
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Mapping, Sequence
-
-import textwrap
 
 import matplotlib
 
@@ -23,7 +22,8 @@ import torch  # noqa: E402
 
 from .io import atomic_path  # noqa: E402
 from .na import number  # noqa: E402
-from .variants import colour as variant_colour, label as variant_label  # noqa: E402
+from .variants import colour as variant_colour  # noqa: E402
+from .variants import label as variant_label
 
 
 def _color(name: str) -> str:
@@ -128,7 +128,8 @@ def accuracy_bars(acc: Mapping[str, Sequence], path: Path, dpi: int = 110) -> Pa
     return _save(fig, path, dpi)
 
 
-def band_differences(centres: torch.Tensor, diffs: Mapping[str, torch.Tensor], dataset_diffs: Mapping[str, torch.Tensor],
+def band_differences(centres: torch.Tensor, diffs: Mapping[str, torch.Tensor],
+                     dataset_diffs: Mapping[str, torch.Tensor],
                      xlabel: str, path: Path, title: str, dpi: int = 110, na: Mapping[str, str] | None = None) -> Path:
     """Band energy of each variant minus N: single-image masks (mean paired difference, solid, with its
     interval shaded; ``diffs[V]`` = (3, bands) estimate / lo / hi) and dataset masks (dashed). A variant

@@ -82,7 +82,8 @@ def load_results(folder: Path = paths.RESULTS) -> tuple[dict, list[dict], dict, 
             json.loads((folder / "summary.json").read_text()), tables)
 
 
-def make_figures(fig: Mapping, tables: Mapping[str, Sequence[Mapping]], folder: Path, cfg: ReportConfig) -> list[Figure]:
+def make_figures(fig: Mapping, tables: Mapping[str, Sequence[Mapping]], folder: Path,
+                 cfg: ReportConfig) -> list[Figure]:
     """Render every figure into ``folder``; return them in report order with captions."""
     out: list[Figure] = []
     dpi = cfg.dpi
