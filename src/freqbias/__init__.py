@@ -5,7 +5,11 @@ neural networks through Fourier masks" (Front. AI 2022), organised as one module
 
 - :mod:`freqbias.config`   params loading and validation (one-line errors naming the key)
 - :mod:`freqbias.schema`   the whole params file checked up front: every reader, no unknown keys
-- :mod:`freqbias.io`       atomic writes of tensors, JSON and CSV
+- :mod:`freqbias.runtime`  run-only settings from the environment (progress bars, device, chunk size, memory)
+- :mod:`freqbias.cli`      stage plumbing: logging, params check, one-line errors
+- :mod:`freqbias.io`       atomic writes of tensors, JSON and CSV (with the user's umask), SHA-256
+- :mod:`freqbias.paths`    the file layout of data, models, masks, metrics, results and reports
+- :mod:`freqbias.artifacts` the masks stage's files as typed records with ``save`` / ``load``
 - :mod:`freqbias.data`     IDX reader, dataset registry, splits, the ``planted`` ground truth
 - :mod:`freqbias.checkpoints` external checkpoints: download with resume, SHA-256 check
 - :mod:`freqbias.models`   model registry; a ``Normalize`` first layer so models take [0, 1] pixels
@@ -13,16 +17,21 @@ neural networks through Fourier masks" (Front. AI 2022), organised as one module
 - :mod:`freqbias.loops`    shared pieces of minibatch loops: batches, OneCycle, prediction in eval mode
 - :mod:`freqbias.variants` the registry of training variants (N, A, S, T, R, G): label, colour, augmentation, PGD or not
 - :mod:`freqbias.training` the shared augmentation, the training loop, evaluation
+- :mod:`freqbias.train_run` the train stage's evaluation of one trained model
 - :mod:`freqbias.fourier`  Fourier masks: parametrisations, statistics, masked prediction
 - :mod:`freqbias.fitting`  fitting masks: loss, stopping rule, dataset/class/single-image fitting, ``masks`` params
 - :mod:`freqbias.single_image` the study's image selection; complements and restoration on PGD images
+- :mod:`freqbias.mask_run` the masks stage's work for one model
+- :mod:`freqbias.na`       missing values with their reasons (``n/a (reason)``)
 - :mod:`freqbias.bootstrap` percentile bootstrap intervals over images, seeds and strata
 - :mod:`freqbias.bands`    radial/angular band geometry and energies, band statistics over models
 - :mod:`freqbias.measures` per-model measurements: loading masks, what single-image masks keep
 - :mod:`freqbias.probe`    linear probe from single-image masks to the class
 - :mod:`freqbias.baselines` filtered accuracy, Fourier heat map, heat map vs mask correlation
 - :mod:`freqbias.claims`   the claims of docs/study.md with their verdicts
-- :mod:`freqbias.aggregate` the aggregate stage: params, result tables, figure data, results/
+- :mod:`freqbias.tables`   the aggregate stage's result tables
+- :mod:`freqbias.figdata`  the arrays the report's figures need
+- :mod:`freqbias.aggregate` the aggregate stage: params, order of the measurements, results/
 - :mod:`freqbias.plots`    one function per figure
 - :mod:`freqbias.report`   the markdown report
 - :mod:`freqbias.profiles` named overlays on params.yaml (paper, cifar10, tiny)
