@@ -34,25 +34,28 @@ def select_images(standard: nn.Module, adversarial: nn.Module, x: torch.Tensor, 
                   attack: PGD, n: int, seed: int = 0, batch_size: int = 500) -> Selection:
     """The study's rule: the first ``n`` images (in split order) on which the standard and the
     adversarially trained model are equally right or wrong, and on which PGD flips the standard
-    model's prediction. ``x`` uint8 or [0, 1] pixels. Fewer than ``n`` when the split runs out."""
+    model's prediction. ``x`` uint8 or [0, 1] pixels and ``y`` on any device: batches move to the
+    models' device; ``index`` and ``y`` come back on ``y``'s device, ``x`` / ``x_adv`` on the models'.
+    Fewer than ``n`` when the split runs out."""
     g = torch.Generator().manual_seed(seed)
+    device = next(standard.parameters()).device
     chosen, adv, seen = [], [], 0
     for s in batches(len(x), batch_size):
-        xb, yb = to_float(x[s]), y[s]
+        xb, yb = to_float(x[s].to(device)), y[s].to(device)
         with torch.no_grad():
             pred_n, pred_a = standard(xb).argmax(1), adversarial(xb).argmax(1)
         x_adv = attack.perturb(standard, xb, pred_n, g)
         with torch.no_grad():
             flipped = standard(x_adv).argmax(1) != pred_n
         ok = ((pred_n == yb) == (pred_a == yb)) & flipped
-        chosen.append(torch.arange(s.start, s.stop)[ok])
+        chosen.append(torch.arange(s.start, s.stop)[ok.cpu()])
         adv.append(x_adv[ok])
         seen = s.stop
         if sum(len(c) for c in chosen) >= n:
             break
     index, x_adv = torch.cat(chosen)[:n], torch.cat(adv)[:n]
-    xs = to_float(x[index])
-    return Selection(index=index, x=xs, x_adv=x_adv, y=y[index], pool=seen)
+    xs = to_float(x[index.to(x.device)].to(device))
+    return Selection(index=index, x=xs, x_adv=x_adv, y=y[index.to(y.device)], pool=seen)
 
 
 def evaluate_single_masks(net: nn.Module, z: torch.Tensor, target: torch.Tensor, masks: torch.Tensor,
