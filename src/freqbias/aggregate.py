@@ -188,7 +188,7 @@ def run_aggregate(records: Sequence[ModelRecord], cfg: AggregateConfig,
     n_outcomes = [outcomes[run.by["N", s].name] for s in run.seeds]
     res.claims = [
         claim_accuracy(acc, cfg, [r.name for r in records], masked_na),
-        claim_radial(bands.per_seed["radial"], cfg, bands.dataset_diffs["radial"].get("A", (None,))[0]),
+        claim_radial(bands.per_seed["radial"], cfg, bands.dataset_diffs["radial"]["A"][0]),
         claim_angular(bands.per_seed["angular"], cfg),
         claim_augmentations(bands.per_seed["radial"], cfg),
         claim_complement(n_outcomes, cfg),
