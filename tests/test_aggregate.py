@@ -25,7 +25,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def params(**aggregate) -> dict:
     base = {"radial_bands": 14, "angular_bands": 16, "n_boot": 100, "alpha": 0.05, "seed": 0, "accuracy_n": None,
-            "figure_images": 4, "probe": {"train_frac": 0.7, "weight_decay": 1e-3, "max_iter": 50},
+            "figure_images": 4, "probe": {"folds": 3, "permutations": 2, "weight_decay": 1e-3, "max_iter": 50},
             "filtered": {"n": 10, "radii": [2, 6]}, "heatmap": {"n": 5, "grid": 3, "norm": 2.0},
             "claims": {"ratio_min": 0.99, "small_ratio": 0.5, "agreement_min": 0.9, "ssim_max": 0.5}}
     return {"aggregate": {**base, **aggregate}}
@@ -76,8 +76,8 @@ def synthetic_run(variants=("N", "A", "R"), seeds=(0,), n_img: int = 12, classes
     return records, {"val": (x[:20], y[:20]), "test": (x, y)}, [f"class {k}" for k in range(classes)]
 
 
-SMALL = ag.AggregateConfig(n_boot=20, accuracy_n=None, probe_max_iter=20, filter_n=10, filter_radii=(3.0, 9.0),
-                           heatmap_n=5, heatmap_grid=3, figure_images=3)
+SMALL = ag.AggregateConfig(n_boot=20, accuracy_n=None, probe_max_iter=20, probe_folds=3, probe_permutations=2,
+                           filter_n=10, filter_radii=(3.0, 9.0), heatmap_n=5, heatmap_grid=3, figure_images=3)
 
 
 def test_run_aggregate_on_random_models(tmp_path):

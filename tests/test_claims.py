@@ -185,7 +185,7 @@ def test_claims_5_and_8_from_outcomes():
 
 
 def _probe_on(features: np.ndarray, labels: np.ndarray) -> dict:
-    return pb.linear_probe(features, labels, CFG.probe_train_frac, 0, CFG.probe_weight_decay, 100)
+    return pb.linear_probe(features, labels, CFG.probe_folds, 0, CFG.probe_weight_decay, 100, permutations=3)
 
 
 def test_probe_on_random_masks_stays_at_chance():

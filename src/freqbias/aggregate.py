@@ -67,7 +67,8 @@ class AggregateConfig:
     alpha: float = 0.05
     seed: int = 0
     accuracy_n: int | None = 1000
-    probe_train_frac: float = 0.7
+    probe_folds: int = 5
+    probe_permutations: int = 5
     probe_weight_decay: float = 1e-3
     probe_max_iter: int = 200
     filter_n: int = 300
@@ -90,7 +91,7 @@ class AggregateConfig:
             radial_bands=sec.integer("radial_bands", min=3), angular_bands=sec.integer("angular_bands", min=2),
             n_boot=sec.integer("n_boot", min=10), alpha=sec.number("alpha", min=0, max=0.5, strict_min=True),
             seed=sec.integer("seed", min=0), accuracy_n=sec.integer("accuracy_n", None, min=1, optional=True),
-            probe_train_frac=probe.number("train_frac", min=0, max=0.95, strict_min=True),
+            probe_folds=probe.integer("folds", min=2), probe_permutations=probe.integer("permutations", min=1),
             probe_weight_decay=probe.number("weight_decay", min=0), probe_max_iter=probe.integer("max_iter", min=1),
             filter_n=filt.integer("n", min=1), filter_radii=tuple(filt.numbers("radii", min=0)),
             heatmap_n=heat.integer("n", min=1), heatmap_grid=heat.integer("grid", min=1),

@@ -302,17 +302,19 @@ def _outcome_means(outcomes: Sequence[Mapping[str, np.ndarray]], keys: Sequence[
 
 
 def claim_probe(probes: Mapping[str, Sequence[dict | NA]], cfg: AggregateConfig) -> dict:
-    """Claim 6: for every variant, probe test accuracy minus permuted-label test accuracy > 0, paired over
-    the probe's test images (``probes[V]``: one :func:`freqbias.probe.linear_probe` result per seed, or
-    the :class:`~freqbias.na.NA` saying why that seed has none: the variant is then left out, as in the
-    note)."""
+    """Claim 6: for every variant, cross-validated probe test accuracy minus permuted-label test accuracy
+    > 0, paired over the probed images (each a test image once; per image, the permuted-label
+    correctness is averaged over the permutations). ``probes[V]``: one
+    :func:`freqbias.probe.linear_probe` result per seed, or the :class:`~freqbias.na.NA` saying why that
+    seed has none: the variant is then left out, as in the note."""
     parts, skipped = [], []
     for v, results in probes.items():
         na = first_na(results)
         if na is not None:  # a seed without a probe: the variant is left out, and the note says why
             skipped.append(f"{v} ({na.reason})")
             continue
-        diffs = [r["test_correct"].astype(float) - r["permuted_test_correct"].astype(float) for r in results]
+        diffs = [r["test_correct"].astype(float) - r["permuted_test_correct"].astype(float).mean(axis=0)
+                 for r in results]
         parts.append(part(f"probe test - permuted test accuracy ({v})",
                           *cluster_bootstrap(diffs, None, cfg.n_boot, cfg.alpha, cfg.seed), 0.0, ">"))
     return claim_row(6, parts, missing=f"not probed: {'; '.join(skipped)}" if skipped else "")

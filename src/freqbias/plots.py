@@ -230,8 +230,9 @@ def band_shares(centres: Sequence[torch.Tensor], shares: Mapping[str, Mapping[st
 
 def probe_results(rows: Sequence[Mapping], embedding: Mapping | None, class_names: Sequence[str], path: Path,
                   dpi: int = 110) -> Path:
-    """Linear probe: test accuracy with true vs permuted labels per model (intervals; chance dashed),
-    and the 2-D PCA embedding of one model's probe outputs on its test images, coloured by class."""
+    """Linear probe: cross-validated test accuracy with true vs permuted labels per model (intervals;
+    chance dashed), and the 2-D PCA embedding of one model's out-of-fold probe outputs (logits) on every
+    probed image, coloured by class."""
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.4), gridspec_kw={"width_ratios": [1.4, 1]})
     ax = axes[0]
     keys = ("test_acc", "test_acc_lo", "test_acc_hi", "permuted_test_acc", "permuted_test_acc_lo",
@@ -261,7 +262,7 @@ def probe_results(rows: Sequence[Mapping], embedding: Mapping | None, class_name
         for c in np.unique(labels):
             ax.scatter(*emb[labels == c].T, s=12, label=class_names[int(c)])
         ax.legend(fontsize=6, markerscale=0.8)
-        ax.set_title(f"probe outputs (PCA), {embedding['model']}", fontsize=9)
+        ax.set_title(f"probe outputs (out-of-fold logits, PCA), {embedding['model']}", fontsize=9)
     else:
         _na_panel(ax, "no model probed", "probe outputs (PCA)")
     ax.set_xlabel("PC 1")

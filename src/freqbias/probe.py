@@ -1,9 +1,14 @@
 """Linear probe: do single-image masks carry class information?
 
-One linear layer (multinomial logistic regression) from flattened masks to the true class, scored on
-held-out images, against a control with permuted labels; :func:`probe` runs it on one model's
+One linear layer (multinomial logistic regression) from flattened masks to the true class, cross-validated
+(stratified k-fold: every image is a test image exactly once), against a control with permuted labels
+(several permutations, so the control's spread is known); :func:`probe` runs it on one model's
 single-image masks, or says why it cannot (:class:`~freqbias.na.NA`): too few images per class, or a
 fit whose outputs are not finite.
+
+Features are the mask values as they are (in [0, 1]): no standardisation, so a frequency that is almost
+constant on the training images cannot blow up a held-out image's feature. (The bias is not penalised,
+so centring the features would not change the fit either.)
 """
 
 from __future__ import annotations
@@ -21,27 +26,28 @@ if TYPE_CHECKING:
     from .measures import ModelRecord
 
 
-def _stratified_split(labels: np.ndarray, train_frac: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Index arrays (train, test): per class, a ``train_frac`` share (at least one image each side
-    when the class has two or more) goes to train."""
-    train, test = [], []
+def stratified_folds(labels: np.ndarray, folds: int, rng: np.random.Generator) -> np.ndarray:
+    """Fold of each image, int (N,) in [0, folds): per class, its images in a seeded random order are
+    dealt to the folds in turn (continuing where the previous class stopped, so the folds' sizes differ
+    by at most one). A class with at least ``folds`` images has an image in every fold."""
+    fold = np.empty(len(labels), dtype=np.int64)
+    start = 0
     for c in np.unique(labels):
         idx = rng.permutation(np.flatnonzero(labels == c))
-        k = int(round(train_frac * len(idx)))
-        if len(idx) >= 2:
-            k = min(max(k, 1), len(idx) - 1)
-        train.append(idx[:k])
-        test.append(idx[k:])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+        fold[idx] = (start + np.arange(len(idx))) % folds
+        start += len(idx)
+    return fold
 
 
-def _fit_logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, weight_decay: float,
-                  max_iter: int) -> tuple[nn.Linear, bool]:
+def fit_logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, weight_decay: float,
+                 max_iter: int) -> tuple[nn.Linear, bool]:
     """Multinomial logistic regression, full batch, L-BFGS from zero weights (convex: unique optimum).
 
-    Loss: mean cross-entropy + ``weight_decay / 2 * ||W||^2`` (bias not penalised). Returns the layer
-    and whether it converged: a finite loss, and L-BFGS stopped on its own tolerances before
-    ``max_iter`` iterations and its evaluation budget."""
+    ``x`` float64 (n, d), ``y`` int (n,) in [0, num_classes). Loss: mean cross-entropy +
+    ``weight_decay / 2 * ||W||^2`` (bias not penalised); this is scikit-learn's
+    ``LogisticRegression(C=1 / (n * weight_decay))``. Returns the layer and whether it converged: a
+    finite loss, and L-BFGS stopped on its own tolerances before ``max_iter`` iterations and its
+    evaluation budget (L-BFGS itself stops silently either way)."""
     layer = nn.Linear(x.shape[1], num_classes, dtype=torch.float64)
     nn.init.zeros_(layer.weight)
     nn.init.zeros_(layer.bias)
@@ -77,92 +83,116 @@ def _pca2(z: np.ndarray) -> np.ndarray:
     return np.pad(scores, ((0, 0), (0, 2 - scores.shape[1])))
 
 
-def linear_probe(features: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor, train_frac: float = 0.7,
-                 seed: int = 0, weight_decay: float = 1e-3, max_iter: int = 500, permute: bool = True) -> dict:
-    """One linear layer (multinomial logistic regression) from features to labels, scored on held-out images.
-
-    ``features`` (N, D) (e.g. flattened single-image masks), ``labels`` int (N,) in [0, K). The split is
-    stratified by class (``train_frac`` to train, seeded); features are standardised with the train
-    split's mean and std. The permuted control refits on the same split with the labels permuted once
-    by a seeded random permutation of all N labels.
-
-    Returns a dict with ``train_acc``, ``test_acc``, ``chance`` (test accuracy of always predicting the
-    most frequent train label), ``train_index``/``test_index`` (N_train,)/(N_test,), ``test_labels``,
-    ``test_correct`` bool (N_test,) (for a bootstrap CI), ``test_logits`` (N_test, K), ``finite`` (every
-    logit finite), ``embedding`` (N_test, 2) = PCA of the test logits (NaN unless ``finite``) and
-    ``converged`` (see :func:`_fit_logistic`); with ``permute`` also ``permuted_train_acc``,
-    ``permuted_test_acc``, ``permuted_test_correct`` (scored against the permuted labels) and
-    ``permuted_converged``."""
-    x = np.asarray(features, dtype=np.float64)
-    y = np.asarray(labels, dtype=np.int64)
-    if x.ndim != 2 or y.shape != (x.shape[0],):
-        raise ValueError(f"need features (N, D) and labels (N,), got {x.shape} and {y.shape}")
-    if not 0 < train_frac < 1:
-        raise ValueError(f"train_frac must be in (0, 1), got {train_frac}")
-    rng = np.random.default_rng(seed)
-    train, test = _stratified_split(y, train_frac, rng)
-    if len(train) == 0 or len(test) == 0:
-        raise ValueError("split left the train or the test set empty; need more images")
-    num_classes = int(y.max()) + 1
-    mean, std = x[train].mean(axis=0), x[train].std(axis=0)
-    z = torch.from_numpy((x - mean) / np.where(std > 0, std, 1.0))
-
-    def fit_and_score(target: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, bool]:
-        t = torch.from_numpy(target)
-        layer, converged = _fit_logistic(z[train], t[train], num_classes, weight_decay, max_iter)
+def cross_validate(x: torch.Tensor, y: np.ndarray, fold: np.ndarray, num_classes: int, weight_decay: float,
+                   max_iter: int) -> tuple[np.ndarray, float, int]:
+    """Out-of-fold logits (N, num_classes): each image's from the fit on the other folds; the mean
+    accuracy of the fits on their own training images; and how many of the fits converged."""
+    logits = np.empty((len(y), num_classes))
+    train_acc, converged = [], 0
+    target = torch.from_numpy(y)
+    for k in range(int(fold.max()) + 1):
+        train, test = fold != k, fold == k
+        layer, ok = fit_logistic(x[train], target[train], num_classes, weight_decay, max_iter)
         with torch.no_grad():
-            pred = layer(z).argmax(dim=1).numpy()
-            logits = layer(z[test]).numpy()
-        return float((pred[train] == target[train]).mean()), pred[test] == target[test], logits, converged
+            logits[test] = layer(x[test]).numpy()
+            train_acc.append(float((layer(x[train]).argmax(1) == target[train]).double().mean()))
+        converged += ok
+    return logits, float(np.mean(train_acc)), converged
 
-    train_acc, correct, logits, converged = fit_and_score(y)
-    majority = np.bincount(y[train], minlength=num_classes).argmax()
+
+def linear_probe(features: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor, folds: int = 5,
+                 seed: int = 0, weight_decay: float = 1e-3, max_iter: int = 200, permutations: int = 5) -> dict:
+    """Cross-validated multinomial logistic regression from features to labels, with a permuted-label control.
+
+    ``features`` (N, D) (e.g. flattened single-image masks, used as they are), ``labels`` int (N,).
+    Classes with fewer than ``folds`` images are left out (they cannot have an image in every fold);
+    the others are probed: split into ``folds`` stratified folds (seeded), each image is scored once,
+    by the fit on the other folds. The control repeats this ``permutations`` times with the probed
+    labels permuted (seeded; folds stratified by the permuted labels), scored against them.
+
+    Returns a dict with ``index`` (N',) (the probed images, positions in the input), ``classes`` (K',)
+    (their classes; logits are over these), ``left_out`` ({class: images} of the classes left out),
+    ``fold`` (N',), ``test_labels`` (N',), ``test_logits`` (N', K') (out of fold), ``test_correct``
+    bool (N',), ``test_acc``, ``train_acc`` (mean over the folds' fits on their training images),
+    ``chance`` (majority-class share of the probed images), ``finite`` (every logit finite),
+    ``embedding`` (N', 2) = PCA of the logits (NaN unless ``finite``), ``fits`` / ``converged_fits``
+    (L-BFGS fits in all, and how many converged: see :func:`fit_logistic`), ``converged`` (all of the
+    true-label fits); with ``permutations`` > 0 also ``permuted_test_correct`` bool (P, N'),
+    ``permuted_accs`` (P,), ``permuted_test_acc`` (their mean), ``permuted_sd`` (their standard
+    deviation, ddof 1; NaN for P = 1).
+    ValueError when fewer than two classes have ``folds`` images."""
+    x_all = np.asarray(features, dtype=np.float64)
+    y_all = np.asarray(labels, dtype=np.int64)
+    if x_all.ndim != 2 or y_all.shape != (x_all.shape[0],):
+        raise ValueError(f"need features (N, D) and labels (N,), got {x_all.shape} and {y_all.shape}")
+    if folds < 2 or permutations < 0:
+        raise ValueError(f"need folds >= 2 and permutations >= 0, got {folds} and {permutations}")
+    present, counts = np.unique(y_all, return_counts=True)
+    classes = present[counts >= folds]
+    if len(classes) < 2:
+        raise ValueError(f"need 2 classes with {folds}+ images each, got per class {dict(zip(present, counts))}")
+    index = np.flatnonzero(np.isin(y_all, classes))
+    x, y = torch.from_numpy(x_all[index]), np.searchsorted(classes, y_all[index])
+    rng = np.random.default_rng(seed)
+    fold = stratified_folds(y, folds, rng)
+    logits, train_acc, converged = cross_validate(x, y, fold, len(classes), weight_decay, max_iter)
+    correct = logits.argmax(1) == y
     finite = bool(np.isfinite(logits).all())
     result = {
-        "train_acc": train_acc, "test_acc": float(correct.mean()), "chance": float((y[test] == majority).mean()),
-        "train_index": train, "test_index": test, "test_labels": y[test], "test_correct": correct,
-        "test_logits": logits, "finite": finite, "converged": converged,
-        "embedding": _pca2(logits) if finite else np.full((len(test), 2), np.nan),
+        "index": index, "classes": classes, "fold": fold, "test_labels": y_all[index], "test_logits": logits,
+        "left_out": {int(c): int(n) for c, n in zip(present, counts) if n < folds},
+        "test_correct": correct, "test_acc": float(correct.mean()), "train_acc": train_acc,
+        "chance": float(np.bincount(y).max() / len(y)), "finite": finite, "converged": converged == folds,
+        "embedding": _pca2(logits) if finite else np.full((len(y), 2), np.nan),
+        "fits": folds * (1 + permutations), "converged_fits": converged,
     }
-    if permute:
-        p_train_acc, p_correct, _, p_converged = fit_and_score(y[rng.permutation(len(y))])
-        result.update(permuted_train_acc=p_train_acc, permuted_test_acc=float(p_correct.mean()),
-                      permuted_test_correct=p_correct, permuted_converged=p_converged)
+    if permutations:
+        permuted = []
+        for _ in range(permutations):
+            target = y[rng.permutation(len(y))]
+            p_logits, _, p_converged = cross_validate(x, target, stratified_folds(target, folds, rng), len(classes),
+                                                      weight_decay, max_iter)
+            permuted.append(p_logits.argmax(1) == target)
+            result["converged_fits"] += p_converged
+        accs = np.mean(permuted, axis=1)
+        result.update(permuted_test_correct=np.stack(permuted), permuted_accs=accs,
+                      permuted_test_acc=float(accs.mean()),
+                      permuted_sd=float(accs.std(ddof=1)) if permutations > 1 else float("nan"))
     return result
 
 
-def probe_precondition(labels: np.ndarray) -> str:
+def probe_precondition(labels: np.ndarray, folds: int) -> str:
     """Why the probe cannot run on images with these labels (n,), or "" when it can: it needs at least
-    two classes with two or more images each, so that the stratified split puts images of two classes
-    on both sides (fewer leave nothing to tell apart, or no test image of another class)."""
+    two classes with ``folds`` or more images each (a class with fewer cannot have an image in every
+    fold and is left out; fewer than two classes leave nothing to tell apart)."""
     if not len(labels):
         return "no single-image masks (0 images)"
     counts = np.bincount(np.asarray(labels, dtype=np.int64))
-    if int((counts >= 2).sum()) < 2:
+    if int((counts >= folds).sum()) < 2:
         present = {int(c): int(n) for c, n in enumerate(counts) if n}
-        return (f"too few images per class: needs 2 classes with 2+ single-image masks each, has "
-                f"{len(labels)} image(s), per class {present}")
+        return (f"too few images per class: needs 2 classes with {folds}+ single-image masks each "
+                f"(aggregate.probe.folds), has {len(labels)} image(s), per class {present}")
     return ""
 
 
 def probe(record: ModelRecord, cfg: AggregateConfig) -> dict | NA:
-    """Linear probe (:func:`linear_probe`) from the flattened single-image masks to the true class, with
-    the permuted-label control; masks with a NaN / inf entry are left out (``excluded``: how many).
-    An :class:`~freqbias.na.NA` with the reason when too few images remain (:func:`probe_precondition`)
-    or when the fit's outputs are not finite."""
+    """Cross-validated linear probe (:func:`linear_probe`) from the flattened single-image masks to the
+    true class, with the permuted-label control; masks with a NaN / inf entry are left out
+    (``excluded``: how many). An :class:`~freqbias.na.NA` with the reason when too few images remain
+    (:func:`probe_precondition`) or when the fit's outputs are not finite."""
     s = record.single
     features, labels = s.masks.flatten(1).double().numpy(), s.y.numpy()
     finite = np.isfinite(features).all(axis=1)
     features, labels = features[finite], labels[finite]
     excluded = int((~finite).sum())
     left_out = f" ({excluded} of {len(finite)} masks with non-finite entries left out)" if excluded else ""
-    if reason := probe_precondition(labels):
+    if reason := probe_precondition(labels, cfg.probe_folds):
         return NA(reason + left_out)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a small float64 problem: extra OpenMP threads only contend (10x slower when busy)
     try:
-        result = linear_probe(features, labels, cfg.probe_train_frac, cfg.seed, cfg.probe_weight_decay,
-                              cfg.probe_max_iter)
+        result = linear_probe(features, labels, cfg.probe_folds, cfg.seed, cfg.probe_weight_decay,
+                              cfg.probe_max_iter, cfg.probe_permutations)
     finally:
         torch.set_num_threads(threads)
     if not result["finite"]:

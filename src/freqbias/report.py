@@ -137,8 +137,9 @@ def make_figures(fig: Mapping, tables: Mapping[str, Sequence[Mapping]], folder: 
     probe_model = next((m for m in fig["models"] if m in fig["probe"]), None)
     embedding = {**fig["probe"][probe_model], "model": probe_model} if probe_model else None
     add("probe", "Linear probe (multinomial logistic regression) from the flattened single-image masks to the "
-        "true class: held-out accuracy with true vs permuted labels (95% bootstrap intervals over test images; "
-        "chance dashed), and a 2-D PCA embedding of the probe's outputs on the test images.",
+        "true class, cross-validated (every probed image a test image once): accuracy with true vs permuted labels "
+        "(95% bootstrap intervals over images; chance dashed), and a 2-D PCA embedding of the probe's out-of-fold "
+        "outputs (logits) on every probed image.",
         lambda p: plots.probe_results(tables["probe"], embedding, names, p, dpi))
     add("filtered_accuracy", "Test accuracy on ideal low-pass (left) and high-pass (right; zero frequency kept) "
         "filtered images vs the cut-off radius.",
@@ -285,12 +286,14 @@ def _note(row: Mapping[str, Any], column: str) -> str:
 
 
 def _counts(row: Mapping[str, Any]) -> str:
-    """``n train / n test`` of a probe row."""
-    return " / ".join(fmt(cell(row, k)) for k in ("n_train", "n_test"))
+    """``n (k folds, P permutations)`` of a probe row."""
+    n, folds, perms = (str(v) if isinstance(v, NA) else f"{v:.0f}" for v in
+                       (cell(row, k) for k in ("n", "folds", "permutations")))
+    return f"{n} ({folds} folds, {perms} permutations)"
 
 
 def _converged(row: Mapping[str, Any]) -> str:
-    """Whether a probe row's L-BFGS fits converged (column ``converged``, written as True / False)."""
+    """Whether all of a probe row's L-BFGS fits converged (column ``converged``, written as True / False)."""
     value = str(row.get("converged", ""))
     return {"True": "yes", "False": "no (stopped at max_iter)"}.get(value, str(NA("not recorded")))
 
@@ -312,11 +315,13 @@ def render(summary: Mapping, claims: Sequence[Mapping], tables: Mapping[str, Seq
     single = _table(["model", "metric", "value [95% interval]", "n", "masks stage"],
                     [[r["model"], r["metric"], ci(r, "value") + _note(r, "value"), r["n"], fmt(cell(r, "stored"))]
                      for r in tables["single_image"]])
-    probe = _table(["model", "train", "test [95%]", "permuted test [95%]", "chance", "n train / test", "converged"],
+    probe = _table(["model", "train", "test [95%]", "permuted test [95%]", "permuted sd", "chance",
+                    "n images (folds, permutations)", "converged"],
                    [[r["model"], fmt(cell(r, "train_acc"), True), ci(r, "test_acc", True) + _note(r, ""),
-                     ci(r, "permuted_test_acc", True), fmt(cell(r, "chance"), True), _counts(r), _converged(r)]
+                     ci(r, "permuted_test_acc", True), fmt(cell(r, "permuted_sd"), True), fmt(cell(r, "chance"), True),
+                     _counts(r), _converged(r)]
                     if not isinstance(cell(r, "train_acc"), NA) else [r["model"], str(cell(r, "train_acc"))] +
-                    ["n/a (not probed)"] * 5 for r in tables["probe"]])
+                    ["n/a (not probed)"] * 6 for r in tables["probe"]])
     heat = _table(["model", "mean error", "max error", "Spearman rho with dataset mask"],
                   [[r["model"], fmt(cell(r, "mean_error")), fmt(cell(r, "max_error")),
                     fmt(cell(r, "corr_with_dataset_mask"))] for r in tables["heatmaps"]])
@@ -336,7 +341,11 @@ def render(summary: Mapping, claims: Sequence[Mapping], tables: Mapping[str, Seq
         "unmasked, PGD image under the clean mask: continuous / binary, PGD image under its own mask), and the "
         "similarity of x and the masked x in pixels (SSIM, correlation); 'masks stage' = the value that stage "
         "logged.\n\n" + single,
-        "### Linear probe\n\n" + probe,
+        "### Linear probe\n\nMultinomial logistic regression on the flattened single-image masks (values as they "
+        "are, L2 penalty on the weights), stratified k-fold cross-validation: every probed image is a test image "
+        "once. Train: mean accuracy of the folds' fits on their own images; permuted: the same with the labels "
+        "permuted (per image, the mean over the permutations; sd: over the permutations); chance: the "
+        "majority-class share of the probed images. Intervals: bootstrap over images.\n\n" + probe,
         "### Fourier heat maps\n\n" + heat,
     ]) + "\n"
 

@@ -143,14 +143,17 @@ def single_image_table(run: Run, outcomes: Mapping[str, Mapping[str, np.ndarray]
     return rows
 
 
-PROBE_COLUMNS = ("n_train", "n_test", "train_acc", "test_acc", "test_acc_lo", "test_acc_hi", "permuted_test_acc",
-                 "permuted_test_acc_lo", "permuted_test_acc_hi", "chance", "converged")
+PROBE_COLUMNS = ("n", "folds", "train_acc", "test_acc", "test_acc_lo", "test_acc_hi", "permutations",
+                 "permuted_test_acc", "permuted_test_acc_lo", "permuted_test_acc_hi", "permuted_sd", "chance",
+                 "converged")
 
 
 def probe_table(run: Run, probes: Mapping[str, Sequence[dict | NA]]) -> list[dict]:
-    """Rows of probe.csv: train / test accuracy with true and permuted labels (intervals over test
-    images), chance, and whether both L-BFGS fits converged; every value NA with the reason when the
-    model could not be probed."""
+    """Rows of probe.csv: the cross-validated probe on ``n`` images (each a test image once): mean
+    training accuracy of the folds' fits, test accuracy with true labels and with permuted labels
+    (per image the mean over the permutations; intervals: bootstrap over images), the standard
+    deviation of the permuted accuracy over the permutations, chance (majority-class share) and whether
+    every L-BFGS fit converged; every value NA with the reason when the model could not be probed."""
     rows = []
     for v in run.variants:
         for s, p in zip(run.seeds, probes[v]):
@@ -158,15 +161,19 @@ def probe_table(run: Run, probes: Mapping[str, Sequence[dict | NA]]) -> list[dic
             if isinstance(p, NA):
                 rows.append({**row, **dict.fromkeys(PROBE_COLUMNS, p), "reason": ""})
                 continue
-            converged = bool(p["converged"] and p["permuted_converged"])
+            stopped = p["fits"] - p["converged_fits"]
+            left_out = ", ".join(f"class {c} ({n} images)" for c, n in p["left_out"].items())
             notes = ([f"{p['excluded']} single-image masks with non-finite entries left out"] * bool(p["excluded"]) +
-                     ["an L-BFGS fit stopped at aggregate.probe.max_iter before converging"] * (not converged))
-            rows.append({**row, "n_train": len(p["train_index"]), "n_test": len(p["test_index"]),
-                         "train_acc": p["train_acc"],
+                     [f"left out with fewer images than aggregate.probe.folds: {left_out}"] * bool(left_out) +
+                     [f"{stopped} of {p['fits']} L-BFGS fits stopped at aggregate.probe.max_iter before "
+                      "converging"] * bool(stopped))
+            permuted = p["permuted_test_correct"].astype(float).mean(axis=0)
+            rows.append({**row, "n": len(p["index"]), "folds": int(p["fold"].max()) + 1, "train_acc": p["train_acc"],
                          **ci_row("test_acc", bootstrap_ci(p["test_correct"].astype(float), **run.boot)),
-                         **ci_row("permuted_test_acc",
-                                  bootstrap_ci(p["permuted_test_correct"].astype(float), **run.boot)),
-                         "chance": p["chance"], "converged": converged, "reason": "; ".join(notes)})
+                         "permutations": len(p["permuted_accs"]),
+                         **ci_row("permuted_test_acc", bootstrap_ci(permuted, **run.boot)),
+                         "permuted_sd": p["permuted_sd"] if len(p["permuted_accs"]) > 1 else NA("one permutation"),
+                         "chance": p["chance"], "converged": not stopped, "reason": "; ".join(notes)})
     return rows
 
 
