@@ -108,7 +108,10 @@ def seed_images(standard: ModelRecord, adversarial: ModelRecord, x_test: torch.T
 
 def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 7, data_range: float = 1.0) -> torch.Tensor:
     """Mean structural similarity of image pairs (N, C, H, W) -> (N,), uniform ``window`` x ``window``
-    windows (valid positions only), constants of Wang et al. 2004 for pixels spanning ``data_range``."""
+    windows (valid positions only), population (biased) local variances, constants of Wang et al. 2004
+    for pixels spanning ``data_range``, averaged over channels. This is scikit-image's
+    ``structural_similarity(win_size=7, gaussian_weights=False, use_sample_covariance=False)``
+    (tests/test_reference.py), not the Gaussian-window (sigma 1.5) SSIM of Wang et al. 2004."""
     a, b = a.double(), b.double()
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
 

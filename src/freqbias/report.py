@@ -340,7 +340,9 @@ def render(summary: Mapping, claims: Sequence[Mapping], tables: Mapping[str, Seq
         "### Single-image masks\n\nAgreement with the model's own clean prediction (masked, complement, PGD image "
         "unmasked, PGD image under the clean mask: continuous / binary, PGD image under its own mask), and the "
         "similarity of x and the masked x in pixels (SSIM, correlation); 'masks stage' = the value that stage "
-        "logged.\n\n" + single,
+        "logged. SSIM: uniform 7 x 7 window, population variances (scikit-image's structural_similarity with "
+        "gaussian_weights=False, use_sample_covariance=False), not the Gaussian-window SSIM of Wang et al. "
+        "2004.\n\n" + single,
         "### Linear probe\n\nMultinomial logistic regression on the flattened single-image masks (values as they "
         "are, L2 penalty on the weights), stratified k-fold cross-validation: every probed image is a test image "
         "once. Train: mean accuracy of the folds' fits on their own images; permuted: the same with the labels "
