@@ -65,7 +65,9 @@ def save_text(text: str, path: str | os.PathLike) -> None:
 
 
 def save_csv(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> None:
-    """Write a list of dicts as CSV (columns from the first row) atomically."""
+    """Write a list of dicts as CSV (columns from the first row) atomically. Every table of the project
+    is written here and read back with :class:`csv.DictReader` (all cells text; :func:`freqbias.na.cell`
+    parses them): the standard library, no pandas."""
     if not rows:
         raise ValueError(f"no rows to write to {path}")
     with atomic_path(path) as tmp:
