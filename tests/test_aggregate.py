@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import json
 import math
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
 from freqbias import aggregate as ag
 from freqbias import bands as bd
 from freqbias import measures as ms
+from freqbias import probe as pb
 from freqbias.artifacts import SingleMasks
 from freqbias.config import DataError, ParamError
 from freqbias.models import build_model
+from freqbias.na import NA, csv_rows
+from freqbias.tables import probe_table
 
 H = W = 28
 
@@ -111,3 +116,22 @@ def test_run_aggregate_with_two_seeds_and_mismatched_images():
     records[1].single.index = records[1].single.index.flip(0)
     with pytest.raises(DataError, match="images differ"):
         ag.run_aggregate(records, SMALL, splits, attack=None, class_names=names)
+
+
+def test_probe_table_reports_left_out_classes_unconverged_fits_and_the_permuted_spread():
+    rng = np.random.default_rng(0)
+    y = np.array([0] * 6 + [1] * 6 + [2] * 2)
+    result = pb.linear_probe(rng.random((14, 5)), y, folds=3, max_iter=1, permutations=3)
+    run = SimpleNamespace(variants=["N", "A"], seeds=[0], by={("N", 0): SimpleNamespace(name="N-s0"),
+                                                               ("A", 0): SimpleNamespace(name="A-s0")},
+                          boot={"n_boot": 50, "alpha": 0.05, "seed": 0})
+    rows = csv_rows(probe_table(run, {"N": [{**result, "excluded": 1}], "A": [NA("too few images per class")]}))
+    n, a = rows
+    assert n["n"] == 12 and n["folds"] == 3 and n["permutations"] == 3 and n["converged"] is False
+    assert n["permuted_sd"] == pytest.approx(np.std(result["permuted_accs"], ddof=1))
+    assert n["permuted_test_acc"] == pytest.approx(result["permuted_accs"].mean())
+    assert n["test_acc_lo"] <= n["test_acc"] <= n["test_acc_hi"]
+    assert n["reason"] == ("1 single-image masks with non-finite entries left out; left out with fewer images than "
+                           "aggregate.probe.folds: class 2 (2 images); 12 of 12 L-BFGS fits stopped at "
+                           "aggregate.probe.max_iter before converging")
+    assert a["test_acc"] is None and "too few images per class" in a["reason"]
