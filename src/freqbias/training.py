@@ -67,7 +67,7 @@ class TrainConfig:
         if self.amp is None:
             return device.type == "cuda"
         if self.amp and device.type == "cpu":
-            log("warning: train.amp is true on a CPU: bf16 autocast is slow there (see README); null = auto")
+            log("warning: train.amp is true on a CPU: bf16 autocast is slow on most CPUs (README); null = auto")
         return self.amp
 
     @classmethod
