@@ -36,14 +36,18 @@ repro: setup
 lint: setup
 	ruff check src stages tests benchmarks
 
+# One pytest-xdist worker per core; each test file runs whole on one worker (its module fixtures,
+# e.g. the end-to-end dvc runs, once), with one torch thread per worker (tests/conftest.py).
+PYTEST := python -m pytest -q -n auto --dist loadfile
+
 test: setup lint
-	python -m pytest -q
+	$(PYTEST)
 
 test-fast: setup
-	python -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 bench: setup
-	python benchmarks/bench_masks.py
+	python benchmarks/bench.py
 
 clean-venv:
 	rm -rf $(VENV)

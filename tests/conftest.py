@@ -12,6 +12,12 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Under pytest-xdist (``make test``: one worker per core) each worker, and the stages it spawns,
+    # runs torch on one thread: more would oversubscribe the cores the workers already share.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
 GENERATED = ("metrics/", "reports/", "results/")  # committed outputs of a run: not copied
 
 
