@@ -37,8 +37,9 @@ lint: setup
 	ruff check src stages tests benchmarks
 
 # One pytest-xdist worker per core; each test file runs whole on one worker (its module fixtures,
-# e.g. the end-to-end dvc runs, once), with one torch thread per worker (tests/conftest.py).
-PYTEST := python -m pytest -q -n auto --dist loadfile
+# e.g. the end-to-end dvc runs, once), with one torch thread per worker, longest end-to-end files
+# first (tests/conftest.py; --no-loadscope-reorder keeps that order).
+PYTEST := python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder
 
 test: setup lint
 	$(PYTEST)
