@@ -36,14 +36,19 @@ repro: setup
 lint: setup
 	ruff check src stages tests benchmarks
 
+# One pytest-xdist worker per core; each test file runs whole on one worker (its module fixtures,
+# e.g. the end-to-end dvc runs, once), with one torch thread per worker, longest end-to-end files
+# first (tests/conftest.py; --no-loadscope-reorder keeps that order).
+PYTEST := python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder
+
 test: setup lint
-	python -m pytest -q
+	$(PYTEST)
 
 test-fast: setup
-	python -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 bench: setup
-	python benchmarks/bench_masks.py
+	python benchmarks/bench.py
 
 clean-venv:
 	rm -rf $(VENV)

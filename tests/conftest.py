@@ -6,12 +6,19 @@ import os
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Under pytest-xdist (``make test``: one worker per core) each worker, and the stages it spawns,
+    # runs torch on one thread: more would oversubscribe the cores the workers already share.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
 GENERATED = ("metrics/", "reports/", "results/")  # committed outputs of a run: not copied
 
 
@@ -52,3 +59,12 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files with slow (end-to-end) tests first, those with fewest tests (one long run) first among
+    them; each file's tests stay together and in order. Under pytest-xdist (``--dist loadfile
+    --no-loadscope-reorder``, ``make test``) the longest runs then start first and the rest fill in."""
+    per_file = Counter(item.path for item in items)
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: (0, per_file[item.path]) if item.path in slow_files else (1, 0))

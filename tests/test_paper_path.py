@@ -100,10 +100,3 @@ def test_paper_profile_runs_end_to_end(project: Path) -> None:
     assert manifest["dataset"] == "imagenette" and manifest["image_size"] == 128
     assert manifest["counts"] == {"train": 20, "val": 10, "test": 20}
     check_report(project, "vgg11_bn")
-
-
-def test_paper_resnet18_profile_runs_end_to_end(project: Path) -> None:
-    params = use_profile(project, "paper-resnet18")
-    assert params["model"]["arch"] == "resnet18" and params["data"]["image_size"] == 128
-    run(["dvc", "repro"], project)
-    check_report(project, "resnet18")

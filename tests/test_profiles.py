@@ -60,7 +60,8 @@ def test_unknown_profile_names_the_known_ones(monkeypatch) -> None:
 
 
 def test_paper_profile_without_imagenette_stops_at_fetch_with_a_hint(tmp_path: Path) -> None:
-    shutil.copytree(REPO / "stages", tmp_path / "stages")
+    # not __pycache__: a parallel worker may be writing it (pytest-xdist)
+    shutil.copytree(REPO / "stages", tmp_path / "stages", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO / "profiles", tmp_path / "profiles")
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
     apply("paper", tmp_path / "params.yaml", tmp_path / "profiles")

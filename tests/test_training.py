@@ -19,6 +19,7 @@ from freqbias.training import (
     augment_batch,
     random_affine,
     train_model,
+    train_step,
 )
 from freqbias.variants import VARIANTS, AugmentConfig
 
@@ -314,6 +315,7 @@ def _set(params: dict, dotted: str, value) -> dict:
     ("train.eval.eps", "0.1"),
     ("model.arch", "vit"),
     ("train.attack", 0.1),
+    ("train.amp", "yes"),
 ])
 def test_train_config_errors_name_the_key(key, value):
     with pytest.raises(ParamError, match=rf"^{key.replace('.', '[.]')}: "):
@@ -325,3 +327,37 @@ def test_train_config_missing_key():
     del params["train"]["attack"]["eps"]
     with pytest.raises(ParamError, match=r"^train\.attack\.eps: missing"):
         TrainConfig.from_params(params)
+
+
+@pytest.mark.parametrize("value,device,on,warned", [
+    (None, "cpu", False, False), (None, "cuda", True, False),     # auto: bf16 on CUDA only
+    (True, "cpu", True, True), (True, "cuda", True, False),       # explicit true wins, warned on a CPU
+    (False, "cuda", False, False), (False, "cpu", False, False),
+])
+def test_train_amp_auto_and_explicit(value, device, on, warned):
+    params = _params()
+    params["train"]["amp"] = value
+    lines = []
+    assert TrainConfig.from_params(params).amp_on(torch.device(device), lines.append) is on
+    assert len(lines) == int(warned) and all("train.amp" in line and "slow" in line for line in lines)
+
+
+def test_train_amp_left_out_is_auto():
+    params = _params()
+    del params["train"]["amp"]
+    assert TrainConfig.from_params(params).amp is None
+
+
+def test_train_step_lowers_the_loss_and_restores_train_mode():
+    x, y = make_planted(64, 28, 4, seed=0)
+    x = x.float() / 255
+    torch.manual_seed(0)
+    model = build_model("small_cnn", 1, 4, 28, [0.5], [0.2]).train()
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    attack = _tiny_config().attack.build(std=0.2)
+    _, logits = train_step(model, x, y, opt, attack=attack, g=torch.Generator().manual_seed(0))
+    assert model.training and logits.shape == (64, 4) and not logits.requires_grad
+    first, _ = train_step(model, x, y, opt)
+    for _ in range(10):
+        loss, _ = train_step(model, x, y, opt)
+    assert loss < 0.8 * first

@@ -1,0 +1,235 @@
+"""How close the study's kernels run to this machine's fp32 matmul peak.
+
+Measures, in one run and on the same torch threads:
+
+- **peak**: ``a @ b`` with 2048 x 2048 fp32 matrices, best of ``--repeats`` (2 n^3 FLOP each);
+- **train N**: one call of :func:`freqbias.training.train_step` (forward, backward, Adam) of
+  ``small_cnn`` at 28 x 28 on a batch of ``train.batch_size`` images, in the layout training uses;
+- **train A**: the same step with the PGD of ``train.attack`` (params.yaml) first (eval-mode forward +
+  backward per PGD step);
+- **shared masks**: the kernel of dataset / class mask fitting: ``--batch`` images, each filtered by
+  its group's mask out of ``--groups`` masks (``apply_mask(z, masks[group_ids], kind)``), forward +
+  backward to the masks through the frozen net of :func:`freqbias.fitting.fitting_copy` (``fast``:
+  BN folded, channels-last), then an Adam step and the [0, 1] clamp;
+- **single masks**: the per-step kernel of single-image fitting: one mask per image, the same way.
+
+Each row gives items per second (images, or image-steps of mask fitting), the FLOP per item COUNTED
+with :class:`torch.utils.flop_counter.FlopCounterMode` (convolutions and matmuls of forward and
+backward; the FFTs and elementwise ops count 0, so the share is of useful dense work), the GFLOP/s
+this makes, and that as a share of the peak, against the issue's targets (training 60 %, mask fitting
+70 %). Times are the best of ``--repeats`` rounds of ``--inner`` calls (the machine may be shared: the
+fastest round is the least disturbed). ``--profile`` adds torch.profiler's top operators per row;
+``--paper B`` what an epoch of the ``paper`` profile costs on this machine, fp32 and bf16 autocast.
+
+    python benchmarks/bench.py [--threads N] [--repeats 5] [--inner 10] [--batch 128] [--groups 10] [--profile]
+                               [--paper BATCH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch.nn import functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from freqbias import fitting, fourier
+from freqbias.config import load_params
+from freqbias.models import build_model
+from freqbias.training import TrainConfig, fast_layout, train_step
+
+REPO = Path(__file__).resolve().parents[1]
+SIZE, CLASSES = 28, 10
+TARGETS = {"train": 0.60, "masks": 0.70}
+PAPER_TRAIN = 4171   # Imagenette's 5 study classes (imagenette2 train split) less the 500 val images
+
+
+@dataclass
+class Case:
+    """A kernel to time: ``fn()`` processes ``items`` items (images or image-steps)."""
+
+    name: str
+    kind: str            # "train" | "masks": which target applies
+    items: int
+    unit: str
+    fn: Callable[[], object]
+
+
+def best_seconds(fn: Callable[[], object], repeats: int, inner: int, warmup: int = 3) -> float:
+    """Seconds per call: the fastest of ``repeats`` rounds of ``inner`` calls, after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        best = min(best, (time.perf_counter() - start) / inner)
+    return best
+
+
+class _GlobalOnly:
+    """Stands in for FlopCounterMode's per-module tracker, whose backward hooks break
+    ``torch.autograd.grad`` on a leaf input (PGD, masks); only the global total is needed here."""
+
+    parents = {"Global"}
+
+    def __enter__(self) -> "_GlobalOnly":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """FLOP of one call of ``fn``, counted by torch (matmuls and convolutions, forward and backward)."""
+    counter = FlopCounterMode(display=False)
+    counter.mod_tracker = _GlobalOnly()
+    with counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def matmul_peak(repeats: int, n: int = 2048) -> float:
+    """fp32 GFLOP/s of ``a @ b`` for n x n matrices, best of ``repeats``."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    return 2 * n**3 / best_seconds(lambda: a @ b, repeats, 1) / 1e9
+
+
+def training_cases(cfg: TrainConfig) -> list[Case]:
+    """One train step of N (no attack) and of A (PGD of ``cfg.attack`` first), batch ``cfg.batch_size``."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(cfg.batch_size, 1, SIZE, SIZE, generator=g)
+    y = torch.randint(0, CLASSES, (cfg.batch_size,), generator=g)
+    cases = []
+    for variant, attack in (("N", None), ("A", cfg.attack.build(std=0.35))):
+        model = build_model(cfg.arch, 1, CLASSES, SIZE, [0.29], [0.35]).train()
+        model.to(memory_format=fast_layout(x.device))  # as train_model does
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        name = f"train {variant}" + ("" if attack is None else f" (PGD {attack.steps} steps)")
+        cases.append(Case(name, "train", cfg.batch_size, "images",
+                          lambda m=model, o=opt, a=attack: train_step(m, x, y, o, attack=a, g=g)))
+    return cases
+
+
+def mask_case(net: torch.nn.Module, name: str, batch: int, groups: int, kind: str) -> Case:
+    """Forward + backward to ``groups`` masks shared by a batch of ``batch`` images (``groups`` =
+    ``batch``: one mask per image), an Adam step and the clamp: one image-step per image."""
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(batch, 1, SIZE, SIZE, generator=g)
+    y = torch.randint(0, CLASSES, (batch,), generator=g)
+    group_ids = torch.arange(batch) % groups
+    masks = fourier.init_masks(groups, SIZE, SIZE, kind).requires_grad_()
+    opt = torch.optim.Adam([masks], lr=0.02)
+
+    def step() -> None:
+        logits = net(fourier.apply_mask(z, masks[group_ids], kind))
+        loss = torch.exp(F.cross_entropy(logits, y, reduction="none") ** 2).sum() + 0.2 * masks.abs().mean()
+        (masks.grad,) = torch.autograd.grad(loss, masks)
+        opt.step()
+        with torch.no_grad():
+            fourier.project_(masks)
+
+    return Case(name, "masks", batch, "image-steps", step)
+
+
+def paper_cost(batch: int, calls: int, paper_train: int = PAPER_TRAIN) -> None:
+    """What one epoch of the ``paper`` profile costs here: a VGG11-BN train step at 128 x 128 (grayscale,
+    5 classes, batch ``batch``) timed in fp32 and under bf16 autocast; A's epoch from N's rate and the
+    counted FLOP of its 10-step PGD (same GFLOP/s assumed)."""
+    from freqbias.profiles import deep_merge, load_profile
+
+    paper = deep_merge(load_params(REPO / "params.yaml"), load_profile("paper", REPO / "profiles"))
+    cfg = TrainConfig.from_params(paper)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(batch, 1, 128, 128, generator=g), torch.randint(0, 5, (batch,), generator=g)
+    model = build_model(cfg.arch, 1, 5, 128, [0.449], [0.226]).train()
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    attack = cfg.attack.build(std=0.226)
+    flop_n = count_flops(lambda: train_step(model, x, y, opt)) / batch
+    flop_a = count_flops(lambda: train_step(model, x, y, opt, attack=attack, g=g)) / batch
+    print(f"\npaper profile ({cfg.arch} 128x128, batch {batch}; {paper_train} train images per epoch; "
+          f"A: PGD {attack.steps} steps = {flop_a / flop_n:.1f}x N's FLOP)")
+    for amp in (False, True):
+        rate = batch / best_seconds(lambda a=amp: train_step(model, x, y, opt, amp=a), calls, 1, warmup=1)
+        epoch_n = paper_train / rate
+        print(f"  {'bf16 autocast' if amp else 'fp32':<14} N {rate:6.2f} images/s ({rate * flop_n / 1e9:5.1f} "
+              f"GFLOP/s): epoch N {epoch_n / 60:6.0f} min, A {epoch_n * flop_a / flop_n / 3600:6.1f} h")
+
+
+def profile_table(fn: Callable[[], object], calls: int = 5, rows: int = 8) -> str:
+    """torch.profiler's operators by self CPU time over ``calls`` calls of ``fn``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(calls):
+            fn()
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows, max_name_column_width=40)
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--repeats", type=int, default=5, help="timed rounds; the fastest counts")
+    ap.add_argument("--inner", type=int, default=10, help="calls per round")
+    ap.add_argument("--batch", type=int, default=128, help="images per mask-fitting step")
+    ap.add_argument("--groups", type=int, default=10, help="shared masks per batch (10: the class masks)")
+    ap.add_argument("--params", type=Path, default=REPO / "params.yaml", help="train and masks settings")
+    ap.add_argument("--profile", action="store_true", help="print torch.profiler's top operators per row")
+    ap.add_argument("--paper", type=int, default=0, metavar="BATCH",
+                    help="also time the paper profile's VGG11-BN step (fp32 and bf16) at this batch size")
+    args = ap.parse_args()
+    os.environ.setdefault("FREQBIAS_PROGRESS", "0")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    params = load_params(args.params)
+    cfg = TrainConfig.from_params(params)
+    kind = fitting.MasksConfig.from_params(params).kind
+
+    peak = matmul_peak(max(args.repeats, 10))
+    frozen = fitting.fitting_copy(build_model(cfg.arch, 1, CLASSES, SIZE, [0.29], [0.35]).net, fast=True)
+    cases = training_cases(cfg) + [
+        mask_case(frozen, f"shared masks ({args.groups} per batch)", args.batch, args.groups, kind),
+        mask_case(frozen, "single masks (1 per image)", args.batch, args.batch, kind)]
+
+    print(f"{cpu_name()}; {os.cpu_count()} CPUs, torch {torch.__version__} on {torch.get_num_threads()} threads; "
+          f"{cfg.arch} {SIZE}x{SIZE}, train batch {cfg.batch_size}, mask batch {args.batch}, kind {kind!r}")
+    print(f"fp32 matmul peak (2048 x 2048): {peak:.0f} GFLOP/s\n")
+    head = f"{'kernel':<30} {'items/s':>9} {'unit':<12} {'MFLOP/item':>10} {'GFLOP/s':>8} {'of peak':>8} {'target':>7}"
+    print(head + "\n" + "-" * len(head))
+    profiles = []
+    for case in cases:
+        flop = count_flops(case.fn) / case.items
+        rate = case.items / best_seconds(case.fn, args.repeats, args.inner)
+        share, target = rate * flop / 1e9 / peak, TARGETS[case.kind]
+        print(f"{case.name:<30} {rate:>9.0f} {case.unit:<12} {flop / 1e6:>10.1f} {rate * flop / 1e9:>8.1f} "
+              f"{share:>8.0%} {target:>7.0%}" + ("" if share >= target else "  (below)"))
+        if args.profile:
+            profiles.append((case.name, profile_table(case.fn)))
+    for name, table in profiles:
+        print(f"\n{name}: torch.profiler, top operators by self CPU time\n{table}")
+    if args.paper:
+        paper_cost(args.paper, max(2, args.repeats // 2))
+
+
+if __name__ == "__main__":
+    main()
