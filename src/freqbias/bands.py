@@ -163,11 +163,13 @@ def low_energy(energies: np.ndarray, low: np.ndarray) -> np.ndarray:
 
 
 def difference_curves(per_seed: Mapping[str, Sequence[np.ndarray]], cfg: AggregateConfig,
-                      alpha: float | None = None, what: str = "single-image masks") -> dict[str, Estimate]:
+                      alpha: float | None = None, what: str = "single-image masks", unit: str = "image"
+                      ) -> dict[str, Estimate]:
     """Mean paired difference X - N per band with its interval, for every variant X != N.
 
     ``per_seed[V]``: one (n_s, bands) energy array per seed, rows = the seed's images (or folds) in the same
-    order for every variant; ``what`` names the rows' masks in n/a reasons. Returns ``{V: (estimate, lo,
+    order for every variant; ``what`` names the rows' masks and ``unit`` a row in n/a reasons. Returns
+    ``{V: (estimate, lo,
     hi)}``, each (bands,)."""
     out = {}
     for v, arrays in per_seed.items():
@@ -175,15 +177,15 @@ def difference_curves(per_seed: Mapping[str, Sequence[np.ndarray]], cfg: Aggrega
             continue
         diffs = [np.subtract(*paired(a, n)) for a, n in zip(arrays, per_seed["N"])]
         out[v] = defined_estimate(diffs, None, cfg.n_boot, cfg.alpha if alpha is None else alpha, cfg.seed,
-                                  empty=_no_pairs(arrays, what))
+                                  empty=_no_pairs(arrays, what, unit))
     return out
 
 
-def _no_pairs(arrays: Sequence[np.ndarray], what: str = "single-image masks") -> str:
-    """Why no row pairs a variant's energies with N's."""
+def _no_pairs(arrays: Sequence[np.ndarray], what: str = "single-image masks", unit: str = "image") -> str:
+    """Why no row (image or fold) pairs a variant's energies with N's."""
     if not sum(len(a) for a in arrays):
-        return f"no {what} (0 rows)"
-    return f"no row on which both {what} have band energies (all-zero or non-finite masks)"
+        return f"no {what} (0 {unit}s)"
+    return f"no {unit} on which both {what} have band energies (all-zero or non-finite masks)"
 
 
 def share_curves(per_seed: Mapping[str, Sequence[np.ndarray]], cfg: AggregateConfig) -> dict[str, Estimate]:
@@ -273,7 +275,7 @@ def band_statistics(run: Run, energies: Mapping[str, Mapping[str, tuple[np.ndarr
         stats.shares[p] = share_curves(stats.per_seed[p], run.cfg)
         stats.fold_per_seed[p] = {v: [energies[run.by[v, s].name]["folds"][i] for s in run.seeds]
                                   for v in run.variants}
-        stats.dataset_diffs[p] = difference_curves(stats.fold_per_seed[p], run.cfg, what="fold masks")
+        stats.dataset_diffs[p] = difference_curves(stats.fold_per_seed[p], run.cfg, what="fold masks", unit="fold")
         stats.class_diffs[p] = {}
         for v in run.others:
             per = [energies[run.by[v, s].name]["class"][i] - energies[run.by["N", s].name]["class"][i]
