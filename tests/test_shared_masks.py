@@ -197,9 +197,8 @@ def test_fixed_method_keeps_lam_and_follows_one_cycle():
     assert len({round(h["lam"], 9) for h in rec["history"]}) > 1
 
 
-def test_groups_are_independent_of_their_order():
-    """The groups only share the sampling stream; each mask is scored on its own images only, so the
-    records' clean accuracies and sizes follow the groups."""
+def test_each_group_is_scored_on_its_own_images():
+    """The records' sizes and clean accuracies are those of each group's own images."""
     net, z, y = _data()
     y = y.clone()
     y[:6] = (y[:6] + 1) % 4  # the first 6 images are misclassified: clean accuracy 0 on them
