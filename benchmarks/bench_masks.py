@@ -7,9 +7,9 @@ accuracy on the fit set after every epoch (batch 1); the published single-image 
 no-grad forward per step to read the prediction for its stopping rule. Both are timed with that
 evaluation ("published") and without it ("lean").
 
-Library: :func:`freqbias.fitting.fit_dataset_mask` (minibatches of ``--batch``, per-epoch masked
-accuracy included) and :func:`freqbias.fitting.fit_single_masks` (all images as one batch; stopping
-disabled so that every mask runs all steps).
+Library: :func:`freqbias.shared_masks.fit_shared_masks` with one group, method ``fixed`` (minibatches
+of ``--batch``, the masked accuracy checked once per epoch) and :func:`freqbias.fitting.fit_single_masks`
+(all images as one batch; stopping disabled so that every mask runs all steps).
 
 Same model (small_cnn at 28 x 28, random init, eval mode), same images. Dataset mask: the same
 number of epochs (each image seen as often; the library takes ``--batch`` times fewer steps).
@@ -35,6 +35,7 @@ from torch.nn import functional as F
 from freqbias import fitting as mf
 from freqbias import fourier as fm
 from freqbias.models import build_model
+from freqbias.shared_masks import SharedMaskConfig, fit_shared_masks
 
 SIZE, CLASSES = 28, 10
 DATASET = dict(lam=0.2, lr=1e-3, pct_start=0.1)   # published constants
@@ -117,16 +118,16 @@ def main() -> None:
 
     per_epoch = math.ceil(args.images / args.batch)
     epochs = max(1, args.steps // per_epoch)
-    cfg = mf.DatasetMaskConfig(**DATASET, batch_size=args.batch, max_epochs=epochs, acc_ratio=0.99, tol=0.0,
-                               patience=epochs + 1, kind=args.kind)
+    cfg = SharedMaskConfig(**DATASET, method="fixed", batch_size=args.batch, max_steps=epochs * per_epoch,
+                           check_every=per_epoch, acc_ratio=0.99, tol=0.0, patience=epochs + 1, kind=args.kind)
     work = epochs * args.images
-    t = best_times({"lib": (mf.fit_dataset_mask, (net, z, target, cfg)),
+    t = best_times({"lib": (fit_shared_masks, (net, z, target, [torch.arange(len(z))], cfg)),
                     "pub": (reference_fit, (net, z, target, ce0, work, DATASET, False, args.images)),
                     "lean": (reference_fit, (net, z, target, ce0, work, DATASET))}, args.repeats)
     t_lib, t_pub, t_lean = t["lib"], t["pub"], t["lean"]
     print(f"\ndataset mask ({epochs} epochs over {args.images} images)")
     print(f"  library    {work / t_lib:9.1f} image-steps/s  ({t_lib:5.1f} s, {epochs * per_epoch} steps of batch "
-          f"{min(args.batch, args.images)}, with per-epoch evaluation)")
+          f"{args.batch}, with per-epoch evaluation)")
     print(f"  published  {work / t_pub:9.1f} image-steps/s  ({t_pub:5.1f} s, {work} steps of batch 1, with per-epoch "
           f"evaluation)   ratio {t_pub / t_lib:5.1f}x")
     print(f"  lean       {work / t_lean:9.1f} image-steps/s  ({t_lean:5.1f} s, without evaluation)   "

@@ -14,7 +14,7 @@ from freqbias.artifacts import load_checkpoint
 from freqbias.cli import run_stage, setup_logging
 from freqbias.config import load_params
 from freqbias.data import load_split
-from freqbias.fitting import MasksConfig
+from freqbias.mask_run import MasksConfig
 from freqbias.io import load_json, save_json
 from freqbias.mask_run import fit_model_masks
 from freqbias.training import TrainConfig

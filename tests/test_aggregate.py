@@ -77,8 +77,16 @@ def synthetic_run(variants=("N", "A", "R"), seeds=(0,), n_img: int = 12, classes
             records.append(ms.ModelRecord(
                 name=f"{v}-s{seed}", variant=v, seed=seed, model=model, kind="rfft",
                 dataset_mask=torch.rand(H, W // 2 + 1), class_masks=torch.rand(classes, H, W // 2 + 1), single=single,
-                train_metrics={"train_seconds": 1.0}, mask_metrics={"seconds": 1.0, "val_clean_acc": 0.5}))
+                train_metrics={"train_seconds": 1.0}, mask_metrics={"seconds": 1.0, "val_clean_acc": 0.5},
+                fold_masks=torch.rand(3, H, W // 2 + 1), fit_records=fit_records(classes)))
     return records, {"val": (x[:20], y[:20]), "test": (x, y)}, [f"class {k}" for k in range(classes)]
+
+
+def fit_records(classes: int) -> dict:
+    """Shared-mask fitting records as the masks stage writes them (:mod:`freqbias.shared_masks`)."""
+    rec = {"n_images": 10, "clean_acc": 0.9, "masked_acc": 0.9, "met": True, "converged": True, "steps": 30,
+           "mean": 0.5, "support": 0.6, "min": 0.0, "lam": 0.3, "history": []}
+    return {"dataset": rec, "folds": [rec] * 3, "classes": [rec] * classes}
 
 
 SMALL = ag.AggregateConfig(n_boot=20, accuracy_n=None, probe_max_iter=20, probe_folds=3, probe_permutations=2,

@@ -15,9 +15,9 @@ from freqbias import paths
 from freqbias.artifacts import ClassMasks, DatasetMask, SingleMasks, load_checkpoint, save_checkpoint
 from freqbias.attacks import PGD
 from freqbias.config import DataError, load_params
-from freqbias.fitting import MasksConfig, SingleMaskResult
+from freqbias.fitting import SingleMaskResult
 from freqbias.io import save_json, save_torch
-from freqbias.mask_run import fit_model_masks, masks_metrics, ratio_or_none
+from freqbias.mask_run import MasksConfig, fit_model_masks, masks_metrics, ratio_or_none
 from freqbias.measures import load_records
 from freqbias.models import build_model
 
@@ -61,10 +61,15 @@ def test_single_masks_round_trip(tmp_path, adv):
     assert back.has_adv == adv and len(back) == 5
 
 
+RECORD = {"n_images": 8, "clean_acc": 1.0, "masked_acc": 1.0, "met": True, "converged": True, "steps": 40,
+          "mean": 0.3, "support": 0.4, "min": 0.0, "lam": 0.5, "history": [{"step": 10, "masked_acc": 1.0}]}
+
+
 def test_dataset_and_class_masks_round_trip(tmp_path):
-    history = [{"epoch": 1, "loss": 0.5, "masked_acc": 0.9, "clean_acc": 1.0, "mean_mask": 0.3, "kept": True}]
-    d = DatasetMask(mask=torch.rand(H, WM), history=history, kind="rfft", meta=dict(META))
-    c = ClassMasks(masks=torch.rand(4, H, WM), index=torch.arange(8), kind="rfft", histories=[history] * 4)
+    d = DatasetMask(mask=torch.rand(H, WM), record=RECORD, folds=torch.rand(3, H, WM), fold_records=[RECORD] * 3,
+                    kind="rfft", meta=dict(META))
+    c = ClassMasks(masks=torch.rand(4, H, WM), index=torch.arange(8), kind="rfft", records=[RECORD] * 4,
+                   counts=torch.tensor([2, 2, 2, 2]))
     d.save(tmp_path / "d.pt")
     c.save(tmp_path / "c.pt")
     assert_same(DatasetMask.load(tmp_path / "d.pt"), d)
@@ -72,9 +77,7 @@ def test_dataset_and_class_masks_round_trip(tmp_path):
 
 
 def test_files_in_the_older_format_still_load(tmp_path):
-    """class.pt without histories and single.pt without x_adv, as earlier masks stages wrote them."""
-    save_torch({"masks": torch.ones(2, H, WM), "index": torch.arange(4), "kind": "rfft"}, tmp_path / "class.pt")
-    assert ClassMasks.load(tmp_path / "class.pt").histories == []
+    """single.pt without x_adv, as earlier masks stages wrote it."""
     raw = {k: v for k, v in single_masks().to_dict().items() if k != "x_adv"}
     save_torch(raw, tmp_path / "single.pt")
     assert SingleMasks.load(tmp_path / "single.pt").x_adv is None
@@ -83,8 +86,8 @@ def test_files_in_the_older_format_still_load(tmp_path):
 def test_missing_or_incomplete_files_are_data_errors(tmp_path):
     with pytest.raises(DataError, match=r"d\.pt: not found \(run the masks stage first\)"):
         DatasetMask.load(tmp_path / "d.pt")
-    save_torch({"mask": torch.ones(H, WM), "kind": "rfft"}, tmp_path / "d.pt")
-    with pytest.raises(DataError, match=r"d\.pt: not a DatasetMask file .*history"):
+    save_torch({"mask": torch.ones(H, WM), "kind": "rfft"}, tmp_path / "d.pt")   # a file of the epoch-based fit
+    with pytest.raises(DataError, match=r"d\.pt: not a DatasetMask file .*record"):
         DatasetMask.load(tmp_path / "d.pt")
 
 
@@ -109,18 +112,21 @@ def test_metrics_with_zero_clean_accuracy_are_json(tmp_path):
     scores = {"val_clean_acc": 0.0, "val_masked_acc": 0.0, "test_clean_acc": 0.5, "test_masked_acc": 0.25}
     clean = SingleMaskResult(masks=torch.ones(3, H, WM), steps_used=torch.tensor([1, 2, 3]),
                              kept=torch.ones(3, dtype=torch.bool), mean_mask=torch.ones(3))
-    metrics = masks_metrics("N-s0", META, 0, "rfft", scores, torch.ones(H, WM), [{}] * 2, torch.ones(4, H, WM),
-                            [[{}]] * 4, clean, {"masked_agreement": 1.0}, 10, W, 1.23)
+    absent = {"n_images": 0, "converged": None, "history": []}
+    metrics = masks_metrics("N-s0", META, 0, "rfft", scores, {**RECORD, "mean": 1.0}, [RECORD] * 2,
+                            [RECORD] * 3 + [absent], clean, 3, {"masked_agreement": 1.0}, 1.23)
     save_json(metrics, tmp_path / "m.json")
     back = json.loads((tmp_path / "m.json").read_text())
     assert back["val_ratio"] is None and back["test_ratio"] == 0.5
     assert back["variant"] == "external" and back["single_n"] == 3 and back["single_steps_mean"] == 2.0
-    assert back["dataset_mask_mean"] == pytest.approx(1.0) and back["class_epochs_mean"] == 1.0
+    assert back["dataset_mask_mean"] == pytest.approx(1.0) and back["class_steps_mean"] == 40
+    assert back["dataset_converged"] is True and back["class_converged"] == 1.0 and back["single_converged"] == pytest.approx(2 / 3)
 
 
 def tiny_masks_config() -> MasksConfig:
     params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
-    params["masks"]["dataset"].update(fit_n=30, class_fit_n=4, batch_size=16, max_epochs=2)
+    params["masks"]["dataset"].update(fit_n=30, folds=2, class_fit_n=4, batch_size=8, max_steps=10, check_every=5,
+                                      patience=1)
     params["masks"]["single"].update(n_images=4, max_steps=3)
     return MasksConfig.from_params(params)
 
@@ -142,7 +148,9 @@ def test_fit_model_masks_writes_what_aggregate_reads(tmp_path):
         n = len(out.single)
         assert 0 < n <= 4 and out.single.masks.shape == (n, H, WM) and out.single.x_adv.shape == (n, 1, H, W)
         assert out.single.has_adv == (v == "N") and out.dataset.mask.shape == (H, WM)
-        assert out.classes.masks.shape == (4, H, WM) and len(out.classes.histories) == 4
+        assert out.classes.masks.shape == (4, H, WM) and len(out.classes.records) == 4
+        assert out.dataset.folds.shape == (2, H, WM) and len(out.dataset.fold_records) == 2
+        assert isinstance(out.metrics["dataset_converged"], bool) and "converged" in out.dataset.record
         assert out.classes.index.tolist() == [i for k in range(4) for i in range(k, 16, 4)]   # first 4 of each class
         assert out.metrics["model"] == name and out.metrics["single_n"] == n and out.metrics["dataset_fit_n"] == 30
         assert ("single_adv_masked_agreement" in out.metrics) == (v == "N")
@@ -152,7 +160,7 @@ def test_fit_model_masks_writes_what_aggregate_reads(tmp_path):
         out.single.save(paths.mask_file(name, "single", tmp_path))
         save_json(out.metrics, paths.mask_metrics(name, tmp_path))
         save_json({"train_seconds": 1.0}, paths.train_metrics(name, tmp_path))
-    assert len(lines) == 6 and lines[0].startswith("dataset mask: mean")
+    assert lines[0].startswith("dataset mask: mean") and lines[1].startswith("fold masks: mean")
     n_rec, a_rec = load_records(["N", "A"], [0], torch.device("cpu"), tmp_path)
     assert torch.equal(n_rec.single.index, a_rec.single.index)          # the same images for both models
     assert n_rec.single.has_adv and not a_rec.single.has_adv and n_rec.kind == "rfft"

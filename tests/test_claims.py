@@ -95,7 +95,7 @@ def test_more_low_band_energy_in_A_makes_claims_2_and_7_hold():
     n_masks = _masks()
     a_masks = torch.where(_low_disc(6), (n_masks * 2.5).clamp(max=1), n_masks * 0.6)
     radial = {"N": [_energies(n_masks)[0]], "A": [_energies(a_masks)[0]]}
-    c2, c7 = cl.claim_radial(radial, CFG), cl.claim_low_share(radial, CFG)
+    c2, c7 = cl.claim_radial({"masks": radial}, CFG), cl.claim_low_share(radial, CFG)
     assert c2["verdict"] == "holds" and [p["verdict"] for p in c2["parts"]] == ["holds", "holds"]
     assert c2["estimate"] > 0 and c2["parts"][1]["estimate"] < 0 and c2["note"] == ""
     assert c7["verdict"] == "holds" and c7["estimate"] == 1.0
@@ -105,16 +105,16 @@ def test_identical_masks_do_not_show_the_bias():
     masks = _masks()
     radial, angular = _energies(masks)
     rad, ang = {"N": [radial], "A": [radial.copy()]}, {"N": [angular], "A": [angular.copy()]}
-    c2 = cl.claim_radial(rad, CFG)
+    c2 = cl.claim_radial({"masks": rad}, CFG)
     assert c2["verdict"] == "does not hold" and (c2["estimate"], c2["lo"], c2["hi"]) == (0, 0, 0)
     assert c2["note"].startswith("This run disagrees with the study: A - N mean energy over low rings")
     assert cl.claim_low_share(rad, CFG)["verdict"] == "does not hold"      # ties are not "greater"
-    assert cl.claim_angular(ang, CFG)["verdict"] == "does not hold"        # a flat (zero) curve has range 0
+    assert cl.claim_angular({"masks": ang}, CFG)["verdict"] == "does not hold"        # a flat (zero) curve has range 0
 
 
 def test_noise_alone_does_not_make_claim_2_hold():
     radial = {"N": [_energies(_masks(seed=1))[0]], "A": [_energies(_masks(seed=2))[0]]}
-    assert cl.claim_radial(radial, CFG)["verdict"] != "holds"
+    assert cl.claim_radial({"masks": radial}, CFG)["verdict"] != "holds"
 
 
 def test_direction_dependent_masks_make_claim_3_hold():
@@ -123,7 +123,7 @@ def test_direction_dependent_masks_make_claim_3_hold():
     horizontal = (ky.abs() <= 1).expand(H, W // 2 + 1)            # frequencies along the kx axis
     a_masks = torch.where(horizontal, torch.ones_like(n_masks), n_masks * 0.5)
     angular = {"N": [_energies(n_masks)[1]], "A": [_energies(a_masks)[1]]}
-    c3 = cl.claim_angular(angular, CFG)
+    c3 = cl.claim_angular({"masks": angular}, CFG)
     assert c3["verdict"] == "holds", c3
     assert c3["info"]["sign_changes"] >= 2
     est, lo, hi = c3["estimate"], c3["lo"], c3["hi"]
@@ -139,9 +139,9 @@ def test_claim_4_signs_and_sizes():
     t_masks = n_masks + 0.01                                                       # T: barely different
     radial = {v: [_energies(m)[0]] for v, m in (("N", n_masks), ("A", a_masks), ("R", r_masks),
                                                   ("S", s_masks), ("T", t_masks))}
-    c4 = cl.claim_augmentations(radial, CFG)
+    c4 = cl.claim_augmentations({"masks": radial}, CFG)
     assert [p["verdict"] for p in c4["parts"]] == ["holds"] * 4 and c4["verdict"] == "holds"
-    c4_missing = cl.claim_augmentations({k: radial[k] for k in ("N", "A", "R")}, CFG)
+    c4_missing = cl.claim_augmentations({"masks": {k: radial[k] for k in ("N", "A", "R")}}, CFG)
     assert len(c4_missing["parts"]) == 1 and "T, S not trained" in c4_missing["note"]
 
 
@@ -152,8 +152,23 @@ def test_claims_pool_several_seeds():
     for n_masks, _ in per:
         radial["N"].append(_energies(n_masks)[0])
         radial["A"].append(_energies(torch.where(low, (n_masks * 2).clamp(max=1), n_masks))[0])
-    c2 = cl.claim_radial(radial, CFG, dataset_diff=np.zeros(CFG.radial_bands))
-    assert c2["verdict"] == "holds" and c2["info"] == {"dataset_mask_low": 0.0, "dataset_mask_mid": 0.0}
+    c2 = cl.claim_radial({"masks": radial}, CFG)
+    assert c2["verdict"] == "holds" and c2["secondary"] == []
+
+
+def test_the_first_source_decides_and_the_second_is_a_labelled_line():
+    """Claims 2-4 take energies by source: the dataset masks' folds decide the verdict, the single-image
+    masks are reported beside it."""
+    n_masks = _masks()
+    a_masks = torch.where(_low_disc(6), (n_masks * 2.5).clamp(max=1), n_masks * 0.6)
+    shows = {"N": [_energies(n_masks)[0]], "A": [_energies(a_masks)[0]]}
+    flat = {"N": [_energies(n_masks)[0]], "A": [_energies(n_masks)[0].copy()]}
+    c2 = cl.claim_radial({"dataset masks, 4 folds": flat, "single-image masks": shows}, CFG)
+    assert c2["verdict"] == "does not hold" and all("(dataset masks, 4 folds)" in p["statistic"] for p in c2["parts"])
+    assert [p["verdict"] for p in c2["secondary"]] == ["holds", "holds"]
+    assert all("(single-image masks)" in p["statistic"] for p in c2["secondary"])
+    swapped = cl.claim_radial({"single-image masks": shows, "dataset masks, 4 folds": flat}, CFG)
+    assert swapped["verdict"] == "holds"
 
 
 # ----------------------------------------------------------------------------- other claims

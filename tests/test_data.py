@@ -471,6 +471,29 @@ def test_make_planted_deterministic_per_seed():
     assert not torch.equal(a[0], c[0])
 
 
+def test_make_planted_default_is_unchanged():
+    """Pinned output of the default band (``angle`` 0 included): the data behind existing runs stays
+    bit-identical."""
+    x, y = make_planted(200, 28, 4, seed=0)
+    assert tensor_sha256(x) == "437e8768853f3d247495a34ef71c1af242d34a06bc9bd1bd4ec498f5ed3c5a49"
+    assert tensor_sha256(y) == "5f8e6494eb86b4f558c1f7a3adeb3a37445f9eb2a31fdc8b137269a3b4bf5081"
+    assert PlantedBand().angle == 0.0
+
+
+def test_planted_angle_rotates_data_and_band():
+    """``angle`` turns every class's orientation by the same offset; labels and radii stay put."""
+    turned = PlantedBand(angle=0.3)
+    (x0, y0), (x1, y1) = make_planted(40, seed=2), make_planted(40, seed=2, band=turned)
+    assert torch.equal(y0, y1) and not torch.equal(x0, x1)
+    assert not torch.equal(planted_band(32, band=turned), planted_band(32))
+    # half a class step (K = 4: pi / 8) is exactly between the default orientations: no bin in common
+    half = planted_band(32, band=PlantedBand(angle=math.pi / 8, jitter=0.0), margin=0.3)
+    assert half.any() and not (half & planted_band(32, band=PlantedBand(jitter=0.0), margin=0.3)).any()
+    # a whole class step (pi / K) maps the class set onto itself
+    step = planted_band(32, band=PlantedBand(angle=math.pi / 4))
+    assert torch.equal(step, planted_band(32))
+
+
 def test_load_planted_train_and_test_differ():
     raw = load_planted(None, False, Path("unused"), n_train=40, n_test=20, seed=0)
     assert raw.x_train.shape == (40, 1, 28, 28) and raw.x_test.shape == (20, 1, 28, 28)
@@ -500,17 +523,18 @@ def _angle_mod_pi(a: float | torch.Tensor) -> float | torch.Tensor:
     return (a + math.pi / 2) % math.pi - math.pi / 2
 
 
-PLANTED_CASES = [(28, 4, PlantedBand()), (32, 3, PlantedBand(r_min=3.0, r_max=5.0, jitter=0.05))]
+PLANTED_CASES = [(28, 4, PlantedBand()), (32, 3, PlantedBand(r_min=3.0, r_max=5.0, jitter=0.05)),
+                 (32, 4, PlantedBand(r_min=10.0, r_max=13.0, angle=0.3))]
 
 
 @pytest.mark.parametrize("size,num_classes,band", PLANTED_CASES)
 def test_planted_power_concentrates_in_the_class_band(size, num_classes, band):
-    """Class c's non-DC power sits in the band's sector nearest orientation pi c / K: its share of the
+    """Class c's non-DC power sits in the band's sector nearest orientation angle + pi c / K: its share of the
     power there is > 5x that sector's share of the bins, and the other classes' sectors hold little."""
     power = _class_spectra(size, num_classes, band)
     mask = planted_band(size, "full", num_classes=num_classes, band=band)
     assert not mask[0, 0] and mask.sum() / mask.numel() < 0.2
-    nearest = torch.stack([_angle_mod_pi(_orientation(size) - math.pi * c / num_classes).abs()
+    nearest = torch.stack([_angle_mod_pi(_orientation(size) - band.angle - math.pi * c / num_classes).abs()
                            for c in range(num_classes)]).argmin(0)
     for c, p in enumerate(power):
         own = mask & (nearest == c)
@@ -526,14 +550,14 @@ def test_planted_power_concentrates_in_the_class_band(size, num_classes, band):
 @pytest.mark.parametrize("size,num_classes,band", PLANTED_CASES)
 def test_planted_class_orientation(size, num_classes, band):
     """Within the band, the power-weighted orientation (mean of the doubled angle, mod pi) of class c's
-    spectrum is pi c / K; the strongest non-DC bin of each class lies in the band."""
+    spectrum is angle + pi c / K; the strongest non-DC bin of each class lies in the band."""
     power = _class_spectra(size, num_classes, band)
     mask = planted_band(size, "full", num_classes=num_classes, band=band)
     theta = _orientation(size)
     for c, p in enumerate(power):
         w = p * mask
         mean = 0.5 * math.atan2(float((w * torch.sin(2 * theta)).sum()), float((w * torch.cos(2 * theta)).sum()))
-        assert abs(_angle_mod_pi(mean - math.pi * c / num_classes)) < 0.05, (c, mean)
+        assert abs(_angle_mod_pi(mean - band.angle - math.pi * c / num_classes)) < 0.05, (c, mean)
         assert mask.flatten()[p.argmax()]
 
 

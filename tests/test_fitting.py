@@ -1,4 +1,6 @@
-"""Tests for freqbias.fitting: configs, loss, stopping rule, fitting, ground truth."""
+"""Tests for freqbias.fitting: configs, loss, stopping rule, single-image fitting.
+
+Shared (dataset, fold, class) masks and the planted ground truth: tests/test_shared_masks.py."""
 
 from __future__ import annotations
 
@@ -8,7 +10,6 @@ from torch.nn import functional as F
 
 from freqbias import fitting as mf
 from freqbias import fourier as fm
-from freqbias.models import build_model
 from test_fourier import _negate, _net
 
 
@@ -17,21 +18,15 @@ def _single_cfg(**kw) -> mf.SingleMaskConfig:
     return mf.SingleMaskConfig(**{**base, **kw})
 
 
-def _dataset_cfg(**kw) -> mf.DatasetMaskConfig:
-    base = dict(lam=0.2, lr=0.05, pct_start=0.1, batch_size=8, max_epochs=3, acc_ratio=0.99, tol=1e-5,
-                patience=7)
-    return mf.DatasetMaskConfig(**{**base, **kw})
-
-
 def test_configs_reject_bad_values():
     with pytest.raises(ValueError, match="pct_start"):
         _single_cfg(pct_start=1.5)
     with pytest.raises(ValueError, match="max_steps"):
         _single_cfg(max_steps=0)
     with pytest.raises(ValueError, match="mask kind"):
-        _dataset_cfg(kind="dct")
-    with pytest.raises(ValueError, match="batch_size"):
-        _dataset_cfg(batch_size=0)
+        _single_cfg(kind="dct")
+    with pytest.raises(ValueError, match="chunk_size"):
+        _single_cfg(chunk_size=0)
 
 
 # ---- loss and stopping rule ------------------------------------------------------------------
@@ -204,92 +199,8 @@ def test_fitting_leaves_the_net_untouched():
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
 
 
-# ---- dataset and class masks -----------------------------------------------------------------
-
-def test_dataset_mask_stops_on_flat_sparsity():
-    """A tiny lr keeps the mean mask flat, so the rule stops after exactly `patience` flat epochs
-    (plus the first epoch, which has nothing to compare with)."""
-    net = _net()
-    torch.manual_seed(9)
-    z, y = torch.randn(16, 1, 28, 28), torch.randint(0, 4, (16,))
-    mask, history = mf.fit_dataset_mask(net, z, y, _dataset_cfg(lr=1e-9, patience=3, max_epochs=20))
-    assert len(history) == 4
-    torch.testing.assert_close(mask, torch.ones(28, 15), atol=1e-6, rtol=0)
-    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
-    assert set(history[0]) >= {"epoch", "loss", "masked_acc", "mean_mask", "kept"}
-    assert all(h["kept"] and h["masked_acc"] == h["clean_acc"] for h in history)
-
-
-def test_dataset_mask_keeps_only_masks_meeting_the_accuracy_rule():
-    net = _net()
-    torch.manual_seed(10)
-    z = torch.randn(24, 1, 28, 28)
-    y = fm.predict(net, z)  # clean accuracy 1
-    mask, history = mf.fit_dataset_mask(net, z, y, _dataset_cfg(max_epochs=4, lr=0.1))
-    assert len(history) == 4 and history[-1]["mean_mask"] < history[0]["mean_mask"] < 1
-    kept = [h for h in history if h["kept"]]
-    expected = fm.agreement(net, z, y, mask)
-    assert expected >= 0.99 * history[0]["clean_acc"]
-    if kept:
-        assert fm.sparsity(mask, 28).item() == pytest.approx(kept[-1]["mean_mask"], abs=1e-6)
-    # an unreachable requirement keeps the initial (identity) mask, and flat epochs that fail the
-    # accuracy rule do not count towards stopping
-    mask, history = mf.fit_dataset_mask(net, z, y, _dataset_cfg(max_epochs=5, acc_ratio=1.5, lr=1e-9, patience=2))
-    assert len(history) == 5
-    assert not any(h["kept"] for h in history) and torch.equal(mask, torch.ones(28, 15))
-
-
-def test_class_masks_shape_and_missing_class():
-    net = _net()
-    torch.manual_seed(11)
-    z, y = torch.randn(12, 1, 28, 28), torch.tensor([0, 1, 2] * 4)
-    masks, histories = mf.fit_class_masks(net, z, y, 3, _dataset_cfg(max_epochs=1, kind="full"))
-    assert masks.shape == (3, 28, 28) and len(histories) == 3
-    with pytest.raises(ValueError, match="class 3 has no images"):
-        mf.fit_class_masks(net, z, y, 4, _dataset_cfg(max_epochs=1))
-
-def test_class_masks_of_an_absent_class_are_nan_on_request():
-    net = _net()
-    torch.manual_seed(11)
-    z, y = torch.randn(8, 1, 28, 28), torch.tensor([0, 2] * 4)
-    masks, histories = mf.fit_class_masks(net, z, y, 3, _dataset_cfg(max_epochs=1), absent="nan")
-    assert masks.shape == (3, 28, 15) and [len(h) for h in histories] == [1, 0, 1]
-    assert masks[1].isnan().all() and masks[[0, 2]].isfinite().all()
-
-
 def test_single_masks_of_no_image_are_empty():
     result = mf.fit_single_masks(_net(), torch.zeros(0, 1, 28, 28), torch.zeros(0, dtype=torch.long), _single_cfg())
     assert result.masks.shape == (0, 28, 15) and result.steps_used.shape == result.kept.shape == (0,)
     assert result.mean_mask.shape == (0,)
 
-
-# ---- ground truth: the planted band ----------------------------------------------------------
-
-def test_dataset_mask_finds_the_planted_band():
-    """A few seconds: 1024 planted images, 2 training epochs, a 6-epoch mask fit on 384 images."""
-    from freqbias.data import make_planted, planted_band, to_float
-
-    torch.manual_seed(0)
-    x, y = make_planted(1024, 28, 4, seed=0)
-    model = build_model("small_cnn", 1, 4, 28, [0.5], [0.25])
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    z_all = model.normalize(to_float(x))
-    for _ in range(2):
-        model.train()
-        for idx in torch.randperm(len(x)).split(32):
-            opt.zero_grad()
-            F.cross_entropy(model.net(z_all[idx]), y[idx]).backward()
-            opt.step()
-    model.eval()
-    z, yf = z_all[:384], y[:384]
-    clean = fm.agreement(model.net, z, yf)
-    assert clean > 0.9
-    cfg = _dataset_cfg(lr=0.05, batch_size=32, max_epochs=6)
-    mask, history = mf.fit_dataset_mask(model.net, z, yf, cfg)
-    band = planted_band(28, "rfft")
-    outside = ~band
-    outside[0, 0] = False  # the zero-frequency bin carries the mean, not the class
-    inside_mean, outside_mean = mask[band].mean().item(), mask[outside].mean().item()
-    assert inside_mean >= 5 * outside_mean, (inside_mean, outside_mean)
-    assert fm.agreement(model.net, z, yf, mask) >= 0.99 * clean
-    assert history[-1]["mean_mask"] < 0.5

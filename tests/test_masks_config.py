@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from freqbias.config import ParamError, load_params
-from freqbias.fitting import MasksConfig, bytes_per_image
+from freqbias.fitting import bytes_per_image
+from freqbias.mask_run import MasksConfig
 from freqbias.models import build_model
 
 PARAMS = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
@@ -36,6 +37,10 @@ def test_default_masks_section_is_valid() -> None:
     ("dataset__lam", -1, "masks.dataset.lam: must be >= 0"),
     ("dataset__batch_size", 0, "masks.dataset.batch_size: must be >= 1"),
     ("dataset__acc_ratio", 1.5, "masks.dataset.acc_ratio: must be <= 1"),
+    ("dataset__method", "free", "masks.dataset.method: unknown value 'free'; allowed: constrained, fixed"),
+    ("dataset__lam_factor", 1.0, "masks.dataset.lam_factor: must be > 1"),
+    ("dataset__folds", 1, "masks.dataset.folds: must be >= 2"),
+    ("dataset__check_every", 0, "masks.dataset.check_every: must be >= 1"),
     ("single__max_steps", 0, "masks.single.max_steps: must be >= 1"),
     ("single__lr", 0, "masks.single.lr: must be > 0"),
 ])

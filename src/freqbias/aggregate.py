@@ -52,7 +52,7 @@ from .measures import (
 )
 from .na import NA, csv_rows
 from .probe import probe
-from .tables import accuracy_table, baseline_tables, probe_table, single_image_table
+from .tables import accuracy_table, baseline_tables, fit_table, probe_table, single_image_table
 
 # ----------------------------------------------------------------------------- params
 
@@ -174,6 +174,7 @@ def run_aggregate(records: Sequence[ModelRecord], cfg: AggregateConfig,
     res.tables["band_differences"], res.tables["shares"], res.curves = band_tables(run, bands)
     lap("bands")
     res.tables["accuracy"], acc, masked_na = accuracy_table(run, {"val": splits["val"], "test": splits["test"]})
+    res.tables["mask_fits"] = fit_table(run)
     lap("accuracy")
     outcomes = {r.name: single_outcomes(r, images[r.seed]) for r in records}
     res.tables["single_image"] = single_image_table(run, outcomes)
@@ -187,11 +188,14 @@ def run_aggregate(records: Sequence[ModelRecord], cfg: AggregateConfig,
     lap("baselines")
 
     n_outcomes = [outcomes[run.by["N", s].name] for s in run.seeds]
+    n_folds = len(records[0].fold_masks)
+    by_source = {p: {f"dataset masks, {n_folds} folds": bands.fold_per_seed[p], "single-image masks": bands.per_seed[p]}
+                 for p in ("radial", "angular")}
     res.claims = [
         claim_accuracy(acc, cfg, [r.name for r in records], masked_na),
-        claim_radial(bands.per_seed["radial"], cfg, bands.dataset_diffs["radial"]["A"][0]),
-        claim_angular(bands.per_seed["angular"], cfg),
-        claim_augmentations(bands.per_seed["radial"], cfg),
+        claim_radial(by_source["radial"], cfg),
+        claim_angular(by_source["angular"], cfg),
+        claim_augmentations(by_source["radial"], cfg),
         claim_complement(n_outcomes, cfg),
         claim_probe(probes, cfg),
         claim_low_share(bands.per_seed["radial"], cfg),

@@ -11,7 +11,7 @@ written before these types existed still load. Masks are UNSHIFTED and act on th
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -57,11 +57,14 @@ class _Artifact:
 
 @dataclass
 class DatasetMask(_Artifact):
-    """One mask for a whole dataset: ``mask`` (H, Wm); ``history``: one dict per fitting epoch (see
-    :func:`freqbias.fitting.fit_dataset_mask`); ``kind``: mask layout; ``meta``: the model's checkpoint meta."""
+    """One mask for a whole dataset: ``mask`` (H, Wm) and its fitting ``record``; ``folds`` (K, H, Wm): one
+    mask per disjoint fold of the same fit images (its uncertainty), with ``fold_records``; ``kind``: mask
+    layout; ``meta``: the model's checkpoint meta. Records: :class:`freqbias.shared_masks.SharedMasks`."""
 
     mask: torch.Tensor
-    history: list[dict]
+    record: dict
+    folds: torch.Tensor
+    fold_records: list[dict]
     kind: str
     meta: dict
 
@@ -69,14 +72,14 @@ class DatasetMask(_Artifact):
 @dataclass
 class ClassMasks(_Artifact):
     """One mask per class: ``masks`` (K, H, Wm), fitted on the val images ``index`` (n,); ``kind``;
-    ``histories``: the K fitting histories (empty in files written before they were stored); ``counts``
-    (K,): fit images per class (a class without any has an all-NaN mask, n/a; None in old files)."""
+    ``records``: the K fitting records (:class:`freqbias.shared_masks.SharedMasks`); ``counts`` (K,): fit
+    images per class (a class without any has an all-NaN mask, n/a)."""
 
     masks: torch.Tensor
     index: torch.Tensor
     kind: str
-    histories: list[list[dict]] = field(default_factory=list)
-    counts: torch.Tensor | None = None
+    records: list[dict]
+    counts: torch.Tensor
 
 
 @dataclass

@@ -11,8 +11,10 @@ Conventions (shared with :mod:`freqbias.fourier`):
   from the +kx axis (pointing right): ``theta = atan2(-ky, kx)`` in [0, 2 pi).
 
 Statistics: single-image masks of all models of one seed are fitted on the same test images, so every
-comparison X - N is paired by image (intervals from :mod:`freqbias.bootstrap`); the dataset and class
-masks' X - N have intervals over seeds only.
+comparison X - N is paired by image (intervals from :mod:`freqbias.bootstrap`). The dataset mask of
+every model is refitted on the same disjoint folds of its fit images, so dataset-mask differences are
+paired by fold and get intervals over folds (and seeds); the class masks' X - N have intervals over
+seeds only.
 """
 
 from __future__ import annotations
@@ -161,26 +163,29 @@ def low_energy(energies: np.ndarray, low: np.ndarray) -> np.ndarray:
 
 
 def difference_curves(per_seed: Mapping[str, Sequence[np.ndarray]], cfg: AggregateConfig,
-                      alpha: float | None = None) -> dict[str, Estimate]:
+                      alpha: float | None = None, what: str = "single-image masks", unit: str = "image"
+                      ) -> dict[str, Estimate]:
     """Mean paired difference X - N per band with its interval, for every variant X != N.
 
-    ``per_seed[V]``: one (n_s, bands) energy array per seed, rows = the seed's images in the same order
-    for every variant. Returns ``{V: (estimate, lo, hi)}``, each (bands,)."""
+    ``per_seed[V]``: one (n_s, bands) energy array per seed, rows = the seed's images (or folds) in the same
+    order for every variant; ``what`` names the rows' masks and ``unit`` a row in n/a reasons. Returns
+    ``{V: (estimate, lo,
+    hi)}``, each (bands,)."""
     out = {}
     for v, arrays in per_seed.items():
         if v == "N":
             continue
         diffs = [np.subtract(*paired(a, n)) for a, n in zip(arrays, per_seed["N"])]
         out[v] = defined_estimate(diffs, None, cfg.n_boot, cfg.alpha if alpha is None else alpha, cfg.seed,
-                                  empty=_no_pairs(arrays))
+                                  empty=_no_pairs(arrays, what, unit))
     return out
 
 
-def _no_pairs(arrays: Sequence[np.ndarray]) -> str:
-    """Why no image pairs a variant's single-image energies with N's."""
+def _no_pairs(arrays: Sequence[np.ndarray], what: str = "single-image masks", unit: str = "image") -> str:
+    """Why no row (image or fold) pairs a variant's energies with N's."""
     if not sum(len(a) for a in arrays):
-        return "no single-image masks (0 images)"
-    return "no image on which both single-image masks have band energies (all-zero or non-finite masks)"
+        return f"no {what} (0 {unit}s)"
+    return f"no {unit} on which both {what} have band energies (all-zero or non-finite masks)"
 
 
 def share_curves(per_seed: Mapping[str, Sequence[np.ndarray]], cfg: AggregateConfig) -> dict[str, Estimate]:
@@ -198,11 +203,13 @@ def share_curves(per_seed: Mapping[str, Sequence[np.ndarray]], cfg: AggregateCon
 class BandStats:
     """Band statistics, each ``[profile]["radial" | "angular"][variant]``: single-image energies per seed
     (list of (n_s, bands)), the mean paired differences X - N with intervals over images (and seeds),
-    the dataset masks' X - N (bands,) and the class masks' X - N (K, bands) with intervals over seeds,
-    and the per-band shares X > N."""
+    the fold masks' energies per seed (list of (F, bands)), the dataset masks' X - N (bands,) with
+    intervals over folds (and seeds), the class masks' X - N (K, bands) with intervals over seeds, and the
+    per-band shares X > N."""
 
     per_seed: dict[str, dict[str, list[np.ndarray]]]
     diffs: dict[str, dict[str, Estimate]]
+    fold_per_seed: dict[str, dict[str, list[np.ndarray]]]
     dataset_diffs: dict[str, dict[str, Estimate]]
     class_diffs: dict[str, dict[str, Estimate]]
     shares: dict[str, dict[str, Estimate]]
@@ -215,8 +222,8 @@ def mask_energies(run: Run) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]
         r, a = band_profiles(mask.double(), run.image_size[1], run.cfg.radial_bands, run.cfg.angular_bands)
         return r.numpy(), a.numpy()
 
-    return {r.name: {"dataset": profiles(r.dataset_mask), "class": profiles(r.class_masks),
-                     "single": profiles(r.single.masks)} for r in run.records}
+    return {r.name: {"dataset": profiles(r.dataset_mask), "folds": profiles(r.fold_masks),
+                     "class": profiles(r.class_masks), "single": profiles(r.single.masks)} for r in run.records}
 
 
 def _single_mean(e: np.ndarray) -> tuple[np.ndarray | NA, str]:
@@ -240,6 +247,8 @@ def energy_table(run: Run, energies: Mapping[str, Mapping[str, tuple[np.ndarray,
             for profile, e, centres in (("radial", rad, run.centres[0]), ("angular", ang, run.centres[1])):
                 if mask == "dataset":
                     named = {"dataset": (e, mask_issue(r.dataset_mask), "")}
+                elif mask == "folds":
+                    named = {f"fold:{k}": (e[k], mask_issue(r.fold_masks[k]), "") for k in range(len(e))}
                 elif mask == "class":
                     named = {f"class:{run.class_names[k]}": (e[k], mask_issue(r.class_masks[k]), "")
                              for k in range(len(e))}
@@ -259,16 +268,19 @@ def energy_table(run: Run, energies: Mapping[str, Mapping[str, tuple[np.ndarray,
 
 def band_statistics(run: Run, energies: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]]) -> BandStats:
     """Differences from N and shares per band (see :class:`BandStats`)."""
-    stats = BandStats({}, {}, {}, {}, {})
+    stats = BandStats({}, {}, {}, {}, {}, {})
     for i, p in enumerate(("radial", "angular")):
         stats.per_seed[p] = {v: [energies[run.by[v, s].name]["single"][i] for s in run.seeds] for v in run.variants}
         stats.diffs[p] = difference_curves(stats.per_seed[p], run.cfg)
         stats.shares[p] = share_curves(stats.per_seed[p], run.cfg)
-        for kind, out in (("dataset", stats.dataset_diffs), ("class", stats.class_diffs)):
-            out[p] = {}
-            for v in run.others:
-                per = [energies[run.by[v, s].name][kind][i] - energies[run.by["N", s].name][kind][i] for s in run.seeds]
-                out[p][v] = (np.mean(per, axis=0), *seed_interval(per, **run.boot))
+        stats.fold_per_seed[p] = {v: [energies[run.by[v, s].name]["folds"][i] for s in run.seeds]
+                                  for v in run.variants}
+        stats.dataset_diffs[p] = difference_curves(stats.fold_per_seed[p], run.cfg, what="fold masks", unit="fold")
+        stats.class_diffs[p] = {}
+        for v in run.others:
+            per = [energies[run.by[v, s].name]["class"][i] - energies[run.by["N", s].name]["class"][i]
+                   for s in run.seeds]
+            stats.class_diffs[p][v] = (np.mean(per, axis=0), *seed_interval(per, **run.boot))
     return stats
 
 
@@ -295,38 +307,48 @@ ONE_MASK = "one mask per model: no interval over images"
 UNDEFINED = "not a finite number"
 
 
+def _seed_ci(per_seed: Mapping[str, Sequence[np.ndarray]], v: str, run: Run) -> tuple:
+    """Interval over seeds of the per-seed mean paired difference V - N (None, None with < 2 seeds)."""
+    pairs = [np.subtract(*paired(a, n)) for a, n in zip(per_seed[v], per_seed["N"])]
+    seed_means = [d.mean(axis=0) for d in pairs if len(d)]
+    return seed_interval(seed_means, **run.boot) if len(seed_means) > 1 else (None, None)
+
+
 def band_tables(run: Run, stats: BandStats) -> tuple[list[dict], list[dict], dict[str, list[dict]]]:
     """Rows of band_differences.csv (X - N of the single-image, dataset and class masks; ``diff_lo/hi``:
-    interval over images (single-image only), ``seed_lo/hi``: over seeds, n/a with one seed) and
-    shares.csv, and the curves for ``dvc plots``. Every missing value is an NA with its reason."""
+    interval over images (single-image masks) or folds (dataset masks), n/a for the class masks (one mask
+    per model); ``seed_lo/hi``: over seeds, n/a with one seed) and shares.csv, and the curves for ``dvc
+    plots``. Every missing value is an NA with its reason."""
     diff_rows, share_rows, curves = [], [], {}
+    one_seed = ("one seed: no interval over seeds" if len(run.seeds) < 2
+                else "fewer than 2 seeds with the masks this needs")
     for p, centres in zip(("radial", "angular"), run.centres):
         axis = "radius" if p == "radial" else "angle"
         for v in run.others:
-            pairs = [np.subtract(*paired(a, n)) for a, n in zip(stats.per_seed[p][v], stats.per_seed[p]["N"])]
-            seed_means = [d.mean(axis=0) for d in pairs if len(d)]
-            seed_ci = seed_interval(seed_means, **run.boot) if len(seed_means) > 1 else (None, None)
-            one_seed = ("one seed: no interval over seeds" if len(run.seeds) < 2
-                        else "fewer than 2 seeds with the masks this needs")
+            seed_ci, fold_seed_ci = _seed_ci(stats.per_seed[p], v, run), _seed_ci(stats.fold_per_seed[p], v, run)
             single, dataset, share = stats.diffs[p][v], stats.dataset_diffs[p][v], stats.shares[p][v]
-            dataset_why = _mask_reasons(run, v, lambda rec: rec.dataset_mask)
+            dataset_why = _mask_reasons(run, v, lambda rec: rec.fold_masks)
             class_why = [_mask_reasons(run, v, lambda rec, k=k: rec.class_masks[k])
                          for k in range(len(run.class_names))]
             for b, c in enumerate(centres):
                 base = {"variant": v, "profile": p, "band": b, "centre": float(c)}
                 single_cells = _cells(DIFF, single, b, UNDEFINED)
+                dataset_cells = _cells(DIFF, dataset, b, dataset_why or UNDEFINED)
                 diff_rows.append({**base, "source": "single", **single_cells, **_cells(SEED, seed_ci, b, one_seed)})
-                for source, est, why in [("dataset", dataset, dataset_why)] + [
-                        (f"class:{name}", tuple(x[k] for x in stats.class_diffs[p][v]), class_why[k])
-                        for k, name in enumerate(run.class_names)]:
-                    diff_rows.append({**base, "source": source, **_cells(DIFF, (est[0], NA(ONE_MASK), NA(ONE_MASK)), b,
-                                                                          why or UNDEFINED),
+                diff_rows.append({**base, "source": "dataset", **dataset_cells,
+                                  **_cells(SEED, fold_seed_ci, b, dataset_why or one_seed)})
+                for k, name in enumerate(run.class_names):
+                    est = tuple(x[k] for x in stats.class_diffs[p][v])
+                    why = class_why[k]
+                    diff_rows.append({**base, "source": f"class:{name}",
+                                      **_cells(DIFF, (est[0], NA(ONE_MASK), NA(ONE_MASK)), b, why or UNDEFINED),
                                       **_cells(SEED, est[1:], b, why or one_seed)})
                 share_cells = _cells(("share", "share_lo", "share_hi"), share, b, UNDEFINED)
                 share_rows.append({**base, **share_cells})
                 curves.setdefault(f"{p}_diff/{v}", []).append(
                     {"band": b, axis: round(float(c), 4), "diff": single_cells["diff"], "lo": single_cells["diff_lo"],
-                     "hi": single_cells["diff_hi"], **_cells(("dataset_diff",), dataset, b, dataset_why or UNDEFINED)})
+                     "hi": single_cells["diff_hi"], "dataset_diff": dataset_cells["diff"],
+                     "dataset_lo": dataset_cells["diff_lo"], "dataset_hi": dataset_cells["diff_hi"]})
                 if p == "radial":
                     curves.setdefault(f"shares_radial/{v}", []).append(
                         {"band": b, axis: round(float(c), 4), "share": share_cells["share"],

@@ -106,9 +106,11 @@ def combine_verdicts(verdicts: Sequence[str]) -> str:
     return "inconclusive"
 
 
-def claim_row(number: int, parts: list[dict], info: dict | None = None, missing: str = "") -> dict:
+def claim_row(number: int, parts: list[dict], info: dict | None = None, missing: str = "",
+              secondary: list[dict] | None = None) -> dict:
     """A claims.json row: the first part as headline, the combined verdict, the study's value and a plain
-    note when this run does not reproduce the claim."""
+    note when this run does not reproduce the claim. ``secondary``: parts of a second, labelled line
+    (the same statistics on other masks), reported beside the claim but not in its verdict."""
     text, study = CLAIMS[number]
     verdict = combine_verdicts([p["verdict"] for p in parts])
     if not parts and not missing:
@@ -127,7 +129,7 @@ def claim_row(number: int, parts: list[dict], info: dict | None = None, missing:
             "lo": head["lo"], "hi": head["hi"], "threshold": head["threshold"], "direction": head["direction"],
             "reason": head["reason"] or (missing if verdict == "not measured" else ""),
             "verdict": verdict, "study": study, "note": " ".join(notes), "parts": parts,
-            "info": info or {}}
+            "secondary": secondary or [], "info": info or {}}
 
 
 def ratio(num: float, den: float) -> float:
@@ -177,37 +179,44 @@ def claim_accuracy(acc: Mapping[str, tuple[np.ndarray, np.ndarray]], cfg: Aggreg
 
 
 def _low_mid_diffs(radial: Mapping[str, Sequence[np.ndarray]], v: str, bands: np.ndarray) -> list[np.ndarray]:
-    """Per seed, per image: mean over ``bands`` of the energy difference V - N (n_s,); NaN where either
-    mask is all zero (no energies), so that vectors of different variants stay aligned by image."""
+    """Per seed, per row (image or fold): mean over ``bands`` of the energy difference V - N (n_s,); NaN where
+    either mask is all zero (no energies), so that vectors of different variants stay aligned by row."""
     return [(a - n)[:, bands].mean(axis=1) for a, n in zip(radial[v], radial["N"])]
 
 
 NO_IMAGES = "no single-image masks (0 images)"
 NO_ENERGY = "no image on which both single-image masks have band energies (all-zero or non-finite masks)"
 
+Sources = Mapping[str, Mapping[str, Sequence[np.ndarray]]]
+"""Band energies by source: ``{label: {V: per seed (n_s, bands)}}``, rows paired across variants (images of
+the single-image masks, folds of the dataset masks). The first source is a claim's headline, the second
+(if any) its secondary line."""
+
 
 def _energy_estimate(groups: Sequence[np.ndarray], cfg: AggregateConfig, f=None) -> Estimate:
-    """Bootstrap estimate over the images with defined band energies (n/a with the reason when none)."""
+    """Bootstrap estimate over the rows with defined band energies (n/a with the reason when none)."""
     return defined_estimate(groups, f, cfg.n_boot, cfg.alpha, cfg.seed, empty=NO_IMAGES, undefined=NO_ENERGY)
 
 
-def claim_radial(radial: Mapping[str, Sequence[np.ndarray]], cfg: AggregateConfig,
-                 dataset_diff: np.ndarray | None = None) -> dict:
-    """Claim 2 from single-image radial energies ``radial[V]`` (per seed (n, rings)): mean paired A - N
-    difference over the low third of the rings > 0 and over the mid third < 0. ``dataset_diff`` (rings,),
-    the dataset masks' A - N (mean over seeds), is reported as a point value."""
-    low, mid = band_thirds(radial["N"][0].shape[1])
-    parts = [part(f"A - N mean energy over low rings {low[0]}-{low[-1]}",
-                  *_energy_estimate(_low_mid_diffs(radial, "A", low), cfg), 0.0, ">"),
-             part(f"A - N mean energy over mid rings {mid[0]}-{mid[-1]}",
-                  *_energy_estimate(_low_mid_diffs(radial, "A", mid), cfg), 0.0, "<")]
-    info = {}
-    if dataset_diff is not None:
-        info = {"dataset_mask_low": float(np.mean(dataset_diff[low])),
-                "dataset_mask_mid": float(np.mean(dataset_diff[mid]))}
-        info = {k: v for k, v in info.items() if math.isfinite(v)} or {
-            "dataset_mask": "n/a (no band energies of the A or N dataset mask: all-zero or non-finite)"}
-    return claim_row(2, parts, info)
+def _by_source(number: int, sources: Sources, make_parts, info=None, missing: str = "") -> dict:
+    """A claim row whose parts come from ``make_parts(energies, label)`` on the first source (the verdict)
+    and, as the secondary line, on the second; ``info(energies)`` of the first source."""
+    labels = list(sources)
+    parts = make_parts(sources[labels[0]], labels[0])
+    secondary = [p for label in labels[1:] for p in make_parts(sources[label], label)]
+    return claim_row(number, parts, info(sources[labels[0]]) if info else {}, missing, secondary)
+
+
+def claim_radial(sources: Sources, cfg: AggregateConfig) -> dict:
+    """Claim 2 from radial energies (:data:`Sources`, per seed (n, rings)): mean paired A - N difference over
+    the low third of the rings > 0 and over the mid third < 0."""
+    def make(radial, label):
+        low, mid = band_thirds(radial["N"][0].shape[1])
+        return [part(f"A - N mean energy over low rings {low[0]}-{low[-1]} ({label})",
+                     *_energy_estimate(_low_mid_diffs(radial, "A", low), cfg), 0.0, ">"),
+                part(f"A - N mean energy over mid rings {mid[0]}-{mid[-1]} ({label})",
+                     *_energy_estimate(_low_mid_diffs(radial, "A", mid), cfg), 0.0, "<")]
+    return _by_source(2, sources, make)
 
 
 def sign_changes(curve: np.ndarray) -> int:
@@ -216,59 +225,77 @@ def sign_changes(curve: np.ndarray) -> int:
     return int(np.sum(signs != np.roll(signs, 1))) if len(signs) > 1 else 0
 
 
-def claim_angular(angular: Mapping[str, Sequence[np.ndarray]], cfg: AggregateConfig) -> dict:
-    """Claim 3 from single-image angular energies (per seed (n, wedges)).
+def claim_angular(sources: Sources, cfg: AggregateConfig) -> dict:
+    """Claim 3 from angular energies (:data:`Sources`, per seed (n, wedges)).
 
     The per-wedge mean A - N curve gets simultaneous intervals (Bonferroni: level ``1 - alpha / wedges``).
     Parts: the range max - min of the curve, interval ``[max lo - min hi, max hi - min lo]`` (covers the
     true range whenever all wedge intervals cover), claimed > 0 (not flat); the most positive wedge > 0
     and the most negative wedge < 0 (changes sign)."""
-    n_wedges = angular["N"][0].shape[1]
-    est, lo, hi = difference_curves({"N": angular["N"], "A": angular["A"]}, cfg, cfg.alpha / n_wedges)["A"]
-    if isinstance(est, NA):
-        return claim_row(3, [part(s, est, lo, hi, 0.0, d) for s, d in (
-            ("range (max - min over wedges) of the A - N angular curve", ">"),
-            ("A - N in the most positive wedge", ">"), ("A - N in the most negative wedge", "<"))])
-    top, bottom = int(np.argmax(est)), int(np.argmin(est))
-    parts = [part("range (max - min over wedges) of the A - N angular curve",
-                  est.max() - est.min(), max(lo.max() - hi.min(), 0.0), hi.max() - lo.min(), 0.0, ">"),
-             part(f"A - N in the most positive wedge ({top})", est[top], lo[top], hi[top], 0.0, ">"),
-             part(f"A - N in the most negative wedge ({bottom})", est[bottom], lo[bottom], hi[bottom], 0.0, "<")]
-    return claim_row(3, parts, {"sign_changes": sign_changes(est), "wedges": n_wedges,
-                                "simultaneous_level": 1 - cfg.alpha})
+    def curve(angular):
+        n_wedges = angular["N"][0].shape[1]
+        return difference_curves({"N": angular["N"], "A": angular["A"]}, cfg, cfg.alpha / n_wedges)["A"]
+
+    def make(angular, label):
+        est, lo, hi = curve(angular)
+        names = [f"range (max - min over wedges) of the A - N angular curve ({label})",
+                 f"A - N in the most positive wedge ({label})", f"A - N in the most negative wedge ({label})"]
+        if isinstance(est, NA):
+            return [part(n, est, lo, hi, 0.0, d) for n, d in zip(names, (">", ">", "<"))]
+        top, bottom = int(np.argmax(est)), int(np.argmin(est))
+        return [part(names[0], est.max() - est.min(), max(lo.max() - hi.min(), 0.0), hi.max() - lo.min(), 0.0, ">"),
+                part(names[1].replace("wedge", f"wedge {top}"), est[top], lo[top], hi[top], 0.0, ">"),
+                part(names[2].replace("wedge", f"wedge {bottom}"), est[bottom], lo[bottom], hi[bottom], 0.0, "<")]
+
+    def info(angular):
+        est = curve(angular)[0]
+        extra = {"sign_changes": sign_changes(est)} if not isinstance(est, NA) else {}
+        return {**extra, "wedges": angular["N"][0].shape[1], "simultaneous_level": 1 - cfg.alpha}
+    return _by_source(3, sources, make, info)
 
 
-def claim_augmentations(radial: Mapping[str, Sequence[np.ndarray]], cfg: AggregateConfig) -> dict:
-    """Claim 4 on the low-third mean difference d_V = mean over low rings of V - N (paired by image).
-    Parts, for the variants present: R: sign(d_A) d_R < 0 (opposite sign); T: ``small_ratio`` |d_A| - |d_T|
-    > 0 (small next to A); S: sign(d_A) d_S > 0 (same sign) and |d_A| - |d_S| > 0 (smaller). The sign of
-    d_A is that of its estimate; A's and V's differences are resampled together (same images)."""
-    low, _ = band_thirds(radial["N"][0].shape[1])
-    d_a = _low_mid_diffs(radial, "A", low)
-    defined = finite_rows(d_a)
-    sign = float(np.sign(np.mean([d.mean() for d in defined]))) if defined else math.nan
+def claim_augmentations(sources: Sources, cfg: AggregateConfig) -> dict:
+    """Claim 4 on the low-third mean difference d_V = mean over low rings of V - N (paired by row), from
+    radial energies (:data:`Sources`). Parts, for the variants present: R: sign(d_A) d_R < 0 (opposite
+    sign); T: ``small_ratio`` |d_A| - |d_T| > 0 (small next to A); S: sign(d_A) d_S > 0 (same sign) and
+    |d_A| - |d_S| > 0 (smaller). The sign of d_A is that of its estimate; A's and V's differences are
+    resampled together (same rows)."""
+    def sign_of(radial) -> float:
+        low, _ = band_thirds(radial["N"][0].shape[1])
+        defined = finite_rows(_low_mid_diffs(radial, "A", low))
+        return float(np.sign(np.mean([d.mean() for d in defined]))) if defined else math.nan
 
-    def smaller(v: str, factor: float) -> Estimate:
-        both = [np.stack([dv, da], axis=1) for dv, da in zip(_low_mid_diffs(radial, v, low), d_a)]
-        return _energy_estimate(both, cfg, lambda m: factor * abs(m[1]) - abs(m[0]))
+    def make(radial, label):
+        low, _ = band_thirds(radial["N"][0].shape[1])
+        d_a = _low_mid_diffs(radial, "A", low)
+        sign = sign_of(radial)
 
-    def signed(v: str) -> Estimate:
-        if not defined:  # no sign of A - N to compare with
-            return _energy_estimate(d_a, cfg)
-        return _energy_estimate([sign * d for d in _low_mid_diffs(radial, v, low)], cfg)
+        def smaller(v: str, factor: float) -> Estimate:
+            both = [np.stack([dv, da], axis=1) for dv, da in zip(_low_mid_diffs(radial, v, low), d_a)]
+            return _energy_estimate(both, cfg, lambda m: factor * abs(m[1]) - abs(m[0]))
 
-    parts = []
-    if "R" in radial:
-        parts.append(part("sign(A - N) x (R - N), low rings", *signed("R"), 0.0, "<"))
-    if "T" in radial:
-        parts.append(part(f"{cfg.small_ratio:g} x |A - N| - |T - N|, low rings", *smaller("T", cfg.small_ratio),
-                          0.0, ">"))
-    if "S" in radial:
-        parts.append(part("sign(A - N) x (S - N), low rings", *signed("S"), 0.0, ">"))
-        parts.append(part("|A - N| - |S - N|, low rings", *smaller("S", 1.0), 0.0, ">"))
-    absent = [v for v in "RTS" if v not in radial]
-    return claim_row(4, parts, {"sign_of_A_minus_N_low": sign} if defined else {},
-                     missing=f"variant(s) {', '.join(absent)} not trained in this run" if absent else "")
+        def signed(v: str) -> Estimate:
+            if not math.isfinite(sign):  # no sign of A - N to compare with
+                return _energy_estimate(d_a, cfg)
+            return _energy_estimate([sign * d for d in _low_mid_diffs(radial, v, low)], cfg)
+
+        parts = []
+        if "R" in radial:
+            parts.append(part(f"sign(A - N) x (R - N), low rings ({label})", *signed("R"), 0.0, "<"))
+        if "T" in radial:
+            parts.append(part(f"{cfg.small_ratio:g} x |A - N| - |T - N|, low rings ({label})",
+                              *smaller("T", cfg.small_ratio), 0.0, ">"))
+        if "S" in radial:
+            parts.append(part(f"sign(A - N) x (S - N), low rings ({label})", *signed("S"), 0.0, ">"))
+            parts.append(part(f"|A - N| - |S - N|, low rings ({label})", *smaller("S", 1.0), 0.0, ">"))
+        return parts
+
+    def info(radial):
+        sign = sign_of(radial)
+        return {"sign_of_A_minus_N_low": sign} if math.isfinite(sign) else {}
+    absent = [v for v in "RTS" if v not in next(iter(sources.values()))]
+    return _by_source(4, sources, make, info,
+                      missing=f"variant(s) {', '.join(absent)} not trained in this run" if absent else "")
 
 
 def claim_complement(outcomes: Sequence[Mapping[str, np.ndarray]], cfg: AggregateConfig) -> dict:

@@ -210,13 +210,14 @@ def _rgb_to_gray(x: torch.Tensor) -> torch.Tensor:
 @dataclass(frozen=True)
 class PlantedBand:
     """Where the class signal lives: radius in [r_min, r_max] cycles per image; class c is a grating
-    at orientation ``pi * c / num_classes`` (+- ``jitter`` radians)."""
+    at orientation ``angle + pi * c / num_classes`` (+- ``jitter`` radians)."""
 
     r_min: float = 5.0
     r_max: float = 8.0
     jitter: float = 0.1
     amplitude: float = 0.25   # grating amplitude, pixels in [0, 1]
     noise: float = 0.2        # std of the white noise, pixels in [0, 1]
+    angle: float = 0.0        # orientation of class 0, radians (the classes' offset)
 
 
 def make_planted(n: int, image_size: int = 28, num_classes: int = 4, seed: int = 0,
@@ -224,13 +225,13 @@ def make_planted(n: int, image_size: int = 28, num_classes: int = 4, seed: int =
     """Deterministic synthetic images whose class is carried only by a grating in a known band.
 
     Image i of class c: ``0.5 + a cos(2 pi <k, p> / size + phase) + noise``, with |k| uniform in
-    [r_min, r_max], angle ``pi c / K`` +- jitter, random phase, white Gaussian noise; clipped to [0, 1].
+    [r_min, r_max], angle ``angle + pi c / K`` +- jitter, random phase, white Gaussian noise; clipped to [0, 1].
     Returns x uint8 (n, 1, S, S) and y int64 (n,), balanced classes."""
     g = torch.Generator().manual_seed(seed)
     y = torch.arange(n) % num_classes
     y = y[torch.randperm(n, generator=g)]
     radius = band.r_min + (band.r_max - band.r_min) * torch.rand(n, generator=g)
-    angle = math.pi * y.float() / num_classes + band.jitter * (2 * torch.rand(n, generator=g) - 1)
+    angle = band.angle + math.pi * y.float() / num_classes + band.jitter * (2 * torch.rand(n, generator=g) - 1)
     phase = 2 * math.pi * torch.rand(n, generator=g)
     coords = torch.arange(image_size, dtype=torch.float32)
     row, col = torch.meshgrid(coords, coords, indexing="ij")  # (S, S)
@@ -260,7 +261,7 @@ def planted_band(image_size: int, layout: str = "rfft", num_classes: int = 4,
     inside = torch.zeros_like(in_ring)
     tol = band.jitter + margin / radius.clamp(min=1.0)
     for c in range(num_classes):
-        centre = math.pi * c / num_classes
+        centre = band.angle + math.pi * c / num_classes
         d = torch.remainder(theta - centre + math.pi / 2, math.pi) - math.pi / 2  # signed angular distance mod pi
         inside |= d.abs() <= tol
     return in_ring & inside

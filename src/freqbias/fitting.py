@@ -1,5 +1,5 @@
-"""Fitting Fourier masks (:mod:`freqbias.fourier`): configs, loss, stopping rule, dataset / class /
-single-image fitting, and the ``masks`` params section.
+"""Fitting Fourier masks (:mod:`freqbias.fourier`): the loss, the frozen net, and single-image masks.
+Masks shared by a group of images (dataset, fold and class masks) are fitted by :mod:`freqbias.shared_masks`.
 
 Loss per image (averaged over a minibatch for a shared mask, summed over images for per-image masks)::
 
@@ -12,7 +12,6 @@ with ``f = model.net`` frozen in eval mode and the clean CE computed once, witho
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Sequence
@@ -25,8 +24,6 @@ from tqdm.auto import tqdm
 
 from . import runtime
 from .fourier import (
-    KINDS,
-    agreement,
     apply_mask,
     check_kind,
     init_masks,
@@ -41,44 +38,6 @@ from .loops import batches, frozen, one_cycle
 # --------------------------------------------------------------------------------------------
 # Configuration
 # --------------------------------------------------------------------------------------------
-
-def _check_common(cfg: "DatasetMaskConfig | SingleMaskConfig", positive: tuple[str, ...]) -> None:
-    check_kind(cfg.kind)
-    for name in ("lr", "patience", "eval_batch_size") + positive:
-        if not getattr(cfg, name) > 0:
-            raise ValueError(f"{name} must be > 0, got {getattr(cfg, name)}")
-    if not 0 < cfg.pct_start < 1:
-        raise ValueError(f"pct_start must be in (0, 1), got {cfg.pct_start}")
-    if cfg.lam < 0 or cfg.tol < 0:
-        raise ValueError(f"lam and tol must be >= 0, got lam={cfg.lam}, tol={cfg.tol}")
-
-
-@dataclass(frozen=True)
-class DatasetMaskConfig:
-    """Constants for dataset- and class-level masks, built by the caller from params.
-
-    Published values: lam 0.2, lr 1e-3, pct_start 0.1, batch_size 1, max_epochs 100, acc_ratio 0.99,
-    tol 1e-5 (change of the mean mask value), patience 7 (epochs). ``fast_net``: see
-    :func:`fitting_copy` (speed only)."""
-
-    lam: float
-    lr: float
-    pct_start: float
-    batch_size: int
-    max_epochs: int
-    acc_ratio: float
-    tol: float
-    patience: int
-    kind: str = "rfft"
-    seed: int = 0
-    eval_batch_size: int = 1024
-    fast_net: bool = True
-
-    def __post_init__(self) -> None:
-        _check_common(self, ("batch_size", "max_epochs"))
-        if self.acc_ratio < 0:
-            raise ValueError(f"acc_ratio must be >= 0, got {self.acc_ratio}")
-
 
 @dataclass(frozen=True)
 class SingleMaskConfig:
@@ -102,9 +61,14 @@ class SingleMaskConfig:
     fast_net: bool = True
 
     def __post_init__(self) -> None:
-        _check_common(self, ("max_steps", "chunk_size"))
-        if self.tol_gap < 0:
-            raise ValueError(f"tol_gap must be >= 0, got {self.tol_gap}")
+        check_kind(self.kind)
+        for name in ("lr", "patience", "eval_batch_size", "max_steps", "chunk_size"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not 0 < self.pct_start < 1:
+            raise ValueError(f"pct_start must be in (0, 1), got {self.pct_start}")
+        if self.lam < 0 or self.tol < 0 or self.tol_gap < 0:
+            raise ValueError(f"lam, tol and tol_gap must be >= 0, got {self.lam}, {self.tol}, {self.tol_gap}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -134,7 +98,7 @@ def loss_terms(logits: torch.Tensor, y: torch.Tensor, clean_ce: torch.Tensor, m:
     return gap.square(), l1_ratio(m, width, kind)
 
 
-def mask_loss(gap_sq: torch.Tensor, l1: torch.Tensor, lam: float) -> torch.Tensor:
+def mask_loss(gap_sq: torch.Tensor, l1: torch.Tensor, lam: float | torch.Tensor) -> torch.Tensor:
     """The study's loss ``exp(gap^2) + lam * L1 ratio``, per image (B,).
 
     A shared mask's minibatch loss is its mean over images: the published batch-1 loss averaged over
@@ -147,8 +111,7 @@ class Plateau:
     """Per-run plateau counter: run ``i`` stops once each tracked value ``k`` changed by <= ``tol[k]``
     (and ``ok[i]`` held) at ``patience`` consecutive updates; any other update resets its count.
 
-    Dataset masks track 1 run, 1 value (mean mask) per epoch with ``ok`` = accuracy rule met;
-    single-image masks track N runs, 2 values (squared CE gap, L1 ratio) per step with ``ok`` =
+    Single-image masks track N runs, 2 values (squared CE gap, L1 ratio) per step with ``ok`` =
     prediction equals target."""
 
     def __init__(self, n: int, tol: float | Sequence[float], patience: int):
@@ -191,98 +154,22 @@ def _optimiser(param: torch.Tensor, lr: float, pct_start: float, total_steps: in
     return opt, one_cycle(opt, lr, total_steps, pct_start)
 
 
-def _step(param: torch.Tensor, loss: torch.Tensor, opt: torch.optim.Optimizer, sched) -> None:
-    """One Adam step on the mask only (no gradients for the frozen net's weights), then project."""
+def project_step(param: torch.Tensor, loss: torch.Tensor, opt: torch.optim.Optimizer, sched=None) -> None:
+    """One optimiser step on the mask only (no gradients for the frozen net's weights), then the lr
+    schedule's step (when one is given) and the projection onto [0, 1]."""
     (param.grad,) = torch.autograd.grad(loss, param)
     opt.step()
-    sched.step()
+    if sched is not None:
+        sched.step()
     with torch.no_grad():
         project_(param)
 
 
-def _check_images(z: torch.Tensor, y: torch.Tensor) -> None:
+def check_images(z: torch.Tensor, y: torch.Tensor) -> None:
     if z.dim() != 4:
         raise ValueError(f"images must be (N, C, H, W), got shape {tuple(z.shape)}")
     if len(z) == 0 or len(z) != len(y):
         raise ValueError(f"need as many labels as images (> 0), got {len(z)} images and {len(y)} labels")
-
-
-# --------------------------------------------------------------------------------------------
-# Dataset- and class-level masks
-# --------------------------------------------------------------------------------------------
-
-def fit_dataset_mask(net: nn.Module, z: torch.Tensor, y: torch.Tensor,
-                     cfg: DatasetMaskConfig) -> tuple[torch.Tensor, list[dict]]:
-    """Fit one mask shared by all images ``z`` (N, C, H, W, normalised) with labels ``y`` (N,).
-
-    Minibatches of ``cfg.batch_size`` in a seeded random order, up to ``cfg.max_epochs`` epochs,
-    OneCycle sized to ``max_epochs * batches_per_epoch``. After every epoch the masked accuracy on
-    the same images is measured; the returned mask (H, Wm), unshifted, is the last one whose masked
-    accuracy is >= ``acc_ratio`` x clean accuracy (the initial ones mask if none was). Stops once
-    the mean mask value changed by <= ``tol`` in ``patience`` consecutive epochs that each met the
-    accuracy rule.
-
-    History: one dict per epoch with ``epoch, loss`` (mean over steps), ``masked_acc, clean_acc,
-    mean_mask`` (of the current mask) and ``kept``."""
-    _check_images(z, y)
-    n, h, w = len(z), z.shape[-2], z.shape[-1]
-    y = y.to(z.device)
-    net = fitting_copy(net, cfg.fast_net)
-    ce0, pred0 = clean_ce(net, z, y, cfg.eval_batch_size)
-    clean_acc = (pred0 == y).float().mean().item()
-    param = init_masks(1, h, w, cfg.kind, device=z.device, dtype=z.dtype)[0].requires_grad_()
-    best = param.detach().clone()
-    per_epoch = math.ceil(n / cfg.batch_size)
-    opt, sched = _optimiser(param, cfg.lr, cfg.pct_start, cfg.max_epochs * per_epoch)
-    plateau = Plateau(1, cfg.tol, cfg.patience)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    history: list[dict] = []
-    bar = tqdm(range(1, cfg.max_epochs + 1), desc="dataset mask", unit="epoch", disable=not runtime.progress())
-    for epoch in bar:
-        order = torch.randperm(n, generator=gen).to(z.device)
-        total = 0.0
-        for s in batches(n, cfg.batch_size):
-            idx = order[s]
-            logits = net(apply_mask(z[idx], param, cfg.kind))
-            loss = mask_loss(*loss_terms(logits, y[idx], ce0[idx], param, w, cfg.kind), cfg.lam).mean()
-            _step(param, loss, opt, sched)
-            total += loss.item()
-        mask = param.detach()
-        masked_acc = agreement(net, z, y, mask, cfg.kind, cfg.eval_batch_size)
-        kept = masked_acc >= cfg.acc_ratio * clean_acc
-        if kept:
-            best = mask.clone()
-        mean_mask = sparsity(mask, w, cfg.kind).item()
-        history.append({"epoch": epoch, "loss": total / per_epoch, "masked_acc": masked_acc,
-                        "clean_acc": clean_acc, "mean_mask": mean_mask, "kept": kept})
-        bar.set_postfix(acc=f"{masked_acc:.3f}/{clean_acc:.3f}", mean=f"{mean_mask:.4f}")
-        if plateau.update(torch.tensor([[mean_mask]]), torch.tensor([kept])).item():
-            break
-    return best, history
-
-
-def fit_class_masks(net: nn.Module, z: torch.Tensor, y: torch.Tensor, num_classes: int,
-                    cfg: DatasetMaskConfig, absent: str = "raise") -> tuple[torch.Tensor, list[list[dict]]]:
-    """One dataset mask per class, each fitted on that class's images only: (K, H, Wm) masks and
-    the K histories. A class with no image raises ``ValueError`` (``absent="raise"``) or gets an
-    all-NaN mask and an empty history (``absent="nan"``: no mask could be fitted)."""
-    if absent not in ("raise", "nan"):
-        raise ValueError(f"absent must be 'raise' or 'nan', got {absent!r}")
-    _check_images(z, y)
-    y = y.to(z.device)
-    masks, histories = [], []
-    for k in range(num_classes):
-        sel = (y == k).nonzero().squeeze(1)
-        if len(sel) == 0 and absent == "nan":
-            masks.append(torch.full(mask_shape(*z.shape[-2:], cfg.kind), math.nan, device=z.device, dtype=z.dtype))
-            histories.append([])
-            continue
-        if len(sel) == 0:
-            raise ValueError(f"class {k} has no images to fit a class mask on")
-        mask, history = fit_dataset_mask(net, z[sel], y[sel], cfg)
-        masks.append(mask)
-        histories.append(history)
-    return torch.stack(masks), histories
 
 
 # --------------------------------------------------------------------------------------------
@@ -328,7 +215,7 @@ def _fit_single_chunk(net: nn.Module, z: torch.Tensor, target: torch.Tensor,
             if len(active) == 0:
                 break
             gap_sq, l1 = gap_sq[~stop], l1[~stop]
-        _step(param, mask_loss(gap_sq, l1, cfg.lam).sum(), opt, sched)
+        project_step(param, mask_loss(gap_sq, l1, cfg.lam).sum(), opt, sched)
         bar.update(1)
         bar.set_postfix(active=len(active))
     out[active] = param.detach()[active]
@@ -350,7 +237,7 @@ def fit_single_masks(net: nn.Module, z: torch.Tensor, target: torch.Tensor,
         empty = torch.zeros(0, *mask_shape(h, w, cfg.kind), device=z.device, dtype=z.dtype)
         return SingleMaskResult(masks=empty, steps_used=torch.zeros(0, dtype=torch.long),
                                 kept=torch.zeros(0, dtype=torch.bool), mean_mask=torch.zeros(0))
-    _check_images(z, target)
+    check_images(z, target)
     target = target.to(z.device)
     net = fitting_copy(net, cfg.fast_net)
     masks, steps = [], []
@@ -367,50 +254,8 @@ def fit_single_masks(net: nn.Module, z: torch.Tensor, target: torch.Tensor,
 
 
 # --------------------------------------------------------------------------------------------
-# Params
+# Memory
 # --------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class MasksConfig:
-    """The ``masks`` section of params.yaml: mask kind and the fitting constants."""
-
-    kind: str
-    dataset: DatasetMaskConfig
-    dataset_fit_n: int | None
-    class_fit_n: int
-    single: SingleMaskConfig
-    single_n: int
-
-    @classmethod
-    def from_params(cls, params: dict) -> "MasksConfig":
-        from .config import Section
-
-        sec = Section(params, "masks")
-        kind = sec.choice("kind", KINDS, "rfft")
-        d, s = sec.sub("dataset"), sec.sub("single")
-        dataset = DatasetMaskConfig(
-            lam=d.number("lam", min=0), lr=d.number("lr", min=0, strict_min=True),
-            pct_start=d.number("pct_start", min=0, max=1, strict_min=True), batch_size=d.integer("batch_size", min=1),
-            max_epochs=d.integer("max_epochs", min=1), acc_ratio=d.number("acc_ratio", min=0, max=1),
-            tol=d.number("tol", min=0), patience=d.integer("patience", min=1), kind=kind)
-        single = SingleMaskConfig(
-            lam=s.number("lam", min=0), lr=s.number("lr", min=0, strict_min=True),
-            pct_start=s.number("pct_start", min=0, max=1, strict_min=True), max_steps=s.integer("max_steps", min=1),
-            tol=s.number("tol", min=0), tol_gap=s.number("tol_gap", min=0), patience=s.integer("patience", min=1),
-            kind=kind)
-        return cls(kind=kind, dataset=dataset, dataset_fit_n=d.integer("fit_n", None, min=1, optional=True),
-                   class_fit_n=d.integer("class_fit_n", min=1), single=single, single_n=s.integer("n_images", min=1))
-
-    def single_for(self, net: nn.Module, image_shape: tuple[int, int, int], *, chunk_size: int,
-                   memory_mb: float | None) -> SingleMaskConfig:
-        """The single-image config with ``chunk_size`` images per batch, fewer when ``memory_mb`` (MiB)
-        is set and too small for that many (run-only settings, :mod:`freqbias.runtime`: the masks do
-        not depend on them)."""
-        if memory_mb is not None:
-            per_image = bytes_per_image(net, image_shape, self.kind)
-            chunk_size = min(chunk_size, int(memory_mb * 2**20 // per_image))
-        return dataclasses.replace(self.single, chunk_size=max(1, chunk_size))
-
 
 def bytes_per_image(net: nn.Module, image_shape: tuple[int, int, int], kind: str = "rfft") -> int:
     """Rough memory one image costs while its mask is fitted: every module output kept for the

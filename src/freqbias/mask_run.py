@@ -7,23 +7,73 @@ on the normalised image ``model.normalize(x)`` and returned UNSHIFTED on the CPU
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
+from torch import nn
 
 from . import runtime
 from .artifacts import ClassMasks, DatasetMask, SingleMasks
 from .attacks import PGD
 from .data import to_float
-from .fitting import MasksConfig, SingleMaskResult, fit_class_masks, fit_dataset_mask, fit_single_masks
-from .fourier import agreement, predict, sparsity, support
+from .fitting import SingleMaskConfig, SingleMaskResult, bytes_per_image, fit_single_masks
+from .fourier import KINDS, agreement, predict
 from .models import Classifier
+from .shared_masks import METHODS, SharedMaskConfig, fit_shared_masks, fold_groups
 from .single_image import evaluate_single_masks, select_images
 
 Splits = Mapping[str, tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class MasksConfig:
+    """The ``masks`` section of params.yaml: mask kind, the shared-mask fit (dataset, folds, classes) and
+    the single-image fit."""
+
+    kind: str
+    dataset: SharedMaskConfig
+    dataset_fit_n: int | None
+    folds: int
+    class_fit_n: int
+    single: SingleMaskConfig
+    single_n: int
+
+    @classmethod
+    def from_params(cls, params: dict) -> "MasksConfig":
+        from .config import Section
+
+        sec = Section(params, "masks")
+        kind = sec.choice("kind", KINDS, "rfft")
+        d, s = sec.sub("dataset"), sec.sub("single")
+        dataset = SharedMaskConfig(
+            method=d.choice("method", METHODS, "constrained"), lam=d.number("lam", min=0),
+            lam_factor=d.number("lam_factor", 1.2, min=1, strict_min=True), lr=d.number("lr", min=0, strict_min=True),
+            lr_cuts=d.integer("lr_cuts", 2, min=0), pct_start=d.number("pct_start", 0.1, min=0, max=1, strict_min=True),
+            batch_size=d.integer("batch_size", min=1), max_steps=d.integer("max_steps", min=1),
+            check_every=d.integer("check_every", min=1), acc_ratio=d.number("acc_ratio", min=0, max=1),
+            tol=d.number("tol", min=0), patience=d.integer("patience", min=1), kind=kind)
+        single = SingleMaskConfig(
+            lam=s.number("lam", min=0), lr=s.number("lr", min=0, strict_min=True),
+            pct_start=s.number("pct_start", min=0, max=1, strict_min=True), max_steps=s.integer("max_steps", min=1),
+            tol=s.number("tol", min=0), tol_gap=s.number("tol_gap", min=0), patience=s.integer("patience", min=1),
+            kind=kind)
+        return cls(kind=kind, dataset=dataset, dataset_fit_n=d.integer("fit_n", None, min=1, optional=True),
+                   folds=d.integer("folds", 4, min=2), class_fit_n=d.integer("class_fit_n", min=1), single=single,
+                   single_n=s.integer("n_images", min=1))
+
+    def single_for(self, net: nn.Module, image_shape: tuple[int, int, int], *, chunk_size: int,
+                   memory_mb: float | None) -> SingleMaskConfig:
+        """The single-image config with ``chunk_size`` images per batch, fewer when ``memory_mb`` (MiB)
+        is set and too small for that many (run-only settings, :mod:`freqbias.runtime`: the masks do
+        not depend on them)."""
+        if memory_mb is not None:
+            per_image = bytes_per_image(net, image_shape, self.kind)
+            chunk_size = min(chunk_size, int(memory_mb * 2**20 // per_image))
+        return dataclasses.replace(self.single, chunk_size=max(1, chunk_size))
 
 
 @dataclass
@@ -43,14 +93,27 @@ def ratio_or_none(num: float, den: float) -> float | None:
     return num / den
 
 
+def shared_groups(y_val: torch.Tensor, n_fit: int, folds: int, class_fit_n: int, num_classes: int,
+                  seed: int) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The groups of the one shared-mask fit, as indices into the val split (labels ``y_val`` (N,)): all
+    ``n_fit`` fit images (the dataset mask), ``folds`` disjoint folds of them, then one group per class (its
+    first ``class_fit_n`` val images; empty for a class without any). Also returns the class images (n,)."""
+    y_val = y_val.cpu()
+    fit = torch.arange(n_fit)
+    per_class = [(y_val == k).nonzero().squeeze(1)[:class_fit_n] for k in range(num_classes)]
+    return [fit, *fold_groups(n_fit, folds, seed), *per_class], torch.cat(per_class)
+
+
 def fit_model_masks(name: str, model: Classifier, meta: Mapping[str, Any], standard: Classifier,
                     adversarial: Classifier, splits: Splits, cfg: MasksConfig, attack: PGD, seed: int,
                     adv_masks: bool, log: Callable[[str], None] = lambda m: None) -> ModelMasks:
     """Fit the masks of ``model`` (named ``name``, checkpoint ``meta``; on the stage's device).
 
     - dataset mask: fitted on the first ``cfg.dataset_fit_n`` val images (all when None), scored on all
-      of val and on the untouched test split (clean and masked accuracy);
+      of val and on the untouched test split (clean and masked accuracy); ``cfg.folds`` more masks, one
+      per disjoint fold of those images, give its uncertainty;
     - class masks: one per class, on that class's first ``cfg.class_fit_n`` val images;
+      all of these in one batched fit (:func:`freqbias.shared_masks.fit_shared_masks`);
     - single-image masks: on the study's test images, chosen with ``standard`` and ``adversarial``
       (:func:`freqbias.single_image.select_images`, PGD ``attack``, ``seed``); target = the model's own
       prediction. With ``adv_masks`` (the standard model) also the masks of the PGD images.
@@ -61,25 +124,29 @@ def fit_model_masks(name: str, model: Classifier, meta: Mapping[str, Any], stand
     net, norm = model.net, lambda x: model.normalize(to_float(x).to(device))
     z_val, z_te = norm(x_val), norm(x_te)
     y_val, y_te = y_val.to(device), y_te.to(device)
-    width = z_val.shape[-1]
+    k = meta["num_classes"]
     t0 = time.perf_counter()
 
     n_fit = min(cfg.dataset_fit_n or len(y_val), len(y_val))
+    groups, pick = shared_groups(y_val, n_fit, cfg.folds, cfg.class_fit_n, k, seed)
     torch.manual_seed(seed)
-    mask, history = fit_dataset_mask(net, z_val[:n_fit], y_val[:n_fit], cfg.dataset)
+    shared = fit_shared_masks(net, z_val, y_val, groups, dataclasses.replace(cfg.dataset, seed=seed),
+                              desc=f"{name} shared masks")
+    mask, folds, classes = shared.masks[0], shared.masks[1:1 + cfg.folds], shared.masks[1 + cfg.folds:]
+    records = shared.records
     scores = {f"{split}_{what}": agreement(net, z, y, m, cfg.kind)
               for split, z, y in (("val", z_val, y_val), ("test", z_te, y_te))
               for what, m in (("clean_acc", None), ("masked_acc", mask))}
-    log(f"dataset mask: mean {sparsity(mask, width, cfg.kind):.4f}, {len(history)} epochs, {scores}")
-
-    pick = torch.cat([(y_val == k).nonzero().squeeze(1)[:cfg.class_fit_n] for k in range(meta["num_classes"])])
-    counts = torch.bincount(y_val[pick].cpu(), minlength=meta["num_classes"])
-    class_masks, class_hist = fit_class_masks(net, z_val[pick], y_val[pick], meta["num_classes"], cfg.dataset,
-                                              absent="nan")
+    log(f"dataset mask: {describe(records[0])}; {scores}")
+    log(f"fold masks: {'; '.join(describe(r) for r in records[1:1 + cfg.folds])}")
+    counts = torch.tensor([len(g) for g in groups[1 + cfg.folds:]])
     absent = (counts == 0).nonzero().squeeze(1).tolist()
     if absent:
         log(f"class masks: no val image of class(es) {absent}: their masks are NaN (n/a)")
-    log(f"class masks: mean values {[round(float(v), 3) for v in sparsity(class_masks, width, cfg.kind)]}")
+    log(f"class masks: {'; '.join(describe(r) for r in records[1 + cfg.folds:])}")
+    unconverged = [g for g, r in enumerate(records) if r["converged"] is False]
+    if unconverged:
+        log(f"WARNING: {len(unconverged)} shared mask(s) hit max_steps before converging: groups {unconverged}")
 
     sel = select_images(standard, adversarial, x_te, y_te.cpu(), attack, cfg.single_n, seed=seed)
     if len(sel.index) < cfg.single_n:
@@ -101,16 +168,26 @@ def fit_model_masks(name: str, model: Classifier, meta: Mapping[str, Any], stand
         evaluation["adv_masked_agreement"] = float(adv.kept.float().mean())
     log(f"single-image masks on {len(target)} images (of {sel.pool} screened): {evaluation}")
 
-    metrics = masks_metrics(name, meta, seed, cfg.kind, scores, mask, history, class_masks, class_hist, clean,
-                            evaluation, n_fit, width, time.perf_counter() - t0)
+    metrics = masks_metrics(name, meta, seed, cfg.kind, scores, records[0], records[1:1 + cfg.folds],
+                            records[1 + cfg.folds:], clean, single_cfg.max_steps, evaluation, time.perf_counter() - t0)
     reasons = {f"{split}_ratio": f"{split} clean accuracy is 0: masked / clean is undefined"
                for split in ("val", "test")}
     reasons.update({"class": f"no val image of class(es) {absent}"} if absent else {})
     reasons.update({"single": "no single-image masks: no test image met the selection rule"} if not len(target) else {})
-    return ModelMasks(DatasetMask(mask=mask.cpu(), history=history, kind=cfg.kind, meta=dict(meta)),
-                      ClassMasks(masks=class_masks.cpu(), index=pick.cpu(), kind=cfg.kind, histories=class_hist,
-                                 counts=counts),
+    return ModelMasks(DatasetMask(mask=mask.cpu(), record=records[0], folds=folds.cpu(),
+                                  fold_records=records[1:1 + cfg.folds], kind=cfg.kind, meta=dict(meta)),
+                      ClassMasks(masks=classes.cpu(), index=pick.cpu(), kind=cfg.kind,
+                                 records=records[1 + cfg.folds:], counts=counts),
                       single, with_reasons(metrics, reasons))
+
+
+def describe(record: Mapping[str, Any]) -> str:
+    """One log phrase for a shared mask's record (:class:`freqbias.shared_masks.SharedMasks`)."""
+    if not record["n_images"]:
+        return "no images (n/a)"
+    state = "converged" if record["converged"] else "HIT max_steps"
+    return (f"mean {record['mean']:.3f}, support {record['support']:.3f}, min {record['min']:.3g}, "
+            f"{state} after {record['steps']} steps, acc {record['masked_acc']:.3f}/{record['clean_acc']:.3f}")
 
 
 def with_reasons(metrics: Mapping[str, Any], reasons: Mapping[str, str]) -> dict[str, Any]:
@@ -125,25 +202,38 @@ def with_reasons(metrics: Mapping[str, Any], reasons: Mapping[str, str]) -> dict
 
 
 def masks_metrics(name: str, meta: Mapping[str, Any], seed: int, kind: str, scores: Mapping[str, float],
-                  mask: torch.Tensor, history: list[dict], class_masks: torch.Tensor, class_hist: list[list[dict]],
-                  clean: SingleMaskResult, evaluation: Mapping[str, float], n_fit: int, width: int,
+                  dataset: Mapping[str, Any], folds: Sequence[Mapping[str, Any]], classes: Sequence[Mapping[str, Any]],
+                  clean: SingleMaskResult, single_cap: int, evaluation: Mapping[str, float],
                   seconds: float) -> dict[str, Any]:
-    """The masks stage's metrics JSON (``metrics/masks/<model>.json``) from the fitted dataset mask (H, Wm),
-    class masks (K, H, Wm), their histories and the single-image fit: accuracies clean / under the dataset
-    mask (``scores``; ``*_ratio`` = masked / clean, None when clean accuracy is 0), mean mask values,
-    fitting lengths and the single-image agreements (``single_*``). ``width``: image width W (pixels)."""
-    fitted = [h for h in class_hist if h]  # an absent class has no history
+    """The masks stage's metrics JSON (``metrics/masks/<model>.json``) from the shared masks' records
+    (:class:`freqbias.shared_masks.SharedMasks`: the dataset mask, its folds, the classes) and the
+    single-image fit: accuracies clean / under the dataset mask (``scores``; ``*_ratio`` = masked /
+    clean, None when clean accuracy is 0), each kind's mean, support, smallest entry, steps and whether
+    it converged (``*_converged``: the share of masks that stopped by their rule), and the single-image
+    agreements (``single_*``; ``single_converged``: the share that stopped by their rule before ``single_cap``
+    steps)."""
+    fitted = [r for r in classes if r["n_images"]]  # an absent class has no mask
+
+    def share(records: Sequence[Mapping[str, Any]]) -> float:
+        return sum(bool(r["converged"]) for r in records) / len(records) if records else math.nan
+
+    def mean_of(records: Sequence[Mapping[str, Any]], key: str) -> float:
+        return sum(r[key] for r in records) / len(records) if records else math.nan
+
     return {
         "model": name, "variant": meta.get("variant", "external"), "seed": meta.get("seed", seed), "kind": kind,
         **scores,
         "val_ratio": ratio_or_none(scores["val_masked_acc"], scores["val_clean_acc"]),
         "test_ratio": ratio_or_none(scores["test_masked_acc"], scores["test_clean_acc"]),
-        "dataset_mask_mean": float(sparsity(mask, width, kind)),
-        "dataset_mask_support": float(support(mask, width, kind)),
-        "dataset_epochs": len(history), "dataset_fit_n": n_fit,
-        "class_mask_mean": float(sparsity(class_masks, width, kind).nanmean()),
-        "class_epochs_mean": (sum(len(h) for h in fitted) / len(fitted)) if fitted else math.nan,
+        "dataset_mask_mean": dataset["mean"], "dataset_mask_support": dataset["support"],
+        "dataset_mask_min": dataset["min"], "dataset_converged": bool(dataset["converged"]),
+        "dataset_steps": dataset["steps"], "dataset_fit_n": dataset["n_images"],
+        "fold_mask_mean": mean_of(folds, "mean"), "fold_converged": share(folds),
+        "class_mask_mean": mean_of(fitted, "mean"),
+        "class_mask_min_max": max((r["min"] for r in fitted), default=math.nan),
+        "class_converged": share(fitted), "class_steps_mean": mean_of(fitted, "steps"),
         "single_n": len(clean.masks), "single_steps_mean": float(clean.steps_used.float().mean()),
+        "single_converged": float((clean.steps_used < single_cap).float().mean()),
         "single_mask_mean": float(clean.mean_mask.mean()), **{f"single_{k}": v for k, v in evaluation.items()},
         "seconds": round(seconds, 1),
     }

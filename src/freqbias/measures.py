@@ -30,9 +30,11 @@ from .single_image import select_images
 
 @dataclass
 class ModelRecord:
-    """One trained model and its masks. ``dataset_mask`` (H, Wm), ``class_masks`` (K, H, Wm) and the
+    """One trained model and its masks. ``dataset_mask`` (H, Wm), ``fold_masks`` (F, H, Wm): the dataset
+    mask refitted on each of F disjoint folds of its fit images, ``class_masks`` (K, H, Wm) and the
     single-image masks (:class:`freqbias.artifacts.SingleMasks`), all unshifted, on the CPU; ``model``
-    in eval mode on the stage's device."""
+    in eval mode on the stage's device. ``fit_records``: the shared masks' fitting records
+    (``{"dataset": record, "folds": [...], "classes": [...]}``, :class:`freqbias.shared_masks.SharedMasks`)."""
 
     name: str
     variant: str
@@ -44,6 +46,8 @@ class ModelRecord:
     single: SingleMasks
     train_metrics: dict
     mask_metrics: dict
+    fold_masks: torch.Tensor
+    fit_records: dict
 
 
 def load_records(variants: Sequence[str], seeds: Sequence[int], device: torch.device,
@@ -68,7 +72,8 @@ def load_records(variants: Sequence[str], seeds: Sequence[int], device: torch.de
             records.append(ModelRecord(
                 name=name, variant=variant, seed=seed, model=model,
                 kind=single.kind, dataset_mask=dataset.mask, class_masks=classes.masks, single=single,
-                train_metrics=load_json(files[3]), mask_metrics=load_json(files[4])))
+                train_metrics=load_json(files[3]), mask_metrics=load_json(files[4]), fold_masks=dataset.folds,
+                fit_records={"dataset": dataset.record, "folds": dataset.fold_records, "classes": classes.records}))
     return records
 
 

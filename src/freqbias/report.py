@@ -25,7 +25,7 @@ from .config import DataError, Section
 from .na import NA, cell, parse_reasons
 from .variants import label as variant_label
 
-TABLES = ("accuracy", "single_image", "probe", "heatmaps")
+TABLES = ("accuracy", "mask_fits", "single_image", "probe", "heatmaps")
 
 # docs/study.md, "Reference numbers": (quantity, VGG11-BN, ResNet-18, how to read this run's value).
 REFERENCE: list[tuple[str, str, str, tuple[str, str]]] = [
@@ -231,6 +231,8 @@ def claims_section(claims: Sequence[Mapping], rule: str) -> str:
     for c in claims:
         lines = [f"- {p['statistic']}: {_estimate(p)}, claimed {p['direction']} {_g(p['threshold'])}: {p['verdict']}"
                  for p in c["parts"]] or [f"- no part measured: {c.get('reason') or c['note'] or 'not measured'}"]
+        lines += [f"- second line, not in the verdict: {p['statistic']}: {_estimate(p)}, claimed {p['direction']} "
+                  f"{_g(p['threshold'])}: {p['verdict']}" for p in c.get("secondary", [])]
         if c["info"]:
             lines.append("- also: " + ", ".join(f"{k} = {_g(v)}" for k, v in c["info"].items()))
         if c["note"]:
@@ -262,8 +264,10 @@ def header_section(summary: Mapping, cfg: ReportConfig, commit: str, generated: 
         ["seeds", ", ".join(map(str, summary["seeds"]))],
         ["PGD (variant A; single-image x_A)", f"L-inf eps {v(attack.get('eps'))}, step {v(attack.get('alpha'))}, "
                                               f"{v(attack.get('steps'))} steps, {v(attack.get('units'))} units"],
-        ["masks", f"{summary['kind']} layout; dataset: lam {v(dataset.get('lam'))}, lr {v(dataset.get('lr'))}, fit on "
-                  f"{v(dataset.get('fit_n'), 'all')} val images, <= {v(dataset.get('max_epochs'))} epochs; "
+        ["masks", f"{summary['kind']} layout; dataset: {v(dataset.get('method'))} method (lam "
+                  f"{v(dataset.get('lam'))}{' at the start' if dataset.get('method') == 'constrained' else ''}), "
+                  f"lr {v(dataset.get('lr'))}, fit on {v(dataset.get('fit_n'), 'all')} val images and on "
+                  f"{v(dataset.get('folds'))} folds of them, <= {v(dataset.get('max_steps'))} steps; "
                   f"single-image: lam {v(single.get('lam'))}, lr {v(single.get('lr'))}, "
                   f"<= {v(single.get('max_steps'))} steps, "
                   f"{', '.join(map(str, summary['single_n'].values()))} images per seed"],
@@ -296,6 +300,42 @@ def _converged(row: Mapping[str, Any]) -> str:
     """Whether all of a probe row's L-BFGS fits converged (column ``converged``, written as True / False)."""
     value = str(row.get("converged", ""))
     return {"True": "yes", "False": "no (stopped at max_iter)"}.get(value, str(NA("not recorded")))
+
+
+def _flag(value: Any) -> bool | None:
+    """A ``converged`` / ``met`` cell as written to CSV ("True" / "False"; empty = n/a) -> bool or None."""
+    return {"True": True, "False": False}.get(str(value))
+
+
+def fits_section(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Convergence of every fitted mask (mask_fits.csv): a summary row per model and a flag naming each
+    shared mask that hit the step cap or found nothing sparser than the identity."""
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    table, flagged = [], []
+    for m in models:
+        own = [r for r in rows if r["model"] == m]
+        ds = next(r for r in own if r["mask"] == "dataset")
+        folds = [r for r in own if r["mask"].startswith("fold:")]
+        classes = [r for r in own if r["mask"].startswith("class:") and _flag(r["converged"]) is not None]
+        single = next((r for r in own if r["mask"] == "single (mean)"), {})
+        flagged += [f"{m} {r['mask']}" for r in own if _flag(r["converged"]) is False]
+        fold_means = [cell(r, "mean") for r in folds if not isinstance(cell(r, "mean"), NA)]
+        class_mins = [cell(r, "min") for r in classes if not isinstance(cell(r, "min"), NA)]
+        table.append([
+            m, f"{fmt(cell(ds, 'mean'))} / {fmt(cell(ds, 'support'))} / {fmt(cell(ds, 'min'))}",
+            f"{fmt(cell(ds, 'steps'))}, {'yes' if _flag(ds['converged']) else 'NO'}",
+            f"{sum(bool(_flag(r['converged'])) for r in folds)}/{len(folds)}; mean "
+            f"{fmt(min(fold_means)) if fold_means else 'n/a'}-{fmt(max(fold_means)) if fold_means else 'n/a'}",
+            f"{sum(bool(_flag(r['converged'])) for r in classes)}/{len(classes)}; largest min "
+            f"{fmt(max(class_mins)) if class_mins else 'n/a'}",
+            f"{fmt(cell(single, 'steps'))}, {fmt(cell(single, 'converged'), True)}" if single else "n/a"])
+    head = ("Every dataset, fold and class mask converged: each stopped by its rule (the sparsest mask meeting the "
+            "accuracy rule stopped improving), none at the step cap." if not flagged else
+            f"**Not converged** (hit the step cap, or no mask sparser than the identity met the rule): "
+            f"{', '.join(flagged)}. Their numbers describe the step budget, not the network.")
+    return head + "\n\n" + _table(
+        ["model", "dataset mask: mean / support / smallest", "steps, converged", "folds converged; mean range",
+         "classes converged; largest smallest entry", "single-image: mean steps, share stopped by rule"], table)
 
 
 def render(summary: Mapping, claims: Sequence[Mapping], tables: Mapping[str, Sequence[Mapping]],
@@ -337,6 +377,9 @@ def render(summary: Mapping, claims: Sequence[Mapping], tables: Mapping[str, Seq
         f"## Tables\n\n### Dataset masks\n\nRe-scored on the first {acc_n.get('val')} val images (the dataset mask "
         f"was fitted on the first fit_n of them) and the first {acc_n.get('test')} test images (held out); "
         "intervals: bootstrap over images.\n\n" + acc,
+        "### Mask fits\n\nFull-plane mean, support (share above 1e-3) and smallest entry of each model's dataset "
+        "mask; whether each shared mask stopped by its rule (results/mask_fits.csv has every mask).\n\n"
+        + fits_section(tables["mask_fits"]),
         "### Single-image masks\n\nAgreement with the model's own clean prediction (masked, complement, PGD image "
         "unmasked, PGD image under the clean mask: continuous / binary, PGD image under its own mask), and the "
         "similarity of x and the masked x in pixels (SSIM, correlation); 'masks stage' = the value that stage "

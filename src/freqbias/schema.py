@@ -29,7 +29,7 @@ def _read_all(params: Mapping[str, Any]) -> None:
     from .aggregate import AggregateConfig
     from .checkpoints import checkpoints_from_params
     from .data import DataConfig
-    from .fitting import MasksConfig
+    from .mask_run import MasksConfig
     from .report import ReportConfig
     from .training import TrainConfig
 

@@ -91,6 +91,34 @@ def accuracy_table(run: Run, splits: Mapping[str, tuple[torch.Tensor, torch.Tens
     return list(rows.values()), acc, mask_na
 
 
+FIT_COLUMNS = ("n_images", "clean_acc", "masked_acc", "met", "converged", "steps", "mean", "support", "min", "lam")
+
+
+def fit_table(run: Run) -> list[dict]:
+    """Rows of mask_fits.csv: one per shared mask of every model (``mask``: dataset, fold:<k>, class:<name>)
+    with its fitting record (:class:`freqbias.shared_masks.SharedMasks`: ``converged`` False = hit the step
+    cap), and one per model for its single-image masks (``steps``: mean steps; ``converged``: share that
+    stopped by their rule before ``max_steps``). A class without images is n/a with the reason."""
+    rows = []
+    for r in run.records:
+        rec = r.fit_records
+        named = [("dataset", rec["dataset"])] + [(f"fold:{k}", f) for k, f in enumerate(rec["folds"])] + [
+            (f"class:{run.class_names[k]}", c) for k, c in enumerate(rec["classes"])]
+        for label, f in named:
+            cells = {k: f.get(k, NA("no images of this class in the fit set")) for k in FIT_COLUMNS}
+            if f.get("converged") is None:
+                cells["converged"] = NA("no images of this class in the fit set")
+            rows.append({"model": r.name, "variant": r.variant, "seed": r.seed, "mask": label, **cells})
+        n = len(r.single)
+        none = NA("no single-image masks (0 images)")
+        rows.append({"model": r.name, "variant": r.variant, "seed": r.seed, "mask": "single (mean)",
+                     **{k: NA("shared masks only") for k in FIT_COLUMNS}, "n_images": n,
+                     "converged": logged(r.mask_metrics, "single_converged", f"metrics/masks/{r.name}.json")
+                     if n else none, "steps": float(r.single.steps.double().mean()) if n else none,
+                     "mean": float(sparsity(r.single.masks, run.image_size[1], r.kind).mean()) if n else none})
+    return rows
+
+
 STORED = {"masked": "single_masked_agreement", "complement": "single_complement_agreement",
           "pgd": "single_adv_agreement", "restored": "single_adv_restored_continuous",
           "restored_binary": "single_adv_restored_binary", "adv_masked": "single_adv_masked_agreement"}

@@ -1,0 +1,267 @@
+"""Masks shared by a group of images: dataset-, fold- and class-level masks, fitted together.
+
+A *group* is a set of images (indices into ``z``) that share one mask: all fit images (the dataset
+mask), a fold of them (its uncertainty, :func:`fold_groups`) or one class (a class mask). All groups
+are fitted in ONE batched run: every step draws ``batch_size`` images per group, filters each with its
+group's mask and sums the groups' losses, so each mask gets the gradient (and, Adam being elementwise,
+the path) of a fit on its group alone. The loss per group is the study's::
+
+    mean_i exp((CE(f(z~_i), y_i) - CE(f(z_i), y_i))^2) + lam_g * ||M_g||_1 / ||M_init||_1
+
+Every ``check_every`` steps each group's current mask is scored on all of its images; it *meets the
+rule* when its masked accuracy is >= ``acc_ratio`` x the clean accuracy on them. The returned mask is the
+sparsest (lowest full-plane mean) one that met the rule. Two methods (``method``):
+
+- ``"constrained"`` (default): ``lam_g`` is a multiplier on the sparsity term set by the rule itself:
+  multiplied by ``lam_factor`` after a check that met it, divided by it after one that did not (dual
+  ascent in log-space). The path sparsifies while the rule holds and settles on its boundary, so no
+  lambda is tuned per model. Constant lr.
+- ``"fixed"`` (as published): ``lam_g = lam`` throughout, OneCycle lr over ``max_steps``.
+
+A group *converged* when its sparsest mean improved by <= ``tol`` over ``patience`` consecutive checks
+(it then stops); otherwise it hit ``max_steps``. docs/study.md, "Converged masks", says why the default
+differs from the study's fixed lambda and epoch budget.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import runtime
+from .fitting import check_images, clean_ce, fitting_copy, loss_terms, mask_loss
+from .fourier import apply_mask, check_kind, init_masks, predict, sparsity, support
+
+METHODS = ("constrained", "fixed")
+
+
+@dataclass(frozen=True)
+class SharedMaskConfig:
+    """Constants for shared (dataset, fold, class) masks, built by the caller from params.
+
+    ``lam``: the sparsity weight (``fixed``) or its starting value (``constrained``); ``lr``: Adam's lr
+    (the OneCycle peak for ``fixed``); ``batch_size``: images per group per step; ``check_every``: steps
+    between rule checks; ``tol`` (full-plane mean) and ``patience`` (checks): the convergence rule.
+    The study: fixed lam 0.2, lr 1e-3, batch 1, <= 100 epochs, acc_ratio 0.99 (checked per epoch).
+    ``fast_net``: see :func:`freqbias.fitting.fitting_copy` (speed only)."""
+
+    lam: float
+    lr: float
+    batch_size: int
+    max_steps: int
+    check_every: int
+    acc_ratio: float
+    tol: float
+    patience: int
+    method: str = "constrained"
+    lam_factor: float = 1.25
+    lr_cuts: int = 2
+    pct_start: float = 0.1
+    kind: str = "rfft"
+    seed: int = 0
+    eval_batch_size: int = 1024
+    fast_net: bool = True
+
+    def __post_init__(self) -> None:
+        check_kind(self.kind)
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        for name in ("lr", "batch_size", "max_steps", "check_every", "patience", "eval_batch_size"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.lam < 0 or self.tol < 0 or self.acc_ratio < 0:
+            raise ValueError(f"lam, tol and acc_ratio must be >= 0, got {self.lam}, {self.tol}, {self.acc_ratio}")
+        if self.lam_factor <= 1:
+            raise ValueError(f"lam_factor must be > 1, got {self.lam_factor}")
+        if not 0 < self.pct_start < 1:
+            raise ValueError(f"pct_start must be in (0, 1), got {self.pct_start}")
+
+
+@dataclass
+class SharedMasks:
+    """The fitted masks (G, H, Wm), unshifted (all-NaN for a group without images), and one record per
+    group: ``n_images, clean_acc, masked_acc`` (of the returned mask, on the group's images),
+    ``converged`` (stopped by the rule with a mask sparser than the identity; None without images),
+    ``steps`` (optimiser steps used),
+    ``mean, support, min`` (full-plane mean, share above 1e-3, smallest entry), ``lam`` (final weight)
+    and ``history``: one dict per check (``step, masked_acc, mean, lam, met``)."""
+
+    masks: torch.Tensor
+    records: list[dict]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+def fold_groups(n: int, folds: int, seed: int = 0) -> list[torch.Tensor]:
+    """``folds`` disjoint index sets covering ``range(n)`` in a seeded random order (sizes differ by <= 1)."""
+    if folds < 1:
+        raise ValueError(f"folds must be >= 1, got {folds}")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return [order[k::folds].sort().values for k in range(folds)]
+
+
+def class_groups(y: torch.Tensor, num_classes: int) -> list[torch.Tensor]:
+    """The indices of each class ``0 .. num_classes-1`` in ``y`` (empty for an absent class)."""
+    y = y.cpu()
+    return [(y == k).nonzero().squeeze(1) for k in range(num_classes)]
+
+
+def one_cycle_lr(step: int, total: int, max_lr: float, pct_start: float) -> float:
+    """The lr of step ``step`` (1-based) of ``total`` under torch's cosine OneCycle schedule: from
+    ``max_lr / 25`` up to ``max_lr`` over ``pct_start`` of the steps, then down to ``max_lr / 25e4``."""
+    up = max(pct_start * total, 1.0)
+    lo, end = max_lr / 25, max_lr / 25e4
+    if step <= up:
+        return lo + (max_lr - lo) * (1 - math.cos(math.pi * (step - 1) / up)) / 2
+    frac = min((step - up) / max(total - up, 1.0), 1.0)
+    return end + (max_lr - end) * (1 + math.cos(math.pi * frac)) / 2
+
+
+def min_correct(clean_correct: int, acc_ratio: float) -> int:
+    """Images a mask must keep correct to meet the rule: ``acc_ratio x clean_correct`` rounded to the nearest
+    whole image (so 135 correct at 0.995 may lose 1 image, 40 may lose none, one image must stay correct)."""
+    return math.floor(acc_ratio * clean_correct + 0.5)
+
+
+class _Adam:
+    """Adam on (G, H, Wm) masks with a lr, a step count and moments per group, so that a group can be
+    restarted (moments cleared) with its own lr while the others go on. After each (re)start the lr ramps
+    up linearly over ``warmup`` steps: from ones (or a restart) the CE gap's gradient is ~0, Adam would move
+    every entry down by the full lr, and the first check would find the rule broken by a uniform dimming.
+    Betas and eps: torch's defaults."""
+
+    def __init__(self, param: torch.Tensor, lr: float, warmup: int):
+        self.param, self.m, self.v = param, torch.zeros_like(param), torch.zeros_like(param)
+        self.lr = torch.full((len(param),), lr, dtype=param.dtype, device=param.device)
+        self.t = torch.zeros(len(param), dtype=param.dtype, device=param.device)
+        self.warmup = warmup
+
+    @torch.no_grad()
+    def step(self, grad: torch.Tensor, act: torch.Tensor, b1: float = 0.9, b2: float = 0.999) -> None:
+        """Update groups ``act`` with their gradient ``grad`` (len(act), H, Wm), then clamp to [0, 1]."""
+        self.t[act] += 1
+        t = self.t[act].view(-1, 1, 1)
+        self.m[act] = b1 * self.m[act] + (1 - b1) * grad
+        self.v[act] = b2 * self.v[act] + (1 - b2) * grad.square()
+        update = (self.m[act] / (1 - b1**t)) / ((self.v[act] / (1 - b2**t)).sqrt() + 1e-8)
+        lr = self.lr[act].view(-1, 1, 1) * (t / self.warmup).clamp(max=1.0)
+        self.param[act] = (self.param[act] - lr * update).clamp(0.0, 1.0)
+
+    def restart(self, g: int, value: torch.Tensor, lr: float) -> None:
+        """Set group ``g`` to ``value`` with lr ``lr`` and fresh moments."""
+        self.param[g], self.m[g], self.v[g], self.t[g], self.lr[g] = value, 0.0, 0.0, 0.0, lr
+
+
+def fit_shared_masks(net: nn.Module, z: torch.Tensor, y: torch.Tensor, groups: Sequence[torch.Tensor],
+                     cfg: SharedMaskConfig, desc: str = "shared masks") -> SharedMasks:
+    """Fit one mask per group of normalised images ``z`` (N, C, H, W) with labels ``y`` (N,); ``groups``:
+    index tensors into ``z`` (they may overlap; an empty one gets an all-NaN mask). See the module doc."""
+    check_images(z, y)
+    h, w = z.shape[-2:]
+    dev, y = z.device, y.to(z.device)
+    groups = [g.to(dev).long() for g in groups]
+    net = fitting_copy(net, cfg.fast_net)
+    ce0, pred0 = torch.full_like(y, math.nan, dtype=z.dtype), torch.full_like(y, -1)
+    used = torch.cat(groups).unique()
+    ce0[used], pred0[used] = clean_ce(net, z[used], y[used], cfg.eval_batch_size)
+    n_groups, b = len(groups), cfg.batch_size
+    sizes = [len(g) for g in groups]
+    correct0 = [int((pred0[g] == y[g]).sum()) for g in groups]
+    need = [min_correct(c, cfg.acc_ratio) for c in correct0]
+
+    param = init_masks(n_groups, h, w, cfg.kind, device=dev, dtype=z.dtype)
+    adam = _Adam(param, cfg.lr, warmup=cfg.check_every if cfg.method == "constrained" else 1)
+    best = param.clone()
+    best_mean, ref_mean = [1.0] * n_groups, [1.0] * n_groups
+    lam = torch.full((n_groups,), cfg.lam, device=dev, dtype=z.dtype)
+    since, cuts, steps = [0] * n_groups, [0] * n_groups, [0] * n_groups
+    converged: list[bool | None] = [False if s else None for s in sizes]
+    history: list[list[dict]] = [[] for _ in groups]
+    gen = torch.Generator().manual_seed(cfg.seed)
+    active = [g for g in range(n_groups) if sizes[g]]
+    bar = tqdm(total=cfg.max_steps, desc=desc, unit="step", disable=not runtime.progress())
+    for step in range(1, cfg.max_steps + 1):
+        if not active:
+            break
+        act = torch.tensor(active, device=dev)
+        if cfg.method == "fixed":
+            adam.lr[:] = one_cycle_lr(step, cfg.max_steps, cfg.lr, cfg.pct_start)
+        idx = torch.cat([groups[g][torch.randint(sizes[g], (b,), generator=gen).to(dev)] for g in active])
+        m = param[act].requires_grad_()
+        logits = net(apply_mask(z[idx], m.repeat_interleave(b, dim=0), cfg.kind))
+        gap_sq, l1 = loss_terms(logits, y[idx], ce0[idx], m, w, cfg.kind)
+        loss = mask_loss(gap_sq.view(len(active), b), l1[:, None], lam[act, None]).mean(dim=1).sum()
+        (grad,) = torch.autograd.grad(loss, m)
+        adam.step(grad, act)
+        bar.update(1)
+        if step % cfg.check_every and step != cfg.max_steps:
+            continue
+        for g in list(active):
+            mask = param[g].clone()
+            correct = int((predict(net, z[groups[g]], mask, cfg.kind, cfg.eval_batch_size) == y[groups[g]]).sum())
+            met = correct >= need[g]
+            mean = sparsity(mask, w, cfg.kind).item()
+            history[g].append({"step": step, "masked_acc": correct / sizes[g], "mean": mean,
+                               "lam": lam[g].item(), "lr": adam.lr[g].item(), "met": met})
+            steps[g] = step
+            if met and mean < best_mean[g]:
+                best[g], best_mean[g] = mask, mean
+            if cfg.method == "constrained":
+                lam[g] *= cfg.lam_factor if met else 1 / cfg.lam_factor
+            if ref_mean[g] - best_mean[g] > cfg.tol:
+                ref_mean[g], since[g] = best_mean[g], 0
+            else:
+                since[g] += 1
+            if since[g] < cfg.patience:
+                continue
+            if cfg.method == "constrained" and cuts[g] < cfg.lr_cuts:  # refine: restart from the best, half the lr
+                cuts[g], since[g] = cuts[g] + 1, 0
+                adam.restart(g, best[g], adam.lr[g].item() / 2)
+            else:  # stopped by the rule; a mask no sparser than the identity is no result, though
+                converged[g] = best_mean[g] < 1.0
+                active.remove(g)
+        bar.set_postfix(active=len(active), mean=f"{min(best_mean):.3f}")
+    bar.close()
+
+    records = []
+    for g in range(n_groups):
+        if not sizes[g]:
+            best[g] = math.nan
+            records.append({"n_images": 0, "converged": None, "history": []})
+            continue
+        zg, yg = z[groups[g]], y[groups[g]]
+        best[g] = prune(net, zg, yg, best[g], need[g], cfg)
+        correct = int((predict(net, zg, best[g], cfg.kind, cfg.eval_batch_size) == yg).sum())
+        records.append({
+            "n_images": sizes[g], "clean_acc": correct0[g] / sizes[g], "masked_acc": correct / sizes[g],
+            "met": correct >= need[g], "converged": converged[g], "steps": steps[g],
+            "mean": sparsity(best[g], w, cfg.kind).item(), "support": support(best[g], w, cfg.kind).item(),
+            "min": best[g].min().item(), "lam": lam[g].item(), "history": history[g]})
+    return SharedMasks(masks=best, records=records)
+
+
+def prune(net: nn.Module, z: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, need: int,
+          cfg: SharedMaskConfig, rounds: int = 8) -> torch.Tensor:
+    """``mask`` (H, Wm) with its entries below a threshold set to 0, for the largest threshold (binary
+    search over the mask's own value quantiles, ``rounds`` checks) at which the masked accuracy on
+    ``z``, ``y`` keeps at least ``need`` images correct; ``mask`` itself when no threshold does. The fit leaves entries
+    the network does not need hovering just above 0 (Adam's noise against the clamp); this sets them
+    to exactly 0 without giving up the rule."""
+    values = mask.flatten().sort().values
+    lo, hi, kept = 0, len(values) - 1, mask
+    for _ in range(rounds):
+        if lo > hi:
+            break
+        mid = (lo + hi) // 2
+        cand = torch.where(mask >= values[mid], mask, torch.zeros_like(mask))
+        if int((predict(net, z, cand, cfg.kind, cfg.eval_batch_size) == y).sum()) >= need:
+            kept, lo = cand, mid + 1
+        else:
+            hi = mid - 1
+    return kept
