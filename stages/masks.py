@@ -14,9 +14,8 @@ from freqbias.artifacts import load_checkpoint
 from freqbias.cli import run_stage, setup_logging
 from freqbias.config import load_params
 from freqbias.data import load_split
-from freqbias.mask_run import MasksConfig
 from freqbias.io import load_json, save_json
-from freqbias.mask_run import fit_model_masks
+from freqbias.mask_run import MasksConfig, fit_model_masks
 from freqbias.training import TrainConfig
 
 
