@@ -103,7 +103,8 @@ def test_one_single_image(tmp_path):
 
 
 def test_no_single_images(tmp_path):
-    """Zero selected images: every single-image quantity, claims 2-8 and four figures are n/a."""
+    """Zero selected images: every single-image quantity, claims 5-8 and four figures are n/a; claims 2-4 keep
+    their dataset-mask headline and say in their secondary line why the single-image one is missing."""
     records, splits, names = synthetic_run()
     text, claims = aggregate_and_report(with_images(records, torch.zeros(0, dtype=torch.long)), splits, names,
                                         tmp_path)
@@ -112,8 +113,13 @@ def test_no_single_images(tmp_path):
     assert_na(tmp_path, "band_differences", "diff", "no single-image masks (0 images)", source="single")
     assert_na(tmp_path, "shares", "share", "no single-image masks (0 images)")
     assert_na(tmp_path, "band_energies", "energy", "no single-image masks (0 images)", mask="single:mean")
-    for number in (2, 3, 5, 7, 8):
+    for number in (5, 7, 8):
         assert_claim_na(claims, text, number, "no single-image masks (0 images)")
+    for number in (2, 3):
+        c = claim(claims, number)
+        assert c["verdict"] != "not measured" and "dataset masks" in c["statistic"], c
+        assert c["secondary"] and all(p["verdict"] == "not measured" and "0 images" in p["reason"]
+                                      for p in c["secondary"]), c["secondary"]
     assert_claim_na(claims, text, 6, "Not probed")
     assert claim(claims, 1)["verdict"] != "not measured"                    # dataset masks are unaffected
     for figure in ("mask grid single", "single panel", "seen through masks", "probe"):
@@ -148,7 +154,7 @@ def test_all_zero_masks(tmp_path):
     map's rank correlation, constant masked images (no pixel correlation), constant probe features."""
     records, splits, names = synthetic_run()
     a = record(records, "A-s0")
-    a.dataset_mask = torch.zeros_like(a.dataset_mask)
+    a.dataset_mask, a.fold_masks = torch.zeros_like(a.dataset_mask), torch.zeros_like(a.fold_masks)
     a.single.masks = torch.zeros_like(a.single.masks)
     text, claims = aggregate_and_report(records, splits, names, tmp_path)
     assert_na(tmp_path, "band_energies", "energy", "all-zero mask", model="A-s0", mask="dataset")
@@ -156,11 +162,15 @@ def test_all_zero_masks(tmp_path):
     assert_na(tmp_path, "single_image", "value", "12 with a constant masked image", model="A-s0", metric="corr")
     assert_na(tmp_path, "band_differences", "diff", "no image on which both single-image masks have band energies",
               variant="A", source="single")
-    assert_na(tmp_path, "band_differences", "diff", "A-s0: all-zero mask", variant="A", source="dataset")
+    assert_na(tmp_path, "band_differences", "diff", "no fold on which both fold masks have band energies",
+              variant="A", source="dataset")
     assert rows(tmp_path, "band_differences", variant="R", source="single", band=0)[0]["diff"] != ""
     assert_na(tmp_path, "shares", "share", "no image on which both", variant="A")
-    for number in (2, 3, 7):
-        assert_claim_na(claims, text, number, "no image on which both single-image masks have band energies")
+    assert_claim_na(claims, text, 7, "no image on which both single-image masks have band energies")
+    for number in (2, 3):
+        assert_claim_na(claims, text, number, "no fold on which both fold masks have band energies")
+        secondary = claim(claims, number)["secondary"]
+        assert all("no image on which both single-image masks" in p["reason"] for p in secondary)
     probe = rows(tmp_path, "probe", model="A-s0")[0]                        # constant features: a valid probe
     assert math.isfinite(float(probe["test_acc"])) and probe["converged"] in ("True", "False")
     assert re.search(r"\| A-s0 \|.*\| n/a \([^|]*dataset mask constant", section(text, "Fourier heat maps"))

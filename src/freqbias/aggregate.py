@@ -32,6 +32,7 @@ from .bands import (
 )
 from .baselines import frequency_baselines
 from .claims import (
+    SINGLE,
     VERDICT_RULE,
     claim_accuracy,
     claim_angular,
@@ -189,7 +190,7 @@ def run_aggregate(records: Sequence[ModelRecord], cfg: AggregateConfig,
 
     n_outcomes = [outcomes[run.by["N", s].name] for s in run.seeds]
     n_folds = len(records[0].fold_masks)
-    by_source = {p: {f"dataset masks, {n_folds} folds": bands.fold_per_seed[p], "single-image masks": bands.per_seed[p]}
+    by_source = {p: {f"dataset masks, {n_folds} folds": bands.fold_per_seed[p], SINGLE: bands.per_seed[p]}
                  for p in ("radial", "angular")}
     res.claims = [
         claim_accuracy(acc, cfg, [r.name for r in records], masked_na),

@@ -28,7 +28,7 @@ import torch
 
 from .bootstrap import Estimate, defined_estimate, seed_interval
 from .fourier import to_full
-from .na import NA
+from .na import NA, NO_IMAGES
 
 if TYPE_CHECKING:
     from .aggregate import AggregateConfig, Run
@@ -181,11 +181,15 @@ def difference_curves(per_seed: Mapping[str, Sequence[np.ndarray]], cfg: Aggrega
     return out
 
 
+def pair_reasons(what: str = "single-image masks", unit: str = "image") -> tuple[str, str]:
+    """Why no row (image or fold) pairs a variant's energies with N's: (no rows at all, no row with energies)."""
+    return f"no {what} (0 {unit}s)", f"no {unit} on which both {what} have band energies (all-zero or non-finite masks)"
+
+
 def _no_pairs(arrays: Sequence[np.ndarray], what: str = "single-image masks", unit: str = "image") -> str:
-    """Why no row (image or fold) pairs a variant's energies with N's."""
-    if not sum(len(a) for a in arrays):
-        return f"no {what} (0 {unit}s)"
-    return f"no {unit} on which both {what} have band energies (all-zero or non-finite masks)"
+    """The reason of :func:`pair_reasons` that applies to ``arrays``."""
+    empty, undefined = pair_reasons(what, unit)
+    return empty if not sum(len(a) for a in arrays) else undefined
 
 
 def share_curves(per_seed: Mapping[str, Sequence[np.ndarray]], cfg: AggregateConfig) -> dict[str, Estimate]:
@@ -231,7 +235,7 @@ def _single_mean(e: np.ndarray) -> tuple[np.ndarray | NA, str]:
     when some were left out; NA with the reason when none has."""
     ok = np.isfinite(e).all(axis=1)
     if not len(e):
-        return NA("no single-image masks (0 images)"), ""
+        return NA(NO_IMAGES), ""
     if not ok.any():
         return NA("every single-image mask is all-zero or non-finite (no band energies)"), ""
     note = f"mean over the {ok.sum()} of {len(e)} single-image masks with band energies" if not ok.all() else ""

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
-from .bands import band_thirds, difference_curves, low_energy
+from .bands import band_thirds, difference_curves, low_energy, pair_reasons
 from .bootstrap import Estimate, cluster_bootstrap, defined_estimate, finite_rows, strata_bootstrap
-from .na import NA, first_na
+from .na import NA, NO_IMAGES, first_na
 
 if TYPE_CHECKING:
     from .aggregate import AggregateConfig
@@ -184,8 +184,13 @@ def _low_mid_diffs(radial: Mapping[str, Sequence[np.ndarray]], v: str, bands: np
     return [(a - n)[:, bands].mean(axis=1) for a, n in zip(radial[v], radial["N"])]
 
 
-NO_IMAGES = "no single-image masks (0 images)"
-NO_ENERGY = "no image on which both single-image masks have band energies (all-zero or non-finite masks)"
+SINGLE = "single-image masks"
+NO_ENERGY = pair_reasons()[1]
+
+
+def _rows(label: str) -> tuple[str, str]:
+    """What the rows of the source ``label`` are, for n/a reasons: (their masks, one row)."""
+    return ("fold masks", "fold") if "fold" in label else (label, "image")
 
 Sources = Mapping[str, Mapping[str, Sequence[np.ndarray]]]
 """Band energies by source: ``{label: {V: per seed (n_s, bands)}}``, rows paired across variants (images of
@@ -193,9 +198,11 @@ the single-image masks, folds of the dataset masks). The first source is a claim
 (if any) its secondary line."""
 
 
-def _energy_estimate(groups: Sequence[np.ndarray], cfg: AggregateConfig, f=None) -> Estimate:
-    """Bootstrap estimate over the rows with defined band energies (n/a with the reason when none)."""
-    return defined_estimate(groups, f, cfg.n_boot, cfg.alpha, cfg.seed, empty=NO_IMAGES, undefined=NO_ENERGY)
+def _energy_estimate(groups: Sequence[np.ndarray], cfg: AggregateConfig, f=None, label: str = SINGLE) -> Estimate:
+    """Bootstrap estimate over the rows (of the source ``label``) with defined band energies (n/a with the
+    reason when none)."""
+    empty, undefined = pair_reasons(*_rows(label))
+    return defined_estimate(groups, f, cfg.n_boot, cfg.alpha, cfg.seed, empty=empty, undefined=undefined)
 
 
 def _by_source(number: int, sources: Sources, make_parts, info=None, missing: str = "") -> dict:
@@ -213,9 +220,9 @@ def claim_radial(sources: Sources, cfg: AggregateConfig) -> dict:
     def make(radial, label):
         low, mid = band_thirds(radial["N"][0].shape[1])
         return [part(f"A - N mean energy over low rings {low[0]}-{low[-1]} ({label})",
-                     *_energy_estimate(_low_mid_diffs(radial, "A", low), cfg), 0.0, ">"),
+                     *_energy_estimate(_low_mid_diffs(radial, "A", low), cfg, label=label), 0.0, ">"),
                 part(f"A - N mean energy over mid rings {mid[0]}-{mid[-1]} ({label})",
-                     *_energy_estimate(_low_mid_diffs(radial, "A", mid), cfg), 0.0, "<")]
+                     *_energy_estimate(_low_mid_diffs(radial, "A", mid), cfg, label=label), 0.0, "<")]
     return _by_source(2, sources, make)
 
 
@@ -232,12 +239,13 @@ def claim_angular(sources: Sources, cfg: AggregateConfig) -> dict:
     Parts: the range max - min of the curve, interval ``[max lo - min hi, max hi - min lo]`` (covers the
     true range whenever all wedge intervals cover), claimed > 0 (not flat); the most positive wedge > 0
     and the most negative wedge < 0 (changes sign)."""
-    def curve(angular):
+    def curve(angular, label):
         n_wedges = angular["N"][0].shape[1]
-        return difference_curves({"N": angular["N"], "A": angular["A"]}, cfg, cfg.alpha / n_wedges)["A"]
+        what, unit = _rows(label)
+        return difference_curves({"N": angular["N"], "A": angular["A"]}, cfg, cfg.alpha / n_wedges, what, unit)["A"]
 
     def make(angular, label):
-        est, lo, hi = curve(angular)
+        est, lo, hi = curve(angular, label)
         names = [f"range (max - min over wedges) of the A - N angular curve ({label})",
                  f"A - N in the most positive wedge ({label})", f"A - N in the most negative wedge ({label})"]
         if isinstance(est, NA):
@@ -248,7 +256,7 @@ def claim_angular(sources: Sources, cfg: AggregateConfig) -> dict:
                 part(names[2].replace("wedge", f"wedge {bottom}"), est[bottom], lo[bottom], hi[bottom], 0.0, "<")]
 
     def info(angular):
-        est = curve(angular)[0]
+        est = curve(angular, SINGLE)[0]
         extra = {"sign_changes": sign_changes(est)} if not isinstance(est, NA) else {}
         return {**extra, "wedges": angular["N"][0].shape[1], "simultaneous_level": 1 - cfg.alpha}
     return _by_source(3, sources, make, info)
@@ -272,12 +280,12 @@ def claim_augmentations(sources: Sources, cfg: AggregateConfig) -> dict:
 
         def smaller(v: str, factor: float) -> Estimate:
             both = [np.stack([dv, da], axis=1) for dv, da in zip(_low_mid_diffs(radial, v, low), d_a)]
-            return _energy_estimate(both, cfg, lambda m: factor * abs(m[1]) - abs(m[0]))
+            return _energy_estimate(both, cfg, lambda m: factor * abs(m[1]) - abs(m[0]), label)
 
         def signed(v: str) -> Estimate:
             if not math.isfinite(sign):  # no sign of A - N to compare with
-                return _energy_estimate(d_a, cfg)
-            return _energy_estimate([sign * d for d in _low_mid_diffs(radial, v, low)], cfg)
+                return _energy_estimate(d_a, cfg, label=label)
+            return _energy_estimate([sign * d for d in _low_mid_diffs(radial, v, low)], cfg, label=label)
 
         parts = []
         if "R" in radial:

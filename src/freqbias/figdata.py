@@ -27,7 +27,7 @@ from .na import NA
 if TYPE_CHECKING:
     from .aggregate import Run
 
-from .tables import NO_IMAGES
+from .na import NO_IMAGES
 from .tables import to_tensor as _t
 
 
@@ -117,7 +117,7 @@ def figure_data(run: Run, img: SeedImages, outcomes: Mapping[str, Mapping[str, n
         "single_mean_masks": single_means,
         "class_masks": {v: shifted_full(run.by[v, s0].class_masks, w) for v in run.variants},
         "diffs": {p: curves(f"{p}_differences", d) for p, d in bands.diffs.items()},
-        "dataset_diffs": {p: {v: _t(est[0]) for v, est in d.items()} for p, d in bands.dataset_diffs.items()},
+        "dataset_diffs": {p: curves(f"{p}_differences_dataset", d) for p, d in bands.dataset_diffs.items()},
         "shares": {p: curves(f"band_shares_{p}", d) for p, d in bands.shares.items()},
         "accuracy": {"models": [row["model"] for row in accuracy_rows], **acc},
         "panel": panel, "through": through,

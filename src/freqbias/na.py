@@ -21,6 +21,7 @@ from typing import Any, Iterable, Mapping, Sequence
 REASON = "reason"
 NO_VALUE = "no value recorded"
 ABSENT = "not recorded for this row"
+NO_IMAGES = "no single-image masks (0 images)"
 
 
 @dataclass(frozen=True)

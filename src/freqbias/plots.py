@@ -128,30 +128,37 @@ def accuracy_bars(acc: Mapping[str, Sequence], path: Path, dpi: int = 110) -> Pa
     return _save(fig, path, dpi)
 
 
-def band_differences(centres: torch.Tensor, diffs: Mapping[str, torch.Tensor],
-                     dataset_diffs: Mapping[str, torch.Tensor],
-                     xlabel: str, path: Path, title: str, dpi: int = 110, na: Mapping[str, str] | None = None) -> Path:
-    """Band energy of each variant minus N: single-image masks (mean paired difference, solid, with its
-    interval shaded; ``diffs[V]`` = (3, bands) estimate / lo / hi) and dataset masks (dashed). A variant
-    in ``na`` (variant -> reason) has no single-image curve: its legend entry says why."""
+def band_differences(centres: torch.Tensor, dataset_diffs: Mapping[str, torch.Tensor],
+                     single_diffs: Mapping[str, torch.Tensor], xlabel: str, path: Path, title: str, dpi: int = 110,
+                     na: Mapping[str, str] | None = None, single_na: Mapping[str, str] | None = None) -> Path:
+    """Band energy of each variant minus N, each ``[V]`` = (3, bands) estimate / lo / hi: dataset masks
+    (mean paired difference over folds, solid, interval shaded; the headline) and single-image masks (over
+    images, dashed, interval dotted; the second line). A variant in ``na`` / ``single_na`` (variant ->
+    reason) has no such curve: its legend entry says why."""
     fig, ax = plt.subplots(figsize=(6.0, 3.4))
     x = np.asarray(centres)
-    for v in dict.fromkeys([*diffs, *dataset_diffs, *(na or {})]):
-        if v in diffs:
-            est, lo, hi = np.asarray(diffs[v])
+    na, single_na = na or {}, single_na or {}
+    for v in dict.fromkeys([*dataset_diffs, *single_diffs, *na, *single_na]):
+        if v in dataset_diffs:
+            est, lo, hi = np.asarray(dataset_diffs[v])
             ax.plot(x, est, color=_color(v), marker="o", ms=3, label=f"{v} - N")
             ax.fill_between(x, lo, hi, color=_color(v), alpha=0.2, lw=0)
-        elif v in (na or {}):
+        elif v in na:
             ax.plot([], [], color=_color(v), marker="o", ms=3, label=textwrap.fill(f"{v} - N: n/a ({na[v]})", 40))
-        if v in dataset_diffs:
-            d = np.asarray(dataset_diffs[v])
-            ax.plot(x, d, color=_color(v), ls="--", lw=1,
-                    label=None if np.isfinite(d).any() else f"{v} - N dataset masks: n/a (all-zero or non-finite mask)")
+        if v in single_diffs:
+            est, lo, hi = np.asarray(single_diffs[v])
+            ax.plot(x, est, color=_color(v), ls="--", lw=1)
+            ax.plot(x, lo, color=_color(v), ls=":", lw=0.6)
+            ax.plot(x, hi, color=_color(v), ls=":", lw=0.6)
+        elif v in single_na:
+            ax.plot([], [], color=_color(v), ls="--", lw=1,
+                    label=textwrap.fill(f"{v} - N single-image: n/a ({single_na[v]})", 40))
     ax.axhline(0, color="gray", lw=0.8)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("energy difference")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    ax.set_title(f"{title}\nsolid: single-image masks (shaded: interval), dashed: dataset masks", fontsize=9)
+    ax.set_title(f"{title}\nsolid: dataset masks over folds (shaded: interval); dashed: single-image masks "
+                 "(dotted: interval)", fontsize=9)
     return _save(fig, path, dpi)
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .na import NA
+from .na import NA, NO_IMAGES
 
 if TYPE_CHECKING:
     from .aggregate import AggregateConfig
@@ -166,7 +166,7 @@ def probe_precondition(labels: np.ndarray, folds: int) -> str:
     two classes with ``folds`` or more images each (a class with fewer cannot have an image in every
     fold and is left out; fewer than two classes leave nothing to tell apart)."""
     if not len(labels):
-        return "no single-image masks (0 images)"
+        return NO_IMAGES
     counts = np.bincount(np.asarray(labels, dtype=np.int64))
     if int((counts >= folds).sum()) < 2:
         present = {int(c): int(n) for c, n in enumerate(counts) if n}

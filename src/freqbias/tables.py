@@ -19,7 +19,7 @@ from .measures import (
     dataset_correct,
     finite_masks,
 )
-from .na import NA, na_estimate, number
+from .na import NA, NO_IMAGES, na_estimate, number
 
 if TYPE_CHECKING:
     from .aggregate import Run
@@ -110,7 +110,7 @@ def fit_table(run: Run) -> list[dict]:
                 cells["converged"] = NA("no images of this class in the fit set")
             rows.append({"model": r.name, "variant": r.variant, "seed": r.seed, "mask": label, **cells})
         n = len(r.single)
-        none = NA("no single-image masks (0 images)")
+        none = NA(NO_IMAGES)
         rows.append({"model": r.name, "variant": r.variant, "seed": r.seed, "mask": "single (mean)",
                      **{k: NA("shared masks only") for k in FIT_COLUMNS}, "n_images": n,
                      "converged": logged(r.mask_metrics, "single_converged", f"metrics/masks/{r.name}.json")
@@ -122,7 +122,6 @@ def fit_table(run: Run) -> list[dict]:
 STORED = {"masked": "single_masked_agreement", "complement": "single_complement_agreement",
           "pgd": "single_adv_agreement", "restored": "single_adv_restored_continuous",
           "restored_binary": "single_adv_restored_binary", "adv_masked": "single_adv_masked_agreement"}
-NO_IMAGES = "no single-image masks (0 images)"
 # Why an outcome is undefined on an image whose mask is finite (see measures.single_outcomes).
 UNDEFINED = {"corr": "a constant masked image (no pixel correlation)"}
 
