@@ -115,11 +115,11 @@ def class_groups(y: torch.Tensor, num_classes: int) -> list[torch.Tensor]:
 def one_cycle_lr(step: int, total: int, max_lr: float, pct_start: float) -> float:
     """The lr of step ``step`` (1-based) of ``total`` under torch's cosine OneCycle schedule: from
     ``max_lr / 25`` up to ``max_lr`` over ``pct_start`` of the steps, then down to ``max_lr / 25e4``."""
-    up = max(pct_start * total, 1.0)
+    s, up = step - 1, pct_start * total - 1  # torch counts steps from 0; the warm-up ends at step ``up``
     lo, end = max_lr / 25, max_lr / 25e4
-    if step <= up:
-        return lo + (max_lr - lo) * (1 - math.cos(math.pi * (step - 1) / up)) / 2
-    frac = min((step - up) / max(total - up, 1.0), 1.0)
+    if s <= up:
+        return lo + (max_lr - lo) * (1 - math.cos(math.pi * s / up)) / 2 if up > 0 else max_lr
+    frac = min((s - up) / max(total - 1 - up, 1e-12), 1.0)
     return end + (max_lr - end) * (1 + math.cos(math.pi * frac)) / 2
 
 
@@ -183,7 +183,8 @@ def fit_shared_masks(net: nn.Module, z: torch.Tensor, y: torch.Tensor, groups: S
     since, cuts, steps = [0] * n_groups, [0] * n_groups, [0] * n_groups
     converged: list[bool | None] = [False if s else None for s in sizes]
     history: list[list[dict]] = [[] for _ in groups]
-    gen = torch.Generator().manual_seed(cfg.seed)
+    # one generator per group: a group's draws (and so its mask) do not depend on which other groups are fitted
+    gens = [torch.Generator().manual_seed(cfg.seed * 100_003 + g) for g in range(n_groups)]
     active = [g for g in range(n_groups) if sizes[g]]
     bar = tqdm(total=cfg.max_steps, desc=desc, unit="step", disable=not runtime.progress())
     for step in range(1, cfg.max_steps + 1):
@@ -192,7 +193,7 @@ def fit_shared_masks(net: nn.Module, z: torch.Tensor, y: torch.Tensor, groups: S
         act = torch.tensor(active, device=dev)
         if cfg.method == "fixed":
             adam.lr[:] = one_cycle_lr(step, cfg.max_steps, cfg.lr, cfg.pct_start)
-        idx = torch.cat([groups[g][torch.randint(sizes[g], (b,), generator=gen).to(dev)] for g in active])
+        idx = torch.cat([groups[g][torch.randint(sizes[g], (b,), generator=gens[g]).to(dev)] for g in active])
         m = param[act].requires_grad_()
         logits = net(apply_mask(z[idx], m.repeat_interleave(b, dim=0), cfg.kind))
         gap_sq, l1 = loss_terms(logits, y[idx], ce0[idx], m, w, cfg.kind)
