@@ -28,10 +28,8 @@ fastest round is the least disturbed). ``--profile`` adds torch.profiler's top o
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import platform
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -43,6 +41,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from freqbias import fitting, fourier
 from freqbias.config import load_params
 from freqbias.models import build_model
+from freqbias.perf import best_seconds, matmul_peak
 from freqbias.training import TrainConfig, fast_layout, train_step
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,19 +59,6 @@ class Case:
     items: int
     unit: str
     fn: Callable[[], object]
-
-
-def best_seconds(fn: Callable[[], object], repeats: int, inner: int, warmup: int = 3) -> float:
-    """Seconds per call: the fastest of ``repeats`` rounds of ``inner`` calls, after ``warmup`` calls."""
-    for _ in range(warmup):
-        fn()
-    best = math.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        best = min(best, (time.perf_counter() - start) / inner)
-    return best
 
 
 class _GlobalOnly:
@@ -95,12 +81,6 @@ def count_flops(fn: Callable[[], object]) -> int:
     with counter:
         fn()
     return counter.get_total_flops()
-
-
-def matmul_peak(repeats: int, n: int = 2048) -> float:
-    """fp32 GFLOP/s of ``a @ b`` for n x n matrices, best of ``repeats``."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    return 2 * n**3 / best_seconds(lambda: a @ b, repeats, 1) / 1e9
 
 
 def training_cases(cfg: TrainConfig) -> list[Case]:

@@ -3,7 +3,8 @@
 Usage: ``python stages/aggregate.py``. Reads params ``aggregate`` (and ``train.variants``, ``train.seeds``,
 ``train.attack``, ``data``, ``model``, ``masks``); reads ``models/``, ``masks/``, ``metrics/`` and
 ``data/prepared``; writes ``results/*.csv``, ``results/curves/``, ``results/claims.json``,
-``results/summary.json`` and ``results/figdata.pt`` (see :mod:`freqbias.aggregate`).
+``results/summary.json`` (with this machine's fp32 matmul peak, :mod:`freqbias.perf`) and
+``results/figdata.pt`` (see :mod:`freqbias.aggregate`).
 """
 
 import time
@@ -15,6 +16,7 @@ from freqbias.config import Section, load_params
 from freqbias.data import load_split
 from freqbias.io import load_json
 from freqbias.measures import load_records
+from freqbias.perf import matmul_peak
 from freqbias.training import TrainConfig
 
 
@@ -33,7 +35,8 @@ def main() -> None:
     result.summary.update({
         "dataset": manifest["dataset"], "source": manifest.get("source"), "counts": manifest["counts"],
         "arch": train.arch, "train": {"epochs": train.epochs, "attack": train.attack.__dict__},
-        "masks": Section(params, "masks").data, "seconds": round(time.perf_counter() - t0, 1)})
+        "masks": Section(params, "masks").data, "seconds": round(time.perf_counter() - t0, 1),
+        "matmul_peak_gflops": round(matmul_peak(), 1)})  # the speed the run times above go with
     write_results(result, paths.RESULTS)
     for claim in result.claims:
         if claim["verdict"] == "not measured":
