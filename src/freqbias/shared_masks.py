@@ -124,9 +124,10 @@ def one_cycle_lr(step: int, total: int, max_lr: float, pct_start: float) -> floa
 
 
 def min_correct(clean_correct: int, acc_ratio: float) -> int:
-    """Images a mask must keep correct to meet the rule: ``acc_ratio x clean_correct`` rounded to the nearest
-    whole image (so 135 correct at 0.995 may lose 1 image, 40 may lose none, one image must stay correct)."""
-    return math.floor(acc_ratio * clean_correct + 0.5)
+    """Images a mask must keep correct to meet the rule: ``acc_ratio x clean_correct`` rounded up to a whole
+    image, so that a mask meeting it keeps at least ``acc_ratio`` of the clean accuracy (135 correct at
+    0.995 may lose none, 4488 at 0.99 may lose 44)."""
+    return math.ceil(acc_ratio * clean_correct - 1e-9)  # 1e-9: 0.995 x 200 is 199.00000000000003 in floats
 
 
 class _Adam:
