@@ -369,6 +369,9 @@ def render(summary: Mapping, claims: Sequence[Mapping], tables: Mapping[str, Seq
                   [[r["model"], fmt(cell(r, "mean_error")), fmt(cell(r, "max_error")),
                     fmt(cell(r, "corr_with_dataset_mask"))] for r in tables["heatmaps"]])
     acc_n = summary["accuracy_n"]
+    fit_n = summary.get("masks", {}).get("dataset", {}).get("fit_n", "missing")
+    fitted = ("all val images" if fit_n is None else f"the first {fit_n} val images" if fit_n != "missing"
+              else "val images (how many: not recorded)")
     return "\n\n".join([
         header_section(summary, cfg, commit, generated, report_seconds),
         "## Reference numbers\n\nThe study's numbers (Imagenette, 5 classes, 128 x 128; docs/study.md) next to this "
@@ -378,7 +381,7 @@ def render(summary: Mapping, claims: Sequence[Mapping], tables: Mapping[str, Seq
         "## Claims\n\n" + claims_section(claims, summary["verdict_rule"]),
         "## Figures\n\n" + figs,
         f"## Tables\n\n### Dataset masks\n\nRe-scored on the first {acc_n.get('val')} val images (the dataset mask "
-        f"was fitted on the first fit_n of them) and the first {acc_n.get('test')} test images (held out); "
+        f"was fitted on {fitted}) and the first {acc_n.get('test')} test images (held out); "
         "intervals: bootstrap over images.\n\n" + acc,
         "### Mask fits\n\nFull-plane mean, support (share above 1e-3) and smallest entry of each model's dataset "
         "mask; whether each shared mask stopped by its rule (results/mask_fits.csv has every mask).\n\n"
