@@ -23,7 +23,7 @@ TOY = {
     "data": {"val_size": 10, "max_train": 20, "max_test": 20},
     "train": {"variants": ["N", "A", "T"], "epochs": 1, "batch_size": 10, "amp": False,
               "attack": {"steps": 2}, "eval": {"n": 4, "steps": 1, "eps": [0.01]}},
-    "masks": {"dataset": {"fit_n": 10, "class_fit_n": 2, "batch_size": 4, "max_steps": 4, "check_every": 2},
+    "masks": {"dataset": {"fit_n": 10, "folds": 2, "class_fit_n": 2, "batch_size": 2, "max_steps": 2, "check_every": 1},
               "single": {"n_images": 4, "max_steps": 4, "patience": 2}},
     "aggregate": {"n_boot": 50, "accuracy_n": 10, "figure_images": 4,
                   "filtered": {"n": 6, "radii": [4, 16]}, "heatmap": {"n": 3, "grid": 2}},
