@@ -11,7 +11,10 @@ Measures, in one run and on the same torch threads:
   its group's mask out of ``--groups`` masks (``apply_mask(z, masks[group_ids], kind)``), forward +
   backward to the masks through the frozen net of :func:`freqbias.fitting.fitting_copy` (``fast``:
   BN folded, channels-last), then an Adam step and the [0, 1] clamp;
-- **single masks**: the per-step kernel of single-image fitting: one mask per image, the same way.
+- **single masks**: the per-step kernel of single-image fitting: one mask per image, the same way;
+- **rule checks**: masked prediction without gradient (:func:`freqbias.fourier.predict`), the shared
+  masks' accuracy rule: about 40 % of their fit. At ``loops.BATCH_SIZE`` images per forward pass (the
+  code's choice) and, for comparison, at 1024 (the code's choice before), which spills the cache.
 
 Each row gives items per second (images, or image-steps of mask fitting), the FLOP per item COUNTED
 with :class:`torch.utils.flop_counter.FlopCounterMode` (convolutions and matmuls of forward and
@@ -38,8 +41,9 @@ import torch
 from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from freqbias import fitting, fourier
+from freqbias import fitting, fourier, loops
 from freqbias.config import load_params
+from freqbias.mask_run import MasksConfig
 from freqbias.models import build_model
 from freqbias.perf import best_seconds, matmul_peak
 from freqbias.training import TrainConfig, fast_layout, train_step
@@ -120,6 +124,15 @@ def mask_case(net: torch.nn.Module, name: str, batch: int, groups: int, kind: st
     return Case(name, "masks", batch, "image-steps", step)
 
 
+def check_case(net: torch.nn.Module, batch: int, kind: str, images: int = 2048) -> Case:
+    """Masked prediction of ``images`` images under one shared mask, ``batch`` per forward pass."""
+    g = torch.Generator().manual_seed(2)
+    z = torch.randn(images, 1, SIZE, SIZE, generator=g)
+    mask = torch.rand(fourier.mask_shape(SIZE, SIZE, kind), generator=g)
+    return Case(f"rule checks (batch {batch})", "masks", images, "images",
+                lambda: fourier.predict(net, z, mask, kind, batch))
+
+
 def paper_cost(batch: int, calls: int, paper_train: int = PAPER_TRAIN) -> None:
     """What one epoch of the ``paper`` profile costs here: a VGG11-BN train step at 128 x 128 (grayscale,
     5 classes, batch ``batch``) timed in fp32 and under bf16 autocast; A's epoch from N's rate and the
@@ -183,13 +196,14 @@ def main() -> None:
     torch.manual_seed(0)
     params = load_params(args.params)
     cfg = TrainConfig.from_params(params)
-    kind = fitting.MasksConfig.from_params(params).kind
+    kind = MasksConfig.from_params(params).kind
 
     peak = matmul_peak(max(args.repeats, 10))
     frozen = fitting.fitting_copy(build_model(cfg.arch, 1, CLASSES, SIZE, [0.29], [0.35]).net, fast=True)
     cases = training_cases(cfg) + [
         mask_case(frozen, f"shared masks ({args.groups} per batch)", args.batch, args.groups, kind),
-        mask_case(frozen, "single masks (1 per image)", args.batch, args.batch, kind)]
+        mask_case(frozen, "single masks (1 per image)", args.batch, args.batch, kind),
+        check_case(frozen, loops.BATCH_SIZE, kind), check_case(frozen, 1024, kind)]
 
     print(f"{cpu_name()}; {os.cpu_count()} CPUs, torch {torch.__version__} on {torch.get_num_threads()} threads; "
           f"{cfg.arch} {SIZE}x{SIZE}, train batch {cfg.batch_size}, mask batch {args.batch}, kind {kind!r}")

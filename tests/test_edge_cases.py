@@ -271,6 +271,7 @@ def test_nan_in_masks(base: Path, tmp_path: Path) -> None:
 def test_zero_clean_accuracy(base: Path, tmp_path: Path) -> None:
     """T predicts a wrong class for every image (its output layer rolled by one class) and the masks
     stage logged 0 clean accuracy: masked / clean is undefined for T."""
+    from freqbias import paths
     from freqbias.data import load_split
     from freqbias.models import load_checkpoint
     from freqbias.training import accuracy
@@ -284,7 +285,7 @@ def test_zero_clean_accuracy(base: Path, tmp_path: Path) -> None:
     torch.save(ckpt, path)
     model, _ = load_checkpoint(path)
     for split in ("val", "test"):
-        assert accuracy(model, *load_split(root / "data/prepared", split)) == 0.0, "precondition: T was 100% right"
+        assert accuracy(model, *load_split(paths.split_file(split, root))) == 0.0, "precondition: T was 100% right"
     metrics_path = root / "metrics/masks/T-s0.json"
     metrics = json.loads(metrics_path.read_text())
     metrics.update({f"{s}_{k}": 0.0 for s in ("val", "test") for k in ("clean_acc", "masked_acc")})

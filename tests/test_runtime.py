@@ -33,7 +33,7 @@ class _Terminal(io.StringIO):
 
 
 def test_defaults(monkeypatch):
-    assert runtime.chunk_size() == 512 and runtime.memory_mb() is None
+    assert runtime.chunk_size() == runtime.DEFAULT_CHUNK_SIZE and runtime.memory_mb() is None
     assert runtime.device() == torch.device("cuda" if torch.cuda.is_available() else "cpu")
     monkeypatch.setattr("sys.stderr", io.StringIO())
     assert runtime.progress() is False  # auto: not a terminal
@@ -47,7 +47,7 @@ def test_defaults(monkeypatch):
     (runtime.PROGRESS, " AUTO ", runtime.progress, False),
     (runtime.DEVICE, "cpu", runtime.device, torch.device("cpu")),
     (runtime.CHUNK_SIZE, "3", runtime.chunk_size, 3),
-    (runtime.CHUNK_SIZE, "", runtime.chunk_size, 512),  # empty = unset
+    (runtime.CHUNK_SIZE, "", runtime.chunk_size, runtime.DEFAULT_CHUNK_SIZE),  # empty = unset
     (runtime.MEMORY_MB, "20000", runtime.memory_mb, 20000.0),
     (runtime.MEMORY_MB, "0.5", runtime.memory_mb, 0.5),
 ])

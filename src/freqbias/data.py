@@ -403,9 +403,10 @@ def build_manifest(raw: RawDataset, splits: dict[str, tuple[torch.Tensor, torch.
     }
 
 
-def load_split(folder: str | Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Prepared split -> (x uint8 (N, C, H, W), y int64 (N,)); DataError when missing."""
-    path = Path(folder) / f"{split}.pt"
+def load_split(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """A prepared split's file (:func:`freqbias.paths.split_file`) -> (x uint8 (N, C, H, W), y int64 (N,));
+    DataError when missing."""
+    path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: prepared data not found (run `dvc repro fetch` first)")
     blob = torch.load(path, weights_only=True)

@@ -33,7 +33,7 @@ from .fourier import (
     project_,
     sparsity,
 )
-from .loops import batches, frozen, one_cycle
+from .loops import BATCH_SIZE, batches, frozen, one_cycle
 
 # --------------------------------------------------------------------------------------------
 # Configuration
@@ -57,7 +57,7 @@ class SingleMaskConfig:
     patience: int
     chunk_size: int = runtime.DEFAULT_CHUNK_SIZE
     kind: str = "rfft"
-    eval_batch_size: int = 1024
+    eval_batch_size: int = BATCH_SIZE
     fast_net: bool = True
 
     def __post_init__(self) -> None:
@@ -137,7 +137,7 @@ class Plateau:
 
 @torch.no_grad()
 def clean_ce(net: nn.Module, z: torch.Tensor, y: torch.Tensor,
-             batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+             batch_size: int = BATCH_SIZE) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-image CE of the unmasked logits (N,) and the clean predictions (N,), no gradient."""
     ces, preds = [], []
     with frozen(net):

@@ -143,7 +143,7 @@ def to_full(m: torch.Tensor, width: int) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 
 def predict(net: nn.Module, z: torch.Tensor, mask: torch.Tensor | None = None, kind: str = "rfft",
-            batch_size: int = 1024) -> torch.Tensor:
+            batch_size: int = loops.BATCH_SIZE) -> torch.Tensor:
     """Predicted classes (N,) of ``net`` (run in eval mode, :func:`freqbias.loops.predict`) on normalised
     images ``z`` (N, C, H, W) filtered by ``mask``: None (clean), shared (H, Wm) or per image (N, H, Wm)."""
     if mask is None:
@@ -154,7 +154,7 @@ def predict(net: nn.Module, z: torch.Tensor, mask: torch.Tensor | None = None, k
 
 
 def agreement(net: nn.Module, z: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None,
-              kind: str = "rfft", batch_size: int = 1024) -> float:
+              kind: str = "rfft", batch_size: int = loops.BATCH_SIZE) -> float:
     """Share of images whose prediction under ``mask`` equals ``target`` (accuracy when ``target`` is
     the true label; agreement when it is another model's prediction)."""
     if len(z) == 0:

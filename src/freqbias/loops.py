@@ -16,6 +16,11 @@ from torch import nn
 
 from .data import to_float
 
+# Images per forward pass wherever the batch size is the code's choice (prediction, the masks' rule
+# checks and fitting steps): a batch whose activations stay in the CPU's cache runs about twice as fast
+# as one of 1024 (small_cnn at 28 x 28 on 2 cores: 15,600 against 7,700 images/s; ``make bench``).
+BATCH_SIZE = 128
+
 
 def batches(n: int, size: int) -> Iterator[slice]:
     """Contiguous batches ``[0, size), [size, 2 size), ...`` over ``range(n)``, the last one shorter.
@@ -45,7 +50,7 @@ def frozen(net: nn.Module) -> Iterator[nn.Module]:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024,
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = BATCH_SIZE,
             transform: Callable[[torch.Tensor, slice], torch.Tensor] | None = None) -> torch.Tensor:
     """Predicted classes (N,) int64, on ``x``'s device, of ``model`` on inputs ``x`` (N, C, H, W).
 

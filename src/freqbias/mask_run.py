@@ -146,7 +146,8 @@ def fit_model_masks(name: str, model: Classifier, meta: Mapping[str, Any], stand
     log(f"class masks: {'; '.join(describe(r) for r in records[1 + cfg.folds:])}")
     unconverged = [g for g, r in enumerate(records) if r["converged"] is False]
     if unconverged:
-        log(f"WARNING: {len(unconverged)} shared mask(s) hit max_steps before converging: groups {unconverged}")
+        log(f"WARNING: {len(unconverged)} shared mask(s) did not converge (hit max_steps, or found nothing "
+            f"sparser than the identity): groups {unconverged}")
 
     sel = select_images(standard, adversarial, x_te, y_te.cpu(), attack, cfg.single_n, seed=seed)
     if len(sel.index) < cfg.single_n:
@@ -185,9 +186,10 @@ def describe(record: Mapping[str, Any]) -> str:
     """One log phrase for a shared mask's record (:class:`freqbias.shared_masks.SharedMasks`)."""
     if not record["n_images"]:
         return "no images (n/a)"
-    state = "converged" if record["converged"] else "HIT max_steps"
+    state = "converged" if record["converged"] else "NOT converged"
     return (f"mean {record['mean']:.3f}, support {record['support']:.3f}, min {record['min']:.3g}, "
-            f"{state} after {record['steps']} steps, acc {record['masked_acc']:.3f}/{record['clean_acc']:.3f}")
+            f"{state} after {record['steps']} steps, acc masked {record['masked_acc']:.3f} / clean "
+            f"{record['clean_acc']:.3f}")
 
 
 def with_reasons(metrics: Mapping[str, Any], reasons: Mapping[str, str]) -> dict[str, Any]:

@@ -26,7 +26,7 @@ PROGRESS = "FREQBIAS_PROGRESS"
 DEVICE = "FREQBIAS_DEVICE"
 CHUNK_SIZE = "FREQBIAS_CHUNK_SIZE"
 MEMORY_MB = "FREQBIAS_MEMORY_MB"
-DEFAULT_CHUNK_SIZE = 512
+DEFAULT_CHUNK_SIZE = 128  # cache-sized, like loops.BATCH_SIZE (160 masks: 5.7 s at 128, 6.7 s in one chunk)
 
 
 class SettingError(ValueError):
@@ -65,7 +65,8 @@ def device() -> torch.device:
 
 
 def chunk_size() -> int:
-    """How many single-image masks are fitted together as one batch (results do not depend on it)."""
+    """How many single-image masks are fitted together as one batch. Each mask depends on its own image
+    only, so results depend on it only through float rounding (which can move an image's stopping step)."""
     value = _get(CHUNK_SIZE)
     if value is None:
         return DEFAULT_CHUNK_SIZE

@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 from . import runtime
 from .fitting import check_images, clean_ce, fitting_copy, loss_terms, mask_loss
 from .fourier import apply_mask, check_kind, init_masks, predict, sparsity, support
+from .loops import BATCH_SIZE, batches
 
 METHODS = ("constrained", "fixed")
 
@@ -48,7 +49,8 @@ class SharedMaskConfig:
     (the OneCycle peak for ``fixed``); ``batch_size``: images per group per step; ``check_every``: steps
     between rule checks; ``tol`` (full-plane mean) and ``patience`` (checks): the convergence rule.
     The study: fixed lam 0.2, lr 1e-3, batch 1, <= 100 epochs, acc_ratio 0.99 (checked per epoch).
-    ``fast_net``: see :func:`freqbias.fitting.fitting_copy` (speed only)."""
+    ``eval_batch_size``: images per forward pass, in checks and (whole groups) in steps, and ``fast_net``
+    (:func:`freqbias.fitting.fitting_copy`): speed only."""
 
     lam: float
     lr: float
@@ -64,7 +66,7 @@ class SharedMaskConfig:
     pct_start: float = 0.1
     kind: str = "rfft"
     seed: int = 0
-    eval_batch_size: int = 1024
+    eval_batch_size: int = BATCH_SIZE
     fast_net: bool = True
 
     def __post_init__(self) -> None:
@@ -159,6 +161,19 @@ class _Adam:
         self.param[g], self.m[g], self.v[g], self.t[g], self.lr[g] = value, 0.0, 0.0, 0.0, lr
 
 
+def _gradient(net: nn.Module, z: torch.Tensor, y: torch.Tensor, ce0: torch.Tensor, masks: torch.Tensor,
+              lam: torch.Tensor, kind: str) -> torch.Tensor:
+    """The gradient (G, H, Wm) of the summed group losses (module doc) for masks ``masks`` (G, H, Wm) with
+    weights ``lam`` (G,), on normalised images ``z`` (G * b, C, H, W), ``b`` per group in group order, their
+    labels ``y`` and clean CE ``ce0`` (G * b,). The fit calls it on a few groups at a time: each group's
+    gradient depends on its own images only, and cache-sized batches run faster (``loops.BATCH_SIZE``)."""
+    m = masks.detach().requires_grad_()
+    logits = net(apply_mask(z, m.repeat_interleave(len(z) // len(m), dim=0), kind))
+    gap_sq, l1 = loss_terms(logits, y, ce0, m, z.shape[-1], kind)
+    loss = mask_loss(gap_sq.view(len(m), -1), l1[:, None], lam[:, None]).mean(dim=1).sum()
+    return torch.autograd.grad(loss, m)[0]
+
+
 def fit_shared_masks(net: nn.Module, z: torch.Tensor, y: torch.Tensor, groups: Sequence[torch.Tensor],
                      cfg: SharedMaskConfig, desc: str = "shared masks") -> SharedMasks:
     """Fit one mask per group of normalised images ``z`` (N, C, H, W) with labels ``y`` (N,); ``groups``:
@@ -194,12 +209,10 @@ def fit_shared_masks(net: nn.Module, z: torch.Tensor, y: torch.Tensor, groups: S
         act = torch.tensor(active, device=dev)
         if cfg.method == "fixed":
             adam.lr[:] = one_cycle_lr(step, cfg.max_steps, cfg.lr, cfg.pct_start)
-        idx = torch.cat([groups[g][torch.randint(sizes[g], (b,), generator=gens[g]).to(dev)] for g in active])
-        m = param[act].requires_grad_()
-        logits = net(apply_mask(z[idx], m.repeat_interleave(b, dim=0), cfg.kind))
-        gap_sq, l1 = loss_terms(logits, y[idx], ce0[idx], m, w, cfg.kind)
-        loss = mask_loss(gap_sq.view(len(active), b), l1[:, None], lam[act, None]).mean(dim=1).sum()
-        (grad,) = torch.autograd.grad(loss, m)
+        idx = torch.stack([groups[g][torch.randint(sizes[g], (b,), generator=gens[g]).to(dev)] for g in active])
+        grad = torch.cat([_gradient(net, z[idx[c]].flatten(0, 1), y[idx[c]].flatten(), ce0[idx[c]].flatten(),
+                                    param[act[c]], lam[act[c]], cfg.kind)
+                          for c in batches(len(active), max(1, cfg.eval_batch_size // b))])
         adam.step(grad, act)
         bar.update(1)
         if step % cfg.check_every and step != cfg.max_steps:

@@ -22,7 +22,7 @@ from . import runtime
 from .attacks import PGD
 from .config import ParamError, Section
 from .data import to_float
-from .loops import batches, frozen, one_cycle, predict
+from .loops import BATCH_SIZE, batches, frozen, one_cycle, predict
 from .variants import VARIANTS, AugmentConfig
 
 
@@ -163,7 +163,7 @@ def augment_batch(x: torch.Tensor, variant: str, cfg: AugmentConfig, g: torch.Ge
 # Loops
 
 
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> float:
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = BATCH_SIZE) -> float:
     """Share of images x (N, C, H, W), uint8 or [0, 1] pixels, classified as y (N,), model in eval mode."""
     return float((predict(model, x, batch_size) == y).float().mean())
 
