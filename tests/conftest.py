@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from filelock import FileLock
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,6 +50,31 @@ def make_project(root: Path, profile: str = "tiny") -> Path:
     run([sys.executable, "-m", "freqbias.profiles", "apply", profile], root)
     run(["git", "init", "-q"], root)
     git_commit(root, profile)
+    return root
+
+
+def copy_project(src: Path, dest: Path) -> Path:
+    """A copy of a project with its git history and DVC cache (not DVC's temporary state)."""
+    shutil.copytree(src, dest, ignore=lambda folder, _: ["tmp"] if Path(folder).name == ".dvc" else [])
+    return dest
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """The tiny profile run end to end (``dvc repro``) and committed, ONCE per pytest run: under
+    pytest-xdist the first worker to ask builds it under a file lock, the others wait, and all share it.
+    Read it, or change a copy (:func:`copy_project`), never the run itself."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # the run's common basetemp
+    root, done = shared / "tiny-run", shared / "tiny-run.done"
+    with FileLock(str(shared / "tiny-run.lock")):
+        if not done.exists():
+            shutil.rmtree(root, ignore_errors=True)  # a build that failed in another worker
+            root.mkdir()
+            make_project(root)
+            run(["dvc", "repro"], root)
+            git_commit(root, "tiny run")
+            done.touch()
     return root
 
 

@@ -9,14 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from conftest import git_commit, make_project, run
+from conftest import copy_project, git_commit, run
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    return make_project(tmp_path_factory.mktemp("workflows"))
+def project(tiny_run: Path, tmp_path_factory) -> Path:
+    """A copy of the tiny profile's run (committed)."""
+    return copy_project(tiny_run, tmp_path_factory.mktemp("workflows") / "p")
 
 
 def test_queue_runs_two_experiments_in_parallel(project: Path) -> None:

@@ -19,7 +19,6 @@ import csv
 import json
 import math
 import re
-import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -27,7 +26,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import git_commit, make_project, run
+from conftest import copy_project, git_commit, run
 
 pytestmark = pytest.mark.slow
 
@@ -39,22 +38,14 @@ NOT_MEASURED = ("n/a", "not measured")
 # ----------------------------------------------------------------------------- the project and its cases
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory) -> Path:
-    """The tiny profile run for real up to the masks stage (models, masks, both metrics JSONs)."""
-    root = make_project(tmp_path_factory.mktemp("edge-base"))
-    run(["dvc", "repro", "masks"], root)
-    return root
+def base(tiny_run: Path) -> Path:
+    """The tiny profile run for real (models, masks, both metrics JSONs); each test changes a copy."""
+    return tiny_run
 
 
 def names(root: Path) -> list[str]:
     params = yaml.safe_load((root / "params.yaml").read_text())
     return [f"{v}-s{s}" for s in params["train"]["seeds"] for v in params["train"]["variants"]]
-
-
-def copy_project(base: Path, dest: Path) -> Path:
-    """A copy of the project with its git history and DVC cache (not DVC's temporary state)."""
-    shutil.copytree(base, dest, ignore=lambda folder, _: ["tmp"] if Path(folder).name == ".dvc" else [])
-    return dest
 
 
 def load(path: Path) -> dict:

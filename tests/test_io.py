@@ -56,3 +56,14 @@ def test_sha256_file_matches_hashlib(size: int, tmp_path: Path) -> None:
     data = os.urandom(size)
     (tmp_path / "f").write_bytes(data)
     assert sha256_file(tmp_path / "f") == hashlib.sha256(data).hexdigest()
+
+
+def test_save_torch_writes_the_same_bytes_for_the_same_object(tmp_path: Path) -> None:
+    """An unchanged output keeps its DVC hash: the archive is not named after the random temporary file."""
+    obj = {"x": torch.arange(12, dtype=torch.uint8).view(3, 4), "y": torch.ones(3)}
+    first, second = tmp_path / "a.pt", tmp_path / "b" / "a.pt"
+    save_torch(obj, first)
+    save_torch(obj, second)
+    save_torch(obj, first)  # over an existing file
+    assert first.read_bytes() == second.read_bytes()
+    assert torch.equal(torch.load(first, weights_only=True)["x"], obj["x"])

@@ -47,9 +47,11 @@ def _create_temp(path: Path) -> Path:
 
 
 def save_torch(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` atomically."""
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    """``torch.save`` atomically, byte for byte the same for the same ``obj``: through a file object, so
+    the zip archive is not named after the (random) temporary file, and an unchanged output keeps its
+    DVC hash (a rerun stage does not rerun everything after it)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
 
 
 def save_json(obj: Any, path: str | os.PathLike) -> None:
