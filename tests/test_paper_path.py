@@ -17,12 +17,13 @@ pytestmark = pytest.mark.slow
 
 PER_CLASS = 12  # images per class and split folder
 
-# Sizes only: everything else (image size, architecture, attack units, augmentations, mask kinds, band
-# counts) stays as the profile sets it.
-# Every image costs: a VGG11-BN forward pass at 128 x 128 is about 2.5 GFLOP.
+# Sizes, and two variants (N and A; the tiny profile runs the others): everything else (image size,
+# architecture, attack units, augmentations, mask kinds, band counts) stays as the profile sets it.
+# Every image and model costs: a VGG11-BN forward pass at 128 x 128 is about 2.5 GFLOP, and its
+# checkpoint 0.5 GB (written, hashed and cached by DVC, loaded by every later stage).
 TOY = {
     "data": {"val_size": 6, "max_train": 20, "max_test": 12},
-    "train": {"variants": ["N", "A", "T"], "epochs": 1, "batch_size": 10, "amp": False,
+    "train": {"variants": ["N", "A"], "epochs": 1, "batch_size": 10, "amp": False,
               "attack": {"steps": 2}, "eval": {"n": 2, "steps": 1, "eps": [0.01]}},
     "masks": {"dataset": {"fit_n": None, "folds": 2, "class_fit_n": 1, "batch_size": 2, "max_steps": 2,
                           "check_every": 1},
