@@ -89,3 +89,13 @@ def test_aggregate_and_report():
     report_deps = [d for d in entries(STAGES["report"], "deps", {}) if not d.startswith(("src/", "stages/"))]
     assert report_deps and set(report_deps) <= set(outs)
     assert set(entries(STAGES["report"], "outs", {})) == {p(paths.report_file()), p(paths.figures_dir())}
+
+
+def test_train_stage_tracks_every_train_param_but_the_model_lists():
+    """A train stage depends on every ``train`` key but ``variants`` and ``seeds`` (so that adding a
+    variant trains only it), listed one by one: a new key must join the list, or DVC would not see it."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    tracked = STAGES["train"]["params"]
+    assert "train" not in tracked and "model" in tracked
+    assert {k.removeprefix("train.") for k in tracked if k.startswith("train.")} == set(params["train"]) - {
+        "variants", "seeds"}

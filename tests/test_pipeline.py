@@ -97,6 +97,19 @@ def _dotted(node: dict, prefix: str = "") -> list[str]:
             for k in (_dotted(value, f"{prefix}{key}.") if isinstance(value, dict) else [f"{prefix}{key}"])]
 
 
+def test_adding_a_variant_trains_only_it(project: Path, tmp_path: Path) -> None:
+    """train.variants is no param of the train stages: a new variant leaves the trained models and
+    their masks up to date (only its own stages, aggregate and report are due)."""
+    import yaml
+
+    root = copy_project(project, tmp_path / "p")
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["train"]["variants"].append("S")
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    due = set(re.findall(r"^(\S+):$", run(["dvc", "status"], root).stdout, re.M))
+    assert due == {"train@S-0", "masks@S-0", "aggregate", "report"}, due
+
+
 def test_metrics_show_lists_accuracies(project: Path) -> None:
     out = run(["dvc", "metrics", "show", "--json"], project).stdout
     assert "test_acc" in out and "val_masked_acc" in out
