@@ -46,7 +46,8 @@ from freqbias.config import load_params
 from freqbias.mask_run import MasksConfig
 from freqbias.models import build_model
 from freqbias.perf import best_seconds, matmul_peak
-from freqbias.training import TrainConfig, fast_layout, train_step
+from freqbias.runtime import fast_layout
+from freqbias.training import TrainConfig, train_step
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE, CLASSES = 28, 10

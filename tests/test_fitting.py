@@ -187,6 +187,16 @@ def test_fitting_copy_computes_the_same_function(make):
         torch.testing.assert_close(plain(z), net(z))
 
 
+def test_fitting_copy_runs_in_its_devices_layout():
+    """Channels-last on a CPU (oneDNN's fast path); the default layout on other devices (a meta-device
+    copy stands in for a GPU here), as training does (runtime.fast_layout)."""
+    conv = lambda n: [m for m in n.modules() if isinstance(m, torch.nn.Conv2d)][-1].weight  # noqa: E731
+    cpu = mf.fitting_copy(_net().eval(), fast=True)
+    assert conv(cpu).is_contiguous(memory_format=torch.channels_last) and not conv(cpu).is_contiguous()
+    meta = mf.fitting_copy(_net().eval().to("meta"), fast=True)
+    assert conv(meta).is_contiguous()
+
+
 def test_fitting_leaves_the_net_untouched():
     net = _net()
     net.train()

@@ -78,15 +78,16 @@ class SingleMaskConfig:
 def fitting_copy(net: nn.Module, fast: bool) -> nn.Module:
     """A frozen copy of ``net`` to fit masks against: eval mode, no weight gradients. With ``fast``,
     eval-mode BatchNorm is folded into the preceding convolutions (when ``torch.fx`` can trace the
-    net) and the copy runs channels-last: the same function up to float rounding, about twice as
-    fast on CPU. The caller's net is left untouched."""
+    net) and the copy runs in :func:`freqbias.runtime.fast_layout` of its device (channels-last on a
+    CPU): the same function up to float rounding, about twice as fast on CPU. The caller's net is left
+    untouched."""
     net = copy.deepcopy(net).eval()
     if fast:
         try:
             net = fuse_conv_bn(net, inplace=True)
         except Exception:  # noqa: BLE001 - untraceable nets (shape-dependent control flow) stay unfused
             pass
-        net = net.to(memory_format=torch.channels_last)
+        net = net.to(memory_format=runtime.fast_layout(next(net.parameters(), torch.empty(0)).device))
     return net.requires_grad_(False)
 
 

@@ -213,13 +213,6 @@ class TrainResult:
     seconds: float
 
 
-def fast_layout(device: torch.device) -> torch.memory_format:
-    """The memory format to train in: channels-last on a CPU, where oneDNN's convolutions, BN and
-    pooling run natively in it (``benchmarks/bench.py``: about 10-15 % faster steps for small_cnn); the
-    default layout elsewhere (not measured on GPUs). Results agree up to float rounding."""
-    return torch.channels_last if device.type == "cpu" else torch.contiguous_format
-
-
 def train_model(model: nn.Module, variant: str, cfg: TrainConfig, seed: int, x_train: torch.Tensor,
                 y_train: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor, std: float,
                 log: Callable[[str], None] = print) -> TrainResult:
@@ -234,7 +227,7 @@ def train_model(model: nn.Module, variant: str, cfg: TrainConfig, seed: int, x_t
     g = torch.Generator().manual_seed(seed)
     attack = cfg.attack.build(std) if VARIANTS[variant].adversarial else None
     amp = cfg.amp_on(device, log)
-    layout = fast_layout(device)
+    layout = runtime.fast_layout(device)
     model.to(memory_format=layout)
     steps_per_epoch = math.ceil(len(x_train) / cfg.batch_size)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
