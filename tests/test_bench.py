@@ -6,6 +6,9 @@ import re
 import sys
 
 from conftest import REPO, run
+from freqbias.data import DataConfig
+from freqbias.mask_run import MasksConfig
+from freqbias.training import TrainConfig
 
 
 def test_bench_prints_one_row_per_kernel() -> None:
@@ -16,3 +19,18 @@ def test_bench_prints_one_row_per_kernel() -> None:
     kernels = ("train N", "train A", "shared masks (2 per batch)", "single masks", "rule checks (batch 128)",
                "rule checks (batch 1024)")
     assert len(rows) == len(kernels) and all(row.startswith(k) for row, k in zip(rows, kernels)), out
+
+
+def test_device_check_runs_the_paper_profile_on_imagenette_sized_planted_data() -> None:
+    """benchmarks/device_check.py (run on a lent GPU): the paper profile, less the files it cannot fetch."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import bench
+    import device_check
+
+    p = device_check.paper_params(epochs=3, single=32, quick=False, mask_steps=1000)
+    data, train, masks = DataConfig.from_params(p), TrainConfig.from_params(p), MasksConfig.from_params(p)
+    assert (train.arch, data.image_size, data.dataset) == ("vgg11_bn", 128, "planted")
+    assert p["data"]["planted"]["n_train"] - data.val_size == bench.PAPER_TRAIN
+    assert p["data"]["planted"]["num_classes"] == 5 and train.variants == ["N", "A"] and train.epochs == 3
+    assert masks.dataset.max_steps == masks.single.max_steps == 1000 and masks.single_n == 32
+    assert train.attack.steps == 10 and masks.dataset.batch_size == 16   # the paper's, not the default's
