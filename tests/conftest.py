@@ -8,9 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-import torch
-from filelock import FileLock
+# Before torch loads OpenMP: threads that wait sleep rather than spin. Beside a busy core (the other
+# pytest-xdist worker) a spinning 2-thread fit can stall for minutes: the thread-count test took 200 s
+# instead of 33 s next to a busy process (29 s on an idle machine, 34 s with PASSIVE).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from filelock import FileLock  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

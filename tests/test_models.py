@@ -80,6 +80,9 @@ def test_checkpoint_round_trip(tmp_path):
     torch.save(checkpoint_dict(model, {**META, "variant": "A", "seed": 3}), path)
     loaded, meta = load_checkpoint(path)
     assert not loaded.training
+    # built on the meta device, then given the file's tensors: nothing is left on meta, all trainable
+    assert all(t.device.type == "cpu" for t in loaded.state_dict().values())
+    assert all(p.requires_grad for p in loaded.parameters())
     assert meta == {**META, "variant": "A", "seed": 3}
     with torch.no_grad():
         assert torch.equal(loaded(x), expected)

@@ -22,7 +22,7 @@ PER_CLASS = 12  # images per class and split folder
 # Every image and model costs: a VGG11-BN forward pass at 128 x 128 is about 2.5 GFLOP, and its
 # checkpoint 0.5 GB (written, hashed and cached by DVC, loaded by every later stage).
 TOY = {
-    "data": {"val_size": 6, "max_train": 20, "max_test": 12},
+    "data": {"val_size": 6, "max_train": 10, "max_test": 12},
     "train": {"variants": ["N", "A"], "epochs": 1, "batch_size": 10, "amp": False,
               "attack": {"steps": 2}, "eval": {"n": 2, "steps": 1, "eps": [0.01]}},
     "masks": {"dataset": {"fit_n": None, "folds": 2, "class_fit_n": 1, "batch_size": 2, "max_steps": 2,
@@ -101,5 +101,5 @@ def test_paper_profile_runs_end_to_end(project: Path) -> None:
     run(["dvc", "repro"], project)
     manifest = yaml.safe_load((project / "data/prepared/manifest.json").read_text())
     assert manifest["dataset"] == "imagenette" and manifest["image_size"] == 128
-    assert manifest["counts"] == {"train": 20, "val": 6, "test": 12}
+    assert manifest["counts"] == {"train": 10, "val": 6, "test": 12}
     check_report(project, "vgg11_bn")
