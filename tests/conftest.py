@@ -27,10 +27,17 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 GENERATED = ("metrics/", "reports/", "results/")  # committed outputs of a run: not copied
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    """Run ``cmd`` with the test interpreter's bin folder (dvc, python) first on PATH."""
+def run(cmd: list[str], cwd: Path, check: bool = True, log: Path | None = None) -> subprocess.CompletedProcess:
+    """Run ``cmd`` with the test interpreter's bin folder (dvc, python) first on PATH. With ``log``, its
+    output goes to that file instead of a pipe, so that daemons it leaves running (``dvc queue start``'s
+    workers) hold no pipe this call would wait on; ``stdout`` then holds the file's text."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if log is None:
+        proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    else:
+        with log.open("w") as out:
+            proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
+        proc.stdout, proc.stderr = log.read_text(), ""
     if check:
         assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc
