@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 # Before torch loads OpenMP: threads that wait sleep rather than spin. Beside a busy core (the other
-# pytest-xdist worker) a spinning 2-thread fit can stall for minutes: the thread-count test took 200 s
-# instead of 33 s next to a busy process (29 s on an idle machine, 34 s with PASSIVE).
+# pytest-xdist worker) a spinning 2-thread fit can stall for minutes: next to a busy process the
+# thread-count test took 200 s spinning and 33-38 s passive (idle machine: 29 s spinning, 34 s passive).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest  # noqa: E402
