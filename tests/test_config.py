@@ -4,7 +4,9 @@ and atomic writes (freqbias.io)."""
 from __future__ import annotations
 
 import json
+import logging
 import os
+import runpy
 import shutil
 import subprocess
 import sys
@@ -197,8 +199,34 @@ def _workdir(tmp_path: Path, edit=None) -> Path:
 
 
 def _run(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """``python <args>`` in ``cwd``, a fresh interpreter (what DVC runs)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=120, env=env)
+
+
+@pytest.fixture
+def run_here(monkeypatch, capsys):
+    """``python <script> <args>`` in ``cwd`` but in this process (``runpy``, as ``__main__``): the same
+    code path as :func:`_run` from the script's first line to its exit status and stderr, without the 1.5 s
+    of a fresh interpreter importing torch. For the failures that stop a stage before any work; the
+    tests that use :func:`_run` keep a fresh interpreter's exit status and stderr covered."""
+
+    def call(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+        root = logging.getLogger()
+        handlers, level = root.handlers[:], root.level
+        monkeypatch.chdir(cwd)
+        monkeypatch.setattr(sys, "argv", list(args))
+        code = 0
+        try:
+            runpy.run_path(str(cwd / args[0]), run_name="__main__")
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        finally:
+            root.handlers[:], root.level = handlers, level  # setup_logging's handler writes to capsys' stream
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(list(args), code, out.out, out.err)
+
+    return call
 
 
 def _assert_clean_failure(proc: subprocess.CompletedProcess, start: str) -> None:
@@ -216,16 +244,16 @@ def test_train_stage_bad_params_exit_2(tmp_path):
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
-def test_train_stage_unlisted_variant_exit_2(tmp_path):
+def test_train_stage_unlisted_variant_exit_2(tmp_path, run_here):
     cwd = _workdir(tmp_path)
-    proc = _run(cwd, "stages/train.py", "--variant", "X", "--seed", "0")
+    proc = run_here(cwd, "stages/train.py", "--variant", "X", "--seed", "0")
     _assert_clean_failure(proc, "error: bad params: train.variants: 'X' is not listed")
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
-def test_train_stage_without_prepared_data_exit_2(tmp_path):
+def test_train_stage_without_prepared_data_exit_2(tmp_path, run_here):
     cwd = _workdir(tmp_path)
-    proc = _run(cwd, "stages/train.py", "--variant", "N", "--seed", "0")
+    proc = run_here(cwd, "stages/train.py", "--variant", "N", "--seed", "0")
     _assert_clean_failure(proc, "error: data/prepared/")
     assert "dvc repro fetch" in proc.stderr
 
@@ -251,10 +279,10 @@ def _rename(node: dict, old: str, new: str) -> None:
 
 
 @pytest.mark.parametrize("stage", sorted(STAGES))
-def test_every_stage_stops_on_an_unknown_key_before_any_work(tmp_path, stage):
+def test_every_stage_stops_on_an_unknown_key_before_any_work(tmp_path, run_here, stage):
     assert {p.stem for p in (ROOT / "stages").glob("*.py")} == set(STAGES)
     cwd = _workdir(tmp_path, lambda p: _rename(p["train"]["attack"], "alpha", "alhpa"))
-    proc = _run(cwd, f"stages/{stage}.py", *STAGES[stage])
+    proc = run_here(cwd, f"stages/{stage}.py", *STAGES[stage])
     assert proc.returncode == 2
     assert proc.stderr == "error: bad params: train.attack.alhpa: unknown key; did you mean alpha?\n"
     assert sorted(p.name for p in cwd.iterdir()) == ["params.yaml", "stages"]  # nothing written
@@ -267,14 +295,14 @@ def test_every_stage_stops_on_an_unknown_key_before_any_work(tmp_path, stage):
     (lambda p: p["train"].update(variants=[]), "train.variants: must be a non-empty list, got []"),
     (lambda p: p["train"].update(variants=["N", "S", "T"]), "train.variants: must include N and A"),
 ])
-def test_stage_bad_params_one_line_exit_2(tmp_path, edit, line):
-    proc = _run(_workdir(tmp_path, edit), "stages/train.py", "--variant", "N", "--seed", "0")
+def test_stage_bad_params_one_line_exit_2(tmp_path, run_here, edit, line):
+    proc = run_here(_workdir(tmp_path, edit), "stages/train.py", "--variant", "N", "--seed", "0")
     assert proc.returncode == 2
     assert proc.stderr.startswith(f"error: bad params: {line}") and proc.stderr.count("\n") == 1, proc.stderr
 
 
-def test_fetch_stage_bad_params_exit_2(tmp_path):
-    proc = _run(_workdir(tmp_path, lambda p: p["data"].update(dataset="mnist")), "stages/fetch.py")
+def test_fetch_stage_bad_params_exit_2(tmp_path, run_here):
+    proc = run_here(_workdir(tmp_path, lambda p: p["data"].update(dataset="mnist")), "stages/fetch.py")
     _assert_clean_failure(proc, "error: bad params: data.dataset: unknown value 'mnist'; allowed: fashion_mnist")
     assert len(proc.stderr.strip().splitlines()) == 1
 

@@ -287,9 +287,12 @@ def test_dataset_mask_finds_the_planted_band(size, band, other):
 
 def test_dataset_mask_does_not_depend_on_the_thread_count():
     """Issue 10, item 5: the same fit (the default profile's settings) with 1 and 2 threads gives
-    full-plane means within 0.03. On a planted net whose mask is far from both 0 and 1 (a wide, weak,
-    noisy band: clean accuracy ~0.77), so that a path that depends on float rounding would show."""
-    band = PlantedBand(r_min=2.0, r_max=12.0, jitter=0.3, amplitude=0.12, noise=0.3)
+    full-plane means within 0.03. On a planted net whose mask is far from both 0 and 1 (a wide band,
+    radius 2-12: mean ~0.15) and whose fit is well determined (seeds 0-2 give means within 0.01), so
+    that a difference is the thread count's. A weaker band (amplitude 0.12, clean accuracy 0.75-0.96)
+    is no test: there the rule lets the mask lose 1 or 2 of 256 images, and the seed alone moves the
+    converged mean between 0.16 and 0.83."""
+    band = PlantedBand(r_min=2.0, r_max=12.0, jitter=0.3, amplitude=0.25, noise=0.2)
     net, z_all, y_all = _planted(28, band)
     z, y = z_all[-256:], y_all[-256:]
     cfg = sm.SharedMaskConfig(**PLANTED_CFG)

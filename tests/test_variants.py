@@ -100,6 +100,10 @@ def test_a_registered_variant_runs_through_the_pipeline(tmp_path: Path) -> None:
         f.write(ENTRY)
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["train"]["variants"] = ["N", "A", "V"]
+    # fewer fitting steps and resamples than the tiny profile: this test is about the variant's rows
+    params["masks"]["dataset"]["max_steps"] = 20
+    params["masks"]["single"]["max_steps"] = 10
+    params["aggregate"]["n_boot"] = 50
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     git_commit(root, "variant V")
     with pytest.MonkeyPatch.context() as mp:  # the stages import the copy's library, with its entry
