@@ -103,14 +103,14 @@ def one_thread():
 # (test_pipeline asks for it first), no worker waits for it, and short files fill the end; seconds on
 # one of two busy cores.
 LONG_FILES = (
-    "test_paper_path.py",      # 100 s: VGG11-BN at 128 x 128
-    "test_pipeline.py",        # 90 s: builds conftest.tiny_run, then an external checkpoint joins it
-    "test_paper_resnet18.py",  # 40 s
-    "test_variants.py",        # 50 s: its own tiny run with a registered variant
-    "test_edge_cases.py",      # 70 s: on copies of the tiny run
-    "test_dvc_workflows.py",   # 40 s: queued experiments, a shared cache
-    "test_shared_masks.py",    # 55 s: converged fits on planted data, with 1 and 2 threads
-    "test_config.py",          # 30 s: stage scripts that must stop with one line
+    "test_paper_path.py",      # 95 s: VGG11-BN at 128 x 128
+    "test_pipeline.py",        # 85 s: builds conftest.tiny_run, then an external checkpoint joins it
+    "test_paper_resnet18.py",  # 35 s
+    "test_variants.py",        # 40 s: its own tiny run with a registered variant
+    "test_edge_cases.py",      # 55 s: on copies of the tiny run
+    "test_dvc_workflows.py",   # 30 s: queued experiments, a shared cache
+    "test_shared_masks.py",    # 50 s: converged fits on planted data, with 1 and 2 threads
+    "test_config.py",          # 10 s: stage scripts that must stop with one line
 )
 
 
