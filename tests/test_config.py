@@ -4,9 +4,7 @@ and atomic writes (freqbias.io)."""
 from __future__ import annotations
 
 import json
-import logging
 import os
-import runpy
 import shutil
 import subprocess
 import sys
@@ -16,6 +14,7 @@ import pytest
 import torch
 import yaml
 
+from conftest import run_script
 from freqbias.cli import run_stage
 from freqbias.config import DataError, ParamError, Section, load_params
 from freqbias.io import atomic_path, load_json, save_csv, save_json, save_text, save_torch
@@ -205,24 +204,13 @@ def _run(cwd: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture
-def run_here(monkeypatch, capsys):
-    """``python <script> <args>`` in ``cwd`` but in this process (``runpy``, as ``__main__``): the same
-    code path as :func:`_run` from the script's first line to its exit status and stderr, without the 1.5 s
-    of a fresh interpreter importing torch. For the failures that stop a stage before any work; the
-    tests that use :func:`_run` keep a fresh interpreter's exit status and stderr covered."""
+def run_here(capsys):
+    """:func:`conftest.run_script` with its stderr and stdout captured, shaped like :func:`_run`'s result.
+    For the failures that stop a stage before any work; the tests that use :func:`_run` keep a fresh
+    interpreter's exit status and stderr covered."""
 
     def call(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-        root = logging.getLogger()
-        handlers, level = root.handlers[:], root.level
-        monkeypatch.chdir(cwd)
-        monkeypatch.setattr(sys, "argv", list(args))
-        code = 0
-        try:
-            runpy.run_path(str(cwd / args[0]), run_name="__main__")
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        finally:
-            root.handlers[:], root.level = handlers, level  # setup_logging's handler writes to capsys' stream
+        code = run_script(cwd, *args)
         out = capsys.readouterr()
         return subprocess.CompletedProcess(list(args), code, out.out, out.err)
 

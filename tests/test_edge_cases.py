@@ -18,11 +18,8 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 import math
-import os
 import re
-import runpy
 from pathlib import Path
 from typing import Callable
 
@@ -30,7 +27,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import copy_project, git_commit, run
+from conftest import copy_project, git_commit, run, run_script
 
 pytestmark = pytest.mark.slow
 
@@ -89,20 +86,11 @@ def set_masks(root: Path, name: str, value: float, kinds: tuple[str, ...]) -> No
 
 def stage_run(root: Path) -> str:
     """Run the aggregate and report stages; assert both succeed (no exception, exit status 0); the report
-    text. The stage scripts run in this process (saving each a Python start and the imports), in
-    ``root``; `dvc repro` in :func:`test_repro_with_three_single_images` runs them as DVC does."""
-    cwd, root_logger = Path.cwd(), logging.getLogger()
-    handlers, level = list(root_logger.handlers), root_logger.level
-    os.chdir(root)
-    try:
-        for stage in ("aggregate", "report"):
-            try:
-                runpy.run_path(str(root / "stages" / f"{stage}.py"), run_name="__main__")
-            except SystemExit as exc:  # run_stage's one-line errors: exit status 2
-                assert exc.code in (0, None), f"{stage} stage exited {exc.code}"
-    finally:
-        os.chdir(cwd)
-        root_logger.handlers[:], root_logger.level = handlers, level  # setup_logging's handler: this test's stderr
+    text. The stage scripts run in this process (:func:`conftest.run_script`), in ``root``; `dvc repro`
+    in :func:`test_repro_with_three_single_images` runs them as DVC does."""
+    for stage in ("aggregate", "report"):
+        code = run_script(root, f"stages/{stage}.py")
+        assert code == 0, f"{stage} stage exited {code}"
     text = (root / "reports/report.md").read_text()
     for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
         assert (root / "reports" / link).stat().st_size > 0, f"report names a missing figure: {link}"
