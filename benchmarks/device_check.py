@@ -73,15 +73,23 @@ def workdir(params: dict[str, Any]) -> Path:
     return root
 
 
-def run(root: Path, args: list[str], timeout: float, log: Path) -> dict[str, Any]:
-    """``python stages/<args>`` in ``root``; its seconds and exit status ("timeout" past ``timeout``)."""
-    env = dict(os.environ, PYTHONPATH=str(root / "src"), FREQBIAS_PROGRESS="0")
+# Runs a script as its __main__ after arranging for every thread's traceback to be written to stderr
+# every argv[1] seconds: where a long stage spends its time, read from the log even when it is stopped.
+TRACED = ("import faulthandler, runpy, sys; faulthandler.dump_traceback_later(float(sys.argv[1]), repeat=True); "
+          "sys.argv = sys.argv[2:]; runpy.run_path(sys.argv[0], run_name='__main__')")
+
+
+def run(root: Path, args: list[str], timeout: float, log: Path, trace: float = 0) -> dict[str, Any]:
+    """``python stages/<args>`` in ``root``; its seconds and exit status ("timeout" past ``timeout``).
+    With ``trace`` > 0 the log also gets the stage's progress bars and its tracebacks every ``trace`` s."""
+    env = dict(os.environ, PYTHONPATH=str(root / "src"), FREQBIAS_PROGRESS="1" if trace else "0")
+    command = ["-c", TRACED, str(trace), *args] if trace else args
     start = time.perf_counter()
     with log.open("a") as out:
         out.write(f"\n$ python {' '.join(args)}\n")
         out.flush()
         try:
-            rc = subprocess.run([sys.executable, *args], cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT,
+            rc = subprocess.run([sys.executable, *command], cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 timeout=timeout).returncode
         except subprocess.TimeoutExpired:
             rc = "timeout"
@@ -109,7 +117,7 @@ def smoke(timeout: float, log: Path) -> list[dict[str, Any]]:
 
 
 def paper(epochs: int, single: int, masks: bool, quick: bool, mask_steps: int | None, timeout: float,
-          log: Path) -> dict[str, Any]:
+          log: Path, trace: float = 0) -> dict[str, Any]:
     """N and A of the paper profile on Imagenette-sized planted data; N's masks."""
     root = workdir(paper_params(epochs, single, quick, mask_steps))
     stages = [run(root, ["stages/fetch.py"], timeout, log)]
@@ -122,7 +130,7 @@ def paper(epochs: int, single: int, masks: bool, quick: bool, mask_steps: int | 
         trained[v] = {"epoch_seconds": epochs_s, "test_acc": m.get("test_acc"), "train_seconds": m.get("train_seconds")}
     out: dict[str, Any] = {"stages": stages, "train": trained}
     if masks:
-        stages.append(run(root, ["stages/masks.py", "--model", "N-s0", "--seed", "0"], timeout, log))
+        stages.append(run(root, ["stages/masks.py", "--model", "N-s0", "--seed", "0"], timeout, log, trace))
         m = read_json(root / "metrics" / "masks" / "N-s0.json")
         out["masks_N"] = {k: m.get(k) for k in ("seconds", "dataset_converged", "dataset_steps", "class_converged",
                                                 "class_steps_mean", "fold_converged", "single_n", "single_converged",
@@ -151,6 +159,8 @@ def main() -> None:
     ap.add_argument("--no-smoke", action="store_true", help="skip the tiny end-to-end run")
     ap.add_argument("--quick", action="store_true", help="a paper run small enough for a CPU (checks the script)")
     ap.add_argument("--stage-timeout", type=float, default=300, help="seconds before a stage is stopped")
+    ap.add_argument("--trace", type=float, default=0, metavar="SECONDS", help="the masks stage writes its "
+                    "progress bars, and every thread's traceback every SECONDS, to the log")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     log = args.out / "stages.log"
@@ -163,7 +173,7 @@ def main() -> None:
         report["smoke"] = smoke(args.stage_timeout, log)
     print(f"paper: VGG11-BN 128 x 128, planted data of Imagenette's size, {args.epochs} epochs of N and A", flush=True)
     report["paper"] = paper(args.epochs, args.single, not args.no_masks, args.quick, args.mask_steps,
-                            args.stage_timeout, log)
+                            args.stage_timeout, log, args.trace)
     for v, t in report["paper"]["train"].items():
         print(f"  {v}: seconds per epoch {t['epoch_seconds']}, test acc {t['test_acc']}")
     if "masks_N" in report["paper"]:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 
+import pytest
+import torch
 from conftest import REPO, run
 from freqbias.data import DataConfig
+from freqbias.fitting import SingleMaskConfig, fit_single_masks
 from freqbias.mask_run import MasksConfig
+from freqbias.models import build_model
+from freqbias.shared_masks import SharedMaskConfig, fit_shared_masks
 from freqbias.training import TrainConfig
 
 
@@ -34,3 +40,52 @@ def test_device_check_runs_the_paper_profile_on_imagenette_sized_planted_data() 
     assert p["data"]["planted"]["num_classes"] == 5 and train.variants == ["N", "A"] and train.epochs == 3
     assert masks.dataset.max_steps == masks.single.max_steps == 1000 and masks.single_n == 32
     assert train.attack.steps == 10 and masks.dataset.batch_size == 16   # the paper's, not the default's
+
+
+def test_mask_cost_times_every_fit_and_prices_the_caps(tmp_path) -> None:
+    """benchmarks/mask_cost.py (run on a lent GPU for the paper profile): one row per fit and batch, and
+    the caps priced from the timed steps (shared: max_steps steps; single: chunks x max_steps)."""
+    out = tmp_path / "cost.json"
+    text = run([sys.executable, "benchmarks/mask_cost.py", "--profile", "tiny", "--classes", "2", "--steps", "5",
+                "--batch", "64", "--chunk", "3", "--out", str(out)], REPO).stdout
+    assert re.search(r"matmul peak fp32 [\d,]+ GFLOP/s", text), text
+    cost = json.loads(out.read_text())
+    assert [(r["fit"], r["batch"]) for r in cost["rows"]] == [("shared", 64), ("single", 3)]
+    shared, single = cost["rows"]
+    assert shared["images_per_step"] == (1 + 4 + 2) * 8   # dataset, 4 folds, 2 classes; 8 images each
+    assert shared["cap_s"] == pytest.approx(60 * shared["ms_per_step"] / 1e3)
+    assert single["cap_s"] == pytest.approx(3 * 20 * single["ms_per_step"] / 1e3)   # ceil(8 / 3) chunks x 20 steps
+    assert cost["caps_s"]["standard (N)"] == pytest.approx(shared["cap_s"] + 2 * single["cap_s"])
+
+
+def test_fits_with_unreachable_patience_run_every_step() -> None:
+    """What mask_cost.py's timings rest on: with its patience no fit stops before max_steps."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import mask_cost
+
+    torch.manual_seed(0)
+    net = build_model("small_cnn", 1, 3, 28, [0.0], [1.0]).net
+    z, y = torch.randn(12, 1, 28, 28), torch.randint(0, 3, (12,))
+    shared = SharedMaskConfig(lam=0.2, lr=0.02, batch_size=4, max_steps=30, check_every=5, acc_ratio=0.99,
+                              tol=0.5, patience=mask_cost.NEVER)
+    records = fit_shared_masks(net, z, y, [torch.arange(12), torch.arange(6)], shared).records
+    assert [r["steps"] for r in records] == [30, 30]
+    single = SingleMaskConfig(lam=0.07, lr=0.2, pct_start=0.1, max_steps=25, tol=1.0, tol_gap=1.0,
+                              patience=mask_cost.NEVER)
+    assert fit_single_masks(net, z[:4], y[:4], single).steps_used.tolist() == [25] * 4
+
+
+def test_device_check_trace_writes_the_stage_s_tracebacks_to_the_log(tmp_path) -> None:
+    """``--trace``: where a stage spends its time, read from the log even when the stage is stopped."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import device_check
+
+    (tmp_path / "stages").mkdir()
+    (tmp_path / "stages" / "slow.py").write_text(
+        "import sys, time\n\ndef waiting_here():\n    time.sleep(1.5)\n\n"
+        "if __name__ == '__main__':\n    print('argv', sys.argv[1:])\n    waiting_here()\n    sys.exit(3)\n")
+    log = tmp_path / "log"
+    result = device_check.run(tmp_path, ["stages/slow.py", "--flag", "1"], timeout=30, log=log, trace=0.5)
+    text = log.read_text()
+    assert result["rc"] == 3 and "argv ['--flag', '1']" in text
+    assert "in waiting_here" in text and "Timeout (0:00:00.500000)!" in text, text
