@@ -1,4 +1,4 @@
-"""benchmarks/bench.py runs (``make bench``) and prints its table: one row per kernel, shares of the peak."""
+"""The benchmarks run: bench.py (``make bench``) prints its table, mask_cost.py prices the mask fits."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import torch
+
 from conftest import REPO, run
 from freqbias.data import DataConfig
 from freqbias.fitting import SingleMaskConfig, fit_single_masks
