@@ -31,8 +31,10 @@ fastest round is the least disturbed). ``--profile`` adds torch.profiler's top o
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -64,6 +66,7 @@ class Case:
     items: int
     unit: str
     fn: Callable[[], object]
+    compiled: bool = False   # the net runs under torch.compile: FLOP counted on its eager twin (same name)
 
 
 class _GlobalOnly:
@@ -88,8 +91,9 @@ def count_flops(fn: Callable[[], object]) -> int:
     return counter.get_total_flops()
 
 
-def training_cases(cfg: TrainConfig) -> list[Case]:
-    """One train step of N (no attack) and of A (PGD of ``cfg.attack`` first), batch ``cfg.batch_size``."""
+def training_cases(cfg: TrainConfig, compiled: bool = False) -> list[Case]:
+    """One train step of N (no attack) and of A (PGD of ``cfg.attack`` first), batch ``cfg.batch_size``;
+    with ``compiled``, the model under ``torch.compile``."""
     g = torch.Generator().manual_seed(0)
     x = torch.rand(cfg.batch_size, 1, SIZE, SIZE, generator=g)
     y = torch.randint(0, CLASSES, (cfg.batch_size,), generator=g)
@@ -99,8 +103,9 @@ def training_cases(cfg: TrainConfig) -> list[Case]:
         model.to(memory_format=fast_layout(x.device))  # as train_model does
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         name = f"train {variant}" + ("" if attack is None else f" (PGD {attack.steps} steps)")
+        run = torch.compile(model) if compiled else model
         cases.append(Case(name, "train", cfg.batch_size, "images",
-                          lambda m=model, o=opt, a=attack: train_step(m, x, y, o, attack=a, g=g)))
+                          lambda m=run, o=opt, a=attack: train_step(m, x, y, o, attack=a, g=g), compiled))
     return cases
 
 
@@ -188,6 +193,8 @@ def main() -> None:
     ap.add_argument("--groups", type=int, default=10, help="shared masks per batch (10: the class masks)")
     ap.add_argument("--params", type=Path, default=REPO / "params.yaml", help="train and masks settings")
     ap.add_argument("--profile", action="store_true", help="print torch.profiler's top operators per row")
+    ap.add_argument("--compile", action="store_true", help="also time train N and the shared and single "
+                    "mask fits with the net under torch.compile (inductor, default mode; first call's seconds shown)")
     ap.add_argument("--paper", type=int, default=0, metavar="BATCH",
                     help="also time the paper profile's VGG11-BN step (fp32 and bf16) at this batch size")
     args = ap.parse_args()
@@ -205,19 +212,31 @@ def main() -> None:
         mask_case(frozen, f"shared masks ({args.groups} per batch)", args.batch, args.groups, kind),
         mask_case(frozen, "single masks (1 per image)", args.batch, args.batch, kind),
         check_case(frozen, loops.BATCH_SIZE, kind), check_case(frozen, 1024, kind)]
+    if args.compile:
+        fast = torch.compile(frozen)
+        cases += [training_cases(cfg, compiled=True)[0],
+                  dataclasses.replace(mask_case(fast, cases[2].name, args.batch, args.groups, kind), compiled=True),
+                  dataclasses.replace(mask_case(fast, cases[3].name, args.batch, args.batch, kind), compiled=True)]
 
     print(f"{cpu_name()}; {os.cpu_count()} CPUs, torch {torch.__version__} on {torch.get_num_threads()} threads; "
           f"{cfg.arch} {SIZE}x{SIZE}, train batch {cfg.batch_size}, mask batch {args.batch}, kind {kind!r}")
     print(f"fp32 matmul peak (2048 x 2048): {peak:.0f} GFLOP/s\n")
-    head = f"{'kernel':<30} {'items/s':>9} {'unit':<12} {'MFLOP/item':>10} {'GFLOP/s':>8} {'of peak':>8} {'target':>7}"
+    head = f"{'kernel':<39} {'items/s':>9} {'unit':<12} {'MFLOP/item':>10} {'GFLOP/s':>8} {'of peak':>8} {'target':>7}"
     print(head + "\n" + "-" * len(head))
-    profiles = []
+    profiles, flops = [], {}
     for case in cases:
-        flop = count_flops(case.fn) / case.items
+        if case.compiled:   # torch.compile's first call compiles; FlopCounterMode would trace it again
+            start = time.perf_counter()
+            case.fn()
+            first, flop = time.perf_counter() - start, flops[case.name]
+        else:
+            flop = flops[case.name] = count_flops(case.fn) / case.items
         rate = case.items / best_seconds(case.fn, args.repeats, args.inner)
         share, target = rate * flop / 1e9 / peak, TARGETS[case.kind]
-        print(f"{case.name:<30} {rate:>9.0f} {case.unit:<12} {flop / 1e6:>10.1f} {rate * flop / 1e9:>8.1f} "
-              f"{share:>8.0%} {target:>7.0%}" + ("" if share >= target else "  (below)"))
+        name = case.name + (" [compiled]" if case.compiled else "")
+        print(f"{name:<39} {rate:>9.0f} {case.unit:<12} {flop / 1e6:>10.1f} {rate * flop / 1e9:>8.1f} "
+              f"{share:>8.0%} {target:>7.0%}" + ("" if share >= target else "  (below)")
+              + (f"  (1st call {first:.1f} s)" if case.compiled else ""))
         if args.profile:
             profiles.append((case.name, profile_table(case.fn)))
     for name, table in profiles:

@@ -133,6 +133,7 @@ LONG_FILES = (
     "test_edge_cases.py",      # 55 s: on copies of the tiny run
     "test_dvc_workflows.py",   # 30 s: queued experiments, a shared cache
     "test_shared_masks.py",    # 50 s: converged fits on planted data, with 1 and 2 threads
+    "test_bench.py",           # 18 s: the benchmarks at toy size, bench.py with torch.compile
     "test_config.py",          # 10 s: stage scripts that must stop with one line
 )
 

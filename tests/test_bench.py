@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import sys
 
 import pytest
@@ -19,13 +20,18 @@ from freqbias.training import TrainConfig
 
 
 def test_bench_prints_one_row_per_kernel() -> None:
+    """With ``--compile`` where there is a C compiler (torch.compile's inductor needs one): rows [compiled]."""
+    compiled = shutil.which("cc") is not None
     out = run([sys.executable, "benchmarks/bench.py", "--threads", "1", "--repeats", "1", "--inner", "1",
-               "--batch", "8", "--groups", "2"], REPO).stdout
+               "--batch", "8", "--groups", "2", *(["--compile"] if compiled else [])], REPO).stdout
     assert re.search(r"fp32 matmul peak \(2048 x 2048\): \d+ GFLOP/s", out), out
     rows = [line for line in out.splitlines() if re.search(r"\d+%\s+\d+%", line)]
-    kernels = ("train N", "train A", "shared masks (2 per batch)", "single masks", "rule checks (batch 128)",
-               "rule checks (batch 1024)")
+    kernels = ["train N", "train A", "shared masks (2 per batch)", "single masks", "rule checks (batch 128)",
+               "rule checks (batch 1024)"]
+    kernels += ["train N [compiled]", "shared masks (2 per batch) [compiled]", "single masks (1 per image) [compiled]"
+                ] if compiled else []
     assert len(rows) == len(kernels) and all(row.startswith(k) for row, k in zip(rows, kernels)), out
+    assert all("1st call" in row for row in rows[6:]), out
 
 
 def test_device_check_runs_the_paper_profile_on_imagenette_sized_planted_data() -> None:
@@ -47,7 +53,7 @@ def test_mask_cost_times_every_fit_and_prices_the_caps(tmp_path) -> None:
     """benchmarks/mask_cost.py (run on a lent GPU for the paper profile): one row per fit and batch, and
     the caps priced from the timed steps (shared: max_steps steps; single: chunks x max_steps)."""
     out = tmp_path / "cost.json"
-    text = run([sys.executable, "benchmarks/mask_cost.py", "--profile", "tiny", "--classes", "2", "--steps", "5",
+    text = run([sys.executable, "benchmarks/mask_cost.py", "--profile", "tiny", "--classes", "2", "--steps", "2",
                 "--batch", "64", "--chunk", "3", "--out", str(out)], REPO).stdout
     assert re.search(r"matmul peak fp32 [\d,]+ GFLOP/s", text), text
     cost = json.loads(out.read_text())
