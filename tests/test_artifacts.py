@@ -4,10 +4,12 @@ library call whose outputs aggregate's loader reads back."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -18,7 +20,7 @@ from freqbias.config import DataError, load_params
 from freqbias.fitting import SingleMaskResult
 from freqbias.io import save_json, save_torch
 from freqbias.mask_run import MasksConfig, fit_model_masks, masks_metrics, ratio_or_none
-from freqbias.measures import load_records
+from freqbias.measures import dataset_correct, load_records
 from freqbias.models import build_model
 
 H = W = 28
@@ -166,3 +168,16 @@ def test_fit_model_masks_writes_what_aggregate_reads(tmp_path):
     assert torch.equal(n_rec.single.index, a_rec.single.index)          # the same images for both models
     assert n_rec.single.has_adv and not a_rec.single.has_adv and n_rec.kind == "rfft"
     assert n_rec.mask_metrics["model"] == "N-s0" and n_rec.dataset_mask.shape == (H, WM)
+    # each image's correctness under the dataset mask, stored by the masks stage, is what aggregate would score
+    for split, (xs, ys) in splits.items():
+        stored = n_rec.dataset_correct[split]
+        assert stored.dtype == torch.bool and stored.shape == (2, len(ys))
+        assert stored.float().mean(1).tolist() == pytest.approx(
+            [n_rec.mask_metrics[f"{split}_clean_acc"], n_rec.mask_metrics[f"{split}_masked_acc"]])
+        for n in (None, 25):
+            read = dataset_correct(n_rec, xs, ys, split, n)
+            scored = dataset_correct(dataclasses.replace(n_rec, dataset_correct=None), xs, ys, split, n)
+            assert all(np.array_equal(r, s) and len(r) == (n or len(ys)) for r, s in zip(read, scored))
+    wrong = dataclasses.replace(n_rec, dataset_correct={"val": torch.zeros(2, 39, dtype=torch.bool)})
+    read = dataset_correct(wrong, *splits["val"], "val")   # stored for another split (39 images): scored instead
+    assert np.array_equal(read[0], n_rec.dataset_correct["val"][0].double().numpy()) and read[0].any()

@@ -59,7 +59,10 @@ class _Artifact:
 class DatasetMask(_Artifact):
     """One mask for a whole dataset: ``mask`` (H, Wm) and its fitting ``record``; ``folds`` (K, H, Wm): one
     mask per disjoint fold of the same fit images (its uncertainty), with ``fold_records``; ``kind``: mask
-    layout; ``meta``: the model's checkpoint meta. Records: :class:`freqbias.shared_masks.SharedMasks`."""
+    layout; ``meta``: the model's checkpoint meta. Records: :class:`freqbias.shared_masks.SharedMasks`.
+    ``correct``: per split (``"val"``, ``"test"``) bool (2, N), whether the model is right on each of the
+    split's N images without (row 0) and with (row 1) ``mask``, so that the aggregate stage need not score
+    them again (None in files written before: it re-scores)."""
 
     mask: torch.Tensor
     record: dict
@@ -67,6 +70,7 @@ class DatasetMask(_Artifact):
     fold_records: list[dict]
     kind: str
     meta: dict
+    correct: dict | None = None
 
 
 @dataclass

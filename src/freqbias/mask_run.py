@@ -21,7 +21,7 @@ from .artifacts import ClassMasks, DatasetMask, SingleMasks
 from .attacks import PGD
 from .data import to_float
 from .fitting import SingleMaskConfig, SingleMaskResult, bytes_per_image, fit_single_masks
-from .fourier import KINDS, agreement, predict
+from .fourier import KINDS, predict
 from .models import Classifier
 from .shared_masks import METHODS, SharedMaskConfig, fit_shared_masks, fold_groups
 from .single_image import evaluate_single_masks, select_images
@@ -110,7 +110,8 @@ def fit_model_masks(name: str, model: Classifier, meta: Mapping[str, Any], stand
     """Fit the masks of ``model`` (named ``name``, checkpoint ``meta``; on the stage's device).
 
     - dataset mask: fitted on the first ``cfg.dataset_fit_n`` val images (all when None), scored on all
-      of val and on the untouched test split (clean and masked accuracy); ``cfg.folds`` more masks, one
+      of val and on the untouched test split (clean and masked accuracy, and each image's correctness,
+      ``DatasetMask.correct``); ``cfg.folds`` more masks, one
       per disjoint fold of those images, give its uncertainty;
     - class masks: one per class, on that class's first ``cfg.class_fit_n`` val images;
       all of these in one batched fit (:func:`freqbias.shared_masks.fit_shared_masks`);
@@ -134,9 +135,10 @@ def fit_model_masks(name: str, model: Classifier, meta: Mapping[str, Any], stand
                               desc=f"{name} shared masks")
     mask, folds, classes = shared.masks[0], shared.masks[1:1 + cfg.folds], shared.masks[1 + cfg.folds:]
     records = shared.records
-    scores = {f"{split}_{what}": agreement(net, z, y, m, cfg.kind)
-              for split, z, y in (("val", z_val, y_val), ("test", z_te, y_te))
-              for what, m in (("clean_acc", None), ("masked_acc", mask))}
+    correct = {split: torch.stack([predict(net, z, m, cfg.kind) == y for m in (None, mask)]).cpu()
+               for split, z, y in (("val", z_val, y_val), ("test", z_te, y_te))}
+    scores = {f"{split}_{what}": c[row].float().mean().item()
+              for split, c in correct.items() for row, what in enumerate(("clean_acc", "masked_acc"))}
     log(f"dataset mask: {describe(records[0])}; {scores}")
     log(f"fold masks: {'; '.join(describe(r) for r in records[1:1 + cfg.folds])}")
     counts = torch.tensor([len(g) for g in groups[1 + cfg.folds:]])
@@ -176,7 +178,8 @@ def fit_model_masks(name: str, model: Classifier, meta: Mapping[str, Any], stand
     reasons.update({"class": f"no val image of class(es) {absent}"} if absent else {})
     reasons.update({"single": "no single-image masks: no test image met the selection rule"} if not len(target) else {})
     return ModelMasks(DatasetMask(mask=mask.cpu(), record=records[0], folds=folds.cpu(),
-                                  fold_records=records[1:1 + cfg.folds], kind=cfg.kind, meta=dict(meta)),
+                                  fold_records=records[1:1 + cfg.folds], kind=cfg.kind, meta=dict(meta),
+                                  correct=correct),
                       ClassMasks(masks=classes.cpu(), index=pick.cpu(), kind=cfg.kind,
                                  records=records[1 + cfg.folds:], counts=counts),
                       single, with_reasons(metrics, reasons))

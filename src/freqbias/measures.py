@@ -34,7 +34,9 @@ class ModelRecord:
     mask refitted on each of F disjoint folds of its fit images, ``class_masks`` (K, H, Wm) and the
     single-image masks (:class:`freqbias.artifacts.SingleMasks`), all unshifted, on the CPU; ``model``
     in eval mode on the stage's device. ``fit_records``: the shared masks' fitting records
-    (``{"dataset": record, "folds": [...], "classes": [...]}``, :class:`freqbias.shared_masks.SharedMasks`)."""
+    (``{"dataset": record, "folds": [...], "classes": [...]}``, :class:`freqbias.shared_masks.SharedMasks`).
+    ``dataset_correct``: the masks stage's per-image correctness without and with the dataset mask
+    (``DatasetMask.correct``; None in older files)."""
 
     name: str
     variant: str
@@ -48,6 +50,7 @@ class ModelRecord:
     mask_metrics: dict
     fold_masks: torch.Tensor
     fit_records: dict
+    dataset_correct: dict | None = None
 
 
 def load_records(variants: Sequence[str], seeds: Sequence[int], device: torch.device,
@@ -73,7 +76,8 @@ def load_records(variants: Sequence[str], seeds: Sequence[int], device: torch.de
                 name=name, variant=variant, seed=seed, model=model,
                 kind=single.kind, dataset_mask=dataset.mask, class_masks=classes.masks, single=single,
                 train_metrics=load_json(files[3]), mask_metrics=load_json(files[4]), fold_masks=dataset.folds,
-                fit_records={"dataset": dataset.record, "folds": dataset.fold_records, "classes": classes.records}))
+                fit_records={"dataset": dataset.record, "folds": dataset.fold_records, "classes": classes.records},
+                dataset_correct=dataset.correct))
     return records
 
 
@@ -189,15 +193,28 @@ def finite_masks(masks: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def dataset_correct(record: ModelRecord, x: torch.Tensor, y: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Per-image correctness (N,) 1.0 / 0.0 of the model on images ``x`` (uint8 or [0, 1]) without and
-    with its dataset mask (NaN, undefined, when the mask has a NaN / inf entry)."""
+def dataset_correct(record: ModelRecord, x: torch.Tensor, y: torch.Tensor, split: str | None = None,
+                    n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image correctness (n,) 1.0 / 0.0 of the model on the first ``n`` (None: all) images of ``x``
+    (uint8 or [0, 1]) without and with its dataset mask (NaN, undefined, when the mask has a NaN / inf
+    entry). When ``x`` is the whole ``split`` and the masks stage stored that split's correctness
+    (``record.dataset_correct``, one entry per image of ``x``), it is read from there, not scored again."""
+    stored = (record.dataset_correct or {}).get(split)
+    if stored is not None and stored.shape[-1] == len(y):
+        clean, masked = stored[:, :n].double().numpy()
+    else:
+        clean, masked = _score_dataset_mask(record, x[:n], y[:n])
+    if not torch.isfinite(record.dataset_mask).all():  # a NaN in the mask: masked correctness is undefined
+        masked = np.full(len(clean), np.nan)
+    return clean, masked
+
+
+def _score_dataset_mask(record: ModelRecord, x: torch.Tensor, y: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Correctness of the model on ``x`` without and with its dataset mask (all 0 for a non-finite mask)."""
     model = record.model
     device = next(model.parameters()).device
-    z = model.normalize(to_float(x).to(device))
-    y = y.to(device)
-    clean = (predict(model.net, z, None, record.kind) == y).double().cpu().numpy()
-    if not torch.isfinite(record.dataset_mask).all():  # a NaN in the mask: masked correctness is undefined
-        return clean, np.full(len(clean), np.nan)
-    masked = predict(model.net, z, record.dataset_mask.to(z), record.kind) == y
-    return clean, masked.double().cpu().numpy()
+    z, y = model.normalize(to_float(x).to(device)), y.to(device)
+    clean = predict(model.net, z, None, record.kind) == y
+    mask = record.dataset_mask
+    masked = predict(model.net, z, mask.to(z), record.kind) == y if torch.isfinite(mask).all() else torch.zeros_like(clean)
+    return clean.double().cpu().numpy(), masked.double().cpu().numpy()

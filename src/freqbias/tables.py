@@ -48,7 +48,8 @@ def _interval_or_na(est: Estimate, why: str) -> Estimate:
 
 def accuracy_table(run: Run, splits: Mapping[str, tuple[torch.Tensor, torch.Tensor]]
                    ) -> tuple[list[dict], dict[str, tuple[np.ndarray, np.ndarray]], dict[str, str]]:
-    """Dataset masks re-scored on the first ``accuracy_n`` images of each split: rows of accuracy.csv
+    """Dataset masks on the first ``accuracy_n`` images of each split (the masks stage's per-image
+    correctness, re-scored only for files without it): rows of accuracy.csv
     (clean, masked and masked / clean with intervals over images; the masks stage's full-split values as
     ``*_all``), per split the (clean, masked) correctness matrices (n_images, n_models) for claim 1, and
     per model whose masked accuracy is n/a (a NaN in its dataset mask; its masked column is NaN) why."""
@@ -59,8 +60,8 @@ def accuracy_table(run: Run, splits: Mapping[str, tuple[torch.Tensor, torch.Tens
     resampled = "masked / clean undefined in some bootstrap resamples (clean accuracy 0 there)"
     acc = {}
     for split, (x, y) in splits.items():
-        x, y = x[:run.cfg.accuracy_n], y[:run.cfg.accuracy_n]
-        cols = [dataset_correct(r, x, y) for r in run.records]
+        cols = [dataset_correct(r, x, y, split, run.cfg.accuracy_n) for r in run.records]
+        y = y[:run.cfg.accuracy_n]
         acc[split] = (np.stack([c for c, _ in cols], axis=1), np.stack([m for _, m in cols], axis=1))
         for r, (clean, masked) in zip(run.records, cols):
             if not len(y):
