@@ -216,5 +216,7 @@ def _score_dataset_mask(record: ModelRecord, x: torch.Tensor, y: torch.Tensor) -
     z, y = model.normalize(to_float(x).to(device)), y.to(device)
     clean = predict(model.net, z, None, record.kind) == y
     mask = record.dataset_mask
-    masked = predict(model.net, z, mask.to(z), record.kind) == y if torch.isfinite(mask).all() else torch.zeros_like(clean)
+    if not torch.isfinite(mask).all():
+        return clean.double().cpu().numpy(), np.zeros(len(clean))
+    masked = predict(model.net, z, mask.to(z), record.kind) == y
     return clean.double().cpu().numpy(), masked.double().cpu().numpy()
