@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO, run
+from conftest import REPO, run, run_script
 from freqbias.data import DataConfig
 from freqbias.fitting import SingleMaskConfig, fit_single_masks
 from freqbias.mask_run import MasksConfig
@@ -49,12 +49,13 @@ def test_device_check_runs_the_paper_profile_on_imagenette_sized_planted_data() 
     assert train.attack.steps == 10 and masks.dataset.batch_size == 16   # the paper's, not the default's
 
 
-def test_mask_cost_times_every_fit_and_prices_the_caps(tmp_path) -> None:
+def test_mask_cost_times_every_fit_and_prices_the_caps(tmp_path, capsys) -> None:
     """benchmarks/mask_cost.py (run on a lent GPU for the paper profile): one row per fit and batch, and
     the caps priced from the timed steps (shared: max_steps steps; single: chunks x max_steps)."""
     out = tmp_path / "cost.json"
-    text = run([sys.executable, "benchmarks/mask_cost.py", "--profile", "tiny", "--classes", "2", "--steps", "2",
-                "--batch", "64", "--chunk", "3", "--out", str(out)], REPO).stdout
+    assert run_script(REPO, "benchmarks/mask_cost.py", "--profile", "tiny", "--classes", "2", "--steps", "2",
+                      "--batch", "64", "--chunk", "3", "--out", str(out)) == 0
+    text = capsys.readouterr().out
     assert re.search(r"matmul peak fp32 [\d,]+ GFLOP/s", text), text
     cost = json.loads(out.read_text())
     assert [(r["fit"], r["batch"]) for r in cost["rows"]] == [("shared", 64), ("single", 3)]
@@ -89,10 +90,10 @@ def test_device_check_trace_writes_the_stage_s_tracebacks_to_the_log(tmp_path) -
 
     (tmp_path / "stages").mkdir()
     (tmp_path / "stages" / "slow.py").write_text(
-        "import sys, time\n\ndef waiting_here():\n    time.sleep(1.5)\n\n"
+        "import sys, time\n\ndef waiting_here():\n    time.sleep(0.6)\n\n"
         "if __name__ == '__main__':\n    print('argv', sys.argv[1:])\n    waiting_here()\n    sys.exit(3)\n")
     log = tmp_path / "log"
-    result = device_check.run(tmp_path, ["stages/slow.py", "--flag", "1"], timeout=30, log=log, trace=0.5)
+    result = device_check.run(tmp_path, ["stages/slow.py", "--flag", "1"], timeout=30, log=log, trace=0.25)
     text = log.read_text()
     assert result["rc"] == 3 and "argv ['--flag', '1']" in text
-    assert "in waiting_here" in text and "Timeout (0:00:00.500000)!" in text, text
+    assert "in waiting_here" in text and "Timeout (0:00:00.250000)!" in text, text
