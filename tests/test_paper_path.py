@@ -5,6 +5,8 @@ single-image chunks) with only the sizes cut to toy scale, and `dvc repro` throu
 from __future__ import annotations
 
 import re
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -76,11 +78,15 @@ def use_profile(root: Path, profile: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
+def project(tmp_path_factory) -> Iterator[Path]:
     root = make_project(tmp_path_factory.mktemp("paper"))
     params = use_profile(root, "paper")
     write_imagenette(root / params["data"]["root"])
-    return root
+    yield root
+    # pytest keeps the folders of its last three runs: without the VGG11-BN checkpoints (0.5 GB each, in
+    # models/ and in DVC's cache: 2 GB) this one takes a few MB, and repeated test runs do not fill the disk
+    for folder in ("models", ".dvc/cache"):
+        shutil.rmtree(root / folder, ignore_errors=True)
 
 
 def check_report(root: Path, arch: str) -> None:
