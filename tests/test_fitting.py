@@ -4,12 +4,15 @@ Shared (dataset, fold, class) masks and the planted ground truth: tests/test_sha
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch.nn import functional as F
 
 from freqbias import fitting as mf
 from freqbias import fourier as fm
+from freqbias.models import build_model
 from test_fourier import _negate, _net
 
 
@@ -214,3 +217,26 @@ def test_single_masks_of_no_image_are_empty():
     assert result.masks.shape == (0, 28, 15) and result.steps_used.shape == result.kept.shape == (0,)
     assert result.mean_mask.shape == (0,)
 
+
+
+@pytest.mark.parametrize("arch,size", [("small_cnn", 28), ("vgg11_bn", 32)])
+def test_pool_before_relu_gives_the_same_outputs_and_gradients_bit_for_bit(arch, size):
+    """Every ReLU followed by a max-pool now runs after it; outputs and input gradients are unchanged."""
+    torch.manual_seed(0)
+    net = build_model(arch, 1, 5, size, [0.0], [1.0]).net.eval()
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):   # eval-mode BN with statistics that make some maxima negative
+            m.running_mean.normal_(0, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    swapped = mf.pool_before_relu(copy.deepcopy(net))
+    kinds = lambda n: [type(m).__name__ for m in n.modules() if isinstance(m, (torch.nn.ReLU, torch.nn.MaxPool2d))]  # noqa: E731
+    assert sorted(kinds(swapped)) == sorted(kinds(net)) and kinds(swapped) != kinds(net)
+    for seq in (m for m in swapped.modules() if isinstance(m, torch.nn.Sequential)):
+        layers = list(seq)
+        assert not any(isinstance(a, torch.nn.ReLU) and isinstance(b, torch.nn.MaxPool2d)
+                       for a, b in zip(layers, layers[1:]))
+    z = torch.randn(4, 1, size, size, requires_grad=True)
+    out, out_swapped = net(z), swapped(z)
+    grad, = torch.autograd.grad(out.square().sum(), z)
+    grad_swapped, = torch.autograd.grad(out_swapped.square().sum(), z)
+    assert torch.equal(out, out_swapped) and torch.equal(grad, grad_swapped) and grad.abs().sum() > 0
