@@ -22,10 +22,11 @@ backward; the FFTs and elementwise ops count 0, so the share is of useful dense 
 this makes, and that as a share of the peak, against the issue's targets (training 60 %, mask fitting
 70 %). Times are the best of ``--repeats`` rounds of ``--inner`` calls (the machine may be shared: the
 fastest round is the least disturbed). ``--profile`` adds torch.profiler's top operators per row;
-``--paper B`` what an epoch of the ``paper`` profile costs on this machine, fp32 and bf16 autocast.
+``--paper B`` what an epoch of the ``paper`` profile costs on this machine, fp32 and bf16 autocast;
+``--compile`` the train N and mask-fitting rows again with the net under ``torch.compile``.
 
     python benchmarks/bench.py [--threads N] [--repeats 5] [--inner 10] [--batch 128] [--groups 10] [--profile]
-                               [--paper BATCH]
+                               [--paper BATCH] [--compile]
 """
 
 from __future__ import annotations
