@@ -200,23 +200,20 @@ def dataset_correct(record: ModelRecord, x: torch.Tensor, y: torch.Tensor, split
     entry). When ``x`` is the whole ``split`` and the masks stage stored that split's correctness
     (``record.dataset_correct``, one entry per image of ``x``), it is read from there, not scored again."""
     stored = (record.dataset_correct or {}).get(split)
-    if stored is not None and stored.shape[-1] == len(y):
-        clean, masked = stored[:, :n].double().numpy()
-    else:
-        clean, masked = _score_dataset_mask(record, x[:n], y[:n])
+    fresh = stored is None or stored.shape[-1] != len(y)
+    clean, masked = (_score_dataset_mask(record, x[:n], y[:n]) if fresh else stored[:, :n]).double().numpy()
     if not torch.isfinite(record.dataset_mask).all():  # a NaN in the mask: masked correctness is undefined
         masked = np.full(len(clean), np.nan)
     return clean, masked
 
 
-def _score_dataset_mask(record: ModelRecord, x: torch.Tensor, y: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Correctness of the model on ``x`` without and with its dataset mask (all 0 for a non-finite mask)."""
+def _score_dataset_mask(record: ModelRecord, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Bool (2, n), as the masks stage stores it (``DatasetMask.correct``): whether the model is right on
+    each image of ``x`` without (row 0) and with (row 1) its dataset mask (not applied when it is not
+    finite; :func:`dataset_correct` then reports NaN)."""
     model = record.model
     device = next(model.parameters()).device
     z, y = model.normalize(to_float(x).to(device)), y.to(device)
-    clean = predict(model.net, z, None, record.kind) == y
-    mask = record.dataset_mask
-    if not torch.isfinite(mask).all():
-        return clean.double().cpu().numpy(), np.zeros(len(clean))
-    masked = predict(model.net, z, mask.to(z), record.kind) == y
-    return clean.double().cpu().numpy(), masked.double().cpu().numpy()
+    mask = record.dataset_mask if torch.isfinite(record.dataset_mask).all() else None
+    return torch.stack([predict(model.net, z, m if m is None else m.to(z), record.kind) == y
+                        for m in (None, mask)]).cpu()
