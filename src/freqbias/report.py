@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from . import paths, plots
+from . import paths
 from .config import DataError, Section
 from .na import NA, cell, parse_reasons
 from .variants import label as variant_label
@@ -85,6 +85,8 @@ def load_results(folder: Path = paths.RESULTS) -> tuple[dict, list[dict], dict, 
 def make_figures(fig: Mapping, tables: Mapping[str, Sequence[Mapping]], folder: Path,
                  cfg: ReportConfig) -> list[Figure]:
     """Render every figure into ``folder``; return them in report order with captions."""
+    from . import plots  # matplotlib (0.3 s): imported by the report stage only, not by every stage's params check
+
     out: list[Figure] = []
     dpi = cfg.dpi
     names = fig["class_names"]
