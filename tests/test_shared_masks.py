@@ -232,6 +232,20 @@ def test_prune_keeps_the_rule_and_only_zeroes_entries():
     assert torch.equal(sm.prune(net, z, y, mask, len(z) + 1, cfg), mask)
 
 
+def test_prune_spends_no_forward_pass_on_a_threshold_that_removes_nothing(monkeypatch):
+    """A sparse mask's exact zeros fill its lower quantiles: thresholds there leave it unchanged, and the
+    fit already found it to meet the rule, so those rounds run no forward pass (and give the same answer)."""
+    net, z, y = _data(32)
+    torch.manual_seed(3)
+    mask = torch.rand(28, 15) * (torch.rand(28, 15) < 0.1)  # about 90 % exact zeros
+    cfg, calls, need = _cfg(), [], _correct(net, z, y, mask)
+    counted = sm.predict
+    monkeypatch.setattr(sm, "predict", lambda *a, **k: calls.append(1) or counted(*a, **k))
+    pruned = sm.prune(net, z, y, mask, need, cfg, rounds=8)
+    assert 0 < len(calls) <= 6  # the first rounds (median, 3rd quartile) threshold at 0: no pass
+    assert _correct(net, z, y, pruned) >= need and (pruned[pruned != mask] == 0).all()
+
+
 # ---- ground truth: the planted band ----------------------------------------------------------
 
 @functools.cache

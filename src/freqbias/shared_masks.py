@@ -267,7 +267,9 @@ def prune(net: nn.Module, z: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, 
     search over the mask's own value quantiles, ``rounds`` checks) at which the masked accuracy on
     ``z``, ``y`` keeps at least ``need`` images correct; ``mask`` itself when no threshold does. The fit leaves entries
     the network does not need hovering just above 0 (Adam's noise against the clamp); this sets them
-    to exactly 0 without giving up the rule."""
+    to exactly 0 without giving up the rule. A threshold at or below the smallest entry (a sparse mask's
+    exact zeros fill the lower quantiles) leaves ``mask`` as it is, which the fit found to meet the rule:
+    such a round costs no forward pass."""
     values = mask.flatten().sort().values
     lo, hi, kept = 0, len(values) - 1, mask
     for _ in range(rounds):
@@ -275,7 +277,7 @@ def prune(net: nn.Module, z: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, 
             break
         mid = (lo + hi) // 2
         cand = torch.where(mask >= values[mid], mask, torch.zeros_like(mask))
-        if int((predict(net, z, cand, cfg.kind, cfg.eval_batch_size) == y).sum()) >= need:
+        if values[mid] <= values[0] or int((predict(net, z, cand, cfg.kind, cfg.eval_batch_size) == y).sum()) >= need:
             kept, lo = cand, mid + 1
         else:
             hi = mid - 1
