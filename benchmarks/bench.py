@@ -23,16 +23,19 @@ this makes, and that as a share of the peak, against the issue's targets (traini
 70 %). Times are the best of ``--repeats`` rounds of ``--inner`` calls (the machine may be shared: the
 fastest round is the least disturbed). ``--profile`` adds torch.profiler's top operators per row;
 ``--paper B`` what an epoch of the ``paper`` profile costs on this machine, fp32 and bf16 autocast;
-``--compile`` the train N and mask-fitting rows again with the net under ``torch.compile``.
+``--compile`` the train N and mask-fitting rows again with the net under ``torch.compile``; ``--bf16``
+the train N, mask-fitting and rule-check rows again under bf16 autocast (fast only on a CPU with AMX),
+as shares of the bf16 matmul peak, measured beside the fp32 one.
 
     python benchmarks/bench.py [--threads N] [--repeats 5] [--inner 10] [--batch 128] [--groups 10] [--profile]
-                               [--paper BATCH] [--compile]
+                               [--paper BATCH] [--compile] [--bf16]
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import platform
 import time
@@ -68,6 +71,20 @@ class Case:
     unit: str
     fn: Callable[[], object]
     compiled: bool = False   # the net runs under torch.compile: FLOP counted on its eager twin (same name)
+    tag: str = ""            # shown after the name: " [compiled]", " [bf16]"
+
+
+class Bf16(torch.nn.Module):
+    """``net`` with its forward pass under CPU bf16 autocast, logits returned in fp32 (what
+    ``train.amp`` does in training, here for the frozen net of the mask fits and rule checks)."""
+
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return self.net(x).float()
 
 
 class _GlobalOnly:
@@ -92,9 +109,9 @@ def count_flops(fn: Callable[[], object]) -> int:
     return counter.get_total_flops()
 
 
-def training_cases(cfg: TrainConfig, compiled: bool = False) -> list[Case]:
+def training_cases(cfg: TrainConfig, compiled: bool = False, amp: bool = False) -> list[Case]:
     """One train step of N (no attack) and of A (PGD of ``cfg.attack`` first), batch ``cfg.batch_size``;
-    with ``compiled``, the model under ``torch.compile``."""
+    with ``compiled``, the model under ``torch.compile``; with ``amp``, under bf16 autocast."""
     g = torch.Generator().manual_seed(0)
     x = torch.rand(cfg.batch_size, 1, SIZE, SIZE, generator=g)
     y = torch.randint(0, CLASSES, (cfg.batch_size,), generator=g)
@@ -106,7 +123,8 @@ def training_cases(cfg: TrainConfig, compiled: bool = False) -> list[Case]:
         name = f"train {variant}" + ("" if attack is None else f" (PGD {attack.steps} steps)")
         run = torch.compile(model) if compiled else model
         cases.append(Case(name, "train", cfg.batch_size, "images",
-                          lambda m=run, o=opt, a=attack: train_step(m, x, y, o, attack=a, g=g), compiled))
+                          lambda m=run, o=opt, a=attack: train_step(m, x, y, o, attack=a, g=g, amp=amp), compiled,
+                          " [compiled]" if compiled else " [bf16]" if amp else ""))
     return cases
 
 
@@ -196,6 +214,8 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="print torch.profiler's top operators per row")
     ap.add_argument("--compile", action="store_true", help="also time train N and the shared and single "
                     "mask fits with the net under torch.compile (inductor, default mode; first call's seconds shown)")
+    ap.add_argument("--bf16", action="store_true", help="also time train N, the mask fits and the rule checks "
+                    "under bf16 autocast (AMX CPUs); print the bf16 matmul peak")
     ap.add_argument("--paper", type=int, default=0, metavar="BATCH",
                     help="also time the paper profile's VGG11-BN step (fp32 and bf16) at this batch size")
     args = ap.parse_args()
@@ -216,12 +236,23 @@ def main() -> None:
     if args.compile:
         fast = torch.compile(frozen)
         cases += [training_cases(cfg, compiled=True)[0],
-                  dataclasses.replace(mask_case(fast, cases[2].name, args.batch, args.groups, kind), compiled=True),
-                  dataclasses.replace(mask_case(fast, cases[3].name, args.batch, args.batch, kind), compiled=True)]
+                  dataclasses.replace(mask_case(fast, cases[2].name, args.batch, args.groups, kind), compiled=True,
+                                      tag=" [compiled]"),
+                  dataclasses.replace(mask_case(fast, cases[3].name, args.batch, args.batch, kind), compiled=True,
+                                      tag=" [compiled]")]
+    if args.bf16:
+        half = Bf16(frozen)
+        cases += [training_cases(cfg, amp=True)[0]] + [
+            dataclasses.replace(c, tag=" [bf16]") for c in (
+                mask_case(half, cases[2].name, args.batch, args.groups, kind),
+                mask_case(half, cases[3].name, args.batch, args.batch, kind),
+                check_case(half, loops.BATCH_SIZE, kind))]
 
     print(f"{cpu_name()}; {os.cpu_count()} CPUs, torch {torch.__version__} on {torch.get_num_threads()} threads; "
           f"{cfg.arch} {SIZE}x{SIZE}, train batch {cfg.batch_size}, mask batch {args.batch}, kind {kind!r}")
-    print(f"fp32 matmul peak (2048 x 2048): {peak:.0f} GFLOP/s\n")
+    peak_bf16 = matmul_peak(max(args.repeats, 10), dtype=torch.bfloat16) if args.bf16 else math.nan
+    print(f"fp32 matmul peak (2048 x 2048): {peak:.0f} GFLOP/s"
+          + (f"; bf16: {peak_bf16:.0f} GFLOP/s ([bf16] rows: share of this)" if args.bf16 else "") + "\n")
     head = f"{'kernel':<39} {'items/s':>9} {'unit':<12} {'MFLOP/item':>10} {'GFLOP/s':>8} {'of peak':>8} {'target':>7}"
     print(head + "\n" + "-" * len(head))
     profiles, flops = [], {}
@@ -230,11 +261,11 @@ def main() -> None:
             start = time.perf_counter()
             case.fn()
             first, flop = time.perf_counter() - start, flops[case.name]
-        else:
-            flop = flops[case.name] = count_flops(case.fn) / case.items
+        else:  # bf16 rows count the FLOP of their own (autocast) run: the same convolutions and matmuls
+            flop = flops.setdefault(case.name, count_flops(case.fn) / case.items)
         rate = case.items / best_seconds(case.fn, args.repeats, args.inner)
-        share, target = rate * flop / 1e9 / peak, TARGETS[case.kind]
-        name = case.name + (" [compiled]" if case.compiled else "")
+        share, target = rate * flop / 1e9 / (peak_bf16 if case.tag == " [bf16]" else peak), TARGETS[case.kind]
+        name = case.name + case.tag
         print(f"{name:<39} {rate:>9.0f} {case.unit:<12} {flop / 1e6:>10.1f} {rate * flop / 1e9:>8.1f} "
               f"{share:>8.0%} {target:>7.0%}" + ("" if share >= target else "  (below)")
               + (f"  (1st call {first:.1f} s)" if case.compiled else ""))

@@ -20,18 +20,26 @@ from freqbias.training import TrainConfig
 
 
 def test_bench_prints_one_row_per_kernel() -> None:
-    """With ``--compile`` where there is a C compiler (torch.compile's inductor needs one): rows [compiled]."""
+    """With ``--compile`` where there is a C compiler (torch.compile's inductor needs one): rows [compiled];
+    with ``--bf16``: rows [bf16], as shares of the bf16 matmul peak it prints."""
     compiled = shutil.which("cc") is not None
     out = run([sys.executable, "benchmarks/bench.py", "--threads", "1", "--repeats", "1", "--inner", "1",
-               "--batch", "8", "--groups", "2", *(["--compile"] if compiled else [])], REPO).stdout
-    assert re.search(r"fp32 matmul peak \(2048 x 2048\): \d+ GFLOP/s", out), out
+               "--batch", "8", "--groups", "2", "--bf16", *(["--compile"] if compiled else [])], REPO).stdout
+    peaks = re.search(r"fp32 matmul peak \(2048 x 2048\): (\d+) GFLOP/s; bf16: (\d+) GFLOP/s", out)
+    assert peaks, out
     rows = [line for line in out.splitlines() if re.search(r"\d+%\s+\d+%", line)]
     kernels = ["train N", "train A", "shared masks (2 per batch)", "single masks", "rule checks (batch 128)",
                "rule checks (batch 1024)"]
     kernels += ["train N [compiled]", "shared masks (2 per batch) [compiled]", "single masks (1 per image) [compiled]"
                 ] if compiled else []
+    kernels += ["train N [bf16]", "shared masks (2 per batch) [bf16]", "single masks (1 per image) [bf16]",
+                "rule checks (batch 128) [bf16]"]
     assert len(rows) == len(kernels) and all(row.startswith(k) for row, k in zip(rows, kernels)), out
-    assert all("1st call" in row for row in rows[6:]), out
+    assert all("1st call" in row for row in rows if "[compiled]" in row), out
+    for row in rows:  # GFLOP/s / the row's own peak = its share (rounded to a whole percent)
+        gflops, share = re.search(r"([\d.]+)\s+(\d+)%\s+\d+%", row).groups()
+        peak = float(peaks[2] if "[bf16]" in row else peaks[1])
+        assert abs(float(gflops) / peak - float(share) / 100) <= 0.006, row
 
 
 def test_device_check_runs_the_paper_profile_on_imagenette_sized_planted_data() -> None:

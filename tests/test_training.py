@@ -10,6 +10,7 @@ import pytest
 import torch
 import yaml
 
+from freqbias import perf
 from freqbias.config import ParamError
 from freqbias.data import make_planted
 from freqbias.models import build_model
@@ -329,17 +330,25 @@ def test_train_config_missing_key():
         TrainConfig.from_params(params)
 
 
-@pytest.mark.parametrize("value,device,on,warned", [
-    (None, "cpu", False, False), (None, "cuda", True, False),     # auto: bf16 on CUDA only
-    (True, "cpu", True, True), (True, "cuda", True, False),       # explicit true wins, warned on a CPU
-    (False, "cuda", False, False), (False, "cpu", False, False),
+@pytest.mark.parametrize("value,device,amx,on,warned", [
+    (None, "cpu", False, False, False), (None, "cuda", False, True, False),  # auto: bf16 on CUDA only ...
+    (None, "cpu", True, False, False),                                       # ... even on an AMX CPU
+    (True, "cpu", False, True, True), (True, "cuda", False, True, False),    # explicit true wins, warned
+    (True, "cpu", True, True, False),                                        # on a CPU without AMX only
+    (False, "cuda", False, False, False), (False, "cpu", False, False, False),
 ])
-def test_train_amp_auto_and_explicit(value, device, on, warned):
+def test_train_amp_auto_and_explicit(value, device, amx, on, warned, monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
     params = _params()
     params["train"]["amp"] = value
     lines = []
     assert TrainConfig.from_params(params).amp_on(torch.device(device), lines.append) is on
-    assert len(lines) == int(warned) and all("train.amp" in line and "slow" in line for line in lines)
+    assert len(lines) == int(warned) and all("train.amp" in line and "AMX" in line for line in lines)
+
+
+def test_fast_bf16_is_false_when_torch_cannot_tell(monkeypatch):
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")
+    assert perf.fast_bf16() is False
 
 
 def test_train_amp_left_out_is_auto():

@@ -29,15 +29,24 @@ def best_seconds(fn: Callable[[], object], repeats: int, inner: int = 1, warmup:
     return best
 
 
-def matmul_peak(repeats: int = 10, n: int = 2048) -> float:
-    """fp32 GFLOP/s of ``a @ b`` for n x n matrices on the CPU with torch's current threads, best of
-    ``repeats`` (about 0.1 s per repeat on a 2-core machine; 1.2 s in all on one thread). Measured once
-    per process and thread count: a process that runs the aggregate stage several times (the tests)
-    measures it once."""
-    return _matmul_peak(repeats, n, torch.get_num_threads())
+def fast_bf16() -> bool:
+    """Whether this CPU has AMX tiles, with which bf16 matmuls and convolutions run several times faster
+    than fp32 (``benchmarks/bench.py --bf16``: 6x the matmul peak, about 2x a small_cnn training step on a
+    Sapphire Rapids core); without them CPU bf16 autocast is slower than fp32 (14x for a VGG11-BN step on
+    one machine of this project). False when torch cannot tell."""
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private, but the only probe torch has
+    return bool(probe()) if probe is not None else False
+
+
+def matmul_peak(repeats: int = 10, n: int = 2048, dtype: torch.dtype = torch.float32) -> float:
+    """GFLOP/s of ``a @ b`` for n x n matrices of ``dtype`` (fp32 unless asked) on the CPU with torch's
+    current threads, best of ``repeats`` (about 0.1 s per repeat on a 2-core machine; 1.2 s in all on one
+    thread). Measured once per process, thread count and dtype: a process that runs the aggregate stage
+    several times (the tests) measures it once."""
+    return _matmul_peak(repeats, n, torch.get_num_threads(), dtype)
 
 
 @functools.cache
-def _matmul_peak(repeats: int, n: int, threads: int) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def _matmul_peak(repeats: int, n: int, threads: int, dtype: torch.dtype = torch.float32) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     return 2 * n**3 / best_seconds(lambda: a @ b, repeats, 1) / 1e9

@@ -23,6 +23,7 @@ from .attacks import PGD
 from .config import ParamError, Section
 from .data import to_float
 from .loops import BATCH_SIZE, batches, frozen, one_cycle, predict
+from .perf import fast_bf16
 from .variants import VARIANTS, AugmentConfig
 
 
@@ -63,11 +64,12 @@ class TrainConfig:
 
     def amp_on(self, device: torch.device, log: Callable[[str], None] = print) -> bool:
         """Whether to train under bf16 autocast on ``device``: ``amp`` null (auto) = on for CUDA only; an
-        explicit true on a CPU still wins, with a one-line warning (bf16 autocast is slow there)."""
+        explicit true on a CPU still wins, with a one-line warning where the CPU lacks AMX (bf16 autocast is
+        slow there; :func:`freqbias.perf.fast_bf16`)."""
         if self.amp is None:
             return device.type == "cuda"
-        if self.amp and device.type == "cpu":
-            log("warning: train.amp is true on a CPU: bf16 autocast is slow on most CPUs (README); null = auto")
+        if self.amp and device.type == "cpu" and not fast_bf16():
+            log("warning: train.amp is true on a CPU without AMX: bf16 autocast is slow there (README); null = auto")
         return self.amp
 
     @classmethod
