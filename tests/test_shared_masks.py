@@ -239,11 +239,52 @@ def test_prune_spends_no_forward_pass_on_a_threshold_that_removes_nothing(monkey
     torch.manual_seed(3)
     mask = torch.rand(28, 15) * (torch.rand(28, 15) < 0.1)  # about 90 % exact zeros
     cfg, calls, need = _cfg(), [], _correct(net, z, y, mask)
-    counted = sm.predict
-    monkeypatch.setattr(sm, "predict", lambda *a, **k: calls.append(1) or counted(*a, **k))
+    counted = sm.score_rule
+    monkeypatch.setattr(sm, "score_rule", lambda *a, **k: calls.append(1) or counted(*a, **k))
     pruned = sm.prune(net, z, y, mask, need, cfg, rounds=8)
     assert 0 < len(calls) <= 6  # the first rounds (median, 3rd quartile) threshold at 0: no pass
     assert _correct(net, z, y, pruned) >= need and (pruned[pruned != mask] == 0).all()
+
+
+def test_score_rule_stops_once_the_rule_is_missed_and_agrees_with_scoring_all():
+    net, z, y = _data(64)
+    torch.manual_seed(4)
+    for mask in (0.3 * torch.rand(28, 15), torch.rand(28, 15) * (torch.rand(28, 15) < 0.05)):
+        wrong = len(z) - _correct(net, z, y, mask)
+        assert wrong > 0  # each mask loses some images here, so that stopping early can happen
+        for allowed in (0, wrong - 1, wrong, len(z)):
+            correct, scored, ce = sm.score_rule(net, z, y, mask, allowed, batch_size=8)
+            assert (scored - correct <= allowed) == (wrong <= allowed)  # the rule's verdict
+            assert len(ce) == scored and (scored % 8 == 0 or scored == len(z))
+            if scored < len(z):  # stopped at the first batch that put it over
+                before = scored - 8
+                assert scored - correct > allowed >= before - _correct(net, z[:before], y[:before], mask)
+            ref = torch.nn.functional.cross_entropy(net(fm.apply_mask(z[:scored], mask)), y[:scored], reduction="none")
+            assert torch.allclose(ce, ref, atol=1e-5)
+
+
+def test_early_stopped_checks_change_nothing_but_the_work(monkeypatch):
+    """The fit with checks that stop once the rule is missed gives the same masks, verdicts and steps, bit for
+    bit, as with checks that score every image (in the same order), and scores fewer images."""
+    net, z_all, y_all = _planted(28, DEFAULT_BAND)
+    z, y = z_all[-128:], y_all[-128:]
+    groups = [torch.arange(128), torch.arange(0, 128, 2)]
+    cfg = sm.SharedMaskConfig(**{**PLANTED_CFG, "max_steps": 80, "check_every": 4, "eval_batch_size": 16,
+                                 "lr": 0.05, "lam_factor": 1.5})  # at the rule's boundary within 80 steps
+    early = sm.fit_shared_masks(net, z, y, groups, cfg)
+    full_scan = sm.score_rule
+    monkeypatch.setattr(sm, "score_rule", lambda net, z, y, mask, allowed, kind, batch_size:
+                        full_scan(net, z, y, mask, len(z), kind, batch_size))
+    full = sm.fit_shared_masks(net, z, y, groups, cfg)
+    assert torch.equal(early.masks, full.masks)
+    for a, b in zip(early.records, full.records):
+        assert [h["met"] for h in a["history"]] == [h["met"] for h in b["history"]]
+        assert a["steps"] == b["steps"] and a["masked_acc"] == b["masked_acc"]
+    scored = [[h["scored"] for h in r["history"]] for r in (early.records + full.records)]
+    assert sum(map(sum, scored[:2])) < sum(map(sum, scored[2:]))
+    missed = [h for r in early.records for h in r["history"] if not h["met"]]
+    assert missed and all((h["masked_acc"] is None) == (h["scored"] < n)
+                          for r, n in zip(early.records, (128, 64)) for h in r["history"])
 
 
 # ---- ground truth: the planted band ----------------------------------------------------------
