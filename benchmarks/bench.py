@@ -10,7 +10,7 @@ Measures, in one run and on the same torch threads:
 - **shared masks**: the kernel of dataset / class mask fitting: ``--batch`` images, each filtered by
   its group's mask out of ``--groups`` masks (``apply_mask(z, masks[group_ids], kind)``), forward +
   backward to the masks through the frozen net of :func:`freqbias.fitting.fitting_copy` (``fast``:
-  BN folded, channels-last), then an Adam step and the [0, 1] clamp;
+  BN folded, channels-last), then a :class:`freqbias.fitting.MaskAdam` step with its [0, 1] clamp;
 - **single masks**: the per-step kernel of single-image fitting: one mask per image, the same way;
 - **rule checks**: masked prediction without gradient (:func:`freqbias.fourier.predict`), the shared
   masks' accuracy rule: about 40 % of their fit. At ``loops.BATCH_SIZE`` images per forward pass (the
@@ -135,16 +135,14 @@ def mask_case(net: torch.nn.Module, name: str, batch: int, groups: int, kind: st
     z = torch.randn(batch, 1, SIZE, SIZE, generator=g)
     y = torch.randint(0, CLASSES, (batch,), generator=g)
     group_ids = torch.arange(batch) % groups
-    masks = fourier.init_masks(groups, SIZE, SIZE, kind).requires_grad_()
-    opt = torch.optim.Adam([masks], lr=0.02)
+    masks = fourier.init_masks(groups, SIZE, SIZE, kind)
+    adam, every = fitting.MaskAdam(masks, 0.02, warmup=1), torch.arange(groups)
 
     def step() -> None:
-        logits = net(fourier.apply_mask(z, masks[group_ids], kind))
-        loss = torch.exp(F.cross_entropy(logits, y, reduction="none") ** 2).sum() + 0.2 * masks.abs().mean()
-        (masks.grad,) = torch.autograd.grad(loss, masks)
-        opt.step()
-        with torch.no_grad():
-            fourier.project_(masks)
+        m = masks.detach().requires_grad_()
+        logits = net(fourier.apply_mask(z, m[group_ids], kind))
+        loss = torch.exp(F.cross_entropy(logits, y, reduction="none") ** 2).sum() + 0.2 * m.abs().mean()
+        adam.step(torch.autograd.grad(loss, m)[0], every)  # the fits' Adam, with the [0, 1] clamp
 
     return Case(name, "masks", batch, "image-steps", step)
 

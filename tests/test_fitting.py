@@ -240,3 +240,40 @@ def test_pool_before_relu_gives_the_same_outputs_and_gradients_bit_for_bit(arch,
     grad, = torch.autograd.grad(out.square().sum(), z)
     grad_swapped, = torch.autograd.grad(out_swapped.square().sum(), z)
     assert torch.equal(out, out_swapped) and torch.equal(grad, grad_swapped) and grad.abs().sum() > 0
+
+
+def test_mask_adam_under_the_one_cycle_schedule_is_torch_adam_with_one_cycle_lr():
+    """Single-image masks step with MaskAdam, lr and beta1 from loops.one_cycle_*: the same path as
+    torch.optim.Adam under OneCycleLR (what they used before), up to float rounding, with the clamp."""
+    from freqbias.loops import one_cycle, one_cycle_lr, one_cycle_momentum
+
+    torch.manual_seed(0)
+    ours = torch.rand(3, 6, 4)
+    theirs = ours.clone().requires_grad_()
+    adam = mf.MaskAdam(ours, 0.2, warmup=1)
+    opt = torch.optim.Adam([theirs], lr=0.2)
+    sched = one_cycle(opt, 0.2, 60, 0.1)
+    for t in range(60):
+        grad = torch.randn(3, 6, 4)
+        adam.lr[:] = one_cycle_lr(t + 1, 60, 0.2, 0.1)
+        adam.step(grad, torch.arange(3), b1=one_cycle_momentum(t + 1, 60, 0.1))
+        theirs.grad = grad
+        opt.step()
+        sched.step()
+        with torch.no_grad():
+            theirs.clamp_(0, 1)
+    assert torch.allclose(ours, theirs, atol=1e-4) and not torch.equal(ours, torch.rand(3, 6, 4))
+
+
+def test_mask_fits_use_no_torch_optimiser(monkeypatch):
+    """torch.optim's step imports torch._dynamo (about 1 s per process): the masks stage's fits do without."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("a mask fit built a torch.optim optimiser")
+
+    monkeypatch.setattr(torch.optim, "Adam", refuse)
+    monkeypatch.setattr(torch.optim.lr_scheduler, "OneCycleLR", refuse)
+    net = _net()
+    torch.manual_seed(0)
+    z = torch.randn(4, 1, 28, 28)
+    cfg = mf.SingleMaskConfig(lam=0.07, lr=0.2, pct_start=0.1, max_steps=5, tol=1e-4, tol_gap=1e-6, patience=2)
+    assert mf.fit_single_masks(net, z, fm.predict(net, z), cfg).masks.shape == (4, 28, 15)

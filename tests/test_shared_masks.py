@@ -13,6 +13,7 @@ from torch.nn import functional as F
 from freqbias import fourier as fm
 from freqbias import shared_masks as sm
 from freqbias.data import PlantedBand, make_planted, planted_band, to_float
+from freqbias.loops import one_cycle_lr
 from freqbias.models import build_model
 from test_fourier import _net
 
@@ -95,31 +96,6 @@ def test_min_correct_rounds_up_to_a_whole_image(correct, ratio, need):
     assert need >= ratio * correct - 1e-9 and (need == 0 or need - 1 < ratio * correct)  # the ratio is kept
 
 
-@pytest.mark.parametrize("total,pct", [(100, 0.1), (37, 0.3), (20, 0.1), (1000, 0.25), (7, 0.5)])
-def test_one_cycle_lr_matches_torch(total, pct):
-    """The lr of each step (1-based) equals the lr torch's OneCycleLR (cosine, div 25, final div 1e4)
-    sets for that step: the published fixed-lambda procedure's schedule."""
-    opt = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=0.02)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.02, total_steps=total, pct_start=pct)
-    expected = []
-    for _ in range(total):
-        expected.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
-    got = [sm.one_cycle_lr(step, total, 0.02, pct) for step in range(1, total + 1)]
-    assert got == pytest.approx(expected, rel=1e-9, abs=1e-15)
-
-
-def test_one_cycle_lr_shape():
-    """Whatever the exact step alignment: starts at max/25, peaks at max, ends at max/25e4."""
-    lrs = [sm.one_cycle_lr(step, 100, 0.02, 0.1) for step in range(1, 101)]
-    assert lrs[0] == pytest.approx(0.02 / 25) and lrs[-1] == pytest.approx(0.02 / 25e4)
-    assert max(lrs) == pytest.approx(0.02, rel=1e-3) and 8 <= lrs.index(max(lrs)) <= 11
-    peak = lrs.index(max(lrs))
-    assert all(a <= b for a, b in zip(lrs[:peak], lrs[1 : peak + 1]))
-    assert all(a >= b for a, b in zip(lrs[peak:], lrs[peak + 1 :]))
-
-
 # ---- fitting ---------------------------------------------------------------------------------
 
 def test_records_have_the_documented_keys_and_an_empty_group_is_nan():
@@ -190,7 +166,7 @@ def test_fixed_method_keeps_lam_and_follows_one_cycle():
     assert len(rec["history"]) == 6 and rec["lam"] == pytest.approx(cfg.lam)
     assert all(h["lam"] == pytest.approx(cfg.lam) for h in rec["history"])
     assert [h["lr"] for h in rec["history"]] == pytest.approx(
-        [sm.one_cycle_lr(h["step"], 30, cfg.lr, cfg.pct_start) for h in rec["history"]])
+        [one_cycle_lr(h["step"], 30, cfg.lr, cfg.pct_start) for h in rec["history"]])
     # the constrained method, same start, moves lam
     rec = sm.fit_shared_masks(net, z, y, [torch.arange(24)], dataclasses.replace(cfg, method="constrained")).records[0]
     assert len({round(h["lam"], 9) for h in rec["history"]}) > 1

@@ -30,10 +30,9 @@ from .fourier import (
     l1_ratio,
     mask_shape,
     predict,
-    project_,
     sparsity,
 )
-from .loops import BATCH_SIZE, batches, frozen, one_cycle
+from .loops import BATCH_SIZE, batches, frozen, one_cycle_lr, one_cycle_momentum, one_cycle_plan
 
 # --------------------------------------------------------------------------------------------
 # Configuration
@@ -166,21 +165,36 @@ def clean_ce(net: nn.Module, z: torch.Tensor, y: torch.Tensor,
     return torch.cat(ces), torch.cat(preds)
 
 
-def _optimiser(param: torch.Tensor, lr: float, pct_start: float, total_steps: int):
-    """Adam with a OneCycle lr (peak ``lr``) planned for exactly ``total_steps`` steps."""
-    opt = torch.optim.Adam([param], lr=lr)
-    return opt, one_cycle(opt, lr, total_steps, pct_start)
+class MaskAdam:
+    """Adam on a stack of masks ``param`` (G, H, Wm), updated in place and clamped to [0, 1], with a lr, a
+    step count and moments per mask, so that some masks can stop (single-image masks) or restart (moments
+    cleared, :meth:`restart`; shared masks) while the others go on. After each (re)start the lr ramps up
+    linearly over ``warmup`` steps (1: none): from ones (or a restart) the CE gap's gradient is ~0, Adam
+    would move every entry down by the full lr, and a shared mask's first check would find the rule broken
+    by a uniform dimming. Betas and eps: torch's defaults; ``lr`` may be reassigned per step (a schedule).
+    The masks' own optimiser rather than ``torch.optim.Adam``: per-mask state, and a masks stage that
+    never imports ``torch._dynamo`` (which ``torch.optim``'s step does, about 1 s per process)."""
 
+    def __init__(self, param: torch.Tensor, lr: float, warmup: int):
+        self.param, self.m, self.v = param, torch.zeros_like(param), torch.zeros_like(param)
+        self.lr = torch.full((len(param),), lr, dtype=param.dtype, device=param.device)
+        self.t = torch.zeros(len(param), dtype=param.dtype, device=param.device)
+        self.warmup = warmup
 
-def project_step(param: torch.Tensor, loss: torch.Tensor, opt: torch.optim.Optimizer, sched=None) -> None:
-    """One optimiser step on the mask only (no gradients for the frozen net's weights), then the lr
-    schedule's step (when one is given) and the projection onto [0, 1]."""
-    (param.grad,) = torch.autograd.grad(loss, param)
-    opt.step()
-    if sched is not None:
-        sched.step()
-    with torch.no_grad():
-        project_(param)
+    @torch.no_grad()
+    def step(self, grad: torch.Tensor, act: torch.Tensor, b1: float = 0.9, b2: float = 0.999) -> None:
+        """Update masks ``act`` (indices) with their gradient ``grad`` (len(act), H, Wm), then clamp to [0, 1]."""
+        self.t[act] += 1
+        t = self.t[act].view(-1, 1, 1)
+        self.m[act] = b1 * self.m[act] + (1 - b1) * grad
+        self.v[act] = b2 * self.v[act] + (1 - b2) * grad.square()
+        update = (self.m[act] / (1 - b1**t)) / ((self.v[act] / (1 - b2**t)).sqrt() + 1e-8)
+        lr = self.lr[act].view(-1, 1, 1) * (t / self.warmup).clamp(max=1.0)
+        self.param[act] = (self.param[act] - lr * update).clamp(0.0, 1.0)
+
+    def restart(self, g: int, value: torch.Tensor, lr: float) -> None:
+        """Set mask ``g`` to ``value`` with lr ``lr`` and fresh moments."""
+        self.param[g], self.m[g], self.v[g], self.t[g], self.lr[g] = value, 0.0, 0.0, 0.0, lr
 
 
 def check_images(z: torch.Tensor, y: torch.Tensor) -> None:
@@ -213,14 +227,14 @@ def _fit_single_chunk(net: nn.Module, z: torch.Tensor, target: torch.Tensor,
     """Fit len(z) masks as one batch; return masks (n, H, Wm) and steps used (n,)."""
     n, w = len(z), z.shape[-1]
     ce0, _ = clean_ce(net, z, target, cfg.eval_batch_size)
-    param = init_masks(n, z.shape[-2], w, cfg.kind, device=z.device, dtype=z.dtype).requires_grad_()
-    opt, sched = _optimiser(param, cfg.lr, cfg.pct_start, cfg.max_steps)
+    param = init_masks(n, z.shape[-2], w, cfg.kind, device=z.device, dtype=z.dtype)
+    adam, (total, pct) = MaskAdam(param, cfg.lr, warmup=1), one_cycle_plan(cfg.max_steps, cfg.pct_start)
     plateau = Plateau(n, (cfg.tol_gap, cfg.tol), cfg.patience)
-    out = torch.empty_like(param.detach())
+    out = torch.empty_like(param)
     steps = torch.full((n,), cfg.max_steps, dtype=torch.long)
     active = torch.arange(n, device=z.device)
     for t in range(cfg.max_steps):
-        m = param[active]
+        m = param[active].requires_grad_()
         logits = net(apply_mask(z[active], m, cfg.kind))
         gap_sq, l1 = loss_terms(logits, target[active], ce0[active], m, w, cfg.kind)
         ok = logits.argmax(dim=1) == target[active]
@@ -233,10 +247,12 @@ def _fit_single_chunk(net: nn.Module, z: torch.Tensor, target: torch.Tensor,
             if len(active) == 0:
                 break
             gap_sq, l1 = gap_sq[~stop], l1[~stop]
-        project_step(param, mask_loss(gap_sq, l1, cfg.lam).sum(), opt, sched)
+        (grad,) = torch.autograd.grad(mask_loss(gap_sq, l1, cfg.lam).sum(), m)  # stopped rows: no loss
+        adam.lr[:] = one_cycle_lr(t + 1, total, cfg.lr, pct)  # torch's OneCycle (lr and beta1) as functions
+        adam.step(grad[~stop], active, b1=one_cycle_momentum(t + 1, total, pct))
         bar.update(1)
         bar.set_postfix(active=len(active))
-    out[active] = param.detach()[active]
+    out[active] = param[active]
     return out, steps
 
 

@@ -1,4 +1,5 @@
-"""Shared pieces of minibatch loops: contiguous batches, the OneCycle schedule, and prediction in eval mode.
+"""Shared pieces of minibatch loops: contiguous batches, the OneCycle schedule (torch's, and its lr per
+step as a function), and prediction in eval mode.
 
 Used by :mod:`freqbias.training`, :mod:`freqbias.fourier`, :mod:`freqbias.fitting` and
 :mod:`freqbias.baselines` alike, so that none imports another for them. Model inputs are (N, C, H, W):
@@ -9,6 +10,7 @@ normalised images for a bare ``model.net``) are used as they are.
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Callable, Iterator
 
 import torch
@@ -29,13 +31,40 @@ def batches(n: int, size: int) -> Iterator[slice]:
         yield slice(start, min(start + size, n))
 
 
+def one_cycle_plan(total_steps: int, pct_start: float) -> tuple[int, float]:
+    """``(total_steps, pct_start)`` of a OneCycle schedule for a run of ``total_steps``: at least 4 steps,
+    with a warm-up of at least 2 and a decay of at least 2, so very short runs (tiny profiles) stay well
+    defined."""
+    total_steps = max(total_steps, 4)
+    return total_steps, min(max(pct_start, 2 / total_steps), 1 - 2 / total_steps)
+
+
 def one_cycle(opt: torch.optim.Optimizer, max_lr: float, total_steps: int,
               pct_start: float) -> torch.optim.lr_scheduler.OneCycleLR:
-    """OneCycle schedule sized to ``total_steps``; the warm-up is kept to at least 2 steps and the
-    decay to at least 2, so very short runs (tiny profiles) stay well defined."""
-    total_steps = max(total_steps, 4)
-    pct = min(max(pct_start, 2 / total_steps), 1 - 2 / total_steps)
+    """torch's OneCycle schedule for ``opt``, sized by :func:`one_cycle_plan` (training)."""
+    total_steps, pct = one_cycle_plan(total_steps, pct_start)
     return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=total_steps, pct_start=pct)
+
+
+def one_cycle_lr(step: int, total: int, max_lr: float, pct_start: float) -> float:
+    """The lr of step ``step`` (1-based) of ``total`` under torch's cosine OneCycle schedule: from
+    ``max_lr / 25`` up to ``max_lr`` over ``pct_start`` of the steps, then down to ``max_lr / 25e4``."""
+    return _one_cycle(step, total, pct_start, max_lr / 25, max_lr, max_lr / 25e4)
+
+
+def one_cycle_momentum(step: int, total: int, pct_start: float, base: float = 0.85, peak: float = 0.95) -> float:
+    """Adam's beta1 at step ``step`` (1-based) of ``total`` under torch's OneCycle schedule, which cycles it
+    against the lr (``cycle_momentum``): from ``peak`` down to ``base`` while the lr rises, then back."""
+    return _one_cycle(step, total, pct_start, peak, base, peak)
+
+
+def _one_cycle(step: int, total: int, pct_start: float, start: float, mid: float, end: float) -> float:
+    """Cosine from ``start`` to ``mid`` over the warm-up, then to ``end``, as torch's OneCycleLR anneals."""
+    s, up = step - 1, pct_start * total - 1  # torch counts steps from 0; the warm-up ends at step ``up``
+    if s <= up:
+        return start + (mid - start) * (1 - math.cos(math.pi * s / up)) / 2 if up > 0 else mid
+    frac = min((s - up) / max(total - 1 - up, 1e-12), 1.0)
+    return end + (mid - end) * (1 + math.cos(math.pi * frac)) / 2
 
 
 @contextlib.contextmanager

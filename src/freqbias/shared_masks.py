@@ -38,9 +38,9 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from . import runtime
-from .fitting import check_images, clean_ce, fitting_copy, loss_terms, mask_loss
+from .fitting import MaskAdam, check_images, clean_ce, fitting_copy, loss_terms, mask_loss
 from .fourier import apply_mask, check_kind, init_masks, predict, sparsity, support
-from .loops import BATCH_SIZE, batches
+from .loops import BATCH_SIZE, batches, one_cycle_lr
 
 METHODS = ("constrained", "fixed")
 
@@ -118,51 +118,11 @@ def class_groups(y: torch.Tensor, num_classes: int) -> list[torch.Tensor]:
     return [(y == k).nonzero().squeeze(1) for k in range(num_classes)]
 
 
-def one_cycle_lr(step: int, total: int, max_lr: float, pct_start: float) -> float:
-    """The lr of step ``step`` (1-based) of ``total`` under torch's cosine OneCycle schedule: from
-    ``max_lr / 25`` up to ``max_lr`` over ``pct_start`` of the steps, then down to ``max_lr / 25e4``."""
-    s, up = step - 1, pct_start * total - 1  # torch counts steps from 0; the warm-up ends at step ``up``
-    lo, end = max_lr / 25, max_lr / 25e4
-    if s <= up:
-        return lo + (max_lr - lo) * (1 - math.cos(math.pi * s / up)) / 2 if up > 0 else max_lr
-    frac = min((s - up) / max(total - 1 - up, 1e-12), 1.0)
-    return end + (max_lr - end) * (1 + math.cos(math.pi * frac)) / 2
-
-
 def min_correct(clean_correct: int, acc_ratio: float) -> int:
     """Images a mask must keep correct to meet the rule: ``acc_ratio x clean_correct`` rounded up to a whole
     image, so that a mask meeting it keeps at least ``acc_ratio`` of the clean accuracy (135 correct at
     0.995 may lose none, 4488 at 0.99 may lose 44)."""
     return math.ceil(acc_ratio * clean_correct - 1e-9)  # 1e-9: 0.995 x 200 is 199.00000000000003 in floats
-
-
-class _Adam:
-    """Adam on (G, H, Wm) masks with a lr, a step count and moments per group, so that a group can be
-    restarted (moments cleared) with its own lr while the others go on. After each (re)start the lr ramps
-    up linearly over ``warmup`` steps: from ones (or a restart) the CE gap's gradient is ~0, Adam would move
-    every entry down by the full lr, and the first check would find the rule broken by a uniform dimming.
-    Betas and eps: torch's defaults."""
-
-    def __init__(self, param: torch.Tensor, lr: float, warmup: int):
-        self.param, self.m, self.v = param, torch.zeros_like(param), torch.zeros_like(param)
-        self.lr = torch.full((len(param),), lr, dtype=param.dtype, device=param.device)
-        self.t = torch.zeros(len(param), dtype=param.dtype, device=param.device)
-        self.warmup = warmup
-
-    @torch.no_grad()
-    def step(self, grad: torch.Tensor, act: torch.Tensor, b1: float = 0.9, b2: float = 0.999) -> None:
-        """Update groups ``act`` with their gradient ``grad`` (len(act), H, Wm), then clamp to [0, 1]."""
-        self.t[act] += 1
-        t = self.t[act].view(-1, 1, 1)
-        self.m[act] = b1 * self.m[act] + (1 - b1) * grad
-        self.v[act] = b2 * self.v[act] + (1 - b2) * grad.square()
-        update = (self.m[act] / (1 - b1**t)) / ((self.v[act] / (1 - b2**t)).sqrt() + 1e-8)
-        lr = self.lr[act].view(-1, 1, 1) * (t / self.warmup).clamp(max=1.0)
-        self.param[act] = (self.param[act] - lr * update).clamp(0.0, 1.0)
-
-    def restart(self, g: int, value: torch.Tensor, lr: float) -> None:
-        """Set group ``g`` to ``value`` with lr ``lr`` and fresh moments."""
-        self.param[g], self.m[g], self.v[g], self.t[g], self.lr[g] = value, 0.0, 0.0, 0.0, lr
 
 
 @torch.no_grad()
@@ -215,7 +175,7 @@ def fit_shared_masks(net: nn.Module, z: torch.Tensor, y: torch.Tensor, groups: S
     need = [min_correct(c, cfg.acc_ratio) for c in correct0]
 
     param = init_masks(n_groups, h, w, cfg.kind, device=dev, dtype=z.dtype)
-    adam = _Adam(param, cfg.lr, warmup=cfg.check_every if cfg.method == "constrained" else 1)
+    adam = MaskAdam(param, cfg.lr, warmup=cfg.check_every if cfg.method == "constrained" else 1)
     best = param.clone()
     best_mean, ref_mean = [1.0] * n_groups, [1.0] * n_groups
     lam = torch.full((n_groups,), cfg.lam, device=dev, dtype=z.dtype)
