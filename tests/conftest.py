@@ -126,15 +126,16 @@ def one_thread():
 # (test_pipeline asks for it first), no worker waits for it, and short files fill the end; seconds on
 # one of two busy cores.
 LONG_FILES = (
-    "test_paper_path.py",      # 95 s: VGG11-BN at 128 x 128
+    "test_paper_path.py",      # 90 s: VGG11-BN at 128 x 128
     "test_pipeline.py",        # 85 s: builds conftest.tiny_run, then an external checkpoint joins it
     "test_paper_resnet18.py",  # 35 s
     "test_variants.py",        # 40 s: its own tiny run with a registered variant
-    "test_edge_cases.py",      # 55 s: on copies of the tiny run
-    "test_dvc_workflows.py",   # 30 s: queued experiments, a shared cache
-    "test_shared_masks.py",    # 50 s: converged fits on planted data, with 1 and 2 threads
-    "test_bench.py",           # 18 s: the benchmarks at toy size, bench.py with torch.compile
-    "test_config.py",          # 10 s: stage scripts that must stop with one line
+    "test_shared_masks.py",    # 55 s: converged fits on planted data, with 1 and 2 threads
+    "test_edge_cases.py",      # 50 s: on copies of the tiny run
+    "test_dvc_workflows.py",   # 28 s: queued experiments, a shared cache
+    "test_bench.py",           # 16 s: the benchmarks at toy size, bench.py with torch.compile and bf16
+    "test_degenerate.py",      # 13 s
+    "test_config.py",          # 7 s: stage scripts that must stop with one line
 )
 
 
