@@ -36,10 +36,10 @@ def test_bench_prints_one_row_per_kernel() -> None:
                 "rule checks (batch 128) [bf16]"]
     assert len(rows) == len(kernels) and all(row.startswith(k) for row, k in zip(rows, kernels)), out
     assert all("1st call" in row for row in rows if "[compiled]" in row), out
-    for row in rows:  # GFLOP/s / the row's own peak = its share (rounded to a whole percent)
-        gflops, share = re.search(r"([\d.]+)\s+(\d+)%\s+\d+%", row).groups()
-        peak = float(peaks[2] if "[bf16]" in row else peaks[1])
-        assert abs(float(gflops) / peak - float(share) / 100) <= 0.006, row
+    for row in rows:  # GFLOP/s / the row's own peak = its share, up to the printed roundings
+        gflops, share = map(float, re.search(r"([\d.]+)\s+(\d+)%\s+\d+%", row).groups())
+        peak = float(peaks[2] if "[bf16]" in row else peaks[1])  # printed to 1 GFLOP/s, GFLOP/s to 0.1
+        assert abs(gflops / peak - share / 100) <= 0.005 + gflops / peak * (0.5 / peak + 0.05 / gflops), row
 
 
 def test_device_check_runs_the_paper_profile_on_imagenette_sized_planted_data() -> None:
