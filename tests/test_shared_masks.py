@@ -21,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 RECORD_KEYS = {"n_images", "clean_acc", "masked_acc", "converged", "steps", "mean", "support", "min", "lam",
                "history"}
-HISTORY_KEYS = {"step", "masked_acc", "mean", "lam", "met"}
+HISTORY_KEYS = {"step", "masked_acc", "scored", "mean", "lam", "lr", "met"}
 
 
 def _cfg(**kw) -> sm.SharedMaskConfig:

@@ -95,7 +95,8 @@ class SharedMasks:
     ``converged`` (stopped by the rule with a mask sparser than the identity; None without images),
     ``steps`` (optimiser steps used),
     ``mean, support, min`` (full-plane mean, share above 1e-3, smallest entry), ``lam`` (final weight)
-    and ``history``: one dict per check (``step, masked_acc, mean, lam, met``)."""
+    and ``history``: one dict per check (``step, masked_acc, scored, mean, lam, lr, met``; ``masked_acc``
+    None where the check stopped early, after ``scored`` images, on missing the rule)."""
 
     masks: torch.Tensor
     records: list[dict]
