@@ -1,5 +1,5 @@
-"""Shared pieces of minibatch loops: contiguous batches, the OneCycle schedule (torch's, and its lr per
-step as a function), and prediction in eval mode.
+"""Shared pieces of minibatch loops: contiguous batches, the OneCycle schedule (torch's for training; its
+lr and Adam beta1 per step as functions for the mask fits' own Adam), and prediction in eval mode.
 
 Used by :mod:`freqbias.training`, :mod:`freqbias.fourier`, :mod:`freqbias.fitting` and
 :mod:`freqbias.baselines` alike, so that none imports another for them. Model inputs are (N, C, H, W):
