@@ -258,9 +258,10 @@ def main() -> None:
         if case.compiled:   # torch.compile's first call compiles; FlopCounterMode would trace it again
             start = time.perf_counter()
             case.fn()
-            first, flop = time.perf_counter() - start, flops[case.name]
-        else:  # bf16 rows count the FLOP of their own (autocast) run: the same convolutions and matmuls
-            flop = flops.setdefault(case.name, count_flops(case.fn) / case.items)
+            first = time.perf_counter() - start
+        elif case.name not in flops:
+            flops[case.name] = count_flops(case.fn) / case.items
+        flop = flops[case.name]  # a kernel's [compiled] and [bf16] rows: the FLOP counted on its fp32 row
         rate = case.items / best_seconds(case.fn, args.repeats, args.inner)
         share, target = rate * flop / 1e9 / (peak_bf16 if case.tag == " [bf16]" else peak), TARGETS[case.kind]
         name = case.name + case.tag
