@@ -13,6 +13,7 @@ from freqbias import paths, runtime
 from freqbias.aggregate import AggregateConfig, run_aggregate, write_results
 from freqbias.cli import run_stage, setup_logging
 from freqbias.config import Section, load_params
+from freqbias.control_claims import load_controls
 from freqbias.data import load_split
 from freqbias.io import load_json
 from freqbias.measures import load_records
@@ -31,7 +32,9 @@ def main() -> None:
     train = TrainConfig.from_params(params)
     records = load_records(train.variants, train.seeds, runtime.device())
     splits = {s: load_split(paths.split_file(s)) for s in ("val", "test")}
-    result = run_aggregate(records, cfg, splits, train.attack.build(manifest["std"][0]), manifest["classes"], log.info)
+    controls = {r.name: load_controls(paths.controls_file(r.name)) for r in records}
+    result = run_aggregate(records, cfg, splits, train.attack.build(manifest["std"][0]), manifest["classes"], log.info,
+                           controls=controls)
     result.summary.update({
         "dataset": manifest["dataset"], "source": manifest.get("source"), "counts": manifest["counts"],
         "arch": train.arch, "train": {"epochs": train.epochs, "attack": train.attack.__dict__},

@@ -277,3 +277,40 @@ def test_mask_fits_use_no_torch_optimiser(monkeypatch):
     z = torch.randn(4, 1, 28, 28)
     cfg = mf.SingleMaskConfig(lam=0.07, lr=0.2, pct_start=0.1, max_steps=5, tol=1e-4, tol_gap=1e-6, patience=2)
     assert mf.fit_single_masks(net, z, fm.predict(net, z), cfg).masks.shape == (4, 28, 15)
+
+
+def test_stable_exp_is_exp_below_the_cap_and_finite_above():
+    u = torch.tensor([0.0, 3.0, 19.5, 20.0, 25.0, 150.0, 1e6], requires_grad=True)
+    out = mf.stable_exp(u)
+    (grad,) = torch.autograd.grad(out.sum(), u)
+    assert torch.equal(out[:4], torch.exp(u[:4].detach()))  # bit for bit where the study's loss is finite
+    assert torch.isfinite(out).all() and torch.isfinite(grad).all()
+    assert torch.all(out[3:].diff() > 0) and torch.all(grad[3:] >= torch.exp(torch.tensor(mf.EXP_CAP)) * 0.999)
+
+
+def test_a_ce_gap_above_ten_nats_gives_a_finite_mask(monkeypatch):
+    """A net so steep that the first steps' dimming moves the CE by > 10 nats: exp(gap^2) overflows float32 there
+    and, unguarded, the mask turns NaN; with the guarded loss it is finite and keeps the prediction."""
+    torch.manual_seed(0)
+    z = torch.randn(1, 1, 28, 28)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(28 * 28, 2)).eval()
+    with torch.no_grad():  # class 0: 2000 x the image's projection on itself; class 1: a constant 0.2 % below it
+        net[1].weight.copy_(torch.stack([z.flatten(), torch.zeros(28 * 28)]) * 2000 / z.square().sum())
+        net[1].bias.copy_(torch.tensor([0.0, 2000 * 0.998]))
+    target = fm.predict(net, z)
+    cfg = mf.SingleMaskConfig(lam=0.07, lr=0.2, pct_start=0.1, max_steps=40, tol=1e-4, tol_gap=1e-6, patience=5,
+                              fast_net=False)
+    gaps = []
+    loss_terms = mf.loss_terms
+
+    def spy(*args, **kw):
+        gap_sq, l1 = loss_terms(*args, **kw)
+        gaps.append(gap_sq.detach().max().item())
+        return gap_sq, l1
+
+    monkeypatch.setattr(mf, "loss_terms", spy)
+    res = mf.fit_single_masks(net, z, target, cfg)
+    assert max(gaps) > 100  # a CE gap above 10 nats happened
+    assert torch.isfinite(res.masks).all()
+    monkeypatch.setattr(mf, "stable_exp", torch.exp)  # the unguarded loss: the test can fail
+    assert not torch.isfinite(mf.fit_single_masks(net, z, target, cfg).masks).all()

@@ -44,6 +44,7 @@ from .claims import (
     claim_texture,
 )
 from .config import ParamError, Section
+from .control_claims import controls_results
 from .figdata import figure_data
 from .io import save_csv, save_json, save_torch
 from .measures import (
@@ -82,6 +83,7 @@ class AggregateConfig:
     small_ratio: float = 0.5
     agreement_min: float = 0.9
     ssim_max: float = 0.5
+    randomised_max: float = 0.5
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], image_size: tuple[int, int]) -> "AggregateConfig":
@@ -100,6 +102,7 @@ class AggregateConfig:
             figure_images=sec.integer("figure_images", min=1),
             ratio_min=claims.number("ratio_min", min=0), small_ratio=claims.number("small_ratio", min=0),
             agreement_min=claims.number("agreement_min", min=0, max=1), ssim_max=claims.number("ssim_max", max=1),
+            randomised_max=claims.number("randomised_max", min=-1, max=1),
         )
         if not cfg.filter_radii:
             raise ParamError("aggregate.filtered.radii: must list at least one radius")
@@ -149,10 +152,13 @@ class AggregateResult:
 
 def run_aggregate(records: Sequence[ModelRecord], cfg: AggregateConfig,
                   splits: Mapping[str, tuple[torch.Tensor, torch.Tensor]], attack: PGD | None,
-                  class_names: Sequence[str], log: Callable[[str], None] = lambda m: None) -> AggregateResult:
+                  class_names: Sequence[str], log: Callable[[str], None] = lambda m: None,
+                  controls: Mapping[str, Mapping] | None = None) -> AggregateResult:
     """All measurements of the aggregate stage. ``splits``: ``{"val": (x, y), "test": (x, y)}``, uint8
     images (N, C, H, W) and labels; ``attack``: the masks stage's PGD, to rebuild the PGD images (unused
-    when N's single.pt stores them). Leaves the records' models in channels-last memory format."""
+    when N's single.pt stores them); ``controls``: the controls stage's measurements per model name (claims 9-11,
+    :mod:`freqbias.control_claims`; left out when None). Leaves the records' models in channels-last memory
+    format."""
     x_te, y_te = splits["test"]
     run = Run(list(records), cfg, list(class_names), tuple(x_te.shape[-2:]))
     device = next(records[0].model.parameters()).device
@@ -202,6 +208,10 @@ def run_aggregate(records: Sequence[ModelRecord], cfg: AggregateConfig,
         claim_low_share(bands.per_seed["radial"], cfg),
         claim_texture(n_outcomes, cfg),
     ]
+    if controls is not None:
+        control_tables, control_rows = controls_results(run, controls)
+        res.tables.update(control_tables)
+        res.claims += control_rows
     lap("claims")
     res.figdata = figure_data(run, images[run.seeds[0]], outcomes, probes, baselines, bands, res.tables["accuracy"])
     lap("figdata")

@@ -64,6 +64,12 @@ CLAIMS: dict[int, tuple[str, str]] = {
         "most images (per-band shares shown as a figure; no single number)"),
     8: ("Images seen through their masks are not recognisable (texture-like) yet are classified the same.",
         "masked images keep the prediction 100% / 100%; they look texture-like (shown, not measured)"),
+    9: ("Control: the frequencies a mask keeps give more test accuracy than a low-pass disc of the same size.",
+        "not measured by the study (no control)"),
+    10: ("Control: the free mask is sparser than the sparsest isotropic (one value per ring) mask.",
+         "not measured by the study (masks differ by direction, shown as angular curves)"),
+    11: ("Control: the masks depend on the trained weights (Adebayo et al. 2018's randomisation check).",
+         "not measured by the study (no sanity check)"),
 }
 
 

@@ -115,13 +115,28 @@ def loss_terms(logits: torch.Tensor, y: torch.Tensor, clean_ce: torch.Tensor, m:
     return gap.square(), l1_ratio(m, width, kind)
 
 
+EXP_CAP = 20.0  # exp(20) ~ 4.9e8: its gradients and their squares (Adam's second moment) are finite in float32
+
+
+def stable_exp(u: torch.Tensor, cap: float = EXP_CAP) -> torch.Tensor:
+    """``exp(u)`` up to ``cap``, continued beyond it by its tangent ``exp(cap) (1 + u - cap)``: finite (and with a
+    finite gradient) for every finite ``u``, where ``exp`` overflows float32 above u = 88.7 and its gradient,
+    through Adam's squared moment, far earlier. The continuation is increasing and >= exp(cap), so it changes no
+    minimiser of the mask loss: the identity mask already scores ``1 + lam`` per image, and any mask with an image
+    past the cap scores more (for a shared mask: more than ``exp(cap) / batch``, far above ``1 + lam``)."""
+    above = u > cap
+    e = torch.exp(torch.where(above, cap, u))  # not clamp: its gradient vanishes at u == cap
+    return torch.where(above, e * (1.0 + u - cap), e)
+
+
 def mask_loss(gap_sq: torch.Tensor, l1: torch.Tensor, lam: float | torch.Tensor) -> torch.Tensor:
-    """The study's loss ``exp(gap^2) + lam * L1 ratio``, per image (B,).
+    """The study's loss ``exp(gap^2) + lam * L1 ratio``, per image (B,), with the exponential continued linearly
+    past ``gap^2 = 20`` (:func:`stable_exp`: a CE gap over 9.4 nats overflowed float32 and made a mask NaN).
 
     A shared mask's minibatch loss is its mean over images: the published batch-1 loss averaged over
     the batch. (Squaring the gap of the batch-mean CE instead would let individual images flip while
     the mean CE stays put, and gives masks that miss the accuracy rule.)"""
-    return torch.exp(gap_sq) + lam * l1
+    return stable_exp(gap_sq) + lam * l1
 
 
 class Plateau:

@@ -9,6 +9,7 @@ checks that the two agree)::
     metrics/train/<model>.{json,csv}                   train (metrics, per-epoch history)
     masks/<model>/{dataset,class,single}.pt            masks
     metrics/masks/<model>.json                         masks
+    controls/<model>.pt, metrics/controls/<model>.json controls
     results/                                           aggregate
     reports/report.md, reports/figures/                report
 
@@ -25,6 +26,7 @@ CACHE = Path("data/cache")
 MODELS = Path("models")
 EXTERNAL = MODELS / "external"
 MASKS = Path("masks")
+CONTROLS = Path("controls")
 METRICS = Path("metrics")
 RESULTS = Path("results")
 REPORTS = Path("reports")
@@ -82,6 +84,16 @@ def mask_file(model: str, kind: str, root: Path = ROOT) -> Path:
 def mask_metrics(model: str, root: Path = ROOT) -> Path:
     """The masks stage's metrics of a model: ``metrics/masks/<model>.json``."""
     return root / METRICS / "masks" / f"{model}.json"
+
+
+def controls_file(model: str, root: Path = ROOT) -> Path:
+    """The controls stage's measurements of a model: ``controls/<model>.pt``."""
+    return root / CONTROLS / f"{model}.pt"
+
+
+def controls_metrics(model: str, root: Path = ROOT) -> Path:
+    """The controls stage's metrics of a model: ``metrics/controls/<model>.json``."""
+    return root / METRICS / "controls" / f"{model}.json"
 
 
 def report_file(root: Path = ROOT) -> Path:

@@ -28,6 +28,7 @@ def _read_all(params: Mapping[str, Any]) -> None:
     """Run every section reader on ``params`` (imported here: the readers' modules import config)."""
     from .aggregate import AggregateConfig
     from .checkpoints import checkpoints_from_params
+    from .controls import ControlsConfig
     from .data import DataConfig
     from .mask_run import MasksConfig
     from .report import ReportConfig
@@ -37,6 +38,7 @@ def _read_all(params: Mapping[str, Any]) -> None:
     checkpoints_from_params(params)
     TrainConfig.from_params(params)
     MasksConfig.from_params(params)
+    ControlsConfig.from_params(params)
     AggregateConfig.from_params(params, (size, size))
     ReportConfig.from_params(params)
 

@@ -1,0 +1,254 @@
+"""The controls in the aggregate stage: tables, claims 9-11 and the plain-words findings of the report's
+"What the masks show" section (docs/study.md, "Controls"). Measurements come from the controls stage
+(:mod:`freqbias.control_run`, one ``controls/<model>.pt`` per model).
+
+- Claim 9, *equal budget*: per model, the test accuracy of the fold masks' binary support minus that of a
+  low-pass disc keeping as many frequencies (interval over folds and seeds); the learned mask itself beside.
+- Claim 10, *direction*: per model, the full-plane mean of the sparsest isotropic fold mask minus the free fold
+  mask's (> 0: the free mask is sparser, the frequencies it keeps depend on direction).
+- Claim 11, *model randomisation*: per image, the rank correlation of the radial band energies of a trained
+  model's single-image mask with those of the re-initialised model's mask on the same image; the masks depend
+  on the trained weights when it stays below ``aggregate.claims.randomised_max``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from .bands import band_profiles
+from .baselines import _average_ranks
+from .bootstrap import defined_estimate
+from .claims import claim_row, part
+from .config import DataError
+from .na import NA
+
+MASK_RULE_PUSH = 0.2  # a class mask sending more than this share of other classes' images into its class is flagged
+ORDER_LABELS = {"mask": "mask value", "radius": "radius (low first)", "random": "random", "heatmap": "heat map",
+                "gradient": "loss gradient"}
+
+
+def load_controls(path: Path) -> dict[str, Any]:
+    """The controls stage's measurements of one model (``controls/<model>.pt``); :class:`DataError` when missing."""
+    if not path.exists():
+        raise DataError(f"{path}: not found (run the controls stage first: dvc repro controls)")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _control_row(number: int, parts: list[dict], **kw: Any) -> dict:
+    """:func:`freqbias.claims.claim_row` for a control, which the study never measured: its note says where the
+    control fails, not that the study is contradicted."""
+    row = claim_row(number, parts, **kw)
+    row["note"] = row["note"].replace("This run disagrees with the study:", "The control is not passed:")
+    return row
+
+
+def _boot(cfg: Any) -> dict:
+    return dict(n_boot=cfg.n_boot, alpha=cfg.alpha, seed=cfg.seed)
+
+
+def _fold_values(controls: Sequence[Mapping], key: str) -> list[np.ndarray]:
+    """Per seed, the fold masks' values of ``key`` (the rows after the dataset mask's; NaN where n/a)."""
+    return [np.array([r.get(key, math.nan) if r.get(key) is not None else math.nan for r in c["equal_budget"][1:]],
+                     dtype=np.float64) for c in controls]
+
+
+def equal_budget_table(controls: Mapping[str, Mapping]) -> list[dict]:
+    """One row per model and mask (dataset, fold k): budget and accuracies (fit, test) of the learned mask,
+    its support, the disc and random supports (mean of the draws)."""
+    rows = []
+    for name, c in controls.items():
+        for r in c["equal_budget"]:
+            label = "dataset" if r["mask"] == 0 else f"fold {r['mask']}"
+            row = {"model": name, "mask": label}
+            if "na" in r:
+                rows.append({**row, "reason": r["na"]})
+                continue
+            row["budget"] = r["budget"]
+            for split in ("fit", "test"):
+                for v in ("mask", "support", "disc", "random"):
+                    row[f"{split}_{v}"] = r[f"{split}_{v}"]
+            rows.append(row)
+    return rows
+
+
+def _difference(by_variant: Mapping[str, Sequence[Mapping]], a: str, b: str, cfg: Any) -> dict[str, tuple]:
+    """Per variant, ``a - b`` of the fold masks' test accuracies: estimate and interval over folds (and seeds)."""
+    out = {}
+    for v, controls in by_variant.items():
+        diffs = [x - y for x, y in zip(_fold_values(controls, a), _fold_values(controls, b))]
+        out[v] = defined_estimate([d[:, None] for d in diffs], lambda m: float(m[0]), **_boot(cfg),
+                                  empty="no fold masks", undefined="no fold mask with a finite accuracy")
+    return out
+
+
+def claim_equal_budget(by_variant: Mapping[str, Sequence[Mapping]], cfg: Any) -> dict:
+    """Claim 9: every model's learned frequencies keep more test accuracy than a low-pass disc of their size."""
+    support = _difference(by_variant, "test_support", "test_disc", cfg)
+    learned = _difference(by_variant, "test_mask", "test_disc", cfg)
+    parts = [part(f"{v}: support - disc test accuracy (fold masks)", *est, 0.0, ">") for v, est in support.items()]
+    secondary = [part(f"{v}: learned mask - disc test accuracy", *est, 0.0, ">") for v, est in learned.items()]
+    return _control_row(9, parts, secondary=secondary)
+
+
+def claim_isotropic(by_variant: Mapping[str, Sequence[Mapping]], free: Mapping[str, Sequence[np.ndarray]],
+                    cfg: Any) -> dict:
+    """Claim 10: every model's free fold masks are sparser than the sparsest isotropic masks of the same folds.
+    ``free[V]``: per seed, the free fold masks' full-plane means (F,)."""
+    parts = []
+    for v, controls in by_variant.items():
+        diffs = []
+        for c, f in zip(controls, free[v]):
+            records = c["isotropic"]["records"]
+            iso = np.array([r["mean"] if r.get("n_images") and r.get("met") else math.nan for r in records])
+            diffs.append((iso - np.asarray(f, dtype=np.float64))[:, None])
+        est = defined_estimate(diffs, lambda m: float(m[0]), **_boot(cfg), empty="no fold masks",
+                               undefined="no isotropic mask met the rule")
+        parts.append(part(f"{v}: isotropic - free mean (fold masks)", *est, 0.0, ">"))
+    return _control_row(10, parts)
+
+
+def isotropic_table(controls: Mapping[str, Mapping], free: Mapping[str, np.ndarray]) -> list[dict]:
+    """One row per model and fold: the free and isotropic masks' means, and whether each met its rule and
+    converged."""
+    rows = []
+    for name, c in controls.items():
+        for k, r in enumerate(c["isotropic"]["records"]):
+            row = {"model": name, "fold": k + 1, "free_mean": float(free[name][k])}
+            if not r.get("n_images"):
+                rows.append({**row, "reason": "no fit images"})
+                continue
+            rows.append({**row, "isotropic_mean": r["mean"], "isotropic_met": bool(r["met"]),
+                         "isotropic_converged": bool(r["converged"]), "isotropic_steps": r["steps"]})
+    return rows
+
+
+def _area_estimate(values: Sequence[float], cfg: Any) -> tuple:
+    a = np.asarray(values, dtype=np.float64)
+    return defined_estimate([a[:, None]], lambda m: float(m[0]), **_boot(cfg), empty="no images",
+                            undefined="no finite area")
+
+
+def faithfulness_table(controls: Mapping[str, Mapping], cfg: Any) -> list[dict]:
+    """One row per model, source (dataset mask / single-image masks) and order: insertion and deletion areas
+    with bootstrap intervals over images (higher insertion and lower deletion = the order finds what matters)."""
+    rows = []
+    for name, c in controls.items():
+        for source in ("dataset", "single"):
+            per = c["faithfulness"].get(source)
+            if per is None:
+                rows.append({"model": name, "source": source, "reason": "no finite mask to order"})
+                continue
+            for order, areas in per["areas"].items():
+                row = {"model": name, "source": source, "order": order}
+                for kind in ("insertion", "deletion"):
+                    est = _area_estimate(areas[kind], cfg)
+                    row.update({kind: est[0], f"{kind}_lo": est[1], f"{kind}_hi": est[2]})
+                rows.append(row)
+    return rows
+
+
+def class_table(controls: Mapping[str, Mapping], class_names: Sequence[str]) -> list[dict]:
+    """One row per model and class mask: the class's accuracy clean / masked, the share of other classes'
+    images predicted as the class clean / masked, and whether the mask pushes (``flagged``); the model's
+    default class (that of images reduced to their zero frequency) beside."""
+    rows = []
+    for name, c in controls.items():
+        default = c["default_class"]
+        for r in c["class_specificity"]:
+            k = r["class"]
+            row = {"model": name, "class": class_names[k] if k < len(class_names) else str(k),
+                   "default": k == default["dc_class"], "dc_share": default["dc_share"][k]}
+            if "na" in r:
+                rows.append({**row, "reason": r["na"]})
+                continue
+            rows.append({**row, **{key: r[key] for key in ("own_clean", "own_masked", "into_clean", "into_masked",
+                                                            "pushed")},
+                         "flagged": r["into_masked"] > MASK_RULE_PUSH})
+    return rows
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise Spearman rank correlation of (n, k) arrays (ties share their average rank); NaN where a row is
+    constant or not finite."""
+    out = np.full(len(a), np.nan)
+    for i, (x, y) in enumerate(zip(a, b)):
+        if np.isfinite(x).all() and np.isfinite(y).all():
+            rx, ry = _average_ranks(x), _average_ranks(y)
+            rx, ry = rx - rx.mean(), ry - ry.mean()
+            den = math.sqrt(float((rx ** 2).sum() * (ry ** 2).sum()))
+            out[i] = float((rx * ry).sum()) / den if den > 0 else math.nan
+    return out
+
+
+def randomisation_similarity(single: Mapping[str, torch.Tensor], random_masks: torch.Tensor, width: int,
+                             n_radial: int) -> dict[str, np.ndarray]:
+    """Per model, per image: the rank correlation of the radial band energies of its single-image mask with the
+    re-initialised model's mask on the same image (n,), NaN where either mask has no energies."""
+    rand_radial, _ = band_profiles(random_masks.double(), width, n_radial, 2)
+    out = {}
+    for name, masks in single.items():
+        radial, _ = band_profiles(masks.double(), width, n_radial, 2)
+        out[name] = _spearman(radial.numpy(), rand_radial.numpy())
+    return out
+
+
+def claim_randomisation(similarity: Mapping[str, Sequence[np.ndarray]], reference: Sequence[np.ndarray],
+                        cfg: Any, threshold: float) -> dict:
+    """Claim 11: per variant, the mean (over images, then seeds) rank correlation with the re-initialised
+    model's masks stays below ``threshold``. ``reference``: per seed, the same statistic between N's and A's
+    masks (two trained models), reported beside."""
+    parts = []
+    for v, per_seed in similarity.items():
+        est = defined_estimate([s[:, None] for s in per_seed], lambda m: float(m[0]), **_boot(cfg),
+                               empty="no single-image masks of the re-initialised model",
+                               undefined="no image with band energies in both masks")
+        parts.append(part(f"{v}: rank correlation with the re-initialised model's masks", *est, threshold, "<"))
+    ref = defined_estimate([r[:, None] for r in reference], lambda m: float(m[0]), **_boot(cfg),
+                           empty="no images", undefined="no image with band energies in both masks")
+    info = {"trained_N_vs_A": ref[0] if not isinstance(ref[0], NA) else str(ref[0])}
+    return _control_row(11, parts, info=info,
+                     secondary=[part("N vs A (two trained models), for scale", *ref, threshold, "<")])
+
+
+def controls_results(run: Any, controls: Mapping[str, Mapping]) -> tuple[dict[str, list[dict]], list[dict]]:
+    """The controls' tables (``equal_budget``, ``isotropic``, ``faithfulness``, ``class_specificity``,
+    ``randomisation``) and claims 9-11 for the models of ``run`` (:class:`freqbias.aggregate.Run`) whose
+    controls were measured (``controls``: model name -> the controls stage's data)."""
+    cfg = run.cfg
+    have = {v: [controls[run.by[v, s].name] for s in run.seeds] for v in run.variants
+            if all(run.by[v, s].name in controls for s in run.seeds)}
+    ordered = {r.name: controls[r.name] for r in run.records if r.name in controls}
+    free = {v: [np.array([f["mean"] if f.get("n_images") else math.nan for f in run.by[v, s].fit_records["folds"]])
+                for s in run.seeds] for v in have}
+    free_by_name = {r.name: np.array([f["mean"] if f.get("n_images") else math.nan for f in r.fit_records["folds"]])
+                    for r in run.records if r.name in controls}
+    tables = {"equal_budget": equal_budget_table(ordered), "isotropic": isotropic_table(ordered, free_by_name),
+              "faithfulness": faithfulness_table(ordered, cfg),
+              "class_specificity": class_table(ordered, run.class_names)}
+    similarity: dict[str, list[np.ndarray]] = {v: [] for v in have}
+    reference: list[np.ndarray] = []
+    rows = []
+    width = run.image_size[1]
+    for s in run.seeds:
+        rand = controls.get(run.by["N", s].name, {}).get("randomised")
+        if rand is None:
+            continue
+        sims = randomisation_similarity({v: run.by[v, s].single.masks for v in have}, rand["masks"], width,
+                                        cfg.radial_bands)
+        for v in have:
+            similarity[v].append(sims[v])
+            rows += [{"model": run.by[v, s].name, "image": int(i), "rank_correlation": float(c)}
+                     for i, c in zip(rand["index"].tolist(), sims[v])]
+        n_a = randomisation_similarity({"N": run.by["N", s].single.masks}, run.by["A", s].single.masks, width,
+                                       cfg.radial_bands)["N"]
+        reference.append(n_a)
+    tables["randomisation"] = rows
+    similarity = {v: sims for v, sims in similarity.items() if sims}
+    claims = [claim_equal_budget(have, cfg), claim_isotropic(have, free, cfg),
+              claim_randomisation(similarity, reference, cfg, cfg.randomised_max)]
+    return tables, claims

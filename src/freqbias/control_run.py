@@ -1,0 +1,139 @@
+"""The controls stage's work for one model (docs/study.md, "Controls"): equal-budget baselines, faithfulness curves,
+class-mask specificity, the sparsest isotropic mask and, for the standard model, the re-initialised model's
+single-image masks. Measurements: :mod:`freqbias.controls`; what the aggregate stage makes of them:
+:mod:`freqbias.control_claims`.
+
+Images arrive as the prepared splits (uint8 (N, C, H, W), labels (N,), on the CPU) and are normalised with the
+model's own ``normalize``; masks come from the masks stage (:mod:`freqbias.artifacts`), UNSHIFTED.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import nn
+
+from .artifacts import ClassMasks, DatasetMask, SingleMasks
+from .controls import (
+    ControlsConfig,
+    class_specificity,
+    default_class,
+    equal_budget,
+    faithfulness,
+    randomised,
+)
+from .data import to_float
+from .fitting import fit_single_masks, fitting_copy
+from .fourier import predict
+from .mask_run import MasksConfig, shared_groups
+from .models import Classifier
+from .shared_masks import fit_shared_masks
+
+Splits = Mapping[str, tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass
+class ModelControls:
+    """What the controls stage writes for one model: ``data`` (``controls/<model>.pt``: every measurement, per
+    image where there is one) and ``metrics`` (``metrics/controls/<model>.json``: the headline numbers)."""
+
+    data: dict[str, Any]
+    metrics: dict[str, Any]
+
+
+def fit_isotropic(net: nn.Module, z_val: torch.Tensor, y_val: torch.Tensor, groups: list[torch.Tensor],
+                  masks_cfg: MasksConfig, seed: int, desc: str) -> dict[str, Any]:
+    """The sparsest isotropic masks (one value per ring) of the fold groups, fitted with the dataset masks'
+    method and rule (:func:`freqbias.shared_masks.fit_shared_masks` with the isotropic parametrisation):
+    ``{"masks": (F, H, Wm) rfft, "records": [...]}``."""
+    cfg = dataclasses.replace(masks_cfg.dataset, kind="isotropic", seed=seed)
+    fit = fit_shared_masks(net, z_val, y_val, groups, cfg, desc=desc)
+    return {"masks": fit.masks.cpu(), "records": fit.records}
+
+
+def run_controls(name: str, model: Classifier, meta: Mapping[str, Any], dataset: DatasetMask, classes: ClassMasks,
+                 single: SingleMasks, splits: Splits, cfg: ControlsConfig, masks_cfg: MasksConfig, seed: int,
+                 standard: bool, log: Callable[[str], None] = lambda m: None) -> ModelControls:
+    """All controls of ``model`` (named ``name``; on the stage's device) and its masks. ``standard``: the
+    standard model, whose stage also fits the re-initialised model's single-image masks. The fit groups are the
+    masks stage's own (:func:`freqbias.mask_run.shared_groups`, same seed)."""
+    t0, times = time.perf_counter(), {}
+    device = next(model.parameters()).device
+    (x_val, y_val), (x_te, y_te) = splits["val"], splits["test"]
+    normalise = lambda x: model.normalize(to_float(x).to(device))  # noqa: E731
+    fast = fitting_copy(model.net, fast=True)
+    fast_model = nn.Sequential(model.normalize, fast).eval()  # pixels -> logits, like model
+    z_val, z_te, y_val, y_te = normalise(x_val), normalise(x_te), y_val.to(device), y_te.to(device)
+    k = meta["num_classes"]
+    n_fit = min(masks_cfg.dataset_fit_n or len(y_val), len(y_val))
+    groups, _ = shared_groups(y_val.cpu(), n_fit, masks_cfg.folds, masks_cfg.class_fit_n, k, seed)
+    fit_groups = groups[:1 + masks_cfg.folds]
+
+    def lap(what: str) -> None:
+        times[what] = round(time.perf_counter() - t0 - sum(times.values()), 1)
+
+    masks = torch.cat([dataset.mask[None], dataset.folds])
+    budget_rows = equal_budget(fast, masks, [(z_val[g[:cfg.n]], y_val[g[:cfg.n]]) for g in fit_groups],
+                               (z_te, y_te), cfg)
+    lap("equal_budget")
+    x_single = to_float(x_te[single.index.to(x_te.device)])
+    faith = faithfulness(fast_model, x_te, y_te, dataset.mask, (x_single, single.target.to(device), single.masks),
+                         cfg, normalise)
+    lap("faithfulness")
+    n_cls = min(cfg.class_n, len(y_te))
+    specificity = class_specificity(fast, classes.masks, z_te[:n_cls], y_te[:n_cls])
+    default = default_class(fast, z_te[:n_cls], k)
+    lap("class_specificity")
+    isotropic = fit_isotropic(model.net, z_val, y_val, fit_groups, masks_cfg, seed, f"{name} isotropic masks")
+    lap("isotropic")
+    data: dict[str, Any] = {"model": name, "equal_budget": budget_rows, "faithfulness": faith,
+                            "class_specificity": specificity, "default_class": default, "isotropic": isotropic}
+    if standard and cfg.randomised and len(single):
+        rand = randomised(model, cfg.seed + 7919 * (seed + 1))
+        z_single = rand.normalize(x_single.to(device))
+        target = predict(rand.net, z_single)
+        single_cfg = dataclasses.replace(masks_cfg.single, chunk_size=max(1, len(z_single)))
+        fitted = fit_single_masks(rand.net, z_single, target, single_cfg)
+        data["randomised"] = {"masks": fitted.masks.cpu(), "target": target.cpu(), "steps": fitted.steps_used,
+                              "kept": fitted.kept, "index": single.index}
+        lap("randomised")
+    log(f"controls timings (s): {times}")
+    return ModelControls(data, controls_metrics(name, data, single_cap=masks_cfg.single.max_steps,
+                                                seconds=time.perf_counter() - t0))
+
+
+def _mean(values: list[float]) -> float | None:
+    finite = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+    return sum(finite) / len(finite) if finite else None
+
+
+def controls_metrics(name: str, data: Mapping[str, Any], single_cap: int, seconds: float) -> dict[str, Any]:
+    """The headline numbers of one model's controls (metrics JSON): the dataset mask's test accuracy with its
+    support, a disc and random supports of the same size; the mean insertion / deletion areas per order; the
+    largest push of a class mask; the isotropic masks' mean beside the free fold masks'; the randomised
+    single-image masks' convergence."""
+    out: dict[str, Any] = {"model": name}
+    head = data["equal_budget"][0]
+    for v in ("mask", "support", "disc", "random"):
+        out[f"test_{v}"] = head.get(f"test_{v}")
+    for source in ("dataset", "single"):
+        for order, per in data["faithfulness"].get(source, {}).get("areas", {}).items():
+            for kind, values in per.items():
+                out[f"{source}_{kind}_{order}"] = _mean(values)
+    pushed = [r["pushed"] for r in data["class_specificity"] if "pushed" in r]
+    out["class_pushed_max"] = max(pushed) if pushed else None
+    out["class_into_max"] = max((r["into_masked"] for r in data["class_specificity"] if "into_masked" in r),
+                                default=None)
+    out["default_class"] = data["default_class"]["dc_class"]
+    iso = [r for r in data["isotropic"]["records"] if r.get("n_images")]
+    out["isotropic_mean"] = _mean([r["mean"] for r in iso])
+    out["isotropic_converged"] = sum(bool(r["converged"]) for r in iso) / len(iso) if iso else None
+    if "randomised" in data:
+        out["randomised_converged"] = float((data["randomised"]["steps"] < single_cap).float().mean())
+    out["seconds"] = round(seconds, 1)
+    return out

@@ -1,0 +1,250 @@
+"""Controls for the masks of one model: what a learned mask shows beyond a plain low-pass filter (docs/study.md,
+"Controls").
+
+- **Equal budget** (:func:`equal_budget`): the accuracy of each dataset / fold mask, of its binary support, of a
+  centred low-pass disc keeping as many frequencies, and of random supports of that size, on the mask's fit
+  images and on held-out test images.
+- **Faithfulness** (:func:`faithfulness`): insertion (keep the first k) and deletion (remove the first k) curves
+  over frequency orders: the mask's values, the radius, random, the model's Fourier heat map and the gradient
+  of the cross-entropy at the all-ones mask; their areas per image.
+- **Class specificity** (:func:`class_specificity`): whether a class mask sends other classes' images into its
+  class, and the model's *default class* (the class of an image reduced to its zero frequency).
+- **Model randomisation** (:func:`randomised`): the same architecture with re-initialised weights, whose
+  single-image masks the aggregate stage compares with the trained model's (Adebayo et al. 2018).
+
+Images are normalised (``model.normalize(x)``, the tensor entering ``model.net``) unless named pixels;
+masks are UNSHIFTED, compared on the rfft grid (:mod:`freqbias.orders`). Positive controls on planted data
+(``tests/test_controls.py``) show that each control detects a real difference.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+import torch
+from torch import nn
+
+from .baselines import fourier_heatmap
+from .config import Section
+from .models import Classifier
+from .orders import (
+    area,
+    as_rfft,
+    budget,
+    correct_under,
+    disc_like,
+    gradient_scores,
+    keep_masks,
+    order_by,
+    random_like,
+    random_order,
+    rfft_radius,
+    rfft_weights,
+    support_mask,
+)
+
+ORDERS = ("mask", "radius", "random", "heatmap", "gradient")
+VARIANTS = ("mask", "support", "disc", "random")
+
+
+@dataclass(frozen=True)
+class ControlsConfig:
+    """The ``controls`` section of params.yaml. ``n``: fit and test images each mask is scored on (the first
+    n); ``random_draws``: random supports per mask; ``faith_n``: test images of the dataset mask's curves;
+    ``steps``: budgets per curve (``steps + 1`` points from 0 to 1); ``heatmap_n`` / ``heatmap_norm``: images
+    and L2 norm (pixel units) of the heat map that orders frequencies; ``class_n``: test images scored under
+    each class mask; ``randomised``: fit the re-initialised model's single-image masks; ``seed``."""
+
+    n: int = 2000
+    random_draws: int = 3
+    faith_n: int = 500
+    steps: int = 16
+    heatmap_n: int = 100
+    heatmap_norm: float = 3.0
+    class_n: int = 2000
+    randomised: bool = True
+    seed: int = 0
+
+    @classmethod
+    def from_params(cls, params: Mapping) -> "ControlsConfig":
+        sec = Section(params, "controls")
+        return cls(n=sec.integer("n", min=1), random_draws=sec.integer("random_draws", min=1),
+                   faith_n=sec.integer("faith_n", min=1), steps=sec.integer("steps", min=1),
+                   heatmap_n=sec.integer("heatmap_n", min=1),
+                   heatmap_norm=sec.number("heatmap_norm", min=0, strict_min=True),
+                   class_n=sec.integer("class_n", min=1), randomised=sec.boolean("randomised"),
+                   seed=sec.integer("seed", 0, min=0))
+
+    @property
+    def budgets(self) -> list[float]:
+        return [k / self.steps for k in range(self.steps + 1)]
+
+
+def budget_masks(mask: torch.Tensor, width: int, draws: int, seed: int) -> dict[str, torch.Tensor]:
+    """The equal-budget family of one mask (H, Wm), each as rfft masks (P, H, W//2+1): the mask itself, its
+    binary support, a low-pass disc and ``draws`` random supports of the support's size."""
+    return {"mask": as_rfft(mask, width)[None].float(), "support": support_mask(mask, width)[None],
+            "disc": disc_like(mask, width, seed)[None], "random": random_like(mask, width, draws, seed)}
+
+
+def equal_budget(net: nn.Module, masks: torch.Tensor, fit: list[tuple[torch.Tensor, torch.Tensor]],
+                 test: tuple[torch.Tensor, torch.Tensor], cfg: ControlsConfig) -> list[dict]:
+    """One row per mask of ``masks`` (G, H, Wm) (the dataset mask and its folds): its ``budget`` (full-plane
+    share of its support) and, on its fit images ``fit[g] = (z, y)`` and on ``test = (z, y)`` (first
+    ``cfg.n`` of each), the accuracy ``<split>_<variant>`` of each :data:`VARIANTS` (random: the mean over
+    draws; ``<split>_random_draws`` each draw). All-NaN masks (no fit images) give a row with ``n/a``."""
+    width = test[0].shape[-1]
+    rows = []
+    for g, mask in enumerate(masks):
+        if not torch.isfinite(mask).all():
+            rows.append({"mask": g, "na": "mask not fitted (no finite entry)"})
+            continue
+        family = budget_masks(mask.cpu(), width, cfg.random_draws, cfg.seed + g)
+        stacked = torch.cat([family[v] for v in VARIANTS])
+        sizes = [len(family[v]) for v in VARIANTS]
+        row = {"mask": g, "budget": float(budget(family["support"][0], rfft_weights(mask.shape[-2], width)))}
+        for split, (z, y) in (("fit", fit[g]), ("test", test)):
+            acc = correct_under(net, z[:cfg.n], y[:cfg.n], stacked).float().mean(dim=1)
+            for v, part in zip(VARIANTS, acc.split(sizes)):
+                row[f"{split}_{v}"] = float(part.mean())
+            row[f"{split}_random_draws"] = [float(a) for a in acc[-sizes[-1]:]]
+            row[f"{split}_n"] = min(cfg.n, len(z))
+        rows.append(row)
+    return rows
+
+
+def heatmap_scores(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: ControlsConfig) -> torch.Tensor:
+    """The Fourier heat map (error rate under an added basis image, :func:`freqbias.baselines.fourier_heatmap`)
+    at every rfft entry, on pixels ``x`` (N, C, H, W) in [0, 1]: float64 (H, W//2+1), unshifted."""
+    h, w = x.shape[-2:]
+    fy = torch.fft.fftfreq(h, d=1.0 / h).round().long()
+    fx = torch.fft.rfftfreq(w, d=1.0 / w).round().long()
+    heat = fourier_heatmap(model, x[:cfg.heatmap_n], y[:cfg.heatmap_n], cfg.heatmap_norm, freqs=(fy, fx),
+                           seed=cfg.seed)
+    return torch.as_tensor(heat, dtype=torch.float64)
+
+
+def dataset_orders(mask: torch.Tensor, width: int, heat: torch.Tensor, grad: torch.Tensor,
+                   seed: int) -> dict[str, torch.Tensor]:
+    """The :data:`ORDERS` of the rfft entries of one mask (H, Wm) for images of ``width`` (each int64 (F,)): mask
+    value, radius (nearest first), random, heat map (most sensitive first) and gradient (largest ``-dCE/dM``
+    first); ``heat`` and ``grad``: (H, W//2+1) scores."""
+    h, wm = heat.shape
+    return {"mask": order_by(as_rfft(mask, width), seed=seed),
+            "radius": order_by(rfft_radius(h, width), descending=False, seed=seed),
+            "random": random_order((), h, wm, seed),
+            "heatmap": order_by(heat, seed=seed), "gradient": order_by(grad, seed=seed)}
+
+
+def curves(net: nn.Module, z: torch.Tensor, target: torch.Tensor, orders: Mapping[str, torch.Tensor],
+           budgets: list[float]) -> dict[str, dict[str, torch.Tensor]]:
+    """Insertion and deletion curves of ``net`` on ``z`` (N, C, H, W), target (N,), for each order: shared
+    orders (F,) or one per image (N, F). ``{order: {"insertion": bool (B, N), "deletion": bool (B, N)}}``:
+    whether each image is still right (== target) with the first ``budgets[b]`` of the plane kept /
+    removed."""
+    h, w = z.shape[-2:]
+    weights = rfft_weights(h, w)
+    out = {}
+    for name, order in orders.items():
+        keep = keep_masks(order, weights, budgets)                         # (B, [N,] H, Wm)
+        out[name] = {"insertion": correct_under(net, z, target, keep),
+                     "deletion": correct_under(net, z, target, 1.0 - keep)}
+    return out
+
+
+def areas(curve: Mapping[str, Mapping[str, torch.Tensor]], budgets: list[float]) -> dict[str, dict[str, list]]:
+    """Per image areas under each curve of :func:`curves`: ``{order: {"insertion": [N], "deletion": [N]}}``."""
+    return {name: {k: area(c, budgets).tolist() for k, c in per.items()} for name, per in curve.items()}
+
+
+def faithfulness(model: nn.Module, x_test: torch.Tensor, y_test: torch.Tensor, dataset_mask: torch.Tensor,
+                 single: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None, cfg: ControlsConfig,
+                 normalise: Callable[[torch.Tensor], torch.Tensor]) -> dict:
+    """Faithfulness of the dataset mask (curves on the first ``cfg.faith_n`` test images ``x_test``, pixels,
+    against their labels) and of the single-image masks ``single = (x, target, masks)`` (pixels (n, C, H, W),
+    targets (n,), masks (n, H, Wm); per image orders, against the target). Returns per image areas and the mean
+    curves: ``{"dataset": {"areas": ..., "curves": {order: {kind: [B]}}}, "single": ..., "budgets": [B]}``.
+    ``model``: pixels -> logits, ``model.net`` or ``model[1]`` the net the masks act before (a
+    :class:`~freqbias.models.Classifier` or ``nn.Sequential(normalize, net)``)."""
+    net, b = (model.net if hasattr(model, "net") else model[1]), cfg.budgets
+    x, y = x_test[:cfg.faith_n], y_test[:cfg.faith_n]
+    z = normalise(x)
+    heat = heatmap_scores(model, x, y, cfg)
+    out: dict = {"budgets": b, "heatmap": heat}
+    if torch.isfinite(dataset_mask).all():
+        grad = gradient_scores(net, z, y, per_image=False)
+        orders = dataset_orders(dataset_mask.cpu(), z.shape[-1], heat, grad, cfg.seed)
+        c = curves(net, z, y, orders, b)
+        out["dataset"] = {"areas": areas(c, b), "curves": _mean_curves(c)}
+    if single is not None and len(single[0]):
+        xs, target, masks = single
+        zs = normalise(xs)
+        n, (h, w) = len(zs), zs.shape[-2:]
+        fine = torch.isfinite(masks.flatten(1)).all(dim=1)
+        mask_scores = torch.where(fine[:, None, None], as_rfft(masks.cpu(), w).double(), torch.zeros(()))
+        wm = w // 2 + 1
+        orders = {"mask": order_by(mask_scores, seed=cfg.seed),
+                  "radius": order_by(rfft_radius(h, w).expand(n, h, wm), descending=False, seed=cfg.seed),
+                  "random": random_order((n,), h, wm, cfg.seed),
+                  "heatmap": order_by(heat.expand(n, h, wm), seed=cfg.seed),
+                  "gradient": order_by(gradient_scores(net, zs, target, per_image=True), seed=cfg.seed)}
+        c = curves(net, zs, target, orders, b)
+        out["single"] = {"areas": areas(c, b), "curves": _mean_curves(c), "finite": fine.tolist()}
+    return out
+
+
+def _mean_curves(c: Mapping[str, Mapping[str, torch.Tensor]]) -> dict[str, dict[str, list[float]]]:
+    return {name: {k: v.float().mean(dim=1).tolist() for k, v in per.items()} for name, per in c.items()}
+
+
+@torch.no_grad()
+def default_class(net: nn.Module, z: torch.Tensor, num_classes: int) -> dict:
+    """The classes ``net`` gives to featureless input: normalised images ``z`` (N, C, H, W) reduced to their
+    zero frequency (``dc_share``: share of images per class; ``dc_class``: the most common) and the all-zero
+    normalised image (``zero_class``)."""
+    dc = z.mean(dim=(-2, -1), keepdim=True).expand_as(z)
+    pred = net(dc).argmax(dim=1).cpu()
+    share = torch.bincount(pred, minlength=num_classes).double() / max(1, len(pred))
+    zero = int(net(torch.zeros_like(z[:1])).argmax(dim=1))
+    return {"dc_class": int(share.argmax()), "dc_share": share.tolist(), "zero_class": zero}
+
+
+def class_specificity(net: nn.Module, masks: torch.Tensor, z: torch.Tensor, y: torch.Tensor) -> list[dict]:
+    """For each class mask ``masks[k]`` (K, H, Wm) on normalised test images ``z`` (N, C, H, W) with labels y:
+    its class's accuracy clean and masked (``own_clean``, ``own_masked``) and the share of the other classes'
+    images predicted as ``k``, clean and masked (``into_clean``, ``into_masked``; ``pushed`` = their
+    difference). A class without a fitted mask, or without test images, gives ``na``."""
+    rows = []
+    width = z.shape[-1]
+    for k, mask in enumerate(masks):
+        own, other = y == k, y != k
+        if not torch.isfinite(mask).all():
+            rows.append({"class": k, "na": "mask not fitted (no val image of the class)"})
+            continue
+        if not own.any() or not other.any():
+            rows.append({"class": k, "na": "no test image of the class (or of any other)"})
+            continue
+        m = as_rfft(mask, width).float()
+        pair = torch.stack([torch.ones_like(m), m])                          # clean, masked
+        into = correct_under(net, z, torch.full_like(y, k), pair)[:, other.cpu()].float().mean(dim=1)
+        right = correct_under(net, z[own], y[own], pair).float().mean(dim=1)
+        rows.append({"class": k, "own_clean": float(right[0]), "own_masked": float(right[1]),
+                     "into_clean": float(into[0]), "into_masked": float(into[1])})
+        rows[-1]["pushed"] = rows[-1]["into_masked"] - rows[-1]["into_clean"]
+    return rows
+
+
+def randomised(model: Classifier, seed: int) -> Classifier:
+    """A copy of ``model`` with every layer of ``model.net`` re-initialised (``reset_parameters``, BatchNorm's
+    running statistics included) from ``seed``; the same normalisation. Eval mode."""
+    rand = copy.deepcopy(model)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for module in rand.net.modules():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+            if hasattr(module, "reset_running_stats"):
+                module.reset_running_stats()
+    return rand.eval()
