@@ -10,13 +10,14 @@ Usage: ``python stages/aggregate.py``. Reads params ``aggregate`` (and ``train.v
 import time
 
 from freqbias import paths, runtime
-from freqbias.aggregate import AggregateConfig, run_aggregate, write_results
+from freqbias.aggregate import run_aggregate, write_results
 from freqbias.cli import run_stage, setup_logging
 from freqbias.config import Section, load_params
 from freqbias.data import load_split
 from freqbias.io import load_json
 from freqbias.measures import load_records
 from freqbias.perf import matmul_peak
+from freqbias.runs import AggregateConfig
 from freqbias.training import TrainConfig
 
 

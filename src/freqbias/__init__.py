@@ -24,14 +24,16 @@ neural networks through Fourier masks" (Front. AI 2022), organised as one module
 - :mod:`freqbias.mask_run` the masks stage's work for one model
 - :mod:`freqbias.na`       missing values with their reasons (``n/a (reason)``)
 - :mod:`freqbias.bootstrap` percentile bootstrap intervals over images, seeds and strata
-- :mod:`freqbias.bands`    radial/angular band geometry and energies, band statistics over models
+- :mod:`freqbias.band_geometry` radial/angular band geometry, band energies of one mask
+- :mod:`freqbias.bands`    band energies of every model's masks, band statistics over models
+- :mod:`freqbias.runs`     the aggregate's params and the models of one aggregation (``Run``)
 - :mod:`freqbias.measures` per-model measurements: loading masks, what single-image masks keep
 - :mod:`freqbias.probe`    linear probe from single-image masks to the class
 - :mod:`freqbias.baselines` filtered accuracy, Fourier heat map, heat map vs mask correlation
 - :mod:`freqbias.claims`   the claims of docs/study.md with their verdicts
 - :mod:`freqbias.tables`   the aggregate stage's result tables
 - :mod:`freqbias.figdata`  the arrays the report's figures need
-- :mod:`freqbias.aggregate` the aggregate stage: params, order of the measurements, results/
+- :mod:`freqbias.aggregate` the aggregate stage: order of the measurements, results/
 - :mod:`freqbias.plots`    one function per figure
 - :mod:`freqbias.report`   the markdown report
 - :mod:`freqbias.profiles` named overlays on params.yaml (paper, cifar10, tiny)
