@@ -31,7 +31,7 @@ def main() -> None:
     cfg = AggregateConfig.from_params(params, (size, size))
     train = TrainConfig.from_params(params)
     records = load_records(train.variants, train.seeds, runtime.device())
-    splits = {s: load_split(paths.split_file(s)) for s in ("val", "test")}
+    splits = {s: load_split(s) for s in ("val", "test")}
     result = run_aggregate(records, cfg, splits, train.attack.build(manifest["std"][0]), manifest["classes"], log.info)
     result.summary.update({
         "dataset": manifest["dataset"], "source": manifest.get("source"), "counts": manifest["counts"],

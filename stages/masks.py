@@ -35,7 +35,7 @@ def main() -> None:
     model, meta = load_checkpoint(paths.checkpoint(args.model), map_location=device)
     standard, _ = load_checkpoint(paths.checkpoint(standard_name), map_location=device)
     adversarial, _ = load_checkpoint(paths.checkpoint(paths.model_name("A", args.seed)), map_location=device)
-    splits = {s: load_split(paths.split_file(s)) for s in ("val", "test")}
+    splits = {s: load_split(s) for s in ("val", "test")}
     out = fit_model_masks(args.model, model, meta, standard, adversarial, splits, cfg, attack, args.seed,
                           adv_masks=args.model == standard_name, log=log.info)
 

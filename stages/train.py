@@ -31,7 +31,7 @@ def main() -> None:
     if args.variant not in cfg.variants:
         raise ParamError(f"train.variants: {args.variant!r} is not listed ({cfg.variants})")
 
-    (x_tr, y_tr), (x_val, y_val), (x_te, y_te) = (load_split(paths.split_file(s)) for s in ("train", "val", "test"))
+    (x_tr, y_tr), (x_val, y_val), (x_te, y_te) = (load_split(s) for s in ("train", "val", "test"))
     manifest = load_json(paths.manifest_file())
     device = runtime.device()
     torch.manual_seed(args.seed)

@@ -10,7 +10,8 @@ neural networks through Fourier masks" (Front. AI 2022), organised as one module
 - :mod:`freqbias.io`       atomic writes of tensors, JSON and CSV (with the user's umask), SHA-256
 - :mod:`freqbias.paths`    the file layout of data, models, masks, metrics, results and reports
 - :mod:`freqbias.artifacts` the masks stage's files as typed records with ``save`` / ``load``
-- :mod:`freqbias.data`     IDX reader, dataset registry, splits, the ``planted`` ground truth
+- :mod:`freqbias.data`     IDX reader, dataset registry, splits
+- :mod:`freqbias.planted`  the ``planted`` dataset's ground truth (gratings in a known band)
 - :mod:`freqbias.checkpoints` external checkpoints: download with resume, SHA-256 check
 - :mod:`freqbias.models`   model registry; a ``Normalize`` first layer so models take [0, 1] pixels
 - :mod:`freqbias.attacks`  PGD L-inf in [0, 1] pixel space
@@ -35,6 +36,7 @@ neural networks through Fourier masks" (Front. AI 2022), organised as one module
 - :mod:`freqbias.figdata`  the arrays the report's figures need
 - :mod:`freqbias.aggregate` the aggregate stage: order of the measurements, results/
 - :mod:`freqbias.plots`    one function per figure
+- :mod:`freqbias.report_figures` the report's params and figures
 - :mod:`freqbias.report`   the markdown report
 - :mod:`freqbias.profiles` named overlays on params.yaml (paper, cifar10, tiny)
 """

@@ -43,7 +43,7 @@ def external_name(name: str) -> str:
 
 
 def split_file(split: str, root: Path = ROOT) -> Path:
-    """A prepared split: ``data/prepared/<split>.pt`` (read with :func:`freqbias.data.load_split`)."""
+    """A prepared split: ``data/prepared/<split>.pt`` (:func:`freqbias.data.load_split` reads it by name)."""
     return root / DATA / f"{split}.pt"
 
 
