@@ -7,6 +7,7 @@ Usage: ``python stages/aggregate.py``. Reads params ``aggregate`` (and ``train.v
 ``results/figdata.pt`` (see :mod:`freqbias.aggregate`).
 """
 
+import freqbias._interrupt  # noqa: F401  # isort: skip  (first: Ctrl-C while importing ends with one line)
 import time
 
 from freqbias import paths, runtime
@@ -26,7 +27,7 @@ def main() -> None:
     log = setup_logging("aggregate")
     t0 = time.perf_counter()
     params = load_params()
-    manifest = load_json(paths.manifest_file())
+    manifest = load_json(paths.manifest_file(), "manifest", dict)
     size = manifest["image_size"]
     cfg = AggregateConfig.from_params(params, (size, size))
     train = TrainConfig.from_params(params)

@@ -4,6 +4,7 @@ Usage: ``python stages/report.py``. Reads params ``report`` and ``results/`` (fi
 summary.json, tables); writes ``reports/figures/*.png`` and ``reports/report.md``.
 """
 
+import freqbias._interrupt  # noqa: F401  # isort: skip  (first: Ctrl-C while importing ends with one line)
 import time
 from datetime import datetime, timezone
 

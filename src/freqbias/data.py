@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from . import paths
 from .config import DataError, ParamError, Section
-from .io import sha256_file
+from .io import bad_file_error, load_torch, sha256_file
 from .planted import PlantedBand, make_planted
 
 SPLITS = ("train", "val", "test")
@@ -346,11 +346,11 @@ def build_manifest(raw: RawDataset, splits: dict[str, tuple[torch.Tensor, torch.
 
 def load_split(split: str, root: Path = paths.ROOT) -> tuple[torch.Tensor, torch.Tensor]:
     """Prepared split ``split`` (its file: :func:`freqbias.paths.split_file`) -> (x uint8 (N, C, H, W),
-    y int64 (N,)); DataError when missing."""
+    y int64 (N,)); DataError (one line) when missing, truncated or malformed."""
     path = paths.split_file(split, root)
-    if not path.exists():
-        raise DataError(f"{path}: prepared data not found (run `dvc repro fetch` first)")
-    blob = torch.load(path, weights_only=True)
+    blob = load_torch(path, "prepared data")
+    if not {"x", "y"} <= blob.keys() or not all(isinstance(blob[k], torch.Tensor) for k in "xy"):
+        raise bad_file_error(path, "malformed prepared data: expected tensors x and y")
     return blob["x"], blob["y"]
 
 

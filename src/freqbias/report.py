@@ -10,17 +10,14 @@ empty table cell reads the same, with the row's reason), a figure without data a
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import subprocess
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import torch
-
 from . import paths
 from .config import DataError
+from .io import load_csv, load_json, load_torch
 from .na import NA, cell, parse_reasons
 from .report_figures import Figure, ReportConfig
 from .report_figures import make_figures as make_figures  # re-exported
@@ -45,17 +42,16 @@ REFERENCE: list[tuple[str, str, str, tuple[str, str]]] = [
 
 
 def load_results(folder: Path = paths.RESULTS) -> tuple[dict, list[dict], dict, dict[str, list[dict]]]:
-    """``(figdata, claims, summary, tables)`` from the aggregate stage's outputs; DataError when missing."""
+    """``(figdata, claims, summary, tables)`` from the aggregate stage's outputs (read with :mod:`freqbias.io`);
+    DataError (one line) when one is missing, truncated or malformed."""
     names = ["figdata.pt", "claims.json", "summary.json"] + [f"{t}.csv" for t in TABLES]
     missing = [n for n in names if not (folder / n).exists()]
     if missing:
-        raise DataError(f"{folder / missing[0]}: not found (run the aggregate stage first)")
-    tables = {}
-    for t in TABLES:
-        with open(folder / f"{t}.csv", newline="") as fh:
-            tables[t] = list(csv.DictReader(fh))
-    return (torch.load(folder / "figdata.pt", weights_only=True), json.loads((folder / "claims.json").read_text()),
-            json.loads((folder / "summary.json").read_text()), tables)
+        raise DataError(f"{folder / missing[0]}: not found (run the aggregate stage first: `dvc repro aggregate`)")
+    tables = {t: load_csv(folder / f"{t}.csv", "result table") for t in TABLES}
+    figdata = load_torch(folder / "figdata.pt", "figure data file")
+    claims = load_json(folder / "claims.json", "claims file", list)
+    return figdata, claims, load_json(folder / "summary.json", "summary file", dict), tables
 
 
 def fmt(value: float | NA, pct: bool = False) -> str:
