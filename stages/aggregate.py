@@ -7,10 +7,11 @@ Usage: ``python stages/aggregate.py``. Reads params ``aggregate`` (and ``train.v
 ``results/figdata.pt`` (see :mod:`freqbias.aggregate`).
 """
 
+import freqbias._interrupt  # noqa: F401  # isort: skip  (first: Ctrl-C while importing ends with one line)
 import time
 
 from freqbias import paths, runtime
-from freqbias.aggregate import AggregateConfig, run_aggregate, write_results
+from freqbias.aggregate import run_aggregate, write_results
 from freqbias.cli import run_stage, setup_logging
 from freqbias.config import Section, load_params
 from freqbias.control_claims import load_controls
@@ -18,6 +19,7 @@ from freqbias.data import load_split
 from freqbias.io import load_json
 from freqbias.measures import load_records
 from freqbias.perf import matmul_peak
+from freqbias.runs import AggregateConfig
 from freqbias.training import TrainConfig
 
 
@@ -26,12 +28,12 @@ def main() -> None:
     log = setup_logging("aggregate")
     t0 = time.perf_counter()
     params = load_params()
-    manifest = load_json(paths.manifest_file())
+    manifest = load_json(paths.manifest_file(), "manifest", dict)
     size = manifest["image_size"]
     cfg = AggregateConfig.from_params(params, (size, size))
     train = TrainConfig.from_params(params)
     records = load_records(train.variants, train.seeds, runtime.device())
-    splits = {s: load_split(paths.split_file(s)) for s in ("val", "test")}
+    splits = {s: load_split(s) for s in ("val", "test")}
     controls = {r.name: load_controls(paths.controls_file(r.name)) for r in records}
     result = run_aggregate(records, cfg, splits, train.attack.build(manifest["std"][0]), manifest["classes"], log.info,
                            controls=controls)

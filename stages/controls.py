@@ -6,6 +6,7 @@ single-image masks); reads ``models/<model>.pt``, ``masks/<model>/`` and ``data/
 ``controls/<model>.pt`` and ``metrics/controls/<model>.json`` (see :mod:`freqbias.control_run`).
 """
 
+import freqbias._interrupt  # noqa: F401  # isort: skip  (first: Ctrl-C while importing ends with one line)
 import argparse
 
 from freqbias import paths, runtime
@@ -31,7 +32,7 @@ def main() -> None:
     model, meta = load_checkpoint(paths.checkpoint(args.model), map_location=runtime.device())
     masks = [cls.load(paths.mask_file(args.model, kind))
              for cls, kind in ((DatasetMask, "dataset"), (ClassMasks, "class"), (SingleMasks, "single"))]
-    splits = {s: load_split(paths.split_file(s)) for s in ("val", "test")}
+    splits = {s: load_split(s) for s in ("val", "test")}
     out = run_controls(args.model, model, meta, *masks, splits, cfg, masks_cfg, args.seed,
                        standard=args.model == paths.model_name("N", args.seed), log=log.info)
     save_torch(out.data, paths.controls_file(args.model))

@@ -3,6 +3,7 @@
 Reads params ``data`` and ``fetch``; writes ``data/prepared/{train,val,test}.pt``,
 ``data/prepared/manifest.json`` and ``models/external/<name>.pt``."""
 
+import freqbias._interrupt  # noqa: F401  # isort: skip  (first: Ctrl-C while importing ends with one line)
 from freqbias import paths
 from freqbias.checkpoints import checkpoints_from_params, fetch_checkpoint
 from freqbias.cli import run_stage, setup_logging

@@ -7,6 +7,7 @@ of ``--seed`` (``models/N-s<seed>.pt``, ``models/A-s<seed>.pt``). Reads params `
 ``metrics/masks/<model>.json`` (see :mod:`freqbias.mask_run`).
 """
 
+import freqbias._interrupt  # noqa: F401  # isort: skip  (first: Ctrl-C while importing ends with one line)
 import argparse
 
 from freqbias import paths, runtime
@@ -28,14 +29,14 @@ def main() -> None:
     log = setup_logging(f"masks {args.model}")
     params = load_params()
     cfg = MasksConfig.from_params(params)
-    attack = TrainConfig.from_params(params).attack.build(load_json(paths.manifest_file())["std"][0])
+    attack = TrainConfig.from_params(params).attack.build(load_json(paths.manifest_file(), "manifest", dict)["std"][0])
     device = runtime.device()
 
     standard_name = paths.model_name("N", args.seed)
     model, meta = load_checkpoint(paths.checkpoint(args.model), map_location=device)
     standard, _ = load_checkpoint(paths.checkpoint(standard_name), map_location=device)
     adversarial, _ = load_checkpoint(paths.checkpoint(paths.model_name("A", args.seed)), map_location=device)
-    splits = {s: load_split(paths.split_file(s)) for s in ("val", "test")}
+    splits = {s: load_split(s) for s in ("val", "test")}
     out = fit_model_masks(args.model, model, meta, standard, adversarial, splits, cfg, attack, args.seed,
                           adv_masks=args.model == standard_name, log=log.info)
 

@@ -4,6 +4,7 @@ Usage: ``python stages/report.py``. Reads params ``report`` and ``results/`` (fi
 summary.json, tables); writes ``reports/figures/*.png`` and ``reports/report.md``.
 """
 
+import freqbias._interrupt  # noqa: F401  # isort: skip  (first: Ctrl-C while importing ends with one line)
 import time
 from datetime import datetime, timezone
 
@@ -11,7 +12,8 @@ from freqbias import paths
 from freqbias.cli import run_stage, setup_logging
 from freqbias.config import load_params
 from freqbias.io import save_text
-from freqbias.report import ReportConfig, git_commit, load_results, make_figures, render
+from freqbias.report import ReportConfig, git_commit, load_results, render
+from freqbias.report_figures import make_figures
 
 
 @run_stage

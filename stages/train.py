@@ -4,6 +4,7 @@ Usage: ``python stages/train.py --variant N --seed 0``. Reads params ``model`` a
 ``models/<variant>-s<seed>.pt``, ``metrics/train/<variant>-s<seed>.json`` and the per-epoch
 ``metrics/train/<variant>-s<seed>.csv``."""
 
+import freqbias._interrupt  # noqa: F401  # isort: skip  (first: Ctrl-C while importing ends with one line)
 import argparse
 
 import torch
@@ -31,8 +32,8 @@ def main() -> None:
     if args.variant not in cfg.variants:
         raise ParamError(f"train.variants: {args.variant!r} is not listed ({cfg.variants})")
 
-    (x_tr, y_tr), (x_val, y_val), (x_te, y_te) = (load_split(paths.split_file(s)) for s in ("train", "val", "test"))
-    manifest = load_json(paths.manifest_file())
+    (x_tr, y_tr), (x_val, y_val), (x_te, y_te) = (load_split(s) for s in ("train", "val", "test"))
+    manifest = load_json(paths.manifest_file(), "manifest", dict)
     device = runtime.device()
     torch.manual_seed(args.seed)
     meta = {k: manifest[k] for k in ("in_channels", "num_classes", "image_size", "mean", "std")}

@@ -6,6 +6,7 @@ import logging
 import os
 import runpy
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -49,9 +50,10 @@ def run_script(cwd: Path, script: str, *args: str) -> int:
     """``python <script> <args>`` in ``cwd`` but in this process (``runpy``, as ``__main__``); its exit
     status. The script's code path from its first line to its exit, without the 1.5 s a fresh interpreter
     spends importing torch (`dvc repro` and :func:`run` cover the real interpreter). The working
-    directory, ``sys.argv`` and the root logger (``setup_logging`` adds a handler on this process's
+    directory, ``sys.argv``, the SIGINT handler and the root logger (``setup_logging`` adds a handler on this process's
     stderr) are restored afterwards."""
     cwd_before, argv_before, root = Path.cwd(), sys.argv, logging.getLogger()
+    sigint = signal.getsignal(signal.SIGINT)  # the script installs freqbias._interrupt's handler
     handlers, level = root.handlers[:], root.level
     os.chdir(cwd)
     sys.argv = [script, *args]
@@ -64,6 +66,7 @@ def run_script(cwd: Path, script: str, *args: str) -> int:
         os.chdir(cwd_before)
         sys.argv = argv_before
         root.handlers[:], root.level = handlers, level
+        signal.signal(signal.SIGINT, sigint)
 
 
 def git_commit(root: Path, message: str) -> None:

@@ -30,11 +30,11 @@ from freqbias.data import (
     load_raw,
     make_planted,
     make_splits,
-    planted_band,
     read_idx,
     tensor_sha256,
     write_idx,
 )
+from freqbias.planted import planted_band
 
 # ---------------------------------------------------------------------------------------------
 # IDX files

@@ -277,7 +277,7 @@ def test_zero_clean_accuracy(base: Path, tmp_path: Path) -> None:
     torch.save(ckpt, path)
     model, _ = load_checkpoint(path)
     for split in ("val", "test"):
-        assert accuracy(model, *load_split(paths.split_file(split, root))) == 0.0, "precondition: T was 100% right"
+        assert accuracy(model, *load_split(split, root)) == 0.0, "precondition: T was 100% right"
     metrics_path = root / "metrics/masks/T-s0.json"
     metrics = json.loads(metrics_path.read_text())
     metrics.update({f"{s}_{k}": 0.0 for s in ("val", "test") for k in ("clean_acc", "masked_acc")})

@@ -12,9 +12,10 @@ from torch.nn import functional as F
 
 from freqbias import fourier as fm
 from freqbias import shared_masks as sm
-from freqbias.data import PlantedBand, make_planted, planted_band, to_float
+from freqbias.data import to_float
 from freqbias.loops import one_cycle_lr
 from freqbias.models import build_model
+from freqbias.planted import PlantedBand, make_planted, planted_band
 from test_fourier import _net
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -12,8 +12,8 @@ import yaml
 
 from freqbias import perf
 from freqbias.config import ParamError
-from freqbias.data import make_planted
 from freqbias.models import build_model
+from freqbias.planted import make_planted
 from freqbias.training import (
     TrainConfig,
     accuracy,

@@ -10,7 +10,8 @@ neural networks through Fourier masks" (Front. AI 2022), organised as one module
 - :mod:`freqbias.io`       atomic writes of tensors, JSON and CSV (with the user's umask), SHA-256
 - :mod:`freqbias.paths`    the file layout of data, models, masks, metrics, results and reports
 - :mod:`freqbias.artifacts` the masks stage's files as typed records with ``save`` / ``load``
-- :mod:`freqbias.data`     IDX reader, dataset registry, splits, the ``planted`` ground truth
+- :mod:`freqbias.data`     IDX reader, dataset registry, splits
+- :mod:`freqbias.planted`  the ``planted`` dataset's ground truth (gratings in a known band)
 - :mod:`freqbias.checkpoints` external checkpoints: download with resume, SHA-256 check
 - :mod:`freqbias.models`   model registry; a ``Normalize`` first layer so models take [0, 1] pixels
 - :mod:`freqbias.attacks`  PGD L-inf in [0, 1] pixel space
@@ -24,15 +25,18 @@ neural networks through Fourier masks" (Front. AI 2022), organised as one module
 - :mod:`freqbias.mask_run` the masks stage's work for one model
 - :mod:`freqbias.na`       missing values with their reasons (``n/a (reason)``)
 - :mod:`freqbias.bootstrap` percentile bootstrap intervals over images, seeds and strata
-- :mod:`freqbias.bands`    radial/angular band geometry and energies, band statistics over models
+- :mod:`freqbias.band_geometry` radial/angular band geometry, band energies of one mask
+- :mod:`freqbias.bands`    band energies of every model's masks, band statistics over models
+- :mod:`freqbias.runs`     the aggregate's params and the models of one aggregation (``Run``)
 - :mod:`freqbias.measures` per-model measurements: loading masks, what single-image masks keep
 - :mod:`freqbias.probe`    linear probe from single-image masks to the class
 - :mod:`freqbias.baselines` filtered accuracy, Fourier heat map, heat map vs mask correlation
 - :mod:`freqbias.claims`   the claims of docs/study.md with their verdicts
 - :mod:`freqbias.tables`   the aggregate stage's result tables
 - :mod:`freqbias.figdata`  the arrays the report's figures need
-- :mod:`freqbias.aggregate` the aggregate stage: params, order of the measurements, results/
+- :mod:`freqbias.aggregate` the aggregate stage: order of the measurements, results/
 - :mod:`freqbias.plots`    one function per figure
+- :mod:`freqbias.report_figures` the report's params and figures
 - :mod:`freqbias.report`   the markdown report
 - :mod:`freqbias.profiles` named overlays on params.yaml (paper, cifar10, tiny)
 """

@@ -18,8 +18,9 @@ from typing import Any, TypeVar
 import torch
 
 from .config import DataError
-from .io import save_torch
+from .io import bad_file_error, load_torch, save_torch
 from .models import Classifier, checkpoint_dict, load_checkpoint
+from .paths import owner_stage
 
 __all__ = ["ClassMasks", "DatasetMask", "SingleMasks", "load_checkpoint", "save_checkpoint"]
 
@@ -43,16 +44,18 @@ class _Artifact:
 
     @classmethod
     def load(cls: type[T], path: str | Path) -> T:
-        """Read ``path``; :class:`DataError` when it is missing or lacks a field."""
+        """Read ``path`` (:func:`freqbias.io.load_torch`); :class:`DataError` (one line) when it is missing,
+        truncated, unreadable or lacks a field."""
         path = Path(path)
         if not path.exists():
-            raise DataError(f"{path}: not found (run the masks stage first)")
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+            stage = owner_stage(path)
+            raise DataError(f"{path}: not found (run the masks stage first{f': `dvc repro {stage}`' if stage else ''})")
+        blob = load_torch(path, f"{cls.__name__} file")
         names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         try:
             return cls(**{k: v for k, v in blob.items() if k in names})
         except TypeError as exc:
-            raise DataError(f"{path}: not a {cls.__name__} file ({exc}); rerun the masks stage") from None
+            raise bad_file_error(path, f"not a {cls.__name__} file ({exc})") from None
 
 
 @dataclass

@@ -22,8 +22,8 @@ from .loops import batches, predict
 from .na import NA
 
 if TYPE_CHECKING:
-    from .aggregate import AggregateConfig
     from .measures import ModelRecord
+    from .runs import AggregateConfig
 
 
 def radial_distance(h: int, w: int) -> torch.Tensor:

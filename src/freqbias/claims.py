@@ -25,7 +25,7 @@ from .bootstrap import Estimate, cluster_bootstrap, defined_estimate, finite_row
 from .na import NA, NO_IMAGES, first_na
 
 if TYPE_CHECKING:
-    from .aggregate import AggregateConfig
+    from .runs import AggregateConfig
 
 
 def verdict(estimate: float, lo: float, hi: float, threshold: float = 0.0, direction: str = ">") -> str:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import functools
 import logging
+import signal
 import sys
 from typing import Callable
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from ._interrupt import MESSAGE
 from .config import DataError, ParamError, load_params
 from .runtime import SettingError
 from .runtime import check as check_settings
@@ -41,10 +43,13 @@ def run_stage(main: Callable[[], None]) -> Callable[[], None]:
     """Decorate a stage's ``main``: check the whole ``params.yaml`` first (every section's values, no
     unknown keys; :func:`freqbias.schema.validate_params`) and the run-only settings
     (:mod:`freqbias.runtime`), then run it; bad params, bad settings or missing data exit with one
-    line and status 2."""
+    line and status 2, Ctrl-C with one line and status 130."""
 
     @functools.wraps(main)
     def wrapper() -> None:
+        # Ctrl-C as KeyboardInterrupt while the stage runs (atomic writes remove their temporary files);
+        # before and after, freqbias._interrupt's handler (one line, status 130) where the script installed it.
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             validate_params(load_params())
             check_settings()
@@ -60,7 +65,9 @@ def run_stage(main: Callable[[], None]) -> Callable[[], None]:
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(2)
         except KeyboardInterrupt:
-            print("interrupted: nothing half-written was kept", file=sys.stderr)
+            print(MESSAGE, file=sys.stderr)
             sys.exit(130)
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
     return wrapper

@@ -24,7 +24,7 @@ from .bands import band_profiles
 from .baselines import _average_ranks
 from .bootstrap import defined_estimate
 from .claims import claim_row, part
-from .config import DataError
+from .io import load_torch
 from .na import NA
 
 MASK_RULE_PUSH = 0.2  # a class mask sending more than this share of other classes' images into its class is flagged
@@ -33,10 +33,9 @@ ORDER_LABELS = {"mask": "mask value", "radius": "radius (low first)", "random": 
 
 
 def load_controls(path: Path) -> dict[str, Any]:
-    """The controls stage's measurements of one model (``controls/<model>.pt``); :class:`DataError` when missing."""
-    if not path.exists():
-        raise DataError(f"{path}: not found (run the controls stage first: dvc repro controls)")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """The controls stage's measurements of one model (``controls/<model>.pt``, :func:`freqbias.io.load_torch`:
+    one line naming the stage that rewrites it when missing or unreadable)."""
+    return load_torch(path, "controls file")
 
 
 def _control_row(number: int, parts: list[dict], **kw: Any) -> dict:

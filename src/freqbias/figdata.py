@@ -25,7 +25,7 @@ from .measures import (
 from .na import NA
 
 if TYPE_CHECKING:
-    from .aggregate import Run
+    from .runs import Run
 
 from .na import NO_IMAGES
 from .tables import to_tensor as _t

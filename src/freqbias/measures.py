@@ -75,7 +75,8 @@ def load_records(variants: Sequence[str], seeds: Sequence[int], device: torch.de
             records.append(ModelRecord(
                 name=name, variant=variant, seed=seed, model=model,
                 kind=single.kind, dataset_mask=dataset.mask, class_masks=classes.masks, single=single,
-                train_metrics=load_json(files[3]), mask_metrics=load_json(files[4]), fold_masks=dataset.folds,
+                train_metrics=load_json(files[3], "metrics file", dict),
+                mask_metrics=load_json(files[4], "metrics file", dict), fold_masks=dataset.folds,
                 fit_records={"dataset": dataset.record, "folds": dataset.fold_records, "classes": classes.records},
                 dataset_correct=dataset.correct))
     return records

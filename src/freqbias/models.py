@@ -16,7 +16,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .config import DataError, ParamError
+from .config import ParamError
+from .io import bad_file_error, load_torch
 
 MIN_IMAGE_SIZE = 28
 
@@ -130,16 +131,11 @@ def checkpoint_dict(model: Classifier, meta: dict[str, Any]) -> dict[str, Any]:
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[Classifier, dict[str, Any]]:
     """Load a checkpoint written by :func:`checkpoint_dict`; return the model in eval mode and its meta.
 
-    Raise :class:`DataError` (one line) when the file is missing or is not such a checkpoint."""
+    Raise :class:`DataError` (one line, :mod:`freqbias.io`) when the file is missing or is not such a checkpoint."""
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: checkpoint not found (run the train or fetch stage first)")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not a checkpoint"
-        raise DataError(f"{path}: not a readable checkpoint ({exc.__class__.__name__})") from None
+    ckpt = load_torch(path, "checkpoint", kind=None, map_location=map_location)
     if not isinstance(ckpt, dict) or ckpt.get("format") != "freqbias-checkpoint-v1":
-        raise DataError(f"{path}: not a freqbias checkpoint (expected a dict with format 'freqbias-checkpoint-v1')")
+        raise bad_file_error(path, "not a freqbias checkpoint (expected a dict with format 'freqbias-checkpoint-v1')")
     meta = ckpt["meta"]
     with torch.device("meta"):  # no random init of weights about to be replaced (VGG11-BN: 1.4 s per load)
         model = build_model(meta["arch"], meta["in_channels"], meta["num_classes"], meta["image_size"],
@@ -148,5 +144,5 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         model.load_state_dict(ckpt["state_dict"], assign=True)  # the loaded tensors, on map_location
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
-        raise DataError(f"{path}: weights do not fit architecture {meta['arch']!r}: {first}") from None
+        raise bad_file_error(path, f"weights do not fit architecture {meta['arch']!r}: {first}") from None
     return model.eval(), meta

@@ -108,15 +108,27 @@ def parse_reasons(text: str) -> dict[str, str]:
     return out
 
 
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def cell(row: Mapping[str, Any], column: str) -> float | NA:
     """A table cell as a finite float, or the :class:`NA` saying why it is missing: the value itself when
     it is an NA, else the row's reason for the column (or, for ``<c>_lo`` / ``<c>_hi``, for ``<c>``),
-    else the row's reason without columns, else :data:`NO_VALUE`."""
+    else the row's reason without columns, else :data:`NO_VALUE`. In a row read from a file
+    (:class:`freqbias.io.Row`), a non-empty cell that is not a number is an error naming the file, row
+    and column."""
     value = row.get(column)
     x = number(value)
     if x is not None:
         return x
     if isinstance(value, NA):
         return value
+    if hasattr(row, "error") and isinstance(value, str) and value.strip() and not _is_float(value):
+        raise row.error(f"column {column!r}: {value!r} is not a number")
     reasons = parse_reasons(row.get(REASON) or "")
     return NA(reasons.get(column) or reasons.get(_base(column, row)) or reasons.get("") or NO_VALUE)

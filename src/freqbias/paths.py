@@ -13,11 +13,13 @@ checks that the two agree)::
     results/                                           aggregate
     reports/report.md, reports/figures/                report
 
+:func:`owner_stage` names the stage that writes a file (for the one-line error of a bad file).
 Every function takes an optional ``root`` (the project folder; default: the working directory).
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 ROOT = Path(".")
@@ -45,7 +47,7 @@ def external_name(name: str) -> str:
 
 
 def split_file(split: str, root: Path = ROOT) -> Path:
-    """A prepared split: ``data/prepared/<split>.pt`` (read with :func:`freqbias.data.load_split`)."""
+    """A prepared split: ``data/prepared/<split>.pt`` (:func:`freqbias.data.load_split` reads it by name)."""
     return root / DATA / f"{split}.pt"
 
 
@@ -104,3 +106,33 @@ def report_file(root: Path = ROOT) -> Path:
 def figures_dir(root: Path = ROOT) -> Path:
     """The report's figures: ``reports/figures``."""
     return root / REPORTS / "figures"
+
+
+def _owners() -> list[tuple[re.Pattern, str]]:
+    """(pattern of a posix path, the dvc.yaml stage that writes it; ``\\1``-``\\2`` variant and seed)."""
+    model = r"([^/]+)-s(\d+)"
+    return [(re.compile(p), s) for p, s in (
+        (rf"(?:^|/){DATA}/[^/]+$", "fetch"),
+        (rf"(?:^|/){EXTERNAL}/[^/]+\.pt$", "fetch"),
+        (rf"(?:^|/){MODELS}/{model}\.pt$", r"train@\1-\2"),
+        (rf"(?:^|/){METRICS}/train/{model}\.(?:json|csv)$", r"train@\1-\2"),
+        (rf"(?:^|/){METRICS}/{MASKS}/external/[^/]+\.json$", "masks-external"),
+        (rf"(?:^|/){METRICS}/{MASKS}/{model}\.json$", r"masks@\1-\2"),
+        (rf"(?:^|/){MASKS}/external/[^/]+/[^/]+$", "masks-external"),
+        (rf"(?:^|/){MASKS}/{model}/[^/]+$", r"masks@\1-\2"),
+        (rf"(?:^|/){CONTROLS}/{model}\.pt$", r"controls@\1-\2"),
+        (rf"(?:^|/){METRICS}/controls/{model}\.json$", r"controls@\1-\2"),
+        (rf"(?:^|/){RESULTS}/", "aggregate"),
+        (rf"(?:^|/){REPORTS}/", "report"),
+    )]
+
+
+def owner_stage(path: str | Path) -> str | None:
+    """The dvc.yaml stage that writes ``path`` (``"fetch"``, ``"train@N-0"``, ``"masks@A-1"``,
+    ``"masks-external"``, ``"aggregate"``, ``"report"``), or None for a file outside the layout."""
+    text = Path(path).as_posix()
+    for pattern, stage in _owners():
+        match = pattern.search(text)
+        if match:
+            return match.expand(stage)
+    return None

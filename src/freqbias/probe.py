@@ -22,8 +22,8 @@ from torch import nn
 from .na import NA, NO_IMAGES
 
 if TYPE_CHECKING:
-    from .aggregate import AggregateConfig
     from .measures import ModelRecord
+    from .runs import AggregateConfig
 
 
 def stratified_folds(labels: np.ndarray, folds: int, rng: np.random.Generator) -> np.ndarray:

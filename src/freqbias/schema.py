@@ -26,12 +26,12 @@ from .config import MissingParam, ParamError, recording, unknown_key
 
 def _read_all(params: Mapping[str, Any]) -> None:
     """Run every section reader on ``params`` (imported here: the readers' modules import config)."""
-    from .aggregate import AggregateConfig
     from .checkpoints import checkpoints_from_params
     from .controls import ControlsConfig
     from .data import DataConfig
     from .mask_run import MasksConfig
     from .report import ReportConfig
+    from .runs import AggregateConfig
     from .training import TrainConfig
 
     size = DataConfig.from_params(params).image_size  # prepared images are resized to data.image_size

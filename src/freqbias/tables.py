@@ -22,7 +22,7 @@ from .measures import (
 from .na import NA, NO_IMAGES, na_estimate, number
 
 if TYPE_CHECKING:
-    from .aggregate import Run
+    from .runs import Run
 
 
 def to_tensor(a: Any) -> torch.Tensor:

@@ -1,0 +1,110 @@
+"""The report's params (:class:`ReportConfig`) and figures: :func:`make_figures` draws every figure of
+``reports/report.md`` (one function each in :mod:`freqbias.plots`) from ``results/figdata.pt`` and the
+result tables, with its caption, or says why a figure has no data (:class:`Figure`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from .config import Section
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """The ``report`` section of params.yaml."""
+
+    title: str = "Frequency bias of robust networks through learned Fourier masks"
+    dpi: int = 110
+    panel_images: int = 4
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> "ReportConfig":
+        sec = Section(params, "report")
+        return cls(title=sec.string("title"), dpi=sec.integer("dpi", min=20, max=600),
+                   panel_images=sec.integer("panel_images", min=1))
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A figure: file name under the figures folder and its caption; ``na``: why it was not drawn (no
+    file then; the report shows the reason in its place)."""
+
+    name: str
+    caption: str
+    na: str = ""
+
+
+def make_figures(fig: Mapping, tables: Mapping[str, Sequence[Mapping]], folder: Path,
+                 cfg: ReportConfig) -> list[Figure]:
+    """Render every figure into ``folder``; return them in report order with captions."""
+    from . import plots  # matplotlib (0.3 s): imported by the report stage only, not by every stage's params check
+
+    out: list[Figure] = []
+    dpi = cfg.dpi
+    names = fig["class_names"]
+
+    na: Mapping[str, str] = fig.get("na", {})
+
+    def add(name: str, caption: str, draw: Callable[[Path], Path]) -> None:
+        if name in na:  # nothing to draw: the report says why instead
+            (folder / f"{name}.png").unlink(missing_ok=True)
+            out.append(Figure(f"{name}.png", caption, na[name]))
+            return
+        draw(folder / f"{name}.png")
+        out.append(Figure(f"{name}.png", caption))
+
+    def series_na(name: str) -> dict[str, str]:
+        """``{series: reason}`` of the series or panels of figure ``name`` that have no data."""
+        return {k.split("/", 1)[1]: v for k, v in na.items() if k.startswith(f"{name}/")}
+
+    add("mask_grid_dataset", "Dataset masks of every model (top, mean over seeds; shifted, zero frequency in the "
+        "centre) and their differences from the standard model's mask X - N (bottom; red: X keeps more).",
+        lambda p: plots.mask_grid(fig["dataset_masks"], p, "Dataset masks", dpi))
+    add("mask_grid_single", "Mean single-image mask of every model over its images (top) and X - N (bottom); "
+        "the same test images for every model of a seed.",
+        lambda p: plots.mask_grid(fig["single_mean_masks"], p, "Mean single-image masks", dpi,
+                                  absent="no finite single-image mask"))
+    add("accuracy", "Clean vs dataset-masked accuracy per model on the val images the mask was fitted on and on "
+        "held-out test images, re-scored by the aggregate stage (bars: 95% bootstrap intervals over images).",
+        lambda p: plots.accuracy_bars(fig["accuracy"], p, dpi))
+    for profile, unit in (("radial", "ring centre (cycles / image)"), ("angular", "wedge centre (degrees)")):
+        add(f"{profile}_differences", f"{profile.capitalize()} band energy of each variant's masks minus the "
+            "standard model's: mean paired difference over the dataset masks' folds with its bootstrap interval "
+            "(solid, shaded; claims 2-4's headline) and over single-image masks (dashed, interval dotted; their "
+            "second line). Energies: mask normalised by its Frobenius norm, L2 norm inside each band.",
+            lambda p, profile=profile, unit=unit: plots.band_differences(
+                fig[f"{profile}_centres"], fig["dataset_diffs"][profile], fig["diffs"][profile], unit, p,
+                f"{profile} band energy, X - N", dpi, series_na(f"{profile}_differences_dataset"),
+                series_na(f"{profile}_differences")))
+    add("single_panel", "Single-image analysis with the standard model N: x and its PGD version x_A (titles: "
+        "N's prediction), N's masks of both, the images seen through them, the binary complement 1 - 1[M > 0] "
+        "of x's mask and x seen through it.",
+        lambda p: plots.single_panel(fig["panel"], names, p, cfg.panel_images, dpi))
+    add("seen_through_masks", "The same test images seen through each model's own single-image mask (pixel "
+        "units, each image min-max scaled): what the network needs to keep its prediction.",
+        lambda p: plots.seen_through_masks(fig["through"], p, cfg.panel_images, dpi))
+    add("class_masks", "Class masks: one dataset mask per class and model (first seed; shifted, [0, 1]).",
+        lambda p: plots.class_masks(fig["class_masks"], names, p, dpi))
+    add("band_shares", "Per band, the share of images whose mask (variant X) has more energy than the standard "
+        "model's mask on the same image, with 95% bootstrap intervals; 0.5 dashed.",
+        lambda p: plots.band_shares((fig["radial_centres"], fig["angular_centres"]), fig["shares"], p, dpi,
+                                    {q: series_na(f"band_shares_{q}") for q in ("radial", "angular")}))
+    probe_model = next((m for m in fig["models"] if m in fig["probe"]), None)
+    embedding = {**fig["probe"][probe_model], "model": probe_model} if probe_model else None
+    add("probe", "Linear probe (multinomial logistic regression) from the flattened single-image masks to the "
+        "true class, cross-validated (every probed image a test image once): accuracy with true vs permuted labels "
+        "(95% bootstrap intervals over images; chance dashed), and a 2-D PCA embedding of the probe's out-of-fold "
+        "outputs (logits) on every probed image.",
+        lambda p: plots.probe_results(tables["probe"], embedding, names, p, dpi))
+    add("filtered_accuracy", "Test accuracy on ideal low-pass (left) and high-pass (right; zero frequency kept) "
+        "filtered images vs the cut-off radius.",
+        lambda p: plots.filtered_accuracy(fig["filtered"]["radii"],
+                                          {m: c for m, c in fig["filtered"].items() if m != "radii"}, p, dpi))
+    add("heatmaps", "Fourier heat maps (Yin et al. 2019): test error when one Fourier basis image of fixed L2 "
+        "norm is added, per frequency (low frequencies in the centre); rho = Spearman correlation with the "
+        "model's dataset mask at the same frequencies.",
+        lambda p: plots.heatmaps(fig["heatmaps"]["freqs"], {m: h for m, h in fig["heatmaps"].items() if m != "freqs"},
+                                 p, dpi, series_na("heatmaps")))
+    return out
