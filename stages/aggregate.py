@@ -1,7 +1,7 @@
 """aggregate: statistics over the masks of every model -> results/ (tables, curves, claims, figure data).
 
 Usage: ``python stages/aggregate.py``. Reads params ``aggregate`` (and ``train.variants``, ``train.seeds``,
-``train.attack``, ``data``, ``model``, ``masks``); reads ``models/``, ``masks/``, ``metrics/`` and
+``train.variant.A``, ``model``, ``masks``); reads ``models/``, ``masks/``, ``metrics/``, ``selections/`` and
 ``data/prepared``; writes ``results/*.csv``, ``results/curves/``, ``results/claims.json``,
 ``results/summary.json`` (with this machine's fp32 matmul peak, :mod:`freqbias.perf`) and
 ``results/figdata.pt`` (see :mod:`freqbias.aggregate`).
@@ -17,6 +17,7 @@ from freqbias.data import load_split
 from freqbias.io import load_json
 from freqbias.measures import load_records
 from freqbias.perf import matmul_peak
+from freqbias.single_image import SelectConfig
 from freqbias.training import TrainConfig
 
 
@@ -31,7 +32,8 @@ def main() -> None:
     train = TrainConfig.from_params(params)
     records = load_records(train.variants, train.seeds, runtime.device())
     splits = {s: load_split(paths.split_file(s)) for s in ("val", "test")}
-    result = run_aggregate(records, cfg, splits, train.attack.build(manifest["std"][0]), manifest["classes"], log.info)
+    select = SelectConfig.from_params(params).attack.build(manifest["std"][0])  # rebuilds old files' PGD images
+    result = run_aggregate(records, cfg, splits, select, manifest["classes"], log.info)
     result.summary.update({
         "dataset": manifest["dataset"], "source": manifest.get("source"), "counts": manifest["counts"],
         "arch": train.arch, "train": {"epochs": train.epochs, "attack": train.attack.__dict__},

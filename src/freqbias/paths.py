@@ -7,6 +7,8 @@ checks that the two agree)::
     models/external/<name>.pt                          fetch (model name ``external/<name>``)
     models/<V>-s<seed>.pt                              train (model name ``<V>-s<seed>``)
     metrics/train/<model>.{json,csv}                   train (metrics, per-epoch history)
+    metrics/evaluate/<model>.json                      evaluate (test and PGD accuracy)
+    selections/s<seed>.pt                              select (the single-image masks' images)
     masks/<model>/{dataset,class,single}.pt            masks
     metrics/masks/<model>.json                         masks
     results/                                           aggregate
@@ -28,6 +30,7 @@ MASKS = Path("masks")
 METRICS = Path("metrics")
 RESULTS = Path("results")
 REPORTS = Path("reports")
+SELECTIONS = Path("selections")
 
 MASK_KINDS = ("dataset", "class", "single")
 
@@ -65,6 +68,16 @@ def train_metrics(model: str, root: Path = ROOT) -> Path:
 def train_history(model: str, root: Path = ROOT) -> Path:
     """The train stage's per-epoch history of a model: ``metrics/train/<model>.csv``."""
     return root / METRICS / "train" / f"{model}.csv"
+
+
+def eval_metrics(model: str, root: Path = ROOT) -> Path:
+    """The evaluate stage's metrics of a model (clean and PGD test accuracy): ``metrics/evaluate/<model>.json``."""
+    return root / METRICS / "evaluate" / f"{model}.json"
+
+
+def selection_file(seed: int, root: Path = ROOT) -> Path:
+    """The select stage's images for the models of ``seed``: ``selections/s<seed>.pt``."""
+    return root / SELECTIONS / f"s{seed}.pt"
 
 
 def mask_dir(model: str, root: Path = ROOT) -> Path:
