@@ -5,7 +5,7 @@ Measures, in one run and on the same torch threads:
 - **peak**: ``a @ b`` with 2048 x 2048 fp32 matrices, best of ``--repeats`` (2 n^3 FLOP each);
 - **train N**: one call of :func:`freqbias.training.train_step` (forward, backward, Adam) of
   ``small_cnn`` at 28 x 28 on a batch of ``train.batch_size`` images, in the layout training uses;
-- **train A**: the same step with the PGD of ``train.attack`` (params.yaml) first (eval-mode forward +
+- **train A**: the same step with the PGD of ``train.variant.A`` (params.yaml) first (eval-mode forward +
   backward per PGD step);
 - **shared masks**: the kernel of dataset / class mask fitting: ``--batch`` images, each filtered by
   its group's mask out of ``--groups`` masks (``apply_mask(z, masks[group_ids], kind)``), forward +

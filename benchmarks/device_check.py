@@ -53,7 +53,7 @@ def paper_params(epochs: int, single: int, quick: bool, mask_steps: int | None =
     overlay = {"data": {"dataset": "planted", "root": None, "val_size": 60 if quick else VAL, "max_test": None,
                         "planted": planted},
                "train": {"variants": ["N", "A"], "epochs": epochs, "eval": {"n": 60 if quick else 500}},
-               "masks": {"single": {"n_images": single}}}
+               "masks": {"select": {"n_images": single}}}
     if quick:
         overlay["masks"]["dataset"] = {"max_steps": 20, "class_fit_n": 5}
         overlay["masks"]["single"]["max_steps"] = 10

@@ -50,6 +50,7 @@ from freqbias.models import build_model  # noqa: E402
 from freqbias.perf import best_seconds  # noqa: E402
 from freqbias.profiles import deep_merge, load_profile  # noqa: E402
 from freqbias.shared_masks import fit_shared_masks  # noqa: E402
+from freqbias.single_image import SelectConfig  # noqa: E402
 
 NEVER = 10**9  # patience that no fit reaches: every step runs
 
@@ -109,6 +110,7 @@ def main() -> None:
 
     params = deep_merge(load_params(REPO / "params.yaml"), load_profile(args.profile, REPO / "profiles"))
     cfg = MasksConfig.from_params(params)
+    single_n = SelectConfig.from_params(params).n_images
     data, arch = params["data"], params["model"]["arch"]
     size, k, dev = args.size or data["image_size"], args.classes, runtime.device()
     torch.manual_seed(0)
@@ -132,7 +134,7 @@ def main() -> None:
     print(f"shared: {len(groups)} groups ({n_val} images, {cfg.folds} folds, {k} classes of <= {cfg.class_fit_n}), "
           f"{cfg.dataset.batch_size} images per group per step, {check_images} checked every "
           f"{cfg.dataset.check_every} steps; cap {cfg.dataset.max_steps} steps")
-    print(f"single: {cfg.single_n} images, cap {cfg.single.max_steps} steps\n")
+    print(f"single: {single_n} images, cap {cfg.single.max_steps} steps\n")
 
     rows: list[dict[str, Any]] = []
     for batch in args.batch:
@@ -155,7 +157,7 @@ def main() -> None:
             return fit_single_masks(frozen, zc, target, dataclasses.replace(c, max_steps=s))
 
         t = per_step(fit, args.steps, dev)
-        cap = math.ceil(cfg.single_n / chunk) * cfg.single.max_steps * t
+        cap = math.ceil(single_n / chunk) * cfg.single.max_steps * t
         rows.append({"fit": "single", "batch": chunk, "images_per_step": chunk, "ms_per_step": 1e3 * t,
                      "gflops": chunk * fwd_bwd / t / 1e9 if t else math.nan, "cap_s": cap,
                      "memory_mb": peak_memory_mb(lambda: fit(2), dev)})

@@ -1,7 +1,7 @@
 """aggregate: statistics over the masks of every model -> results/ (tables, curves, claims, figure data).
 
 Usage: ``python stages/aggregate.py``. Reads params ``aggregate`` (and ``train.variants``, ``train.seeds``,
-``train.attack``, ``data``, ``model``, ``masks``); reads ``models/``, ``masks/``, ``metrics/`` and
+``train.variant.A``, ``model``, ``masks``); reads ``models/``, ``masks/``, ``metrics/``, ``selections/`` and
 ``data/prepared``; writes ``results/*.csv``, ``results/curves/``, ``results/claims.json``,
 ``results/summary.json`` (with this machine's fp32 matmul peak, :mod:`freqbias.perf`) and
 ``results/figdata.pt`` (see :mod:`freqbias.aggregate`).
@@ -20,6 +20,7 @@ from freqbias.io import load_json
 from freqbias.measures import load_records
 from freqbias.perf import matmul_peak
 from freqbias.runs import AggregateConfig
+from freqbias.single_image import SelectConfig
 from freqbias.training import TrainConfig
 
 
@@ -34,9 +35,9 @@ def main() -> None:
     train = TrainConfig.from_params(params)
     records = load_records(train.variants, train.seeds, runtime.device())
     splits = {s: load_split(s) for s in ("val", "test")}
+    select = SelectConfig.from_params(params).attack.build(manifest["std"][0])  # rebuilds old files' PGD images
     controls = {r.name: load_controls(paths.controls_file(r.name)) for r in records}
-    result = run_aggregate(records, cfg, splits, train.attack.build(manifest["std"][0]), manifest["classes"], log.info,
-                           controls=controls)
+    result = run_aggregate(records, cfg, splits, select, manifest["classes"], log.info, controls=controls)
     result.summary.update({
         "dataset": manifest["dataset"], "source": manifest.get("source"), "counts": manifest["counts"],
         "arch": train.arch, "train": {"epochs": train.epochs, "attack": train.attack.__dict__},

@@ -1,6 +1,7 @@
-"""train: train one model variant with one seed, then evaluate it on the test split.
+"""train: train one model variant with one seed (its test and PGD accuracy: stages/evaluate.py).
 
-Usage: ``python stages/train.py --variant N --seed 0``. Reads params ``model`` and ``train``; writes
+Usage: ``python stages/train.py --variant N --seed 0``. Reads params ``model`` and ``train``'s shared
+settings, ``train.augment`` and ``train.variant.<variant>``; writes
 ``models/<variant>-s<seed>.pt``, ``metrics/train/<variant>-s<seed>.json`` and the per-epoch
 ``metrics/train/<variant>-s<seed>.csv``."""
 
@@ -16,7 +17,7 @@ from freqbias.config import ParamError, load_params
 from freqbias.data import load_split
 from freqbias.io import load_json, save_csv, save_json
 from freqbias.models import build_model, count_parameters
-from freqbias.train_run import evaluate_trained
+from freqbias.train_run import train_metrics
 from freqbias.training import TrainConfig, train_model
 
 
@@ -32,7 +33,7 @@ def main() -> None:
     if args.variant not in cfg.variants:
         raise ParamError(f"train.variants: {args.variant!r} is not listed ({cfg.variants})")
 
-    (x_tr, y_tr), (x_val, y_val), (x_te, y_te) = (load_split(s) for s in ("train", "val", "test"))
+    (x_tr, y_tr), (x_val, y_val) = (load_split(s) for s in ("train", "val"))
     manifest = load_json(paths.manifest_file(), "manifest", dict)
     device = runtime.device()
     torch.manual_seed(args.seed)
@@ -43,8 +44,7 @@ def main() -> None:
 
     result = train_model(model, args.variant, cfg, args.seed, x_tr, y_tr, x_val, y_val,
                          std=manifest["std"][0], log=log.info)
-    metrics = evaluate_trained(result.model, args.variant, args.seed, cfg, result, x_te, y_te,
-                               std=manifest["std"][0], log=log.info)
+    metrics = train_metrics(args.variant, args.seed, cfg, result)
 
     save_checkpoint(result.model, {**meta, "arch": cfg.arch, "variant": args.variant, "seed": args.seed,
                                    "best_epoch": result.best_epoch}, paths.checkpoint(name))

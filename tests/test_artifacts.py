@@ -22,6 +22,7 @@ from freqbias.io import save_json, save_torch
 from freqbias.mask_run import MasksConfig, fit_model_masks, masks_metrics, ratio_or_none
 from freqbias.measures import dataset_correct, load_records
 from freqbias.models import build_model
+from freqbias.single_image import load_selection, save_selection, select_images
 
 H = W = 28
 WM = W // 2 + 1
@@ -130,7 +131,7 @@ def tiny_masks_config() -> MasksConfig:
     params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
     params["masks"]["dataset"].update(fit_n=30, folds=2, class_fit_n=4, batch_size=8, max_steps=10, check_every=5,
                                       patience=1)
-    params["masks"]["single"].update(n_images=4, max_steps=3)
+    params["masks"]["single"].update(max_steps=3)
     return MasksConfig.from_params(params)
 
 
@@ -143,11 +144,14 @@ def test_fit_model_masks_writes_what_aggregate_reads(tmp_path):
     splits = {"val": (x[:40], y[:40]), "test": (x[20:], y[20:])}
     models = {v: build_model(**META).eval() for v in ("N", "A")}
     cfg, attack = tiny_masks_config(), PGD(0.3, 0.1, 3)
+    save_selection(select_images(models["N"], models["A"], splits["test"][0], splits["test"][1], attack, 4, seed=0),
+                   paths.selection_file(0, tmp_path))
+    sel = load_selection(paths.selection_file(0, tmp_path), splits["test"][0])   # as the masks stage reads it
     lines = []
     for v, model in models.items():
         name = paths.model_name(v, 0)
-        out = fit_model_masks(name, model, {**META, "variant": v, "seed": 0}, models["N"], models["A"], splits, cfg,
-                              attack, seed=0, adv_masks=v == "N", log=lines.append)
+        out = fit_model_masks(name, model, {**META, "variant": v, "seed": 0}, sel, splits, cfg, seed=0,
+                              adv_masks=v == "N", log=lines.append)
         n = len(out.single)
         assert 0 < n <= 4 and out.single.masks.shape == (n, H, WM) and out.single.x_adv.shape == (n, 1, H, W)
         assert out.single.has_adv == (v == "N") and out.dataset.mask.shape == (H, WM)
@@ -163,6 +167,7 @@ def test_fit_model_masks_writes_what_aggregate_reads(tmp_path):
         out.single.save(paths.mask_file(name, "single", tmp_path))
         save_json(out.metrics, paths.mask_metrics(name, tmp_path))
         save_json({"train_seconds": 1.0}, paths.train_metrics(name, tmp_path))
+        save_json({"test_acc": 0.5}, paths.eval_metrics(name, tmp_path))
     assert lines[0].startswith("dataset mask: mean") and lines[1].startswith("fold masks: mean")
     n_rec, a_rec = load_records(["N", "A"], [0], torch.device("cpu"), tmp_path)
     assert torch.equal(n_rec.single.index, a_rec.single.index)          # the same images for both models

@@ -226,9 +226,9 @@ def _assert_clean_failure(proc: subprocess.CompletedProcess, start: str) -> None
 
 
 def test_train_stage_bad_params_exit_2(tmp_path):
-    cwd = _workdir(tmp_path, lambda p: p["train"]["attack"].update(eps=-0.1))
+    cwd = _workdir(tmp_path, lambda p: p["train"]["variant"]["A"].update(eps=-0.1))
     proc = _run(cwd, "stages/train.py", "--variant", "N", "--seed", "0")
-    _assert_clean_failure(proc, "error: bad params: train.attack.eps: must be >= 0")
+    _assert_clean_failure(proc, "error: bad params: train.variant.A.eps: must be >= 0")
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
@@ -258,8 +258,9 @@ def test_fetch_stage_missing_dataset_exit_2(tmp_path):
     assert not (tmp_path / "data" / "prepared").exists()
 
 
-STAGES = {"fetch": [], "train": ["--variant", "N", "--seed", "0"], "masks": ["--model", "N-s0", "--seed", "0"],
-          "aggregate": [], "report": []}
+STAGES = {"fetch": [], "train": ["--variant", "N", "--seed", "0"], "evaluate": ["--variant", "N", "--seed", "0"],
+          "selection": ["--seed", "0"], "masks": ["--model", "N-s0", "--seed", "0"],
+          "controls": ["--model", "N-s0", "--seed", "0"], "aggregate": [], "report": []}
 
 
 def _rename(node: dict, old: str, new: str) -> None:
@@ -269,10 +270,10 @@ def _rename(node: dict, old: str, new: str) -> None:
 @pytest.mark.parametrize("stage", sorted(STAGES))
 def test_every_stage_stops_on_an_unknown_key_before_any_work(tmp_path, run_here, stage):
     assert {p.stem for p in (ROOT / "stages").glob("*.py")} == set(STAGES)
-    cwd = _workdir(tmp_path, lambda p: _rename(p["train"]["attack"], "alpha", "alhpa"))
+    cwd = _workdir(tmp_path, lambda p: _rename(p["train"]["variant"]["A"], "alpha", "alhpa"))
     proc = run_here(cwd, f"stages/{stage}.py", *STAGES[stage])
     assert proc.returncode == 2
-    assert proc.stderr == "error: bad params: train.attack.alhpa: unknown key; did you mean alpha?\n"
+    assert proc.stderr == "error: bad params: train.variant.A.alhpa: unknown key; did you mean alpha?\n"
     assert sorted(p.name for p in cwd.iterdir()) == ["params.yaml", "stages"]  # nothing written
 
 
@@ -316,7 +317,11 @@ def test_fetch_then_train_on_tiny_planted_data(tmp_path):
     proc = _run(cwd, "stages/train.py", "--variant", "N", "--seed", "0")
     assert proc.returncode == 0, proc.stderr
     metrics = load_json(cwd / "metrics/train/N-s0.json")
-    assert metrics["variant"] == "N" and metrics["best_epoch"] == 1 and 0 <= metrics["test_acc"] <= 1
+    assert metrics["variant"] == "N" and metrics["best_epoch"] == 1 and "test_acc" not in metrics
+    proc = _run(cwd, "stages/evaluate.py", "--variant", "N", "--seed", "0")
+    assert proc.returncode == 0, proc.stderr
+    metrics = load_json(cwd / "metrics/evaluate/N-s0.json")
+    assert metrics["variant"] == "N" and 0 <= metrics["test_acc"] <= 1
     assert set(metrics["pgd_acc"]) == {"0.01"} and metrics["pgd_eval_n"] == 16
     assert (cwd / "metrics/train/N-s0.csv").read_text().startswith("epoch,")
     from freqbias.models import load_checkpoint

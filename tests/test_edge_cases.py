@@ -296,10 +296,10 @@ def test_zero_clean_accuracy(base: Path, tmp_path: Path) -> None:
 
 
 def test_repro_with_three_single_images(base: Path, tmp_path: Path) -> None:
-    """`dvc repro` end to end with masks.single.n_images: 3 (the probe cannot stratify four classes)."""
+    """`dvc repro` end to end with masks.select.n_images: 3 (the probe cannot stratify four classes)."""
     root = copy_project(base, tmp_path / "p")
     params = yaml.safe_load((root / "params.yaml").read_text())
-    params["masks"]["single"]["n_images"] = 3
+    params["masks"]["select"]["n_images"] = 3
     params["masks"]["dataset"]["max_steps"] = 10  # the masks stage reruns anyway: keep its shared fit short
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     git_commit(root, "three single images")

@@ -33,6 +33,8 @@ def project(tmp_path_factory) -> Path:
 
 
 def test_masks_stage_reports_undefined_values_instead_of_crashing(project: Path) -> None:
+    selected = run(["python", "stages/selection.py", "--seed", "0"], project, check=False)
+    assert selected.returncode == 0 and "Traceback" not in selected.stderr, selected.stderr[-3000:]
     proc = run(["python", "stages/masks.py", "--model", "N-s0", "--seed", "0"], project, check=False)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     metrics = json.loads((project / "metrics/masks/N-s0.json").read_text())
@@ -48,4 +50,4 @@ def test_masks_stage_reports_undefined_values_instead_of_crashing(project: Path)
     assert classes["masks"][:4].isfinite().all()
     single = torch.load(project / "masks/N-s0/single.pt", weights_only=True)
     assert single["masks"].shape == (0, 28, 15) and single["masks_adv"].shape == (0, 28, 15)
-    assert "class(es) [4]" in proc.stderr and "only 0 of the 8 images" in proc.stderr
+    assert "class(es) [4]" in proc.stderr and "only 0 of the 8 images" in selected.stderr

@@ -26,10 +26,10 @@ PER_CLASS = 12  # images per class and split folder
 TOY = {
     "data": {"val_size": 6, "max_train": 10, "max_test": 12},
     "train": {"variants": ["N", "A"], "epochs": 1, "batch_size": 10, "amp": False,
-              "attack": {"steps": 2}, "eval": {"n": 2, "steps": 1, "eps": [0.01]}},
+              "variant": {"A": {"steps": 2}}, "eval": {"n": 2, "steps": 1, "eps": [0.01]}},
     "masks": {"dataset": {"fit_n": None, "folds": 2, "class_fit_n": 1, "batch_size": 2, "max_steps": 2,
                           "check_every": 1},
-              "single": {"n_images": 2, "max_steps": 4, "patience": 2}},
+              "select": {"n_images": 2, "steps": 2}, "single": {"max_steps": 4, "patience": 2}},
     "aggregate": {"n_boot": 50, "accuracy_n": 6, "figure_images": 2,
                   "filtered": {"n": 4, "radii": [4, 16]}, "heatmap": {"n": 2, "grid": 2}},
     "report": {"dpi": 40, "panel_images": 2},

@@ -64,9 +64,22 @@ def test_masks_outs():
     assert entries(body, "outs", values) == [p(paths.mask_dir(name))]
     assert entries(body, "metrics", values) == [p(paths.mask_metrics(name))]
     deps = entries(body, "deps", values)
-    for model in (name, paths.model_name("N", SEED), paths.model_name("A", SEED)):
+    assert {p(paths.checkpoint(name)), p(paths.selection_file(SEED)), p(paths.DATA)} <= set(deps)
+    assert p(paths.checkpoint(paths.model_name("A", SEED))) not in deps  # A reaches it through the selection only
+
+
+def test_evaluate_and_select_outs():
+    body, name = STAGES["evaluate"], paths.model_name(VARIANT, SEED)
+    values = {"item.variant": VARIANT, "item.seed": SEED}
+    assert f"--variant {VARIANT} --seed {SEED}" in expand(body["cmd"], values)
+    assert entries(body, "metrics", values) == [p(paths.eval_metrics(name))]
+    assert {p(paths.checkpoint(name)), p(paths.DATA)} <= set(entries(body, "deps", values))
+    body, values = STAGES["select"], {"item.seed": SEED}
+    assert f"--seed {SEED}" in expand(body["cmd"], values)
+    assert entries(body, "outs", values) == [p(paths.selection_file(SEED))]
+    deps = entries(body, "deps", values)
+    for model in (paths.model_name("N", SEED), paths.model_name("A", SEED)):
         assert p(paths.checkpoint(model)) in deps
-    assert p(paths.DATA) in deps
 
 
 def test_masks_external_outs():
@@ -77,13 +90,12 @@ def test_masks_external_outs():
     assert entries(body, "outs", values) == [p(paths.mask_dir(name))]
     assert entries(body, "metrics", values) == [p(paths.mask_metrics(name))]
     deps = entries(body, "deps", values)
-    assert {p(paths.EXTERNAL), p(paths.DATA), p(paths.checkpoint(paths.model_name("N", SEED))),
-            p(paths.checkpoint(paths.model_name("A", SEED)))} <= set(deps)
+    assert {p(paths.EXTERNAL), p(paths.DATA), p(paths.selection_file(SEED))} <= set(deps)
 
 
 def test_aggregate_and_report():
     deps = entries(STAGES["aggregate"], "deps", {})
-    assert {p(paths.DATA), p(paths.MODELS), p(paths.MASKS), p(paths.METRICS)} <= set(deps)
+    assert {p(paths.DATA), p(paths.MODELS), p(paths.MASKS), p(paths.METRICS), p(paths.SELECTIONS)} <= set(deps)
     outs = entries(STAGES["aggregate"], "outs", {}) + entries(STAGES["aggregate"], "metrics", {})
     assert outs and all(o.startswith(p(paths.RESULTS) + "/") for o in outs)
     report_deps = [d for d in entries(STAGES["report"], "deps", {}) if not d.startswith(("src/", "stages/"))]
@@ -91,11 +103,14 @@ def test_aggregate_and_report():
     assert set(entries(STAGES["report"], "outs", {})) == {p(paths.report_file()), p(paths.figures_dir())}
 
 
-def test_train_stage_tracks_every_train_param_but_the_model_lists():
-    """A train stage depends on every ``train`` key but ``variants`` and ``seeds`` (so that adding a
-    variant trains only it), listed one by one: a new key must join the list, or DVC would not see it."""
+def test_train_stage_tracks_the_shared_train_params_and_its_variant_entry():
+    """A train stage depends on every shared ``train`` key (listed one by one: a new key must join the list,
+    or DVC would not see it), on the base augmentation and on its own variant's entry
+    ``train.variant.${item.variant}``; not on ``variants`` / ``seeds`` (adding a variant trains only it),
+    other variants' entries or ``eval`` (the evaluate stage's)."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     tracked = STAGES["train"]["params"]
-    assert "train" not in tracked and "model" in tracked
-    assert {k.removeprefix("train.") for k in tracked if k.startswith("train.")} == set(params["train"]) - {
-        "variants", "seeds"}
+    assert "train" not in tracked and "model" in tracked and "train.variant.${item.variant}" in tracked
+    shared = set(params["train"]) - {"variants", "seeds", "variant", "eval"}
+    assert {k.removeprefix("train.") for k in tracked if k.startswith("train.")} == shared | {"variant.${item.variant}"}
+    assert "train.eval" in STAGES["evaluate"]["params"]

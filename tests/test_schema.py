@@ -43,7 +43,10 @@ def test_the_default_params_are_valid_and_every_key_is_read():
 
 
 @pytest.mark.parametrize("edit,message", [
-    (lambda p: _rename(p["train"]["attack"], "alpha", "alhpa"), "train.attack.alhpa: unknown key; did you mean alpha?"),
+    (lambda p: _rename(p["train"]["variant"]["A"], "alpha", "alhpa"),
+     "train.variant.A.alhpa: unknown key; did you mean alpha?"),
+    (lambda p: p["train"]["variant"].update(X={}), "train.variant.X: unknown key"),
+    (lambda p: p["train"]["variant"]["R"].update(scale=[1, 1]), "train.variant.R.scale: unknown key"),
     (lambda p: _rename(p["masks"], "dataset", "datset"), "masks.datset: unknown key; did you mean dataset?"),
     (lambda p: _rename(p, "train", "trian"), "trian: unknown key; did you mean train?"),
     (lambda p: p.update(bogus={"a": 1}), "bogus: unknown key"),

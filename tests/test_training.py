@@ -274,7 +274,7 @@ def test_train_config_from_the_default_params():
 
 def test_train_config_alpha_defaults_to_eps_over_8_and_units():
     params = _params()
-    params["train"]["attack"].update({"eps": 0.06, "alpha": None, "units": "normalized"})
+    params["train"]["variant"]["A"].update({"eps": 0.06, "alpha": None, "units": "normalized"})
     cfg = TrainConfig.from_params(params)
     assert cfg.attack.alpha == pytest.approx(0.06 / 8)
     attack = cfg.attack.build(std=0.226)
@@ -294,10 +294,10 @@ def _set(params: dict, dotted: str, value) -> dict:
     ("train.variants", ["N", "X"]),
     ("train.variants", []),
     ("train.variants", ["N", "N"]),
-    ("train.attack.eps", -0.1),
-    ("train.attack.steps", 0),
-    ("train.attack.steps", 2.5),
-    ("train.attack.units", "percent"),
+    ("train.variant.A.eps", -0.1),
+    ("train.variant.A.steps", 0),
+    ("train.variant.A.steps", 2.5),
+    ("train.variant.A.units", "percent"),
     ("train.lr", 0),
     ("train.lr", -0.001),
     ("train.lr", "fast"),
@@ -311,11 +311,12 @@ def _set(params: dict, dotted: str, value) -> dict:
     ("train.augment.crop_scale", [0.0, 1.0]),
     ("train.augment.crop_scale", [0.5, 1.2]),
     ("train.augment.crop_scale", [0.5]),
-    ("train.augment.scale", [1.5, 0.5]),
-    ("train.augment.degrees", 270),
+    ("train.variant.S.scale", [1.5, 0.5]),
+    ("train.variant.R.degrees", 270),
     ("train.eval.eps", "0.1"),
     ("model.arch", "vit"),
-    ("train.attack", 0.1),
+    ("train.variant.A", 0.1),
+    ("train.variant.N", None),
     ("train.amp", "yes"),
 ])
 def test_train_config_errors_name_the_key(key, value):
@@ -325,8 +326,8 @@ def test_train_config_errors_name_the_key(key, value):
 
 def test_train_config_missing_key():
     params = _params()
-    del params["train"]["attack"]["eps"]
-    with pytest.raises(ParamError, match=r"^train\.attack\.eps: missing"):
+    del params["train"]["variant"]["A"]["eps"]
+    with pytest.raises(ParamError, match=r"^train\.variant\.A\.eps: missing"):
         TrainConfig.from_params(params)
 
 

@@ -73,6 +73,7 @@ def test_registered_warp_joins_the_base_warp(registry):
 def test_params_plots_and_report_read_the_registry(registry):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["train"]["variants"] = ["N", "A", "V"]
+    params["train"]["variant"]["V"] = {}  # its own settings entry (none)
     with pytest.raises(ParamError, match="train.variants: unknown value 'V'"):
         TrainConfig.from_params(params)
     register_variant("V", "brightness", "tab:brown", augment=lambda x, cfg, g: x)
@@ -100,6 +101,7 @@ def test_a_registered_variant_runs_through_the_pipeline(tmp_path: Path) -> None:
         f.write(ENTRY)
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["train"]["variants"] = ["N", "A", "V"]
+    params["train"]["variant"]["V"] = {}  # its own settings entry (none)
     # fewer fitting steps and resamples than the tiny profile: this test is about the variant's rows
     params["masks"]["dataset"]["max_steps"] = 20
     params["masks"]["single"]["max_steps"] = 10

@@ -10,10 +10,14 @@ valid pixel range [0, 1], not to the batch's min / max.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:
+    from .config import Section
 
 
 @dataclass(frozen=True)
@@ -62,3 +66,30 @@ class PGD:
             (grad,) = torch.autograd.grad(loss, x_adv)
             x_adv = self.project(self.step(x_adv.detach(), grad), x)
         return x_adv.detach()
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    """PGD settings as params give them; ``units`` says whether eps / alpha are in pixel or
+    normalised-image units (:meth:`build` makes the :class:`PGD` for a dataset's pixel ``std``)."""
+
+    eps: float
+    alpha: float
+    steps: int
+    random_start: bool = True
+    units: str = "pixel"
+
+    def build(self, std: float) -> PGD:
+        if self.units == "normalized":
+            return PGD.from_normalized(self.eps, self.alpha, self.steps, std, self.random_start)
+        return PGD(self.eps, self.alpha, self.steps, self.random_start)
+
+    @classmethod
+    def from_section(cls, sec: "Section") -> "AttackConfig":
+        """Read ``eps``, ``alpha`` (null = eps / 8), ``steps``, ``random_start`` and ``units`` of ``sec``
+        (``train.variant.A``, the adversarial training's PGD; ``masks.select``, the selection's)."""
+        eps = sec.number("eps", min=0)
+        alpha = sec.number("alpha", None, min=0, optional=True)
+        return cls(eps=eps, alpha=eps / 8 if alpha is None else alpha, steps=sec.integer("steps", min=1),
+                   random_start=sec.boolean("random_start", True),
+                   units=sec.choice("units", ["pixel", "normalized"], "pixel"))

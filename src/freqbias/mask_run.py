@@ -18,13 +18,12 @@ from torch import nn
 
 from . import runtime
 from .artifacts import ClassMasks, DatasetMask, SingleMasks
-from .attacks import PGD
 from .data import to_float
 from .fitting import SingleMaskConfig, SingleMaskResult, bytes_per_image, fit_single_masks
 from .fourier import KINDS, predict
 from .models import Classifier
 from .shared_masks import METHODS, SharedMaskConfig, fit_shared_masks, fold_groups
-from .single_image import evaluate_single_masks, select_images
+from .single_image import Selection, evaluate_single_masks
 
 Splits = Mapping[str, tuple[torch.Tensor, torch.Tensor]]
 
@@ -40,7 +39,6 @@ class MasksConfig:
     folds: int
     class_fit_n: int
     single: SingleMaskConfig
-    single_n: int
 
     @classmethod
     def from_params(cls, params: dict) -> "MasksConfig":
@@ -62,8 +60,7 @@ class MasksConfig:
             tol=s.number("tol", min=0), tol_gap=s.number("tol_gap", min=0), patience=s.integer("patience", min=1),
             kind=kind)
         return cls(kind=kind, dataset=dataset, dataset_fit_n=d.integer("fit_n", None, min=1, optional=True),
-                   folds=d.integer("folds", 4, min=2), class_fit_n=d.integer("class_fit_n", min=1), single=single,
-                   single_n=s.integer("n_images", min=1))
+                   folds=d.integer("folds", 4, min=2), class_fit_n=d.integer("class_fit_n", min=1), single=single)
 
     def single_for(self, net: nn.Module, image_shape: tuple[int, int, int], *, chunk_size: int,
                    memory_mb: float | None) -> SingleMaskConfig:
@@ -104,9 +101,9 @@ def shared_groups(y_val: torch.Tensor, n_fit: int, folds: int, class_fit_n: int,
     return [fit, *fold_groups(n_fit, folds, seed), *per_class], torch.cat(per_class)
 
 
-def fit_model_masks(name: str, model: Classifier, meta: Mapping[str, Any], standard: Classifier,
-                    adversarial: Classifier, splits: Splits, cfg: MasksConfig, attack: PGD, seed: int,
-                    adv_masks: bool, log: Callable[[str], None] = lambda m: None) -> ModelMasks:
+def fit_model_masks(name: str, model: Classifier, meta: Mapping[str, Any], sel: Selection, splits: Splits,
+                    cfg: MasksConfig, seed: int, adv_masks: bool,
+                    log: Callable[[str], None] = lambda m: None) -> ModelMasks:
     """Fit the masks of ``model`` (named ``name``, checkpoint ``meta``; on the stage's device).
 
     - dataset mask: fitted on the first ``cfg.dataset_fit_n`` val images (all when None), scored on all
@@ -115,9 +112,9 @@ def fit_model_masks(name: str, model: Classifier, meta: Mapping[str, Any], stand
       per disjoint fold of those images, give its uncertainty;
     - class masks: one per class, on that class's first ``cfg.class_fit_n`` val images;
       all of these in one batched fit (:func:`freqbias.shared_masks.fit_shared_masks`);
-    - single-image masks: on the study's test images, chosen with ``standard`` and ``adversarial``
-      (:func:`freqbias.single_image.select_images`, PGD ``attack``, ``seed``); target = the model's own
-      prediction. With ``adv_masks`` (the standard model) also the masks of the PGD images.
+    - single-image masks: on the study's test images ``sel``, chosen by the select stage with N and A
+      (:func:`freqbias.single_image.select_images`); target = the model's own prediction. With
+      ``adv_masks`` (the standard model) also the masks of the PGD images.
 
     ``splits``: ``{"val": (x, y), "test": (x, y)}``. Logs one line per kind of mask through ``log``."""
     device = next(model.parameters()).device
@@ -151,10 +148,6 @@ def fit_model_masks(name: str, model: Classifier, meta: Mapping[str, Any], stand
         log(f"WARNING: {len(unconverged)} shared mask(s) did not converge (hit max_steps, or found nothing "
             f"sparser than the identity): groups {unconverged}")
 
-    sel = select_images(standard, adversarial, x_te, y_te.cpu(), attack, cfg.single_n, seed=seed)
-    if len(sel.index) < cfg.single_n:
-        log(f"single-image masks: only {len(sel.index)} of the {cfg.single_n} images asked for met the "
-            f"selection rule in the {sel.pool} test images")
     z, z_adv = model.normalize(sel.x.to(device)), model.normalize(sel.x_adv.to(device))
     target = predict(net, z)
     single_cfg = cfg.single_for(net, tuple(z.shape[1:]), chunk_size=runtime.chunk_size(),

@@ -55,7 +55,8 @@ class ModelRecord:
 
 def load_records(variants: Sequence[str], seeds: Sequence[int], device: torch.device,
                  root: Path = Path(".")) -> list[ModelRecord]:
-    """Load ``models/<V>-s<seed>.pt``, ``masks/<V>-s<seed>/*.pt`` and both metrics JSONs of every model.
+    """Load ``models/<V>-s<seed>.pt``, ``masks/<V>-s<seed>/*.pt`` and the metrics JSONs of every model
+    (``train_metrics``: the train stage's and the evaluate stage's, merged).
 
     Raise :class:`ParamError` when N (the reference of every difference) is not a variant and
     :class:`DataError` when a file is missing."""
@@ -66,16 +67,17 @@ def load_records(variants: Sequence[str], seeds: Sequence[int], device: torch.de
         for variant in variants:
             name = paths.model_name(variant, seed)
             files = [paths.mask_file(name, k, root) for k in paths.MASK_KINDS]
-            files += [paths.train_metrics(name, root), paths.mask_metrics(name, root)]
+            files += [paths.train_metrics(name, root), paths.mask_metrics(name, root), paths.eval_metrics(name, root)]
             missing = [str(p) for p in files if not p.exists()]
             if missing:
-                raise DataError(f"{missing[0]}: not found (run the train and masks stages first)")
+                raise DataError(f"{missing[0]}: not found (run the train, evaluate and masks stages first)")
             model, _ = load_checkpoint(paths.checkpoint(name, root), map_location=device)
             dataset, classes, single = DatasetMask.load(files[0]), ClassMasks.load(files[1]), SingleMasks.load(files[2])
             records.append(ModelRecord(
                 name=name, variant=variant, seed=seed, model=model,
                 kind=single.kind, dataset_mask=dataset.mask, class_masks=classes.masks, single=single,
-                train_metrics=load_json(files[3], "metrics file", dict),
+                train_metrics={**load_json(files[3], "metrics file", dict),
+                               **load_json(files[5], "metrics file", dict)},
                 mask_metrics=load_json(files[4], "metrics file", dict), fold_masks=dataset.folds,
                 fit_records={"dataset": dataset.record, "folds": dataset.fold_records, "classes": classes.records},
                 dataset_correct=dataset.correct))

@@ -7,6 +7,8 @@ checks that the two agree)::
     models/external/<name>.pt                          fetch (model name ``external/<name>``)
     models/<V>-s<seed>.pt                              train (model name ``<V>-s<seed>``)
     metrics/train/<model>.{json,csv}                   train (metrics, per-epoch history)
+    metrics/evaluate/<model>.json                      evaluate (test and PGD accuracy)
+    selections/s<seed>.pt                              select (the single-image masks' images)
     masks/<model>/{dataset,class,single}.pt            masks
     metrics/masks/<model>.json                         masks
     controls/<model>.pt, metrics/controls/<model>.json controls
@@ -32,6 +34,7 @@ CONTROLS = Path("controls")
 METRICS = Path("metrics")
 RESULTS = Path("results")
 REPORTS = Path("reports")
+SELECTIONS = Path("selections")
 
 MASK_KINDS = ("dataset", "class", "single")
 
@@ -69,6 +72,16 @@ def train_metrics(model: str, root: Path = ROOT) -> Path:
 def train_history(model: str, root: Path = ROOT) -> Path:
     """The train stage's per-epoch history of a model: ``metrics/train/<model>.csv``."""
     return root / METRICS / "train" / f"{model}.csv"
+
+
+def eval_metrics(model: str, root: Path = ROOT) -> Path:
+    """The evaluate stage's metrics of a model (clean and PGD test accuracy): ``metrics/evaluate/<model>.json``."""
+    return root / METRICS / "evaluate" / f"{model}.json"
+
+
+def selection_file(seed: int, root: Path = ROOT) -> Path:
+    """The select stage's images for the models of ``seed``: ``selections/s<seed>.pt``."""
+    return root / SELECTIONS / f"s{seed}.pt"
 
 
 def mask_dir(model: str, root: Path = ROOT) -> Path:
@@ -121,6 +134,8 @@ def _owners() -> list[tuple[re.Pattern, str]]:
         (rf"(?:^|/){MASKS}/external/[^/]+/[^/]+$", "masks-external"),
         (rf"(?:^|/){MASKS}/{model}/[^/]+$", r"masks@\1-\2"),
         (rf"(?:^|/){CONTROLS}/{model}\.pt$", r"controls@\1-\2"),
+        (rf"(?:^|/){METRICS}/evaluate/{model}\.json$", r"evaluate@\1-\2"),
+        (rf"(?:^|/){SELECTIONS}/s(\d+)\.pt$", r"select@\1"),
         (rf"(?:^|/){METRICS}/controls/{model}\.json$", r"controls@\1-\2"),
         (rf"(?:^|/){RESULTS}/", "aggregate"),
         (rf"(?:^|/){REPORTS}/", "report"),

@@ -5,7 +5,7 @@ runs every reader (each stage's ``from_params``) while :func:`freqbias.config.re
 key a :class:`~freqbias.config.Section` reads, then walks the params and reports the first key that
 no reader read, with the closest known key::
 
-    train.attack.alhpa: unknown key; did you mean alpha?
+    train.variant.A.alhpa: unknown key; did you mean alpha?
 
 Readers therefore read every key of their section unconditionally (with a default where a key may be
 left out), so that a valid key is never reported. A typo of a required key (``masks.datset`` for
@@ -32,6 +32,7 @@ def _read_all(params: Mapping[str, Any]) -> None:
     from .mask_run import MasksConfig
     from .report import ReportConfig
     from .runs import AggregateConfig
+    from .single_image import SelectConfig
     from .training import TrainConfig
 
     size = DataConfig.from_params(params).image_size  # prepared images are resized to data.image_size
@@ -39,6 +40,7 @@ def _read_all(params: Mapping[str, Any]) -> None:
     TrainConfig.from_params(params)
     MasksConfig.from_params(params)
     ControlsConfig.from_params(params)
+    SelectConfig.from_params(params)
     AggregateConfig.from_params(params, (size, size))
     ReportConfig.from_params(params)
 

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
 
 import torch
 from torch import nn
 
-from .attacks import PGD
+from .attacks import PGD, AttackConfig
 from .data import to_float
 from .fourier import agreement, binary_complement
+from .io import load_torch, save_torch
 from .loops import batches
 
 
@@ -28,6 +31,38 @@ class Selection:
     x_adv: torch.Tensor
     y: torch.Tensor
     pool: int
+
+
+@dataclass(frozen=True)
+class SelectConfig:
+    """``masks.select``: how many images (``n_images``), the selection's own PGD (``attack``) and ``keep``
+    (keep a selection already made, :func:`save_selection`)."""
+
+    n_images: int
+    attack: AttackConfig
+    keep: bool = False
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> "SelectConfig":
+        from .config import Section
+
+        sec = Section(params, "masks.select")
+        return cls(n_images=sec.integer("n_images", min=1), attack=AttackConfig.from_section(sec),
+                   keep=sec.boolean("keep", False))
+
+
+def save_selection(sel: Selection, path: str | Path) -> None:
+    """Write the select stage's output ``selections/s<seed>.pt``: the chosen test ``index``, labels ``y``,
+    PGD images ``x_adv`` and ``pool`` (the clean images are the test split's, :func:`load_selection`)."""
+    save_torch({"index": sel.index.cpu(), "y": sel.y.cpu(), "x_adv": sel.x_adv.cpu(), "pool": sel.pool}, path)
+
+
+def load_selection(path: str | Path, x_test: torch.Tensor) -> Selection:
+    """The selection written by :func:`save_selection`, its clean images taken from ``x_test`` (uint8 or
+    [0, 1] pixels (N, C, H, W)), everything on the CPU; one line naming the select stage when it is missing
+    or unreadable (:func:`freqbias.io.load_torch`)."""
+    d = load_torch(path, "selection")
+    return Selection(index=d["index"], x=to_float(x_test[d["index"]]), x_adv=d["x_adv"], y=d["y"], pool=d["pool"])
 
 
 def select_images(standard: nn.Module, adversarial: nn.Module, x: torch.Tensor, y: torch.Tensor,

@@ -19,8 +19,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import runtime
-from .attacks import PGD
-from .config import ParamError, Section
+from .attacks import PGD, AttackConfig
+from .config import MissingParam, ParamError, Section, unknown_key
 from .data import to_float
 from .loops import BATCH_SIZE, batches, frozen, one_cycle, predict
 from .perf import fast_bf16
@@ -28,24 +28,10 @@ from .variants import VARIANTS, AugmentConfig
 
 
 @dataclass(frozen=True)
-class AttackConfig:
-    """PGD settings; ``units`` says whether eps / alpha are in pixel or normalised-image units."""
-
-    eps: float
-    alpha: float
-    steps: int
-    random_start: bool = True
-    units: str = "pixel"
-
-    def build(self, std: float) -> PGD:
-        if self.units == "normalized":
-            return PGD.from_normalized(self.eps, self.alpha, self.steps, std, self.random_start)
-        return PGD(self.eps, self.alpha, self.steps, self.random_start)
-
-
-@dataclass(frozen=True)
 class TrainConfig:
-    """The ``train`` section of params.yaml."""
+    """The ``train`` section of params.yaml: shared settings, the base augmentation ``train.augment``
+    and each variant's own settings ``train.variant.<V>`` (``attack``: A's PGD, ``augment``'s
+    ``scale`` / ``translate`` / ``degrees`` / ``noise_std``: S's, T's, R's, G's; docs in params.yaml)."""
 
     arch: str
     variants: list[str]
@@ -77,27 +63,28 @@ class TrainConfig:
         from .models import ARCHITECTURES
 
         sec = Section(params, "train")
-        att, aug, ev = sec.sub("attack"), sec.sub("augment"), sec.sub("eval")
-        eps = att.number("eps", min=0)
-        alpha = att.number("alpha", None, min=0, optional=True)
-        attack = AttackConfig(eps=eps, alpha=eps / 8 if alpha is None else alpha,
-                              steps=att.integer("steps", min=1), random_start=att.boolean("random_start", True),
-                              units=att.choice("units", ["pixel", "normalized"], "pixel"))
-        crop = aug.numbers("crop_scale", [1.0, 1.0], length=2, min=0)
-        scale = aug.numbers("scale", length=2, min=0)
-        for key, (lo, hi) in (("crop_scale", crop), ("scale", scale)):
-            if not 0 < lo <= hi:
-                raise ParamError(f"train.augment.{key}: need 0 < low <= high, got {[lo, hi]}")
-        if crop[1] > 1:
-            raise ParamError(f"train.augment.crop_scale: high must be <= 1, got {crop[1]}")
-        augment = AugmentConfig(hflip=aug.boolean("hflip", True), crop_scale=tuple(crop), scale=tuple(scale),
-                                translate=tuple(aug.numbers("translate", length=2, min=0)),
-                                degrees=aug.number("degrees", min=0, max=180), noise_std=aug.number("noise_std", min=0))
-        variants, seeds = sec.choices("variants", VARIANTS), sec.numbers("seeds", integer=True, min=0)
+        aug, ev = sec.sub("augment"), sec.sub("eval")
+        variants = sec.choices("variants", VARIANTS)
         missing = [v for v in ("N", "A") if v not in variants]
         if missing:
             raise ParamError(f"train.variants: must include N and A (N is the reference of every difference, A the "
                              f"adversarial model; both pick the single images), missing {', '.join(missing)}")
+        own = read_variant_settings(sec, variants)
+        crop = aug.numbers("crop_scale", [1.0, 1.0], length=2, min=0)
+        defaults = AugmentConfig()
+        scale = own["S"].numbers("scale", length=2, min=0) if "S" in own else list(defaults.scale)
+        for key, (lo, hi) in ((aug.key("crop_scale"), crop), ("train.variant.S.scale", scale)):
+            if not 0 < lo <= hi:
+                raise ParamError(f"{key}: need 0 < low <= high, got {[lo, hi]}")
+        if crop[1] > 1:
+            raise ParamError(f"train.augment.crop_scale: high must be <= 1, got {crop[1]}")
+        translate = own["T"].numbers("translate", length=2, min=0) if "T" in own else defaults.translate
+        degrees = own["R"].number("degrees", min=0, max=180) if "R" in own else defaults.degrees
+        noise_std = own["G"].number("noise_std", min=0) if "G" in own else defaults.noise_std
+        augment = AugmentConfig(hflip=aug.boolean("hflip", True), crop_scale=tuple(crop), scale=tuple(scale),
+                                translate=tuple(translate), degrees=degrees, noise_std=noise_std)
+        attack = AttackConfig.from_section(own["A"])
+        seeds = sec.numbers("seeds", integer=True, min=0)
         if not seeds:
             raise ParamError("train.seeds: must list at least one seed, got []")
         if len(set(seeds)) != len(seeds):
@@ -112,6 +99,22 @@ class TrainConfig:
             eval_eps=ev.numbers("eps", min=0), eval_steps=ev.integer("steps", min=1), eval_n=ev.integer("n", min=1),
             amp=None if sec.raw("amp", None) is None else sec.boolean("amp"),
         )
+
+
+def read_variant_settings(sec: Section, variants: list[str]) -> dict[str, Section]:
+    """The sections ``train.variant.<V>``: one per registered variant (``{}`` for one without settings),
+    required for every variant of ``variants`` and for A (its PGD is also the robust evaluation's and the
+    study's attack). Each train stage depends on its own entry only (dvc.yaml), so that changing one
+    variant's setting retrains that variant alone."""
+    table = sec.sub("variant")
+    for name in table.data:
+        if name not in VARIANTS:
+            raise unknown_key(table.key(str(name)), VARIANTS)
+    for name in dict.fromkeys([*variants, "A"]):
+        if name not in table.data:
+            raise MissingParam(table.key(name), f"{table.key(name)}: missing (every variant of train.variants "
+                                                f"needs an entry; {{}} when it has no settings)")
+    return {name: table.sub(name) for name in table.data}
 
 
 # ---------------------------------------------------------------------------------------------
