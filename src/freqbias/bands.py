@@ -2,8 +2,8 @@
 
 Conventions (shared with :mod:`freqbias.fourier`):
 
-- Masks are stored UNSHIFTED (zero frequency at ``[0, 0]``), either in ``rfft`` layout (H, W//2+1) or
-  ``full`` layout (H, W). :func:`freqbias.fourier.to_full` turns either into the full plane.
+- Masks are stored UNSHIFTED (zero frequency at ``[0, 0]``) in a parametrisation (rfft (H, W//2+1), full
+  (H, W), isotropic (R,)); its ``to_full`` (:mod:`freqbias.parametrisation`) gives the full plane.
 - Band geometry lives on the SHIFTED full plane (``torch.fft.fftshift``): the zero frequency sits at
   pixel ``(H//2, W//2)`` and pixel ``(i, j)`` holds the integer frequency ``(ky, kx) = (i - H//2, j - W//2)``
   in cycles per image.
@@ -27,12 +27,12 @@ import numpy as np
 import torch
 
 from .bootstrap import Estimate, defined_estimate, seed_interval
-from .fourier import to_full
 from .na import NA, NO_IMAGES
 
 if TYPE_CHECKING:
     from .aggregate import AggregateConfig, Run
     from .measures import ModelRecord
+    from .parametrisation import Parametrisation
 
 # ----------------------------------------------------------------------------- geometry, energies
 
@@ -112,27 +112,26 @@ def band_energies(mask_shifted: torch.Tensor, index: torch.Tensor, n_bands: int)
     return energy2.sqrt().to(dtype)
 
 
-def band_profiles(mask: torch.Tensor, width: int, n_radial: int, n_angular: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Radial and angular band energies of UNSHIFTED masks in either layout.
-
-    ``mask``: (..., H, W//2+1) rfft or (..., H, W) full -> (radial (..., n_radial), angular (..., n_angular))."""
-    full = torch.fft.fftshift(to_full(mask, width), dim=(-2, -1))
-    h = full.shape[-2]
-    return (band_energies(full, radial_band_index(h, width, n_radial), n_radial),
-            band_energies(full, angular_band_index(h, width, n_angular), n_angular))
+def band_profiles(mask: torch.Tensor, par: Parametrisation, n_radial: int,
+                  n_angular: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Radial and angular band energies of masks (..., *shape) in parametrisation ``par``
+    -> (radial (..., n_radial), angular (..., n_angular))."""
+    full = torch.fft.fftshift(par.to_full(mask), dim=(-2, -1))
+    return (band_energies(full, radial_band_index(par.h, par.w, n_radial), n_radial),
+            band_energies(full, angular_band_index(par.h, par.w, n_angular), n_angular))
 
 
 def mask_issue(mask: torch.Tensor) -> str:
-    """Why a mask (H, Wm) has no band energies (NaN / inf entries, none finite: not fitted, or all
+    """Why a mask (*shape) has no band energies (NaN / inf entries, none finite: not fitted, or all
     zero), or "" when it has them. Reasons avoid the word NaN: reports flag it as a raw value."""
     if not torch.isfinite(mask).all():
         return "non-finite entries in the mask" if torch.isfinite(mask).any() else "mask not fitted (no finite entry)"
     return "all-zero mask (no band energies)" if not mask.any() else ""
 
 
-def shifted_full(mask: torch.Tensor, width: int) -> torch.Tensor:
-    """Unshifted masks (..., H, Wm) in either layout -> shifted full planes (..., H, W), float32 CPU."""
-    return torch.fft.fftshift(to_full(mask, width), dim=(-2, -1)).float().cpu()
+def shifted_full(mask: torch.Tensor, par: Parametrisation) -> torch.Tensor:
+    """Masks (..., *shape) in parametrisation ``par`` -> shifted full planes (..., H, W), float32 CPU."""
+    return torch.fft.fftshift(par.to_full(mask), dim=(-2, -1)).float().cpu()
 
 
 def band_centres(h: int, w: int, n_radial: int, n_angular: int) -> tuple[np.ndarray, np.ndarray]:
@@ -222,12 +221,13 @@ class BandStats:
 def mask_energies(run: Run) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
     """Radial and angular band energies of every mask: ``[model]["dataset" | "class" | "single"]`` ->
     (radial (..., rings), angular (..., wedges)); NaN rows for all-zero masks."""
-    def profiles(mask: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        r, a = band_profiles(mask.double(), run.image_size[1], run.cfg.radial_bands, run.cfg.angular_bands)
+    def profiles(mask: torch.Tensor, par: Parametrisation) -> tuple[np.ndarray, np.ndarray]:
+        r, a = band_profiles(mask.double(), par, run.cfg.radial_bands, run.cfg.angular_bands)
         return r.numpy(), a.numpy()
 
-    return {r.name: {"dataset": profiles(r.dataset_mask), "folds": profiles(r.fold_masks),
-                     "class": profiles(r.class_masks), "single": profiles(r.single.masks)} for r in run.records}
+    return {r.name: {"dataset": profiles(r.dataset_mask, r.par), "folds": profiles(r.fold_masks, r.par),
+                     "class": profiles(r.class_masks, r.par), "single": profiles(r.single.masks, r.par)}
+            for r in run.records}
 
 
 def _single_mean(e: np.ndarray) -> tuple[np.ndarray | NA, str]:
