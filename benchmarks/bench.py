@@ -8,7 +8,7 @@ Measures, in one run and on the same torch threads:
 - **train A**: the same step with the PGD of ``train.variant.A`` (params.yaml) first (eval-mode forward +
   backward per PGD step);
 - **shared masks**: the kernel of dataset / class mask fitting: ``--batch`` images, each filtered by
-  its group's mask out of ``--groups`` masks (``apply_mask(z, masks[group_ids], kind)``), forward +
+  its group's mask out of ``--groups`` masks (``par.apply(z, masks[group_ids])``), forward +
   backward to the masks through the frozen net of :func:`freqbias.fitting.fitting_copy` (``fast``:
   BN folded, channels-last), then a :class:`freqbias.fitting.MaskAdam` step with its [0, 1] clamp;
 - **single masks**: the per-step kernel of single-image fitting: one mask per image, the same way;
@@ -51,6 +51,7 @@ from freqbias import fitting, fourier, loops
 from freqbias.config import load_params
 from freqbias.mask_run import MasksConfig
 from freqbias.models import build_model
+from freqbias.parametrisation import Parametrisation
 from freqbias.perf import best_seconds, matmul_peak
 from freqbias.runtime import fast_layout
 from freqbias.training import TrainConfig, train_step
@@ -128,32 +129,32 @@ def training_cases(cfg: TrainConfig, compiled: bool = False, amp: bool = False) 
     return cases
 
 
-def mask_case(net: torch.nn.Module, name: str, batch: int, groups: int, kind: str) -> Case:
+def mask_case(net: torch.nn.Module, name: str, batch: int, groups: int, par: Parametrisation) -> Case:
     """Forward + backward to ``groups`` masks shared by a batch of ``batch`` images (``groups`` =
     ``batch``: one mask per image), an Adam step and the clamp: one image-step per image."""
     g = torch.Generator().manual_seed(1)
     z = torch.randn(batch, 1, SIZE, SIZE, generator=g)
     y = torch.randint(0, CLASSES, (batch,), generator=g)
     group_ids = torch.arange(batch) % groups
-    masks = fourier.init_masks(groups, SIZE, SIZE, kind)
+    masks = par.init(groups)
     adam, every = fitting.MaskAdam(masks, 0.02, warmup=1), torch.arange(groups)
 
     def step() -> None:
         m = masks.detach().requires_grad_()
-        logits = net(fourier.apply_mask(z, m[group_ids], kind))
+        logits = net(par.apply(z, m[group_ids]))
         loss = torch.exp(F.cross_entropy(logits, y, reduction="none") ** 2).sum() + 0.2 * m.abs().mean()
         adam.step(torch.autograd.grad(loss, m)[0], every)  # the fits' Adam, with the [0, 1] clamp
 
     return Case(name, "masks", batch, "image-steps", step)
 
 
-def check_case(net: torch.nn.Module, batch: int, kind: str, images: int = 2048) -> Case:
+def check_case(net: torch.nn.Module, batch: int, par: Parametrisation, images: int = 2048) -> Case:
     """Masked prediction of ``images`` images under one shared mask, ``batch`` per forward pass."""
     g = torch.Generator().manual_seed(2)
     z = torch.randn(images, 1, SIZE, SIZE, generator=g)
-    mask = torch.rand(fourier.mask_shape(SIZE, SIZE, kind), generator=g)
+    mask = torch.rand(par.shape, generator=g)
     return Case(f"rule checks (batch {batch})", "masks", images, "images",
-                lambda: fourier.predict(net, z, mask, kind, batch))
+                lambda: fourier.predict(net, z, mask, par, batch))
 
 
 def paper_cost(batch: int, calls: int, paper_train: int = PAPER_TRAIN) -> None:
@@ -223,31 +224,31 @@ def main() -> None:
     torch.manual_seed(0)
     params = load_params(args.params)
     cfg = TrainConfig.from_params(params)
-    kind = MasksConfig.from_params(params).kind
+    par = MasksConfig.from_params(params).parametrisation(SIZE, SIZE)
 
     peak = matmul_peak(max(args.repeats, 10))
     frozen = fitting.fitting_copy(build_model(cfg.arch, 1, CLASSES, SIZE, [0.29], [0.35]).net, fast=True)
     cases = training_cases(cfg) + [
-        mask_case(frozen, f"shared masks ({args.groups} per batch)", args.batch, args.groups, kind),
-        mask_case(frozen, "single masks (1 per image)", args.batch, args.batch, kind),
-        check_case(frozen, loops.BATCH_SIZE, kind), check_case(frozen, 1024, kind)]
+        mask_case(frozen, f"shared masks ({args.groups} per batch)", args.batch, args.groups, par),
+        mask_case(frozen, "single masks (1 per image)", args.batch, args.batch, par),
+        check_case(frozen, loops.BATCH_SIZE, par), check_case(frozen, 1024, par)]
     if args.compile:
         fast = torch.compile(frozen)
         cases += [training_cases(cfg, compiled=True)[0],
-                  dataclasses.replace(mask_case(fast, cases[2].name, args.batch, args.groups, kind), compiled=True,
+                  dataclasses.replace(mask_case(fast, cases[2].name, args.batch, args.groups, par), compiled=True,
                                       tag=" [compiled]"),
-                  dataclasses.replace(mask_case(fast, cases[3].name, args.batch, args.batch, kind), compiled=True,
+                  dataclasses.replace(mask_case(fast, cases[3].name, args.batch, args.batch, par), compiled=True,
                                       tag=" [compiled]")]
     if args.bf16:
         half = Bf16(frozen)
         cases += [training_cases(cfg, amp=True)[0]] + [
             dataclasses.replace(c, tag=" [bf16]") for c in (
-                mask_case(half, cases[2].name, args.batch, args.groups, kind),
-                mask_case(half, cases[3].name, args.batch, args.batch, kind),
-                check_case(half, loops.BATCH_SIZE, kind))]
+                mask_case(half, cases[2].name, args.batch, args.groups, par),
+                mask_case(half, cases[3].name, args.batch, args.batch, par),
+                check_case(half, loops.BATCH_SIZE, par))]
 
     print(f"{cpu_name()}; {os.cpu_count()} CPUs, torch {torch.__version__} on {torch.get_num_threads()} threads; "
-          f"{cfg.arch} {SIZE}x{SIZE}, train batch {cfg.batch_size}, mask batch {args.batch}, kind {kind!r}")
+          f"{cfg.arch} {SIZE}x{SIZE}, train batch {cfg.batch_size}, mask batch {args.batch}, kind {par.kind!r}")
     peak_bf16 = matmul_peak(max(args.repeats, 10), dtype=torch.bfloat16) if args.bf16 else math.nan
     print(f"fp32 matmul peak (2048 x 2048): {peak:.0f} GFLOP/s"
           + (f"; bf16: {peak_bf16:.0f} GFLOP/s ([bf16] rows: share of this)" if args.bf16 else "") + "\n")

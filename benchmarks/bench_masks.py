@@ -35,6 +35,7 @@ from torch.nn import functional as F
 from freqbias import fitting as mf
 from freqbias import fourier as fm
 from freqbias.models import build_model
+from freqbias.parametrisation import PARAMETRISATIONS
 from freqbias.shared_masks import SharedMaskConfig, fit_shared_masks
 
 SIZE, CLASSES = 28, 10
@@ -95,7 +96,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=64, help="images (dataset fit set; single-image masks)")
     ap.add_argument("--steps", type=int, default=50, help="optimiser steps per mask")
     ap.add_argument("--batch", type=int, default=32, help="library minibatch for the dataset mask")
-    ap.add_argument("--kind", choices=fm.KINDS, default="rfft", help="library mask kind")
+    ap.add_argument("--kind", choices=tuple(PARAMETRISATIONS), default="rfft", help="library mask kind")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--repeats", type=int, default=2, help="interleaved rounds; the fastest time of each counts")
     args = ap.parse_args()
@@ -108,7 +109,7 @@ def main() -> None:
     target = fm.predict(net, z)
     ce0, _ = mf.clean_ce(net, z, target)
     single_cfg = mf.SingleMaskConfig(**SINGLE, max_steps=args.steps, tol=0.0, tol_gap=0.0, patience=args.steps + 1,
-                                     chunk_size=args.images, kind=args.kind)
+                                     chunk_size=args.images, parametrisation=PARAMETRISATIONS[args.kind])
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; small_cnn {SIZE}x{SIZE}, {CLASSES} classes; "
           f"{args.images} images, {args.steps} steps per mask; library kind {args.kind!r}")
 
@@ -119,7 +120,8 @@ def main() -> None:
     per_epoch = math.ceil(args.images / args.batch)
     epochs = max(1, args.steps // per_epoch)
     cfg = SharedMaskConfig(**DATASET, method="fixed", batch_size=args.batch, max_steps=epochs * per_epoch,
-                           check_every=per_epoch, acc_ratio=0.99, tol=0.0, patience=epochs + 1, kind=args.kind)
+                           check_every=per_epoch, acc_ratio=0.99, tol=0.0, patience=epochs + 1,
+                           parametrisation=PARAMETRISATIONS[args.kind])
     work = epochs * args.images
     t = best_times({"lib": (fit_shared_masks, (net, z, target, [torch.arange(len(z))], cfg)),
                     "pub": (reference_fit, (net, z, target, ce0, work, DATASET, False, args.images)),

@@ -18,6 +18,7 @@ from freqbias.artifacts import SingleMasks
 from freqbias.config import DataError, ParamError
 from freqbias.models import build_model
 from freqbias.na import NA, csv_rows
+from freqbias.parametrisation import Rfft
 from freqbias.tables import probe_table
 
 H = W = 28
@@ -75,7 +76,7 @@ def synthetic_run(variants=("N", "A", "R"), seeds=(0,), n_img: int = 12, classes
                     target_adv = model(x_adv).argmax(1)
                 single.x_adv, single.masks_adv, single.target_adv = x_adv, torch.rand(n_img, H, W // 2 + 1), target_adv
             records.append(ms.ModelRecord(
-                name=f"{v}-s{seed}", variant=v, seed=seed, model=model, kind="rfft",
+                name=f"{v}-s{seed}", variant=v, seed=seed, model=model, par=Rfft(H, W),
                 dataset_mask=torch.rand(H, W // 2 + 1), class_masks=torch.rand(classes, H, W // 2 + 1), single=single,
                 train_metrics={"train_seconds": 1.0}, mask_metrics={"seconds": 1.0, "val_clean_acc": 0.5},
                 fold_masks=torch.rand(3, H, W // 2 + 1), fit_records=fit_records(classes)))

@@ -22,6 +22,7 @@ from freqbias.io import save_json, save_torch
 from freqbias.mask_run import MasksConfig, fit_model_masks, masks_metrics, ratio_or_none
 from freqbias.measures import dataset_correct, load_records
 from freqbias.models import build_model
+from freqbias.parametrisation import Rfft
 from freqbias.single_image import load_selection, save_selection, select_images
 
 H = W = 28
@@ -116,7 +117,7 @@ def test_metrics_with_zero_clean_accuracy_are_json(tmp_path):
     clean = SingleMaskResult(masks=torch.ones(3, H, WM), steps_used=torch.tensor([1, 2, 3]),
                              kept=torch.ones(3, dtype=torch.bool), mean_mask=torch.ones(3))
     absent = {"n_images": 0, "converged": None, "history": []}
-    metrics = masks_metrics("N-s0", META, 0, "rfft", scores, {**RECORD, "mean": 1.0}, [RECORD] * 2,
+    metrics = masks_metrics("N-s0", META, 0, Rfft(H, W), scores, {**RECORD, "mean": 1.0}, [RECORD] * 2,
                             [RECORD] * 3 + [absent], clean, 3, {"masked_agreement": 1.0}, 1.23)
     save_json(metrics, tmp_path / "m.json")
     back = json.loads((tmp_path / "m.json").read_text())
@@ -171,7 +172,7 @@ def test_fit_model_masks_writes_what_aggregate_reads(tmp_path):
     assert lines[0].startswith("dataset mask: mean") and lines[1].startswith("fold masks: mean")
     n_rec, a_rec = load_records(["N", "A"], [0], torch.device("cpu"), tmp_path)
     assert torch.equal(n_rec.single.index, a_rec.single.index)          # the same images for both models
-    assert n_rec.single.has_adv and not a_rec.single.has_adv and n_rec.kind == "rfft"
+    assert n_rec.single.has_adv and not a_rec.single.has_adv and n_rec.par == Rfft(H, W)
     assert n_rec.mask_metrics["model"] == "N-s0" and n_rec.dataset_mask.shape == (H, WM)
     # each image's correctness under the dataset mask, stored by the masks stage, is what aggregate would score
     for split, (xs, ys) in splits.items():

@@ -11,6 +11,7 @@ import torch
 from freqbias import aggregate as ag
 from freqbias import bands as bd
 from freqbias import baselines as bl
+from freqbias.parametrisation import Rfft
 
 H = W = 28
 
@@ -100,7 +101,7 @@ def test_band_profiles_from_unshifted_rfft_mask():
     h = w = 28
     # low-pass mask (|k| <= 3) in rfft layout, unshifted: all energy in the lowest rings
     dist = bl.radial_distance(h, w)[:, : w // 2 + 1]
-    radial, angular = bd.band_profiles((dist <= 3).float(), w, 14, 16)
+    radial, angular = bd.band_profiles((dist <= 3).float(), Rfft(h, w), 14, 16)
     assert radial.shape == (14,) and angular.shape == (16,)
     assert radial[3:].abs().max() == 0 and radial[:3].square().sum() == pytest.approx(1.0)
     assert angular.square().sum() == pytest.approx(1.0)

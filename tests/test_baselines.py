@@ -48,14 +48,14 @@ def test_filtered_accuracy_radial_low_and_high_pass():
     x, y = cosine_data(64, h, w, 2, 2)
     assert (model(x).argmax(1) == y).all()
     radii = [0.0, 2.0, 2.8, 2.9, 5.0, 30.0]
-    low = bl.filtered_accuracy(model, x, y, radii, kind="low", batch_size=20)
-    high = bl.filtered_accuracy(model, x, y, radii, kind="high", batch_size=20)
+    low = bl.filtered_accuracy(model, x, y, radii, band="low", batch_size=20)
+    high = bl.filtered_accuracy(model, x, y, radii, band="high", batch_size=20)
     # low-pass keeps the signal only once the radius reaches 2.83 (Euclidean distance, cycles per image)
     assert low.tolist()[3:] == [1.0, 1.0, 1.0] and max(low[:3]) < 0.75
     # high-pass keeps it only while the radius is below 2.83
     assert high.tolist()[:3] == [1.0, 1.0, 1.0] and max(high[3:]) < 0.75
     # strict ideal high-pass (zero frequency removed too): the signal still decides at radius 0, not at 5
-    strict = bl.filtered_accuracy(model, x, y, [0.0, 5.0], kind="high", keep_dc=False)
+    strict = bl.filtered_accuracy(model, x, y, [0.0, 5.0], band="high", keep_dc=False)
     assert strict[0] == 1.0 and strict[1] < 0.75
     assert bl.filtered_accuracy(model, (x * 255).round().to(torch.uint8), y, [30.0]).tolist() == [1.0]
 
@@ -64,7 +64,7 @@ def test_filtered_accuracy_odd_size_and_axis_frequency():
     h, w = 27, 29
     model = CosineDetector(h, w, 0, 4)
     x, y = cosine_data(40, h, w, 0, 4, noise_freqs=((10, 10),))
-    low = bl.filtered_accuracy(model, x, y, [3.9, 4.0], kind="low")
+    low = bl.filtered_accuracy(model, x, y, [3.9, 4.0], band="low")
     assert low[0] < 0.75 and low[1] == 1.0          # "low" keeps distance <= radius
 
 

@@ -13,6 +13,7 @@ from freqbias import bands as bd
 from freqbias import claims as cl
 from freqbias import probe as pb
 from freqbias.na import NA
+from freqbias.parametrisation import Rfft
 
 H = W = 28
 
@@ -82,7 +83,7 @@ def _low_disc(radius: float) -> torch.Tensor:
 
 
 def _energies(masks: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    r, a = bd.band_profiles(masks.double(), W, CFG.radial_bands, CFG.angular_bands)
+    r, a = bd.band_profiles(masks.double(), Rfft(H, W), CFG.radial_bands, CFG.angular_bands)
     return r.numpy(), a.numpy()
 
 

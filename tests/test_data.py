@@ -532,7 +532,7 @@ def test_planted_power_concentrates_in_the_class_band(size, num_classes, band):
     """Class c's non-DC power sits in the band's sector nearest orientation angle + pi c / K: its share of the
     power there is > 5x that sector's share of the bins, and the other classes' sectors hold little."""
     power = _class_spectra(size, num_classes, band)
-    mask = planted_band(size, "full", num_classes=num_classes, band=band)
+    mask = planted_band(size, full=True, num_classes=num_classes, band=band)
     assert not mask[0, 0] and mask.sum() / mask.numel() < 0.2
     nearest = torch.stack([_angle_mod_pi(_orientation(size) - band.angle - math.pi * c / num_classes).abs()
                            for c in range(num_classes)]).argmin(0)
@@ -552,7 +552,7 @@ def test_planted_class_orientation(size, num_classes, band):
     """Within the band, the power-weighted orientation (mean of the doubled angle, mod pi) of class c's
     spectrum is angle + pi c / K; the strongest non-DC bin of each class lies in the band."""
     power = _class_spectra(size, num_classes, band)
-    mask = planted_band(size, "full", num_classes=num_classes, band=band)
+    mask = planted_band(size, full=True, num_classes=num_classes, band=band)
     theta = _orientation(size)
     for c, p in enumerate(power):
         w = p * mask
@@ -562,10 +562,8 @@ def test_planted_class_orientation(size, num_classes, band):
 
 
 def test_planted_band_layouts_agree():
-    full = planted_band(28, "full")
-    rfft = planted_band(28, "rfft")
+    full = planted_band(28, full=True)
+    rfft = planted_band(28)
     assert full.dtype == torch.bool and full.shape == (28, 28) and rfft.shape == (28, 15)
     assert torch.equal(full[:, :15], rfft)
     assert torch.equal(full, torch.roll(full.flip(0, 1), (1, 1), (0, 1)))  # symmetric under k -> -k
-    with pytest.raises(ValueError, match="layout"):
-        planted_band(28, "shifted")

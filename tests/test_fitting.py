@@ -13,7 +13,10 @@ from torch.nn import functional as F
 from freqbias import fitting as mf
 from freqbias import fourier as fm
 from freqbias.models import build_model
+from freqbias.parametrisation import Full, Rfft
 from test_fourier import _negate, _net
+
+RFFT = Rfft(28, 28)
 
 
 def _single_cfg(**kw) -> mf.SingleMaskConfig:
@@ -26,8 +29,8 @@ def test_configs_reject_bad_values():
         _single_cfg(pct_start=1.5)
     with pytest.raises(ValueError, match="max_steps"):
         _single_cfg(max_steps=0)
-    with pytest.raises(ValueError, match="mask kind"):
-        _single_cfg(kind="dct")
+    with pytest.raises(ValueError, match="mask parametrisation"):
+        _single_cfg(parametrisation="dct")
     with pytest.raises(ValueError, match="chunk_size"):
         _single_cfg(chunk_size=0)
 
@@ -40,20 +43,20 @@ def test_loss_terms_at_identity_and_per_image():
     z, y = torch.randn(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
     ce0, _ = mf.clean_ce(net, z, y)
     with torch.no_grad():
-        shared = fm.init_masks(1, 28, 28)[0]
-        gap_sq, l1 = mf.loss_terms(net(fm.apply_mask(z, shared)), y, ce0, shared, 28, "rfft")
+        shared = RFFT.init(1)[0]
+        gap_sq, l1 = mf.loss_terms(net(RFFT.apply(z, shared)), y, ce0, shared, RFFT)
         assert gap_sq.shape == (4,) and l1.shape == ()
         assert gap_sq.abs().max().item() == pytest.approx(0.0, abs=1e-10) and l1.item() == pytest.approx(1.0)
         assert mf.mask_loss(gap_sq, l1, 0.2).mean().item() == pytest.approx(1.2)
         half = 0.5 * shared
-        gap_half, _ = mf.loss_terms(net(fm.apply_mask(z, half)), y, ce0, half, 28, "rfft")
-    ce_half = F.cross_entropy(net(fm.apply_mask(z, half)), y, reduction="none").detach()
+        gap_half, _ = mf.loss_terms(net(RFFT.apply(z, half)), y, ce0, half, RFFT)
+    ce_half = F.cross_entropy(net(RFFT.apply(z, half)), y, reduction="none").detach()
     # a shared mask is scored per image (the batch-1 loss averaged), not on the batch-mean CE
     torch.testing.assert_close(gap_half, (ce_half - ce0) ** 2)
     with torch.no_grad():
-        per = 0.5 * fm.init_masks(4, 28, 28)
-        gap_sq, l1 = mf.loss_terms(net(fm.apply_mask(z, per)), y, ce0, per, 28, "rfft")
-    ce = F.cross_entropy(net(fm.apply_mask(z, per)), y, reduction="none").detach()
+        per = 0.5 * RFFT.init(4)
+        gap_sq, l1 = mf.loss_terms(net(RFFT.apply(z, per)), y, ce0, per, RFFT)
+    ce = F.cross_entropy(net(RFFT.apply(z, per)), y, reduction="none").detach()
     assert gap_sq.shape == l1.shape == (4,)
     torch.testing.assert_close(gap_sq, (ce - ce0) ** 2)
     torch.testing.assert_close(l1, torch.full((4,), 0.5))
@@ -133,10 +136,10 @@ def test_rfft_gradients_are_the_full_gradients_summed_over_mirror_pairs():
     target = fm.predict(net, z)
     ce0, _ = mf.clean_ce(net, z, target)
     m = (0.5 + 0.5 * torch.rand(3, 28, 15, dtype=torch.float64)).requires_grad_()
-    full = fm.to_full(m.detach(), 28).requires_grad_()
+    full = RFFT.to_full(m.detach()).requires_grad_()
     totals = []
-    for p, kind in [(m, "rfft"), (full, "full")]:
-        loss = mf.mask_loss(*mf.loss_terms(net(fm.apply_mask(z, p, kind)), target, ce0, p, 28, kind), 0.07)
+    for p, par in [(m, RFFT), (full, Full(28, 28))]:
+        loss = mf.mask_loss(*mf.loss_terms(net(par.apply(z, p)), target, ce0, p, par), 0.07)
         loss.sum().backward()
         totals.append(loss)
     torch.testing.assert_close(totals[0], totals[1])
@@ -153,12 +156,12 @@ def test_single_mask_fits_follow_the_same_path_for_rfft_and_full():
     z = torch.randn(3, 1, 28, 28, dtype=torch.float64)
     target = fm.predict(net, z)
     common = dict(lam=1.0, lr=0.05, max_steps=10, patience=100)
-    rfft = mf.fit_single_masks(net, z, target, _single_cfg(kind="rfft", **common))
-    full = mf.fit_single_masks(net, z, target, _single_cfg(kind="full", **common))
+    rfft = mf.fit_single_masks(net, z, target, _single_cfg(parametrisation=Rfft, **common))
+    full = mf.fit_single_masks(net, z, target, _single_cfg(parametrisation=Full, **common))
     assert (rfft.steps_used == 10).all()
     assert full.masks.shape == (3, 28, 28)
     assert (rfft.mean_mask < 0.9).all()
-    torch.testing.assert_close(fm.to_full(rfft.masks, 28), full.masks, atol=1e-5, rtol=0)
+    torch.testing.assert_close(RFFT.to_full(rfft.masks), full.masks, atol=1e-5, rtol=0)
     torch.testing.assert_close(rfft.mean_mask, full.mean_mask, atol=1e-6, rtol=0)
 
 

@@ -12,6 +12,7 @@ from freqbias.config import ParamError, load_params
 from freqbias.fitting import bytes_per_image
 from freqbias.mask_run import MasksConfig
 from freqbias.models import build_model
+from freqbias.parametrisation import Full, Rfft
 
 PARAMS = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
 
@@ -29,11 +30,12 @@ def with_masks(**changes) -> dict:
 
 def test_default_masks_section_is_valid() -> None:
     cfg = MasksConfig.from_params(PARAMS)
-    assert cfg.kind in ("rfft", "full") and cfg.single.chunk_size >= 1
+    assert cfg.parametrisation in (Rfft, Full) and cfg.single.chunk_size >= 1
+    assert cfg.dataset.parametrisation is cfg.parametrisation is cfg.single.parametrisation
 
 
 @pytest.mark.parametrize("key, value, match", [
-    ("kind", "half", "masks.kind: unknown value 'half'; allowed: rfft, full"),
+    ("kind", "half", "masks.kind: unknown value 'half'; allowed: rfft, full, isotropic"),
     ("dataset__lam", -1, "masks.dataset.lam: must be >= 0"),
     ("dataset__batch_size", 0, "masks.dataset.batch_size: must be >= 1"),
     ("dataset__acc_ratio", 1.5, "masks.dataset.acc_ratio: must be <= 1"),

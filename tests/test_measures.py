@@ -8,6 +8,7 @@ import torch
 from freqbias import measures as ms
 from freqbias.config import DataError, ParamError
 from freqbias.models import build_model
+from freqbias.parametrisation import Rfft
 
 H = W = 28
 
@@ -27,7 +28,7 @@ def test_masked_pixels_with_ones_mask_is_the_image():
     torch.manual_seed(0)
     model = build_model("small_cnn", 1, 3, H, [0.4], [0.3])
     x = torch.rand(2, 1, H, W)
-    torch.testing.assert_close(ms.masked_pixels(model, x, torch.ones(2, H, W // 2 + 1), "rfft"), x)
+    torch.testing.assert_close(ms.masked_pixels(model, x, torch.ones(2, H, W // 2 + 1), Rfft(H, W)), x)
 
 
 def test_load_records_needs_N_and_the_files(tmp_path):

@@ -7,6 +7,7 @@ import torch
 
 from freqbias import fourier as fm
 from freqbias import orders as od
+from freqbias.parametrisation import Full, Rfft
 from test_fourier import _net
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -67,8 +68,8 @@ def test_as_rfft_of_a_full_mask_has_the_same_effect():
     torch.manual_seed(1)
     z = torch.randn(3, 1, 10, 12)
     full = torch.rand(10, 12)
-    via_rfft = fm.apply_mask(z, od.as_rfft(full, 12), "rfft")
-    assert torch.allclose(via_rfft, fm.apply_mask(z, full, "full"), atol=1e-5)
+    via_rfft = Rfft(10, 12).apply(z, od.as_rfft(full, 12))
+    assert torch.allclose(via_rfft, Full(10, 12).apply(z, full), atol=1e-5)
     rfft = torch.rand(10, 7)
     assert od.as_rfft(rfft, 12) is rfft
 
@@ -104,7 +105,7 @@ def test_gradient_scores_point_at_what_the_loss_needs():
     ce = torch.nn.functional.cross_entropy
     with torch.no_grad():
         net64 = net.double()
-        diff = (ce(net64(fm.apply_mask(z[:1].double(), m)), y[:1]) - ce(net64(z[:1].double()), y[:1])) / eps
+        diff = (ce(net64(Rfft(28, 28).apply(z[:1].double(), m)), y[:1]) - ce(net64(z[:1].double()), y[:1])) / eps
         net.float()
     assert abs(diff.item() - scores[0, 2, 3].item()) < 0.05 * abs(scores[0, 2, 3].item()) + 1e-4
 

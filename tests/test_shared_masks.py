@@ -15,6 +15,7 @@ from freqbias import shared_masks as sm
 from freqbias.data import to_float
 from freqbias.loops import one_cycle_lr
 from freqbias.models import build_model
+from freqbias.parametrisation import Full, Parametrisation, Rfft
 from freqbias.planted import PlantedBand, make_planted, planted_band
 from test_fourier import _net
 
@@ -39,8 +40,8 @@ def _data(n: int = 24, seed: int = 9) -> tuple[torch.nn.Module, torch.Tensor, to
 
 
 def _correct(net: torch.nn.Module, z: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None,
-             kind: str = "rfft") -> int:
-    return int((fm.predict(net, z, mask, kind) == y).sum())
+             par: Parametrisation | None = None) -> int:
+    return int((fm.predict(net, z, mask, par) == y).sum())
 
 
 # ---- config and helpers ----------------------------------------------------------------------
@@ -50,7 +51,8 @@ def _correct(net: torch.nn.Module, z: torch.Tensor, y: torch.Tensor, mask: torch
     ({"lr": 0.0}, "lr"), ({"batch_size": 0}, "batch_size"), ({"max_steps": 0}, "max_steps"),
     ({"check_every": 0}, "check_every"), ({"patience": 0}, "patience"), ({"eval_batch_size": 0}, "eval_batch_size"),
     ({"lam": -0.1}, "lam"), ({"tol": -1e-3}, "tol"), ({"acc_ratio": -0.5}, "acc_ratio"),
-    ({"pct_start": 0.0}, "pct_start"), ({"pct_start": 1.0}, "pct_start"), ({"kind": "dct"}, "mask kind"),
+    ({"pct_start": 0.0}, "pct_start"), ({"pct_start": 1.0}, "pct_start"),
+    ({"parametrisation": "dct"}, "mask parametrisation"), ({"parametrisation": Rfft(28, 28)}, "mask parametrisation"),
 ])
 def test_config_rejects_bad_values(kw, match):
     with pytest.raises(ValueError, match=match):
@@ -59,7 +61,7 @@ def test_config_rejects_bad_values(kw, match):
 
 def test_config_defaults_and_methods():
     cfg = _cfg()
-    assert cfg.method == "constrained" and cfg.lam_factor > 1 and cfg.kind == "rfft"
+    assert cfg.method == "constrained" and cfg.lam_factor > 1 and cfg.parametrisation is Rfft
     assert _cfg(method="fixed").method == "fixed" and set(sm.METHODS) == {"constrained", "fixed"}
 
 
@@ -102,7 +104,7 @@ def test_min_correct_rounds_up_to_a_whole_image(correct, ratio, need):
 def test_records_have_the_documented_keys_and_an_empty_group_is_nan():
     net, z, y = _data()
     res = sm.fit_shared_masks(net, z, y, [torch.arange(12), torch.tensor([], dtype=torch.long), torch.arange(12, 24)],
-                              _cfg(max_steps=10, kind="full"))
+                              _cfg(max_steps=10, parametrisation=Full))
     assert len(res) == 3 and res.masks.shape == (3, 28, 28)
     assert res.masks[1].isnan().all() and res.masks[[0, 2]].isfinite().all()
     assert res.records[1]["n_images"] == 0 and res.records[1]["converged"] is None
@@ -146,7 +148,7 @@ def test_constrained_fit_converges_to_a_sparse_mask_that_meets_the_rule():
         # the rule, recounted: masked correct >= acc_ratio x clean correct (rounded up)
         assert _correct(net, z[g], y[g], mask) >= sm.min_correct(_correct(net, z[g], y[g]), cfg.acc_ratio)
         assert rec["masked_acc"] == _correct(net, z[g], y[g], mask) / len(g)
-        assert rec["mean"] == pytest.approx(fm.sparsity(mask, 28).item(), abs=1e-6)
+        assert rec["mean"] == pytest.approx(Rfft(28, 28).sparsity(mask).item(), abs=1e-6)
         assert rec["min"] == mask.min().item() and rec["min"] == 0.0  # no floor: pruned to exactly 0
         # the path: lam x lam_factor after a check that met the rule, / otherwise; lr halved at the restart
         hist = rec["history"]
@@ -236,7 +238,8 @@ def test_score_rule_stops_once_the_rule_is_missed_and_agrees_with_scoring_all():
             if scored < len(z):  # stopped at the first batch that put it over
                 before = scored - 8
                 assert scored - correct > allowed >= before - _correct(net, z[:before], y[:before], mask)
-            ref = torch.nn.functional.cross_entropy(net(fm.apply_mask(z[:scored], mask)), y[:scored], reduction="none")
+            masked = Rfft(28, 28).apply(z[:scored], mask)
+            ref = torch.nn.functional.cross_entropy(net(masked), y[:scored], reduction="none")
             assert torch.allclose(ce, ref, atol=1e-5)
 
 
@@ -250,8 +253,8 @@ def test_early_stopped_checks_change_nothing_but_the_work(monkeypatch):
                                  "lr": 0.05, "lam_factor": 1.5})  # at the rule's boundary within 80 steps
     early = sm.fit_shared_masks(net, z, y, groups, cfg)
     full_scan = sm.score_rule
-    monkeypatch.setattr(sm, "score_rule", lambda net, z, y, mask, allowed, kind, batch_size:
-                        full_scan(net, z, y, mask, len(z), kind, batch_size))
+    monkeypatch.setattr(sm, "score_rule", lambda net, z, y, mask, allowed, par, batch_size:
+                        full_scan(net, z, y, mask, len(z), par, batch_size))
     full = sm.fit_shared_masks(net, z, y, groups, cfg)
     assert torch.equal(early.masks, full.masks)
     for a, b in zip(early.records, full.records):
@@ -306,13 +309,13 @@ def test_dataset_mask_finds_the_planted_band(size, band, other):
     mask, rec = res.masks[0], res.records[0]
     assert rec["converged"] is True
     assert _correct(net, z, y, mask) >= sm.min_correct(clean, PLANTED_CFG["acc_ratio"])
-    full = fm.to_full(mask, size).clone()
+    full = Rfft(size, size).to_full(mask).clone()
     full[0, 0] = 0  # the zero-frequency bin carries the mean, not the class
-    inside = planted_band(size, "full", band=band)
+    inside = planted_band(size, full=True, band=band)
     share = (full[inside].sum() / full.sum()).item()
     assert share >= 0.8, (share, rec["mean"], rec["support"])
     # the test can tell the bands apart: little mass where the other band would be
-    elsewhere = planted_band(size, "full", band=other) & ~inside
+    elsewhere = planted_band(size, full=True, band=other) & ~inside
     assert (full[elsewhere].sum() / full.sum()).item() < 0.1
 
 

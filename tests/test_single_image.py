@@ -8,6 +8,7 @@ import torch
 
 from freqbias.attacks import PGD
 from freqbias.models import build_model
+from freqbias.parametrisation import Rfft
 from freqbias.single_image import evaluate_single_masks, select_images
 
 
@@ -34,9 +35,9 @@ def test_evaluation_of_no_image_is_nan_for_every_value() -> None:
     model = build_model("small_cnn", 1, 4, 28, [0.5], [0.25]).eval()
     z = torch.randn(3, 1, 28, 28)
     target = model.net(z).argmax(1)
-    full = evaluate_single_masks(model.net, z, target, torch.ones(3, 28, 15), "rfft", z_adv=z)
+    full = evaluate_single_masks(model.net, z, target, torch.ones(3, 28, 15), Rfft(28, 28), z_adv=z)
     assert full["masked_agreement"] == 1.0 and all(math.isfinite(v) for v in full.values())
-    empty = evaluate_single_masks(model.net, z[:0], target[:0], torch.ones(0, 28, 15), "rfft", z_adv=z[:0])
+    empty = evaluate_single_masks(model.net, z[:0], target[:0], torch.ones(0, 28, 15), Rfft(28, 28), z_adv=z[:0])
     assert set(empty) == set(full) and all(math.isnan(v) for v in empty.values())
-    assert set(evaluate_single_masks(model.net, z[:0], target[:0], torch.ones(0, 28, 15), "rfft")) == {
+    assert set(evaluate_single_masks(model.net, z[:0], target[:0], torch.ones(0, 28, 15), Rfft(28, 28))) == {
         "masked_agreement", "complement_agreement"}

@@ -132,7 +132,7 @@ def run_aggregate(records: Sequence[ModelRecord], cfg: AggregateConfig,
     res.figdata = figure_data(run, images[run.seeds[0]], outcomes, probes, baselines, bands, res.tables["accuracy"])
     lap("figdata")
     res.summary = {
-        "variants": run.variants, "seeds": run.seeds, "models": [r.name for r in records], "kind": records[0].kind,
+        "variants": run.variants, "seeds": run.seeds, "models": [r.name for r in records], "kind": records[0].par.kind,
         "image_size": list(run.image_size), "classes": run.class_names,
         "single_n": {s: len(images[s].index) for s in run.seeds},
         "accuracy_n": {k: int(v[0].shape[0]) for k, v in acc.items()},

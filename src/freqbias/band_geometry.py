@@ -8,11 +8,14 @@ Used by :mod:`freqbias.bands` (band statistics) and :mod:`freqbias.runs` (params
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from .fourier import to_full
+if TYPE_CHECKING:
+    from .parametrisation import Parametrisation
+
 
 
 def _shifted_frequencies(h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,27 +93,26 @@ def band_energies(mask_shifted: torch.Tensor, index: torch.Tensor, n_bands: int)
     return energy2.sqrt().to(dtype)
 
 
-def band_profiles(mask: torch.Tensor, width: int, n_radial: int, n_angular: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Radial and angular band energies of UNSHIFTED masks in either layout.
-
-    ``mask``: (..., H, W//2+1) rfft or (..., H, W) full -> (radial (..., n_radial), angular (..., n_angular))."""
-    full = torch.fft.fftshift(to_full(mask, width), dim=(-2, -1))
-    h = full.shape[-2]
-    return (band_energies(full, radial_band_index(h, width, n_radial), n_radial),
-            band_energies(full, angular_band_index(h, width, n_angular), n_angular))
+def band_profiles(mask: torch.Tensor, par: Parametrisation, n_radial: int,
+                  n_angular: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Radial and angular band energies of masks (..., *shape) in parametrisation ``par``
+    -> (radial (..., n_radial), angular (..., n_angular))."""
+    full = torch.fft.fftshift(par.to_full(mask), dim=(-2, -1))
+    return (band_energies(full, radial_band_index(par.h, par.w, n_radial), n_radial),
+            band_energies(full, angular_band_index(par.h, par.w, n_angular), n_angular))
 
 
 def mask_issue(mask: torch.Tensor) -> str:
-    """Why a mask (H, Wm) has no band energies (NaN / inf entries, none finite: not fitted, or all
+    """Why a mask (*shape) has no band energies (NaN / inf entries, none finite: not fitted, or all
     zero), or "" when it has them. Reasons avoid the word NaN: reports flag it as a raw value."""
     if not torch.isfinite(mask).all():
         return "non-finite entries in the mask" if torch.isfinite(mask).any() else "mask not fitted (no finite entry)"
     return "all-zero mask (no band energies)" if not mask.any() else ""
 
 
-def shifted_full(mask: torch.Tensor, width: int) -> torch.Tensor:
-    """Unshifted masks (..., H, Wm) in either layout -> shifted full planes (..., H, W), float32 CPU."""
-    return torch.fft.fftshift(to_full(mask, width), dim=(-2, -1)).float().cpu()
+def shifted_full(mask: torch.Tensor, par: Parametrisation) -> torch.Tensor:
+    """Masks (..., *shape) in parametrisation ``par`` -> shifted full planes (..., H, W), float32 CPU."""
+    return torch.fft.fftshift(par.to_full(mask), dim=(-2, -1)).float().cpu()
 
 
 def band_centres(h: int, w: int, n_radial: int, n_angular: int) -> tuple[np.ndarray, np.ndarray]:

@@ -5,8 +5,8 @@ here: ``bands.radial_band_index`` etc.).
 
 Conventions (shared with :mod:`freqbias.fourier`):
 
-- Masks are stored UNSHIFTED (zero frequency at ``[0, 0]``), either in ``rfft`` layout (H, W//2+1) or
-  ``full`` layout (H, W). :func:`freqbias.fourier.to_full` turns either into the full plane.
+- Masks are stored UNSHIFTED (zero frequency at ``[0, 0]``) in a parametrisation (rfft (H, W//2+1), full
+  (H, W), isotropic (R,)); its ``to_full`` (:mod:`freqbias.parametrisation`) gives the full plane.
 - Band geometry lives on the SHIFTED full plane (``torch.fft.fftshift``): the zero frequency sits at
   pixel ``(H//2, W//2)`` and pixel ``(i, j)`` holds the integer frequency ``(ky, kx) = (i - H//2, j - W//2)``
   in cycles per image.
@@ -43,6 +43,7 @@ from .na import NA, NO_IMAGES
 
 if TYPE_CHECKING:
     from .measures import ModelRecord
+    from .parametrisation import Parametrisation
     from .runs import AggregateConfig, Run
 
 # ----------------------------------------------------------------------------- band statistics
@@ -119,12 +120,13 @@ class BandStats:
 def mask_energies(run: Run) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
     """Radial and angular band energies of every mask: ``[model]["dataset" | "class" | "single"]`` ->
     (radial (..., rings), angular (..., wedges)); NaN rows for all-zero masks."""
-    def profiles(mask: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        r, a = band_profiles(mask.double(), run.image_size[1], run.cfg.radial_bands, run.cfg.angular_bands)
+    def profiles(mask: torch.Tensor, par: Parametrisation) -> tuple[np.ndarray, np.ndarray]:
+        r, a = band_profiles(mask.double(), par, run.cfg.radial_bands, run.cfg.angular_bands)
         return r.numpy(), a.numpy()
 
-    return {r.name: {"dataset": profiles(r.dataset_mask), "folds": profiles(r.fold_masks),
-                     "class": profiles(r.class_masks), "single": profiles(r.single.masks)} for r in run.records}
+    return {r.name: {"dataset": profiles(r.dataset_mask, r.par), "folds": profiles(r.fold_masks, r.par),
+                     "class": profiles(r.class_masks, r.par), "single": profiles(r.single.masks, r.par)}
+            for r in run.records}
 
 
 def _single_mean(e: np.ndarray) -> tuple[np.ndarray | NA, str]:

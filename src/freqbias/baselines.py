@@ -17,7 +17,6 @@ import torch
 from torch import nn
 
 from .data import to_float
-from .fourier import to_full
 from .loops import batches, predict
 from .na import NA
 
@@ -34,16 +33,16 @@ def radial_distance(h: int, w: int) -> torch.Tensor:
 
 
 def filtered_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, radii: Sequence[float],
-                      kind: str = "low", batch_size: int = 256, keep_dc: bool = True) -> np.ndarray:
+                      band: str = "low", batch_size: int = 256, keep_dc: bool = True) -> np.ndarray:
     """Accuracy on ideal radially low- or high-pass filtered images, one value per radius: float (len(radii),).
 
-    ``x``: pixels (N, C, H, W) in [0, 1] (or uint8), ``y`` (N,). The filter acts on ``fft2`` of each
+    ``x``: pixels (N, C, H, W) in [0, 1] (or uint8), ``y`` (N,). The filter (``band``) acts on ``fft2`` of each
     channel: "low" keeps frequencies at distance ``<= radius`` (cycles per image, from the zero
     frequency of the centred plane), "high" keeps those ``> radius``. With ``keep_dc`` the high-pass
     filter also keeps the zero frequency (the mean brightness), so that clipping does not cut off the
     negative half of a zero-mean image. Filtered images are clipped to [0, 1] before the model."""
-    if kind not in ("low", "high"):
-        raise ValueError(f"kind must be 'low' or 'high', got {kind!r}")
+    if band not in ("low", "high"):
+        raise ValueError(f"band must be 'low' or 'high', got {band!r}")
     if len(x) == 0:
         raise ValueError("filtered_accuracy needs at least one image")
     if any(r < 0 for r in radii):
@@ -52,8 +51,8 @@ def filtered_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, radii:
     dist = radial_distance(h, w)
     filters = []
     for r in radii:
-        keep = dist <= r if kind == "low" else dist > r
-        if kind == "high" and keep_dc:
+        keep = dist <= r if band == "low" else dist > r
+        if band == "high" and keep_dc:
             keep[0, 0] = True
         filters.append(keep)
     correct = np.zeros(len(radii))
@@ -141,7 +140,7 @@ def heatmap_mask_correlation(heatmap: np.ndarray | torch.Tensor, mask_full_shift
                              method: str = "spearman") -> float:
     """Correlation between a Fourier heat map (Gy, Gx) and a mask sampled at the same frequencies.
 
-    ``mask_full_shifted``: full-plane SHIFTED mask (H, W) (e.g. ``fftshift(to_full(m, W))``).
+    ``mask_full_shifted``: full-plane SHIFTED mask (H, W) (e.g. ``fftshift(par.to_full(m))``).
     ``freqs``: the heat map's (ky, kx); by default those of :func:`heatmap_frequencies` for its shape.
     ``method``: "spearman" (Pearson on average ranks; default) or "pearson". NaN when either side is
     constant. A positive value: the model errs most at the frequencies its mask keeps."""
@@ -170,9 +169,8 @@ def frequency_baselines(record: ModelRecord, x: torch.Tensor, y: torch.Tensor, c
     with the reason when undefined (a NaN in the mask, or either side constant)."""
     xf, yf = x[:cfg.filter_n], y[:cfg.filter_n]
     xh, yh = x[:cfg.heatmap_n], y[:cfg.heatmap_n]
-    w = x.shape[-1]
     heat = fourier_heatmap(record.model, xh, yh, cfg.heatmap_norm, cfg.heatmap_grid, seed=cfg.seed)
-    full = torch.fft.fftshift(to_full(record.dataset_mask, w), dim=(-2, -1))
+    full = torch.fft.fftshift(record.par.to_full(record.dataset_mask), dim=(-2, -1))
     if not torch.isfinite(full).all():
         corr: float | NA = NA("non-finite entries in the dataset mask")
     else:

@@ -32,6 +32,7 @@ from .fitting import fit_single_masks, fitting_copy
 from .fourier import predict
 from .mask_run import MasksConfig, shared_groups
 from .models import Classifier
+from .parametrisation import Isotropic
 from .shared_masks import fit_shared_masks
 
 Splits = Mapping[str, tuple[torch.Tensor, torch.Tensor]]
@@ -48,12 +49,13 @@ class ModelControls:
 
 def fit_isotropic(net: nn.Module, z_val: torch.Tensor, y_val: torch.Tensor, groups: list[torch.Tensor],
                   masks_cfg: MasksConfig, seed: int, desc: str) -> dict[str, Any]:
-    """The sparsest isotropic masks (one value per ring) of the fold groups, fitted with the dataset masks'
-    method and rule (:func:`freqbias.shared_masks.fit_shared_masks` with the isotropic parametrisation):
-    ``{"masks": (F, H, Wm) rfft, "records": [...]}``."""
-    cfg = dataclasses.replace(masks_cfg.dataset, kind="isotropic", seed=seed)
+    """The sparsest isotropic masks (one value per ring) of ``groups``, fitted with the dataset masks' method and
+    rule (:func:`freqbias.shared_masks.fit_shared_masks` with :class:`~freqbias.parametrisation.Isotropic`):
+    ``{"masks": ring profiles (G, R), "rfft": the same as rfft masks (G, H, W//2+1), "records": [...]}``."""
+    cfg = dataclasses.replace(masks_cfg.dataset, parametrisation=Isotropic, seed=seed)
     fit = fit_shared_masks(net, z_val, y_val, groups, cfg, desc=desc)
-    return {"masks": fit.masks.cpu(), "records": fit.records}
+    par = Isotropic(*z_val.shape[-2:])
+    return {"masks": fit.masks.cpu(), "rfft": par.expand(fit.masks).cpu(), "records": fit.records}
 
 
 def run_controls(name: str, model: Classifier, meta: Mapping[str, Any], dataset: DatasetMask, classes: ClassMasks,

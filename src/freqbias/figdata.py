@@ -52,18 +52,19 @@ def figure_data(run: Run, img: SeedImages, outcomes: Mapping[str, Mapping[str, n
         comp = binary_complement(m_n)
         with torch.no_grad():
             panel = {
-                "x": x.cpu(), "x_adv": x_adv.cpu(), "mask": shifted_full(m_n, w), "mask_adv": shifted_full(m_adv, w),
-                "mask_A": shifted_full(adv_rec.single.masks[:k], w),
-                "masked_x": masked_pixels(std_rec.model, x, m_n, std_rec.kind).cpu(),
-                "masked_x_adv": masked_pixels(std_rec.model, x_adv, m_adv, std_rec.kind).cpu(),
-                "complement": shifted_full(comp, w),
-                "complement_x": masked_pixels(std_rec.model, x, comp, std_rec.kind).cpu(),
+                "x": x.cpu(), "x_adv": x_adv.cpu(), "mask": shifted_full(m_n, std_rec.par),
+                "mask_adv": shifted_full(m_adv, std_rec.par),
+                "mask_A": shifted_full(adv_rec.single.masks[:k], adv_rec.par),
+                "masked_x": masked_pixels(std_rec.model, x, m_n, std_rec.par).cpu(),
+                "masked_x_adv": masked_pixels(std_rec.model, x_adv, m_adv, std_rec.par).cpu(),
+                "complement": shifted_full(comp, std_rec.par),
+                "complement_x": masked_pixels(std_rec.model, x, comp, std_rec.par).cpu(),
                 "y": img.y[:k].cpu(), "target": std_rec.single.target[:k],
                 "target_adv": std_rec.single.target_adv[:k],
                 "outcomes": {m: _t(outcomes[std_rec.name][m][:k]) for m in ("masked", "complement", "restored")},
             }
             through.update({f"seen_{v}": masked_pixels(run.by[v, s0].model, x, run.by[v, s0].single.masks[:k],
-                                                       run.by[v, s0].kind).cpu() for v in run.variants})
+                                                       run.by[v, s0].par).cpu() for v in run.variants})
 
     def mean_over_seeds(get: Callable[[ModelRecord], torch.Tensor]) -> dict[str, torch.Tensor]:
         return {v: torch.stack([get(run.by[v, s]) for s in run.seeds]).mean(0) for v in run.variants}
@@ -71,7 +72,7 @@ def figure_data(run: Run, img: SeedImages, outcomes: Mapping[str, Mapping[str, n
     def single_mean(r: ModelRecord) -> torch.Tensor | None:
         """Mean over the images of one model's finite single-image masks (None when there is none)."""
         masks = r.single.masks[finite_masks(r.single.masks)]
-        return shifted_full(masks, w).mean(0) if len(masks) else None
+        return shifted_full(masks, r.par).mean(0) if len(masks) else None
 
     single_means = {}
     for v in run.variants:
@@ -113,9 +114,9 @@ def figure_data(run: Run, img: SeedImages, outcomes: Mapping[str, Mapping[str, n
     return {
         "variants": run.variants, "seeds": run.seeds, "models": [r.name for r in run.records],
         "class_names": run.class_names, "radial_centres": _t(run.centres[0]), "angular_centres": _t(run.centres[1]),
-        "dataset_masks": mean_over_seeds(lambda r: shifted_full(r.dataset_mask, w)),
+        "dataset_masks": mean_over_seeds(lambda r: shifted_full(r.dataset_mask, r.par)),
         "single_mean_masks": single_means,
-        "class_masks": {v: shifted_full(run.by[v, s0].class_masks, w) for v in run.variants},
+        "class_masks": {v: shifted_full(run.by[v, s0].class_masks, run.by[v, s0].par) for v in run.variants},
         "diffs": {p: curves(f"{p}_differences", d) for p, d in bands.diffs.items()},
         "dataset_diffs": {p: curves(f"{p}_differences_dataset", d) for p, d in bands.dataset_diffs.items()},
         "shares": {p: curves(f"band_shares_{p}", d) for p, d in bands.shares.items()},

@@ -6,7 +6,7 @@ Loss per image (averaged over a minibatch for a shared mask, summed over images 
     exp((CE(f(z~), y) - CE(f(z), y))^2) + lam * ||M||_1 / ||M_init||_1
 
 with ``f = model.net`` frozen in eval mode and the clean CE computed once, without gradient;
-``z~`` is ``z`` filtered by the mask (:func:`freqbias.fourier.apply_mask`).
+``z~`` is ``z`` filtered by the mask in its parametrisation (:meth:`freqbias.parametrisation.Parametrisation.apply`).
 """
 
 from __future__ import annotations
@@ -23,16 +23,9 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from . import runtime
-from .fourier import (
-    apply_mask,
-    check_kind,
-    init_masks,
-    l1_ratio,
-    mask_shape,
-    predict,
-    sparsity,
-)
+from .fourier import predict
 from .loops import BATCH_SIZE, batches, frozen, one_cycle_lr, one_cycle_momentum, one_cycle_plan
+from .parametrisation import Parametrisation, Rfft, check_parametrisation
 
 # --------------------------------------------------------------------------------------------
 # Configuration
@@ -45,7 +38,8 @@ class SingleMaskConfig:
     Published values: lam 0.07, lr 0.2, pct_start 0.1, max_steps 20000, tol 1e-5 (change of the L1
     ratio), tol_gap 1e-6 (change of the squared CE gap), patience 300 (steps). ``chunk_size`` images
     are fitted as one batch (speed and memory only; set by ``FREQBIAS_CHUNK_SIZE`` in a stage).
-    ``fast_net``: see :func:`fitting_copy` (speed only)."""
+    ``fast_net``: see :func:`fitting_copy` (speed only). ``parametrisation``: the class of the masks
+    (:data:`freqbias.parametrisation.PARAMETRISATIONS`), instantiated for the images' size."""
 
     lam: float
     lr: float
@@ -55,12 +49,12 @@ class SingleMaskConfig:
     tol_gap: float
     patience: int
     chunk_size: int = runtime.DEFAULT_CHUNK_SIZE
-    kind: str = "rfft"
+    parametrisation: type[Parametrisation] = Rfft
     eval_batch_size: int = BATCH_SIZE
     fast_net: bool = True
 
     def __post_init__(self) -> None:
-        check_kind(self.kind)
+        check_parametrisation(self.parametrisation)
         for name in ("lr", "patience", "eval_batch_size", "max_steps", "chunk_size"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
@@ -108,11 +102,11 @@ def pool_before_relu(net: nn.Module) -> nn.Module:
 
 
 def loss_terms(logits: torch.Tensor, y: torch.Tensor, clean_ce: torch.Tensor, m: torch.Tensor,
-               width: int, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-image ``(CE(f(z~), y) - CE(f(z), y))^2`` (B,) and ``||M||_1 / ||M_init||_1``: a scalar for a
-    shared mask ``m`` (H, Wm), (B,) for per-image masks (B, H, Wm)."""
+               par: Parametrisation) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image ``(CE(f(z~), y) - CE(f(z), y))^2`` (B,) and ``||M||_1 / ||M_init||_1`` in parametrisation
+    ``par``: a scalar for a shared mask ``m`` (*shape), (B,) for per-image masks (B, *shape)."""
     gap = F.cross_entropy(logits, y, reduction="none") - clean_ce
-    return gap.square(), l1_ratio(m, width, kind)
+    return gap.square(), par.l1_ratio(m)
 
 
 EXP_CAP = 20.0  # exp(20) ~ 4.9e8: its gradients and their squares (Adam's second moment) are finite in float32
@@ -181,14 +175,14 @@ def clean_ce(net: nn.Module, z: torch.Tensor, y: torch.Tensor,
 
 
 class MaskAdam:
-    """Adam on a stack of masks ``param`` (G, H, Wm), updated in place and clamped to [0, 1], with a lr, a
-    step count and moments per mask, so that some masks can stop (single-image masks) or restart (moments
-    cleared, :meth:`restart`; shared masks) while the others go on. After each (re)start the lr ramps up
-    linearly over ``warmup`` steps (1: none): from ones (or a restart) the CE gap's gradient is ~0, Adam
-    would move every entry down by the full lr, and a shared mask's first check would find the rule broken
-    by a uniform dimming. Betas and eps: torch's defaults; ``lr`` may be reassigned per step (a schedule).
-    The masks' own optimiser rather than ``torch.optim.Adam``: per-mask state, and a masks stage that
-    never imports ``torch._dynamo`` (which ``torch.optim``'s step does, about 1 s per process)."""
+    """Adam on a stack of masks ``param`` (G, *shape) of any parametrisation, updated in place and clamped to [0, 1],
+    with a lr, a step count and moments per mask, so that some masks can stop (single-image masks) or restart
+    (moments cleared, :meth:`restart`; shared masks) while the others go on. After each (re)start the lr ramps up
+    linearly over ``warmup`` steps (1: none): from ones (or a restart) the CE gap's gradient is ~0, Adam would move
+    every entry down by the full lr, and a shared mask's first check would find the rule broken by a uniform
+    dimming. Betas and eps: torch's defaults; ``lr`` may be reassigned per step (a schedule). The masks' own
+    optimiser rather than ``torch.optim.Adam``: per-mask state, and a masks stage that never imports
+    ``torch._dynamo`` (which ``torch.optim``'s step does, about 1 s per process)."""
 
     def __init__(self, param: torch.Tensor, lr: float, warmup: int):
         self.param, self.m, self.v = param, torch.zeros_like(param), torch.zeros_like(param)
@@ -198,13 +192,14 @@ class MaskAdam:
 
     @torch.no_grad()
     def step(self, grad: torch.Tensor, act: torch.Tensor, b1: float = 0.9, b2: float = 0.999) -> None:
-        """Update masks ``act`` (indices) with their gradient ``grad`` (len(act), H, Wm), then clamp to [0, 1]."""
+        """Update masks ``act`` (indices) with their gradient ``grad`` (len(act), *shape), then clamp to [0, 1]."""
         self.t[act] += 1
-        t = self.t[act].view(-1, 1, 1)
+        per_mask = (-1,) + (1,) * (self.param.dim() - 1)  # broadcast a per-mask value over the mask's entries
+        t = self.t[act].view(per_mask)
         self.m[act] = b1 * self.m[act] + (1 - b1) * grad
         self.v[act] = b2 * self.v[act] + (1 - b2) * grad.square()
         update = (self.m[act] / (1 - b1**t)) / ((self.v[act] / (1 - b2**t)).sqrt() + 1e-8)
-        lr = self.lr[act].view(-1, 1, 1) * (t / self.warmup).clamp(max=1.0)
+        lr = self.lr[act].view(per_mask) * (t / self.warmup).clamp(max=1.0)
         self.param[act] = (self.param[act] - lr * update).clamp(0.0, 1.0)
 
     def restart(self, g: int, value: torch.Tensor, lr: float) -> None:
@@ -227,7 +222,7 @@ def check_images(z: torch.Tensor, y: torch.Tensor) -> None:
 class SingleMaskResult:
     """Per-image masks and their fitting record.
 
-    ``masks`` (N, H, Wm) unshifted; ``steps_used`` (N,) optimiser steps applied to each mask;
+    ``masks`` (N, *shape) in the config's parametrisation; ``steps_used`` (N,) optimiser steps applied to each mask;
     ``kept`` (N,) bool: prediction under the mask equals the target; ``mean_mask`` (N,) full-plane
     mean mask value."""
 
@@ -238,11 +233,11 @@ class SingleMaskResult:
 
 
 def _fit_single_chunk(net: nn.Module, z: torch.Tensor, target: torch.Tensor,
-                      cfg: SingleMaskConfig, bar: tqdm) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fit len(z) masks as one batch; return masks (n, H, Wm) and steps used (n,)."""
-    n, w = len(z), z.shape[-1]
+                      cfg: SingleMaskConfig, par: Parametrisation, bar: tqdm) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fit len(z) masks in ``par`` as one batch; return masks (n, *shape) and steps used (n,)."""
+    n = len(z)
     ce0, _ = clean_ce(net, z, target, cfg.eval_batch_size)
-    param = init_masks(n, z.shape[-2], w, cfg.kind, device=z.device, dtype=z.dtype)
+    param = par.init(n, device=z.device, dtype=z.dtype)
     adam, (total, pct) = MaskAdam(param, cfg.lr, warmup=1), one_cycle_plan(cfg.max_steps, cfg.pct_start)
     plateau = Plateau(n, (cfg.tol_gap, cfg.tol), cfg.patience)
     out = torch.empty_like(param)
@@ -250,8 +245,8 @@ def _fit_single_chunk(net: nn.Module, z: torch.Tensor, target: torch.Tensor,
     active = torch.arange(n, device=z.device)
     for t in range(cfg.max_steps):
         m = param[active].requires_grad_()
-        logits = net(apply_mask(z[active], m, cfg.kind))
-        gap_sq, l1 = loss_terms(logits, target[active], ce0[active], m, w, cfg.kind)
+        logits = net(par.apply(z[active], m))
+        gap_sq, l1 = loss_terms(logits, target[active], ce0[active], m, par)
         ok = logits.argmax(dim=1) == target[active]
         stop = plateau.update(torch.stack([gap_sq, l1], dim=1), ok, active).to(z.device)
         if stop.any():  # freeze these masks as they are (they gave the target at this step)
@@ -280,10 +275,10 @@ def fit_single_masks(net: nn.Module, z: torch.Tensor, target: torch.Tensor,
     a fit on that image alone; only the OneCycle lr (sized to ``max_steps``) is shared. Image ``i``
     stops (its mask frozen) once its prediction equals its target and its squared CE gap and L1
     ratio changed by <= ``tol_gap`` and ``tol`` at ``patience`` consecutive steps, or after
-    ``max_steps`` steps. No images (N = 0) give an empty result (masks (0, H, Wm))."""
-    if z.dim() == 4 and len(z) == 0 == len(target):
-        h, w = z.shape[-2:]
-        empty = torch.zeros(0, *mask_shape(h, w, cfg.kind), device=z.device, dtype=z.dtype)
+    ``max_steps`` steps. No images (N = 0) give an empty result (masks (0, *shape))."""
+    par = cfg.parametrisation(*z.shape[-2:]) if z.dim() == 4 else None
+    if par is not None and len(z) == 0 == len(target):
+        empty = torch.zeros(0, *par.shape, device=z.device, dtype=z.dtype)
         return SingleMaskResult(masks=empty, steps_used=torch.zeros(0, dtype=torch.long),
                                 kept=torch.zeros(0, dtype=torch.bool), mean_mask=torch.zeros(0))
     check_images(z, target)
@@ -293,20 +288,21 @@ def fit_single_masks(net: nn.Module, z: torch.Tensor, target: torch.Tensor,
     n_chunks, bars = math.ceil(len(z) / cfg.chunk_size), runtime.progress()
     for c, s in enumerate(batches(len(z), cfg.chunk_size)):
         with tqdm(total=cfg.max_steps, desc=f"single masks {c + 1}/{n_chunks}", unit="step", disable=not bars) as bar:
-            m, st = _fit_single_chunk(net, z[s], target[s], cfg, bar)
+            m, st = _fit_single_chunk(net, z[s], target[s], cfg, par, bar)
         masks.append(m)
         steps.append(st)
     masks_t = torch.cat(masks)
-    kept = predict(net, z, masks_t, cfg.kind, cfg.eval_batch_size) == target
+    kept = predict(net, z, masks_t, par, cfg.eval_batch_size) == target
     return SingleMaskResult(masks=masks_t, steps_used=torch.cat(steps), kept=kept.cpu(),
-                            mean_mask=sparsity(masks_t, z.shape[-1], cfg.kind).cpu())
+                            mean_mask=par.sparsity(masks_t).cpu())
 
 
 # --------------------------------------------------------------------------------------------
 # Memory
 # --------------------------------------------------------------------------------------------
 
-def bytes_per_image(net: nn.Module, image_shape: tuple[int, int, int], kind: str = "rfft") -> int:
+def bytes_per_image(net: nn.Module, image_shape: tuple[int, int, int],
+                    parametrisation: type[Parametrisation] = Rfft) -> int:
     """Rough memory one image costs while its mask is fitted: every module output kept for the
     backward pass and its gradient (float32), plus the mask, its gradient and Adam's two moments,
     plus the FFT buffers. Counted from one forward pass with hooks, so it is the same on any device."""
@@ -327,5 +323,5 @@ def bytes_per_image(net: nn.Module, image_shape: tuple[int, int, int], kind: str
         for h in handles:
             h.remove()
     c, h, w = image_shape
-    mask = math.prod(mask_shape(h, w, kind))
+    mask = math.prod(parametrisation(h, w).shape)
     return 4 * (2 * numel + 4 * mask + 6 * c * h * w)

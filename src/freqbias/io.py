@@ -135,16 +135,16 @@ def _reason(exc: BaseException) -> str:
     return f"{exc.__class__.__name__}: {first}" if first else exc.__class__.__name__
 
 
-def _check_type(obj: Any, kind: type | None, path: Path, what: str) -> Any:
-    if kind is not None and not isinstance(obj, kind):
-        raise bad_file_error(path, f"malformed {what}: holds a {type(obj).__name__}, expected a {kind.__name__}")
+def _check_type(obj: Any, expected: type | None, path: Path, what: str) -> Any:
+    if expected is not None and not isinstance(obj, expected):
+        raise bad_file_error(path, f"malformed {what}: holds a {type(obj).__name__}, expected a {expected.__name__}")
     return obj
 
 
-def load_torch(path: str | os.PathLike, what: str = "file", kind: type | None = dict,
+def load_torch(path: str | os.PathLike, what: str = "file", expected: type | None = dict,
                map_location: str | torch.device = "cpu") -> Any:
     """``torch.load(weights_only=True)`` of an artifact; :class:`DataError` (one line) when it is missing,
-    truncated or unreadable, or is not a ``kind``."""
+    truncated or unreadable, or is not an ``expected``."""
     path = Path(path)
     if not path.is_file():
         raise missing_error(path, what)
@@ -152,12 +152,12 @@ def load_torch(path: str | os.PathLike, what: str = "file", kind: type | None = 
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - truncated zip, garbage, unpickling: all "unreadable"
         raise bad_file_error(path, f"not a readable {what}, truncated or malformed ({_reason(exc)})") from None
-    return _check_type(obj, kind, path, what)
+    return _check_type(obj, expected, path, what)
 
 
-def load_json(path: str | os.PathLike, what: str = "JSON file", kind: type | None = None) -> Any:
+def load_json(path: str | os.PathLike, what: str = "JSON file", expected: type | None = None) -> Any:
     """A JSON artifact; :class:`DataError` (one line) when it is missing, truncated or malformed, or is
-    not a ``kind``."""
+    not an ``expected``."""
     path = Path(path)
     if not path.is_file():
         raise missing_error(path, what)
@@ -165,7 +165,7 @@ def load_json(path: str | os.PathLike, what: str = "JSON file", kind: type | Non
         obj = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
         raise bad_file_error(path, f"not a readable {what}, truncated or malformed ({_reason(exc)})") from None
-    return _check_type(obj, kind, path, what)
+    return _check_type(obj, expected, path, what)
 
 
 class Row(dict):

@@ -20,8 +20,9 @@ from . import runtime
 from .artifacts import ClassMasks, DatasetMask, SingleMasks
 from .data import to_float
 from .fitting import SingleMaskConfig, SingleMaskResult, bytes_per_image, fit_single_masks
-from .fourier import KINDS, predict
+from .fourier import predict
 from .models import Classifier
+from .parametrisation import PARAMETRISATIONS, Parametrisation
 from .shared_masks import METHODS, SharedMaskConfig, fit_shared_masks, fold_groups
 from .single_image import Selection, evaluate_single_masks
 
@@ -30,10 +31,11 @@ Splits = Mapping[str, tuple[torch.Tensor, torch.Tensor]]
 
 @dataclass(frozen=True)
 class MasksConfig:
-    """The ``masks`` section of params.yaml: mask kind, the shared-mask fit (dataset, folds, classes) and
+    """The ``masks`` section of params.yaml: the masks' parametrisation (the class named by ``masks.kind``,
+    :data:`freqbias.parametrisation.PARAMETRISATIONS`), the shared-mask fit (dataset, folds, classes) and
     the single-image fit."""
 
-    kind: str
+    parametrisation: type[Parametrisation]
     dataset: SharedMaskConfig
     dataset_fit_n: int | None
     folds: int
@@ -45,7 +47,7 @@ class MasksConfig:
         from .config import Section
 
         sec = Section(params, "masks")
-        kind = sec.choice("kind", KINDS, "rfft")
+        chosen = PARAMETRISATIONS[sec.choice("kind", tuple(PARAMETRISATIONS), "rfft")]
         d, s = sec.sub("dataset"), sec.sub("single")
         dataset = SharedMaskConfig(
             method=d.choice("method", METHODS, "constrained"), lam=d.number("lam", min=0),
@@ -53,14 +55,15 @@ class MasksConfig:
             lr_cuts=d.integer("lr_cuts", 2, min=0), pct_start=d.number("pct_start", 0.1, min=0, max=1, strict_min=True),
             batch_size=d.integer("batch_size", min=1), max_steps=d.integer("max_steps", min=1),
             check_every=d.integer("check_every", min=1), acc_ratio=d.number("acc_ratio", min=0, max=1),
-            tol=d.number("tol", min=0), patience=d.integer("patience", min=1), kind=kind)
+            tol=d.number("tol", min=0), patience=d.integer("patience", min=1), parametrisation=chosen)
         single = SingleMaskConfig(
             lam=s.number("lam", min=0), lr=s.number("lr", min=0, strict_min=True),
             pct_start=s.number("pct_start", min=0, max=1, strict_min=True), max_steps=s.integer("max_steps", min=1),
             tol=s.number("tol", min=0), tol_gap=s.number("tol_gap", min=0), patience=s.integer("patience", min=1),
-            kind=kind)
-        return cls(kind=kind, dataset=dataset, dataset_fit_n=d.integer("fit_n", None, min=1, optional=True),
-                   folds=d.integer("folds", 4, min=2), class_fit_n=d.integer("class_fit_n", min=1), single=single)
+            parametrisation=chosen)
+        return cls(parametrisation=chosen, dataset=dataset,
+                   dataset_fit_n=d.integer("fit_n", None, min=1, optional=True), folds=d.integer("folds", 4, min=2),
+                   class_fit_n=d.integer("class_fit_n", min=1), single=single)
 
     def single_for(self, net: nn.Module, image_shape: tuple[int, int, int], *, chunk_size: int,
                    memory_mb: float | None) -> SingleMaskConfig:
@@ -68,7 +71,7 @@ class MasksConfig:
         is set and too small for that many (run-only settings, :mod:`freqbias.runtime`: the masks do
         not depend on them)."""
         if memory_mb is not None:
-            per_image = bytes_per_image(net, image_shape, self.kind)
+            per_image = bytes_per_image(net, image_shape, self.parametrisation)
             chunk_size = min(chunk_size, int(memory_mb * 2**20 // per_image))
         return dataclasses.replace(self.single, chunk_size=max(1, chunk_size))
 
@@ -122,6 +125,7 @@ def fit_model_masks(name: str, model: Classifier, meta: Mapping[str, Any], sel: 
     net, norm = model.net, lambda x: model.normalize(to_float(x).to(device))
     z_val, z_te = norm(x_val), norm(x_te)
     y_val, y_te = y_val.to(device), y_te.to(device)
+    par = cfg.parametrisation(*z_val.shape[-2:])
     k = meta["num_classes"]
     t0 = time.perf_counter()
 
@@ -132,7 +136,7 @@ def fit_model_masks(name: str, model: Classifier, meta: Mapping[str, Any], sel: 
                               desc=f"{name} shared masks")
     mask, folds, classes = shared.masks[0], shared.masks[1:1 + cfg.folds], shared.masks[1 + cfg.folds:]
     records = shared.records
-    correct = {split: torch.stack([predict(net, z, m, cfg.kind) == y for m in (None, mask)]).cpu()
+    correct = {split: torch.stack([predict(net, z, m, par) == y for m in (None, mask)]).cpu()
                for split, z, y in (("val", z_val, y_val), ("test", z_te, y_te))}
     scores = {f"{split}_{what}": c[row].float().mean().item()
               for split, c in correct.items() for row, what in enumerate(("clean_acc", "masked_acc"))}
@@ -154,8 +158,8 @@ def fit_model_masks(name: str, model: Classifier, meta: Mapping[str, Any], sel: 
                                 memory_mb=runtime.memory_mb())
     clean = fit_single_masks(net, z, target, single_cfg)
     single = SingleMasks(index=sel.index, y=sel.y, x_adv=sel.x_adv.cpu(), target=target.cpu(),
-                         masks=clean.masks.cpu(), steps=clean.steps_used, kept=clean.kept, pool=sel.pool, kind=cfg.kind)
-    evaluation = evaluate_single_masks(net, z, target, clean.masks, cfg.kind, z_adv=z_adv if adv_masks else None)
+                         masks=clean.masks.cpu(), steps=clean.steps_used, kept=clean.kept, pool=sel.pool, kind=par.kind)
+    evaluation = evaluate_single_masks(net, z, target, clean.masks, par, z_adv=z_adv if adv_masks else None)
     if adv_masks:  # the study's third mask: the standard model on the PGD image
         target_adv = predict(net, z_adv)
         adv = fit_single_masks(net, z_adv, target_adv, single_cfg)
@@ -164,16 +168,16 @@ def fit_model_masks(name: str, model: Classifier, meta: Mapping[str, Any], sel: 
         evaluation["adv_masked_agreement"] = float(adv.kept.float().mean())
     log(f"single-image masks on {len(target)} images (of {sel.pool} screened): {evaluation}")
 
-    metrics = masks_metrics(name, meta, seed, cfg.kind, scores, records[0], records[1:1 + cfg.folds],
+    metrics = masks_metrics(name, meta, seed, par, scores, records[0], records[1:1 + cfg.folds],
                             records[1 + cfg.folds:], clean, single_cfg.max_steps, evaluation, time.perf_counter() - t0)
     reasons = {f"{split}_ratio": f"{split} clean accuracy is 0: masked / clean is undefined"
                for split in ("val", "test")}
     reasons.update({"class": f"no val image of class(es) {absent}"} if absent else {})
     reasons.update({"single": "no single-image masks: no test image met the selection rule"} if not len(target) else {})
     return ModelMasks(DatasetMask(mask=mask.cpu(), record=records[0], folds=folds.cpu(),
-                                  fold_records=records[1:1 + cfg.folds], kind=cfg.kind, meta=dict(meta),
+                                  fold_records=records[1:1 + cfg.folds], kind=par.kind, meta=dict(meta),
                                   correct=correct),
-                      ClassMasks(masks=classes.cpu(), index=pick.cpu(), kind=cfg.kind,
+                      ClassMasks(masks=classes.cpu(), index=pick.cpu(), kind=par.kind,
                                  records=records[1 + cfg.folds:], counts=counts),
                       single, with_reasons(metrics, reasons))
 
@@ -199,13 +203,13 @@ def with_reasons(metrics: Mapping[str, Any], reasons: Mapping[str, str]) -> dict
     return {**out, "na": na}
 
 
-def masks_metrics(name: str, meta: Mapping[str, Any], seed: int, kind: str, scores: Mapping[str, float],
+def masks_metrics(name: str, meta: Mapping[str, Any], seed: int, par: Parametrisation, scores: Mapping[str, float],
                   dataset: Mapping[str, Any], folds: Sequence[Mapping[str, Any]], classes: Sequence[Mapping[str, Any]],
                   clean: SingleMaskResult, single_cap: int, evaluation: Mapping[str, float],
                   seconds: float) -> dict[str, Any]:
     """The masks stage's metrics JSON (``metrics/masks/<model>.json``) from the shared masks' records
     (:class:`freqbias.shared_masks.SharedMasks`: the dataset mask, its folds, the classes) and the
-    single-image fit: accuracies clean / under the dataset mask (``scores``; ``*_ratio`` = masked /
+    single-image fit (masks in ``par``): accuracies clean / under the dataset mask (``scores``; ``*_ratio`` = masked /
     clean, None when clean accuracy is 0), each kind's mean, support, smallest entry, steps and whether
     it converged (``*_converged``: the share of masks that stopped by their rule), and the single-image
     agreements (``single_*``; ``single_converged``: the share that stopped by their rule before ``single_cap``
@@ -219,7 +223,7 @@ def masks_metrics(name: str, meta: Mapping[str, Any], seed: int, kind: str, scor
         return sum(r[key] for r in records) / len(records) if records else math.nan
 
     return {
-        "model": name, "variant": meta.get("variant", "external"), "seed": meta.get("seed", seed), "kind": kind,
+        "model": name, "variant": meta.get("variant", "external"), "seed": meta.get("seed", seed), "kind": par.kind,
         **scores,
         "val_ratio": ratio_or_none(scores["val_masked_acc"], scores["val_clean_acc"]),
         "test_ratio": ratio_or_none(scores["test_masked_acc"], scores["test_clean_acc"]),

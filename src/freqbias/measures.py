@@ -22,17 +22,19 @@ from .artifacts import ClassMasks, DatasetMask, SingleMasks, load_checkpoint
 from .attacks import PGD
 from .config import DataError, ParamError
 from .data import to_float
-from .fourier import apply_mask, binary_complement, predict
+from .fourier import binary_complement, predict
 from .io import load_json
 from .models import Classifier
+from .parametrisation import Parametrisation, parametrisation
 from .single_image import select_images
 
 
 @dataclass
 class ModelRecord:
-    """One trained model and its masks. ``dataset_mask`` (H, Wm), ``fold_masks`` (F, H, Wm): the dataset
-    mask refitted on each of F disjoint folds of its fit images, ``class_masks`` (K, H, Wm) and the
-    single-image masks (:class:`freqbias.artifacts.SingleMasks`), all unshifted, on the CPU; ``model``
+    """One trained model and its masks. ``dataset_mask`` (*shape), ``fold_masks`` (F, *shape): the dataset
+    mask refitted on each of F disjoint folds of its fit images, ``class_masks`` (K, *shape) and the
+    single-image masks (:class:`freqbias.artifacts.SingleMasks`), all in parametrisation ``par`` (the
+    artifacts' ``kind`` for the model's image size), on the CPU; ``model``
     in eval mode on the stage's device. ``fit_records``: the shared masks' fitting records
     (``{"dataset": record, "folds": [...], "classes": [...]}``, :class:`freqbias.shared_masks.SharedMasks`).
     ``dataset_correct``: the masks stage's per-image correctness without and with the dataset mask
@@ -42,7 +44,7 @@ class ModelRecord:
     variant: str
     seed: int
     model: Classifier
-    kind: str
+    par: Parametrisation
     dataset_mask: torch.Tensor
     class_masks: torch.Tensor
     single: SingleMasks
@@ -71,11 +73,13 @@ def load_records(variants: Sequence[str], seeds: Sequence[int], device: torch.de
             missing = [str(p) for p in files if not p.exists()]
             if missing:
                 raise DataError(f"{missing[0]}: not found (run the train, evaluate and masks stages first)")
-            model, _ = load_checkpoint(paths.checkpoint(name, root), map_location=device)
+            model, meta = load_checkpoint(paths.checkpoint(name, root), map_location=device)
+            size = meta["image_size"]
             dataset, classes, single = DatasetMask.load(files[0]), ClassMasks.load(files[1]), SingleMasks.load(files[2])
             records.append(ModelRecord(
                 name=name, variant=variant, seed=seed, model=model,
-                kind=single.kind, dataset_mask=dataset.mask, class_masks=classes.masks, single=single,
+                par=parametrisation(single.kind, size, size), dataset_mask=dataset.mask,
+                class_masks=classes.masks, single=single,
                 train_metrics={**load_json(files[3], "metrics file", dict),
                                **load_json(files[5], "metrics file", dict)},
                 mask_metrics=load_json(files[4], "metrics file", dict), fold_masks=dataset.folds,
@@ -144,10 +148,10 @@ def pixel_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a * b).sum(dim=1) / (a.norm(dim=1) * b.norm(dim=1))
 
 
-def masked_pixels(model: Classifier, x: torch.Tensor, masks: torch.Tensor, kind: str) -> torch.Tensor:
-    """Images ``x`` (pixels in [0, 1], (N, C, H, W)) seen through their masks, back in pixel units
-    (not clipped): ``apply_mask(normalize(x)) * std + mean``."""
-    z = apply_mask(model.normalize(x), masks.to(x), kind)
+def masked_pixels(model: Classifier, x: torch.Tensor, masks: torch.Tensor, par: Parametrisation) -> torch.Tensor:
+    """Images ``x`` (pixels in [0, 1], (N, C, H, W)) seen through their masks (N, *shape) in ``par``, back
+    in pixel units (not clipped): ``par.apply(normalize(x), masks) * std + mean``."""
+    z = par.apply(model.normalize(x), masks.to(x))
     return z * model.normalize.std + model.normalize.mean
 
 
@@ -162,7 +166,7 @@ def single_outcomes(record: ModelRecord, images: SeedImages) -> dict[str, np.nda
     continuous / ``1[M > 0]``), ``adv_masked`` (PGD image under its own mask vs its own target).
     An outcome that needs a mask with a NaN (or inf) entry is NaN for that image (undefined), as is
     ``corr`` for a constant masked image."""
-    s, model, kind = record.single, record.model, record.kind
+    s, model, par = record.single, record.model, record.par
     if not torch.equal(s.index, images.index):
         raise DataError(f"{paths.mask_file(record.name, 'single')}: fitted on other images than N of seed "
                         f"{record.seed}; rerun masks")
@@ -173,17 +177,17 @@ def single_outcomes(record: ModelRecord, images: SeedImages) -> dict[str, np.nda
     net, x = model.net, images.x
     z = model.normalize(x)
     masks, target = s.masks.to(z), s.target.to(z.device)
-    out = {"target_ok": predict(net, z, None, kind) == target,
-           "masked": predict(net, z, masks, kind) == target,
-           "complement": predict(net, z, binary_complement(masks), kind) == target}
-    seen = masked_pixels(model, x, masks, kind)
+    out = {"target_ok": predict(net, z, None, par) == target,
+           "masked": predict(net, z, masks, par) == target,
+           "complement": predict(net, z, binary_complement(masks), par) == target}
+    seen = masked_pixels(model, x, masks, par)
     out["ssim"], out["corr"] = ssim(x, seen), pixel_correlation(x, seen)
     if s.has_adv:
         z_adv = model.normalize(images.x_adv)
-        out["pgd"] = predict(net, z_adv, None, kind) == target
-        out["restored"] = predict(net, z_adv, masks, kind) == target
-        out["restored_binary"] = predict(net, z_adv, (masks > 0).to(masks.dtype), kind) == target
-        out["adv_masked"] = predict(net, z_adv, s.masks_adv.to(z), kind) == s.target_adv.to(z.device)
+        out["pgd"] = predict(net, z_adv, None, par) == target
+        out["restored"] = predict(net, z_adv, masks, par) == target
+        out["restored_binary"] = predict(net, z_adv, (masks > 0).to(masks.dtype), par) == target
+        out["adv_masked"] = predict(net, z_adv, s.masks_adv.to(z), par) == s.target_adv.to(z.device)
     finite = {"masks": finite_masks(s.masks), "masks_adv": finite_masks(s.masks_adv if s.has_adv else s.masks)}
     needs = {k: "masks_adv" if k == "adv_masked" else "masks" for k in out if k not in ("target_ok", "pgd")}
     return {k: torch.where(finite[needs[k]], v.double().cpu(), math.nan).numpy() if k in needs
@@ -191,7 +195,7 @@ def single_outcomes(record: ModelRecord, images: SeedImages) -> dict[str, np.nda
 
 
 def finite_masks(masks: torch.Tensor) -> torch.Tensor:
-    """Per mask (n, H, Wm) -> bool (n,): every entry finite."""
+    """Per mask (n, *shape) -> bool (n,): every entry finite."""
     return torch.isfinite(masks).flatten(1).all(dim=1)
 
 
@@ -218,5 +222,5 @@ def _score_dataset_mask(record: ModelRecord, x: torch.Tensor, y: torch.Tensor) -
     device = next(model.parameters()).device
     z, y = model.normalize(to_float(x).to(device)), y.to(device)
     mask = record.dataset_mask if torch.isfinite(record.dataset_mask).all() else None
-    return torch.stack([predict(model.net, z, m if m is None else m.to(z), record.kind) == y
+    return torch.stack([predict(model.net, z, m if m is None else m.to(z), record.par) == y
                         for m in (None, mask)]).cpu()

@@ -133,7 +133,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
     Raise :class:`DataError` (one line, :mod:`freqbias.io`) when the file is missing or is not such a checkpoint."""
     path = Path(path)
-    ckpt = load_torch(path, "checkpoint", kind=None, map_location=map_location)
+    ckpt = load_torch(path, "checkpoint", expected=None, map_location=map_location)
     if not isinstance(ckpt, dict) or ckpt.get("format") != "freqbias-checkpoint-v1":
         raise bad_file_error(path, "not a freqbias checkpoint (expected a dict with format 'freqbias-checkpoint-v1')")
     meta = ckpt["meta"]

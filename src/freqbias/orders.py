@@ -2,7 +2,7 @@
 
 Everything here lives on the UNSHIFTED rfft grid (H, W//2+1) of H x W images: a binary mask keeps or drops
 whole rfft entries, and entry ``(ky, kx)`` off the DC / Nyquist columns stands for the pair ``k, -k`` of the full
-plane. A *budget* is a share of the full H x W plane, counted with :func:`freqbias.fourier.mask_weights`
+plane. A *budget* is a share of the full H x W plane, counted with :meth:`freqbias.parametrisation.Rfft.weights`
 (the weights of the rfft entries, summing to 1), so a budget of 0.1 keeps 10 % of the full plane's
 frequencies whatever the layout the compared mask was fitted in. An *order* is a permutation of the
 H * (W//2+1) entries, most important first; :func:`keep_masks` turns an order and a list of budgets into the
@@ -21,13 +21,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .fourier import apply_mask, mask_weights, to_full
 from .loops import BATCH_SIZE, batches, frozen
+from .parametrisation import Rfft
 
 
 def rfft_weights(h: int, w: int) -> torch.Tensor:
     """(H, W//2+1) float64: the share of the full plane each rfft entry stands for (sums to 1)."""
-    return mask_weights(h, w, "rfft", dtype=torch.float64)
+    return Rfft(h, w).weights(dtype=torch.float64)
 
 
 def rfft_radius(h: int, w: int) -> torch.Tensor:
@@ -38,13 +38,13 @@ def rfft_radius(h: int, w: int) -> torch.Tensor:
 
 
 def as_rfft(mask: torch.Tensor, width: int) -> torch.Tensor:
-    """Masks (..., H, Wm) in either layout as rfft masks (..., H, W//2+1) with the same effect: a full mask
-    acts through the mean of ``M(k)`` and ``M(-k)`` (the real part of its filter), which the rfft entry holds."""
+    """Masks (..., H, Wm) in the rfft or the full layout as rfft masks (..., H, W//2+1) with the same effect: a
+    full mask acts through the mean of ``M(k)`` and ``M(-k)`` (the real part of its filter), which the rfft entry
+    holds."""
     wr = width // 2 + 1
     if mask.shape[-1] == wr:
         return mask
-    full = to_full(mask, width)
-    h = full.shape[-2]
+    full, h = mask, mask.shape[-2]
     neg_rows = (-torch.arange(h, device=mask.device)) % h
     neg_cols = (-torch.arange(width, device=mask.device)) % width
     mirrored = full[..., neg_rows, :][..., neg_cols]
@@ -142,7 +142,7 @@ def gradient_scores(net: nn.Module, z: torch.Tensor, target: torch.Tensor, per_i
     with frozen(net):
         for s in batches(len(z), batch_size):
             m = torch.ones(len(z[s]), h, w // 2 + 1, device=z.device, dtype=z.dtype, requires_grad=True)
-            ce = F.cross_entropy(net(apply_mask(z[s], m, "rfft")), target[s].to(z.device), reduction="sum")
+            ce = F.cross_entropy(net(Rfft(h, w).apply(z[s], m)), target[s].to(z.device), reduction="sum")
             grads.append(-torch.autograd.grad(ce, m)[0].double().cpu())
     g = torch.cat(grads)
     return g if per_image else g.mean(dim=0)

@@ -89,11 +89,11 @@ def mask_dir(model: str, root: Path = ROOT) -> Path:
     return root / MASKS / model
 
 
-def mask_file(model: str, kind: str, root: Path = ROOT) -> Path:
-    """One mask artifact of a model: ``masks/<model>/<kind>.pt``, ``kind`` in :data:`MASK_KINDS`."""
-    if kind not in MASK_KINDS:
-        raise ValueError(f"mask kind {kind!r}; allowed: {', '.join(MASK_KINDS)}")
-    return mask_dir(model, root) / f"{kind}.pt"
+def mask_file(model: str, artifact: str, root: Path = ROOT) -> Path:
+    """One mask artifact of a model: ``masks/<model>/<artifact>.pt``, ``artifact`` in :data:`MASK_KINDS`."""
+    if artifact not in MASK_KINDS:
+        raise ValueError(f"mask kind {artifact!r}; allowed: {', '.join(MASK_KINDS)}")
+    return mask_dir(model, root) / f"{artifact}.pt"
 
 
 def mask_metrics(model: str, root: Path = ROOT) -> Path:

@@ -46,17 +46,15 @@ def make_planted(n: int, image_size: int = 28, num_classes: int = 4, seed: int =
     return (x * 255).round().to(torch.uint8).unsqueeze(1), y.long()
 
 
-def planted_band(image_size: int, layout: str = "rfft", num_classes: int = 4,
+def planted_band(image_size: int, full: bool = False, num_classes: int = 4,
                  band: PlantedBand = PlantedBand(), margin: float = 0.75) -> torch.Tensor:
     """Bool mask of the frequencies that carry the planted signal, UNSHIFTED (zero frequency at [0, 0]).
 
-    Shape (S, S//2+1) for ``layout="rfft"``, (S, S) for ``"full"``. A bin is inside when its radius is
-    within ``margin`` bins of [r_min, r_max] and its orientation (mod pi) within jitter + margin/radius of
-    a class orientation."""
-    if layout not in ("rfft", "full"):
-        raise ValueError(f"layout must be 'rfft' or 'full', got {layout!r}")
+    Shape (S, S//2+1), the rfft half-plane, or with ``full`` the full plane (S, S). A bin is inside when
+    its radius is within ``margin`` bins of [r_min, r_max] and its orientation (mod pi) within
+    jitter + margin/radius of a class orientation."""
     ky = torch.fft.fftfreq(image_size, d=1 / image_size)
-    kx = torch.fft.rfftfreq(image_size, d=1 / image_size) if layout == "rfft" else ky
+    kx = ky if full else torch.fft.rfftfreq(image_size, d=1 / image_size)
     KY, KX = torch.meshgrid(ky, kx, indexing="ij")
     radius = torch.sqrt(KX ** 2 + KY ** 2)
     in_ring = (radius >= band.r_min - margin) & (radius <= band.r_max + margin)

@@ -24,6 +24,11 @@ about half the checks of a fit settled on the rule's boundary miss it. Two metho
 A group *converged* when its sparsest mean improved by <= ``tol`` over ``patience`` consecutive checks
 (it then stops); otherwise it hit ``max_steps``. docs/study.md, "Converged masks", says why the default
 differs from the study's fixed lambda and epoch budget.
+
+Each mask's state (best mask, plateau counter, lr cuts, lambda, history, risk order, generator) is one
+:class:`_GroupFit`; :func:`fit_shared_masks` steps all active masks together, then at each check has every
+one check, keep the sparsest, adjust lambda, and refine or stop. Masks are in the config's parametrisation
+(:mod:`freqbias.parametrisation`).
 """
 
 from __future__ import annotations
@@ -39,8 +44,9 @@ from tqdm.auto import tqdm
 
 from . import runtime
 from .fitting import MaskAdam, check_images, clean_ce, fitting_copy, loss_terms, mask_loss
-from .fourier import apply_mask, check_kind, init_masks, predict, sparsity, support
+from .fourier import predict
 from .loops import BATCH_SIZE, batches, one_cycle_lr
+from .parametrisation import Parametrisation, Rfft, check_parametrisation
 
 METHODS = ("constrained", "fixed")
 
@@ -54,7 +60,8 @@ class SharedMaskConfig:
     between rule checks; ``tol`` (full-plane mean) and ``patience`` (checks): the convergence rule.
     The study: fixed lam 0.2, lr 1e-3, batch 1, <= 100 epochs, acc_ratio 0.99 (checked per epoch).
     ``eval_batch_size``: images per forward pass, in checks and (whole groups) in steps, and ``fast_net``
-    (:func:`freqbias.fitting.fitting_copy`): speed only."""
+    (:func:`freqbias.fitting.fitting_copy`): speed only. ``parametrisation``: the class of the masks
+    (:data:`freqbias.parametrisation.PARAMETRISATIONS`), instantiated for the images' size."""
 
     lam: float
     lr: float
@@ -68,13 +75,13 @@ class SharedMaskConfig:
     lam_factor: float = 1.25
     lr_cuts: int = 2
     pct_start: float = 0.1
-    kind: str = "rfft"
+    parametrisation: type[Parametrisation] = Rfft
     seed: int = 0
     eval_batch_size: int = BATCH_SIZE
     fast_net: bool = True
 
     def __post_init__(self) -> None:
-        check_kind(self.kind)
+        check_parametrisation(self.parametrisation)
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
         for name in ("lr", "batch_size", "max_steps", "check_every", "patience", "eval_batch_size"):
@@ -90,8 +97,8 @@ class SharedMaskConfig:
 
 @dataclass
 class SharedMasks:
-    """The fitted masks (G, H, Wm), unshifted (all-NaN for a group without images), and one record per
-    group: ``n_images, clean_acc, masked_acc`` (of the returned mask, on the group's images),
+    """The fitted masks (G, *shape) in the config's parametrisation (all-NaN for a group without images), and
+    one record per group: ``n_images, clean_acc, masked_acc`` (of the returned mask, on the group's images),
     ``converged`` (stopped by the rule with a mask sparser than the identity; None without images),
     ``steps`` (optimiser steps used),
     ``mean, support, min`` (full-plane mean, share above 1e-3, smallest entry), ``lam`` (final weight)
@@ -128,16 +135,17 @@ def min_correct(clean_correct: int, acc_ratio: float) -> int:
 
 @torch.no_grad()
 def score_rule(net: nn.Module, z: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, allowed_wrong: int,
-               kind: str = "rfft", batch_size: int = BATCH_SIZE) -> tuple[int, int, torch.Tensor]:
-    """Score ``mask`` (H, Wm) on normalised images ``z`` (N, C, H, W) with labels ``y``, in their order and
-    in batches of ``batch_size``, until more than ``allowed_wrong`` are misclassified: the rule (at most
-    that many wrong) is then missed whatever the rest give. ``net``: eval mode, on ``z``'s device.
-    Returns ``(correct, scored, ce)``: correct among the first ``scored`` images (``scored`` = N unless
-    stopped early) and their CE under the mask (scored,). The rule holds iff ``scored - correct <=
-    allowed_wrong``."""
+               par: Parametrisation | None = None, batch_size: int = BATCH_SIZE) -> tuple[int, int, torch.Tensor]:
+    """Score ``mask`` (*shape of ``par``; None: :class:`~freqbias.parametrisation.Rfft`) on normalised images
+    ``z`` (N, C, H, W) with labels ``y``, in their order and in batches of ``batch_size``, until more than
+    ``allowed_wrong`` are misclassified: the rule (at most that many wrong) is then missed whatever the rest give.
+    ``net``: eval mode, on ``z``'s device. Returns ``(correct, scored, ce)``: correct among the first ``scored``
+    images (``scored`` = N unless stopped early) and their CE under the mask (scored,). The rule holds iff
+    ``scored - correct <= allowed_wrong``."""
+    par = Rfft(*z.shape[-2:]) if par is None else par
     correct, scored, ces = 0, 0, []
     for s in batches(len(z), batch_size):
-        logits = net(apply_mask(z[s], mask, kind))
+        logits = net(par.apply(z[s], mask))
         ces.append(F.cross_entropy(logits, y[s], reduction="none"))
         correct, scored = correct + int((logits.argmax(dim=1) == y[s]).sum()), s.stop
         if scored - correct > allowed_wrong:
@@ -146,16 +154,105 @@ def score_rule(net: nn.Module, z: torch.Tensor, y: torch.Tensor, mask: torch.Ten
 
 
 def _gradient(net: nn.Module, z: torch.Tensor, y: torch.Tensor, ce0: torch.Tensor, masks: torch.Tensor,
-              lam: torch.Tensor, kind: str) -> torch.Tensor:
-    """The gradient (G, H, Wm) of the summed group losses (module doc) for masks ``masks`` (G, H, Wm) with
+              lam: torch.Tensor, par: Parametrisation) -> torch.Tensor:
+    """The gradient (G, *shape) of the summed group losses (module doc) for masks ``masks`` (G, *shape) with
     weights ``lam`` (G,), on normalised images ``z`` (G * b, C, H, W), ``b`` per group in group order, their
     labels ``y`` and clean CE ``ce0`` (G * b,). The fit calls it on a few groups at a time: each group's
     gradient depends on its own images only, and cache-sized batches run faster (``loops.BATCH_SIZE``)."""
     m = masks.detach().requires_grad_()
-    logits = net(apply_mask(z, m.repeat_interleave(len(z) // len(m), dim=0), kind))
-    gap_sq, l1 = loss_terms(logits, y, ce0, m, z.shape[-1], kind)
+    logits = net(par.apply(z, m.repeat_interleave(len(z) // len(m), dim=0)))
+    gap_sq, l1 = loss_terms(logits, y, ce0, m, par)
     loss = mask_loss(gap_sq.view(len(m), -1), l1[:, None], lam[:, None]).mean(dim=1).sum()
     return torch.autograd.grad(loss, m)[0]
+
+
+class _GroupFit:
+    """The fit of one group's mask, row ``row`` of the optimiser's stack: its images ``index`` (n,) and the
+    images it must keep correct (``need`` of ``correct0``); its sparsest mask that met the rule (``best``,
+    full-plane mean ``best_mean``), the sparsest mean at the last improvement by more than ``tol``
+    (``ref_mean``) and the checks since (``since``), lr cuts used, steps done, whether it ``converged``
+    (None without images), one ``history`` dict per check, its sparsity weight ``lam`` (0-dim), ``risk``:
+    per image the CE at its last check (clean CE at first; checks score the highest first) and its own
+    generator, so that its draws (and so its mask) do not depend on which other groups are fitted."""
+
+    def __init__(self, row: int, index: torch.Tensor, y: torch.Tensor, ce0: torch.Tensor, pred0: torch.Tensor,
+                 init: torch.Tensor, cfg: SharedMaskConfig):
+        self.row, self.index, self.size = row, index, len(index)
+        self.correct0 = int((pred0[index] == y[index]).sum())
+        self.need = min_correct(self.correct0, cfg.acc_ratio)
+        self.best, self.best_mean, self.ref_mean = init.clone(), 1.0, 1.0
+        self.since, self.cuts, self.steps = 0, 0, 0
+        self.converged: bool | None = False if self.size else None
+        self.history: list[dict] = []
+        self.lam = torch.full((), cfg.lam, device=init.device, dtype=init.dtype)
+        self.risk = ce0[index].clone()
+        self.gen = torch.Generator().manual_seed(cfg.seed * 100_003 + row)
+
+    def draw(self, b: int) -> torch.Tensor:
+        """``b`` of the group's images, drawn with replacement: indices into ``z`` (b,)."""
+        return self.index[torch.randint(self.size, (b,), generator=self.gen).to(self.index.device)]
+
+    def by_risk(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The order (n,) of the group's images, most at risk first, and their indices into ``z`` in that order."""
+        order = self.risk.argsort(descending=True, stable=True)
+        return order, self.index[order]
+
+    def check(self, step: int, net: nn.Module, z: torch.Tensor, y: torch.Tensor, mask: torch.Tensor,
+              par: Parametrisation, lr: float, batch_size: int) -> tuple[bool, float]:
+        """Score ``mask`` on the group's images, most at risk first (:func:`score_rule`), update their risk
+        and log the check in ``history``; return whether it met the rule and its full-plane mean."""
+        order, idx = self.by_risk()
+        allowed = self.size - self.need
+        correct, scored, ce = score_rule(net, z[idx], y[idx], mask, allowed, par, batch_size)
+        self.risk[order[:scored]] = ce
+        met, mean = scored - correct <= allowed, par.sparsity(mask).item()
+        self.history.append({"step": step, "masked_acc": correct / self.size if scored == self.size else None,
+                             "scored": scored, "mean": mean, "lam": self.lam.item(), "lr": lr, "met": met})
+        self.steps = step
+        return met, mean
+
+    def keep_sparsest(self, mask: torch.Tensor, mean: float, met: bool) -> None:
+        """Keep ``mask`` as the result when it met the rule and is sparser than the best so far."""
+        if met and mean < self.best_mean:
+            self.best, self.best_mean = mask, mean
+
+    def adjust_lambda(self, met: bool, factor: float) -> None:
+        """Constrained method: sparsify harder after a check that met the rule, ease off after one that did not."""
+        self.lam *= factor if met else 1 / factor
+
+    def plateaued(self, tol: float, patience: int) -> bool:
+        """Count this check towards the plateau (the sparsest mean improved by <= ``tol`` since the reference)
+        or reset it; whether ``patience`` checks in a row have now plateaued."""
+        if self.ref_mean - self.best_mean > tol:
+            self.ref_mean, self.since = self.best_mean, 0
+        else:
+            self.since += 1
+        return self.since >= patience
+
+    def refine(self, adam: MaskAdam) -> None:
+        """Restart from the best mask with half the lr and fresh moments (one lr cut)."""
+        self.cuts, self.since = self.cuts + 1, 0
+        adam.restart(self.row, self.best, adam.lr[self.row].item() / 2)
+
+    def stop(self) -> None:
+        """Stopped by the rule; a mask no sparser than the identity is no result, though."""
+        self.converged = self.best_mean < 1.0
+
+    def result(self, net: nn.Module, z: torch.Tensor, y: torch.Tensor, par: Parametrisation,
+               cfg: SharedMaskConfig) -> tuple[torch.Tensor, dict]:
+        """The returned mask (:func:`prune` of the best, on the images most at risk first; all-NaN without
+        images) and its record (:class:`SharedMasks`)."""
+        if not self.size:
+            return torch.full(par.shape, math.nan, device=z.device, dtype=z.dtype), {
+                "n_images": 0, "converged": None, "history": []}
+        _, first = self.by_risk()
+        mask = prune(net, z[first], y[first], self.best, self.need, cfg)
+        correct = int((predict(net, z[self.index], mask, par, cfg.eval_batch_size) == y[self.index]).sum())
+        return mask, {
+            "n_images": self.size, "clean_acc": self.correct0 / self.size, "masked_acc": correct / self.size,
+            "met": correct >= self.need, "converged": self.converged, "steps": self.steps,
+            "mean": par.sparsity(mask).item(), "support": par.support(mask).item(),
+            "min": mask.min().item(), "lam": self.lam.item(), "history": self.history}
 
 
 def fit_shared_masks(net: nn.Module, z: torch.Tensor, y: torch.Tensor, groups: Sequence[torch.Tensor],
@@ -163,101 +260,59 @@ def fit_shared_masks(net: nn.Module, z: torch.Tensor, y: torch.Tensor, groups: S
     """Fit one mask per group of normalised images ``z`` (N, C, H, W) with labels ``y`` (N,); ``groups``:
     index tensors into ``z`` (they may overlap; an empty one gets an all-NaN mask). See the module doc."""
     check_images(z, y)
-    h, w = z.shape[-2:]
+    par = cfg.parametrisation(*z.shape[-2:])
     dev, y = z.device, y.to(z.device)
     groups = [g.to(dev).long() for g in groups]
     net = fitting_copy(net, cfg.fast_net)
     ce0, pred0 = torch.full_like(y, math.nan, dtype=z.dtype), torch.full_like(y, -1)
     used = torch.cat(groups).unique()
     ce0[used], pred0[used] = clean_ce(net, z[used], y[used], cfg.eval_batch_size)
-    n_groups, b = len(groups), cfg.batch_size
-    sizes = [len(g) for g in groups]
-    correct0 = [int((pred0[g] == y[g]).sum()) for g in groups]
-    need = [min_correct(c, cfg.acc_ratio) for c in correct0]
-
-    param = init_masks(n_groups, h, w, cfg.kind, device=dev, dtype=z.dtype)
+    b = cfg.batch_size
+    param = par.init(len(groups), device=dev, dtype=z.dtype)
     adam = MaskAdam(param, cfg.lr, warmup=cfg.check_every if cfg.method == "constrained" else 1)
-    best = param.clone()
-    best_mean, ref_mean = [1.0] * n_groups, [1.0] * n_groups
-    lam = torch.full((n_groups,), cfg.lam, device=dev, dtype=z.dtype)
-    since, cuts, steps = [0] * n_groups, [0] * n_groups, [0] * n_groups
-    converged: list[bool | None] = [False if s else None for s in sizes]
-    history: list[list[dict]] = [[] for _ in groups]
-    # per group and image, the CE at the group's last check (clean CE at first): checks score the highest first
-    risk = [ce0[g].clone() for g in groups]
-    # one generator per group: a group's draws (and so its mask) do not depend on which other groups are fitted
-    gens = [torch.Generator().manual_seed(cfg.seed * 100_003 + g) for g in range(n_groups)]
-    active = [g for g in range(n_groups) if sizes[g]]
+    fits = [_GroupFit(g, index, y, ce0, pred0, param[g], cfg) for g, index in enumerate(groups)]
+    active = [fit for fit in fits if fit.size]
     bar = tqdm(total=cfg.max_steps, desc=desc, unit="step", disable=not runtime.progress())
     for step in range(1, cfg.max_steps + 1):
         if not active:
             break
-        act = torch.tensor(active, device=dev)
+        # step: every active mask on a minibatch of its own group, a few groups per forward pass
+        act = torch.tensor([fit.row for fit in active], device=dev)
         if cfg.method == "fixed":
             adam.lr[:] = one_cycle_lr(step, cfg.max_steps, cfg.lr, cfg.pct_start)
-        idx = torch.stack([groups[g][torch.randint(sizes[g], (b,), generator=gens[g]).to(dev)] for g in active])
+        idx = torch.stack([fit.draw(b) for fit in active])
         grad = torch.cat([_gradient(net, z[idx[c]].flatten(0, 1), y[idx[c]].flatten(), ce0[idx[c]].flatten(),
-                                    param[act[c]], lam[act[c]], cfg.kind)
+                                    param[act[c]], torch.stack([fit.lam for fit in active[c]]), par)
                           for c in batches(len(active), max(1, cfg.eval_batch_size // b))])
         adam.step(grad, act)
         bar.update(1)
         if step % cfg.check_every and step != cfg.max_steps:
             continue
-        for g in list(active):
-            mask = param[g].clone()
-            order = risk[g].argsort(descending=True, stable=True)
-            idx = groups[g][order]
-            correct, scored, ce = score_rule(net, z[idx], y[idx], mask, sizes[g] - need[g], cfg.kind,
-                                             cfg.eval_batch_size)
-            risk[g][order[:scored]] = ce
-            met = scored - correct <= sizes[g] - need[g]
-            mean = sparsity(mask, w, cfg.kind).item()
-            history[g].append({"step": step, "masked_acc": correct / sizes[g] if scored == sizes[g] else None,
-                               "scored": scored, "mean": mean, "lam": lam[g].item(), "lr": adam.lr[g].item(),
-                               "met": met})
-            steps[g] = step
-            if met and mean < best_mean[g]:
-                best[g], best_mean[g] = mask, mean
+        for fit in list(active):  # check, keep the sparsest, adjust lambda, refine or stop
+            mask = param[fit.row].clone()
+            met, mean = fit.check(step, net, z, y, mask, par, adam.lr[fit.row].item(), cfg.eval_batch_size)
+            fit.keep_sparsest(mask, mean, met)
             if cfg.method == "constrained":
-                lam[g] *= cfg.lam_factor if met else 1 / cfg.lam_factor
-            if ref_mean[g] - best_mean[g] > cfg.tol:
-                ref_mean[g], since[g] = best_mean[g], 0
-            else:
-                since[g] += 1
-            if since[g] < cfg.patience:
+                fit.adjust_lambda(met, cfg.lam_factor)
+            if not fit.plateaued(cfg.tol, cfg.patience):
                 continue
-            if cfg.method == "constrained" and cuts[g] < cfg.lr_cuts:  # refine: restart from the best, half the lr
-                cuts[g], since[g] = cuts[g] + 1, 0
-                adam.restart(g, best[g], adam.lr[g].item() / 2)
-            else:  # stopped by the rule; a mask no sparser than the identity is no result, though
-                converged[g] = best_mean[g] < 1.0
-                active.remove(g)
-        bar.set_postfix(active=len(active), mean=f"{min(best_mean):.3f}")
+            if cfg.method == "constrained" and fit.cuts < cfg.lr_cuts:
+                fit.refine(adam)
+            else:
+                fit.stop()
+                active.remove(fit)
+        bar.set_postfix(active=len(active), mean=f"{min(fit.best_mean for fit in fits):.3f}")
     bar.close()
-
-    records = []
-    for g in range(n_groups):
-        if not sizes[g]:
-            best[g] = math.nan
-            records.append({"n_images": 0, "converged": None, "history": []})
-            continue
-        first = groups[g][risk[g].argsort(descending=True, stable=True)]
-        best[g] = prune(net, z[first], y[first], best[g], need[g], cfg)
-        zg, yg = z[groups[g]], y[groups[g]]
-        correct = int((predict(net, zg, best[g], cfg.kind, cfg.eval_batch_size) == yg).sum())
-        records.append({
-            "n_images": sizes[g], "clean_acc": correct0[g] / sizes[g], "masked_acc": correct / sizes[g],
-            "met": correct >= need[g], "converged": converged[g], "steps": steps[g],
-            "mean": sparsity(best[g], w, cfg.kind).item(), "support": support(best[g], w, cfg.kind).item(),
-            "min": best[g].min().item(), "lam": lam[g].item(), "history": history[g]})
-    return SharedMasks(masks=best, records=records)
+    masks, records = zip(*(fit.result(net, z, y, par, cfg) for fit in fits))
+    return SharedMasks(masks=torch.stack(masks), records=list(records))
 
 
 def prune(net: nn.Module, z: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, need: int,
           cfg: SharedMaskConfig, rounds: int = 8) -> torch.Tensor:
-    """``mask`` (H, Wm) with its entries below a threshold set to 0, for the largest threshold (binary
-    search over the mask's own value quantiles, ``rounds`` checks) at which the masked accuracy on
-    ``z``, ``y`` keeps at least ``need`` images correct; ``mask`` itself when no threshold does. The fit leaves entries
+    """``mask`` (*shape, the config's parametrisation) with its entries below a threshold set to 0, for the
+    largest threshold (binary search over the mask's own value quantiles, ``rounds`` checks) at which the
+    masked accuracy on ``z``, ``y`` keeps at least ``need`` images correct; ``mask`` itself when no threshold
+    does. The fit leaves entries
     the network does not need hovering just above 0 (Adam's noise against the clamp); this sets them
     to exactly 0 without giving up the rule. A threshold at or below the smallest entry (a sparse mask's
     exact zeros fill the lower quantiles) leaves ``mask`` as it is, which the fit found to meet the rule:
@@ -280,5 +335,6 @@ def prune(net: nn.Module, z: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, 
 def _meets(net: nn.Module, z: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, need: int,
            cfg: SharedMaskConfig) -> bool:
     """Whether ``mask`` keeps at least ``need`` of the images ``z`` correct (:func:`score_rule`)."""
-    correct, scored, _ = score_rule(net, z, y, mask, len(z) - need, cfg.kind, cfg.eval_batch_size)
+    par = cfg.parametrisation(*z.shape[-2:])
+    correct, scored, _ = score_rule(net, z, y, mask, len(z) - need, par, cfg.eval_batch_size)
     return scored - correct <= len(z) - need

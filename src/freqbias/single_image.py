@@ -19,6 +19,7 @@ from .data import to_float
 from .fourier import agreement, binary_complement
 from .io import load_torch, save_torch
 from .loops import batches
+from .parametrisation import Parametrisation
 
 
 @dataclass
@@ -94,9 +95,9 @@ def select_images(standard: nn.Module, adversarial: nn.Module, x: torch.Tensor, 
 
 
 def evaluate_single_masks(net: nn.Module, z: torch.Tensor, target: torch.Tensor, masks: torch.Tensor,
-                          kind: str, z_adv: torch.Tensor | None = None) -> dict[str, float]:
+                          par: Parametrisation, z_adv: torch.Tensor | None = None) -> dict[str, float]:
     """Agreement with ``target`` (N,) of ``net`` on normalised images ``z`` (N, C, H, W) under their own
-    masks (N, H, Wm), under the binary complement ``1 - 1[M > 0]``, and, given the PGD images
+    masks (N, *shape) in ``par``, under the binary complement ``1 - 1[M > 0]``, and, given the PGD images
     ``z_adv``: unmasked, and under the clean image's mask (continuous and binarised ``1[M > 0]``).
     Every value is NaN when there are no images (N = 0): an agreement over no image is undefined."""
     keys = ["masked_agreement", "complement_agreement"]
@@ -104,13 +105,13 @@ def evaluate_single_masks(net: nn.Module, z: torch.Tensor, target: torch.Tensor,
     if len(z) == 0:
         return dict.fromkeys(keys, math.nan)
     out = {
-        "masked_agreement": agreement(net, z, target, masks, kind),
-        "complement_agreement": agreement(net, z, target, binary_complement(masks), kind),
+        "masked_agreement": agreement(net, z, target, masks, par),
+        "complement_agreement": agreement(net, z, target, binary_complement(masks), par),
     }
     if z_adv is not None:
-        out["adv_agreement"] = agreement(net, z_adv, target, None, kind)
-        out["adv_restored_continuous"] = agreement(net, z_adv, target, masks, kind)
-        out["adv_restored_binary"] = agreement(net, z_adv, target, (masks > 0).to(masks.dtype), kind)
+        out["adv_agreement"] = agreement(net, z_adv, target, None, par)
+        out["adv_restored_continuous"] = agreement(net, z_adv, target, masks, par)
+        out["adv_restored_binary"] = agreement(net, z_adv, target, (masks > 0).to(masks.dtype), par)
     return out
 
 

@@ -14,7 +14,6 @@ from .bootstrap import Estimate, bootstrap_ci, ci_row, cluster_bootstrap, finite
 from .claims import (
     ratio,
 )
-from .fourier import sparsity, support
 from .measures import (
     dataset_correct,
     finite_masks,
@@ -53,7 +52,6 @@ def accuracy_table(run: Run, splits: Mapping[str, tuple[torch.Tensor, torch.Tens
     (clean, masked and masked / clean with intervals over images; the masks stage's full-split values as
     ``*_all``), per split the (clean, masked) correctness matrices (n_images, n_models) for claim 1, and
     per model whose masked accuracy is n/a (a NaN in its dataset mask; its masked column is NaN) why."""
-    w = run.image_size[1]
     rows = {r.name: {"model": r.name, "variant": r.variant, "seed": r.seed} for r in run.records}
     mask_na = {r.name: "non-finite entries in the dataset mask" for r in run.records
                if not torch.isfinite(r.dataset_mask).all()}
@@ -84,7 +82,7 @@ def accuracy_table(run: Run, splits: Mapping[str, tuple[torch.Tensor, torch.Tens
                 f"{split}_masked_all": logged(r.mask_metrics, f"{split}_masked_acc", metrics)})
     for r in run.records:
         mean, supp = (NA(mask_na[r.name]),) * 2 if r.name in mask_na else (
-            float(sparsity(r.dataset_mask, w, r.kind)), float(support(r.dataset_mask, w, r.kind)))
+            float(r.par.sparsity(r.dataset_mask)), float(r.par.support(r.dataset_mask)))
         rows[r.name].update({"dataset_fit_n": r.mask_metrics.get("dataset_fit_n"), "mask_mean": mean,
                              "mask_support": supp,
                              "pgd_acc_train_eps": logged(r.train_metrics, "pgd_acc_train_eps",
@@ -116,7 +114,7 @@ def fit_table(run: Run) -> list[dict]:
                      **{k: NA("shared masks only") for k in FIT_COLUMNS}, "n_images": n,
                      "converged": logged(r.mask_metrics, "single_converged", f"metrics/masks/{r.name}.json")
                      if n else none, "steps": float(r.single.steps.double().mean()) if n else none,
-                     "mean": float(sparsity(r.single.masks, run.image_size[1], r.kind).mean()) if n else none})
+                     "mean": float(r.par.sparsity(r.single.masks).mean()) if n else none})
     return rows
 
 
