@@ -91,7 +91,7 @@ def run_controls(name: str, model: Classifier, meta: Mapping[str, Any], dataset:
     specificity = class_specificity(fast, classes.masks, z_te[:n_cls], y_te[:n_cls])
     default = default_class(fast, z_te[:n_cls], k)
     lap("class_specificity")
-    isotropic = fit_isotropic(model.net, z_val, y_val, fit_groups, masks_cfg, seed, f"{name} isotropic masks")
+    isotropic = fit_isotropic(model.net, z_val, y_val, fit_groups[1:], masks_cfg, seed, f"{name} isotropic masks")
     lap("isotropic")
     data: dict[str, Any] = {"model": name, "equal_budget": budget_rows, "faithfulness": faith,
                             "class_specificity": specificity, "default_class": default, "isotropic": isotropic}

@@ -234,13 +234,15 @@ class SingleMaskResult:
 
 def _fit_single_chunk(net: nn.Module, z: torch.Tensor, target: torch.Tensor,
                       cfg: SingleMaskConfig, par: Parametrisation, bar: tqdm) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fit len(z) masks in ``par`` as one batch; return masks (n, *shape) and steps used (n,)."""
+    """Fit len(z) masks in ``par`` as one batch; return each image's sparsest mask that gave its target
+    (n, *shape) and the steps used (n,)."""
     n = len(z)
     ce0, _ = clean_ce(net, z, target, cfg.eval_batch_size)
     param = par.init(n, device=z.device, dtype=z.dtype)
     adam, (total, pct) = MaskAdam(param, cfg.lr, warmup=1), one_cycle_plan(cfg.max_steps, cfg.pct_start)
     plateau = Plateau(n, (cfg.tol_gap, cfg.tol), cfg.patience)
-    out = torch.empty_like(param)
+    best = param.clone()  # the identity gives the target (it is the clean prediction)
+    best_l1 = torch.full((n,), math.inf, device=z.device, dtype=z.dtype)
     steps = torch.full((n,), cfg.max_steps, dtype=torch.long)
     active = torch.arange(n, device=z.device)
     for t in range(cfg.max_steps):
@@ -248,11 +250,11 @@ def _fit_single_chunk(net: nn.Module, z: torch.Tensor, target: torch.Tensor,
         logits = net(par.apply(z[active], m))
         gap_sq, l1 = loss_terms(logits, target[active], ce0[active], m, par)
         ok = logits.argmax(dim=1) == target[active]
-        stop = plateau.update(torch.stack([gap_sq, l1], dim=1), ok, active).to(z.device)
-        if stop.any():  # freeze these masks as they are (they gave the target at this step)
-            done = active[stop]
-            out[done] = m.detach()[stop]
-            steps[done.cpu()] = t
+        sparser = ok & (l1.detach() < best_l1[active])  # keep the sparsest mask that gave the target
+        best[active[sparser]], best_l1[active[sparser]] = m.detach()[sparser], l1.detach()[sparser]
+        stop = plateau.update(torch.stack([gap_sq, l1], dim=1), None, active).to(z.device)
+        if stop.any():  # the loss terms settled: this mask's fit is done
+            steps[active[stop].cpu()] = t
             active = active[~stop]
             if len(active) == 0:
                 break
@@ -262,8 +264,7 @@ def _fit_single_chunk(net: nn.Module, z: torch.Tensor, target: torch.Tensor,
         adam.step(grad[~stop], active, b1=one_cycle_momentum(t + 1, total, pct))
         bar.update(1)
         bar.set_postfix(active=len(active))
-    out[active] = param[active]
-    return out, steps
+    return best, steps
 
 
 def fit_single_masks(net: nn.Module, z: torch.Tensor, target: torch.Tensor,
@@ -273,9 +274,12 @@ def fit_single_masks(net: nn.Module, z: torch.Tensor, target: torch.Tensor,
     Images are fitted ``cfg.chunk_size`` at a time, each chunk as one batch: the loss is the sum of
     per-image losses, so the gradients and the (elementwise) Adam state of each mask are those of
     a fit on that image alone; only the OneCycle lr (sized to ``max_steps``) is shared. Image ``i``
-    stops (its mask frozen) once its prediction equals its target and its squared CE gap and L1
-    ratio changed by <= ``tol_gap`` and ``tol`` at ``patience`` consecutive steps, or after
-    ``max_steps`` steps. No images (N = 0) give an empty result (masks (0, *shape))."""
+    stops by its rule once its squared CE gap and L1 ratio changed by <= ``tol_gap`` and ``tol`` at
+    ``patience`` consecutive steps (``steps_used`` < ``max_steps``), else at the cap. Its mask is the
+    sparsest (lowest L1 ratio) of the fit that gave the target, as for shared masks (the sparsest that
+    met the rule): a fit whose loss settles just past the decision boundary still returns a mask that
+    keeps the prediction, and the fit is not held running by a prediction it will not recover.
+    No images (N = 0) give an empty result (masks (0, *shape))."""
     par = cfg.parametrisation(*z.shape[-2:]) if z.dim() == 4 else None
     if par is not None and len(z) == 0 == len(target):
         empty = torch.zeros(0, *par.shape, device=z.device, dtype=z.dtype)
