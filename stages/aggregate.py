@@ -2,8 +2,9 @@
 
 Usage: ``python stages/aggregate.py``. Reads params ``aggregate`` (and ``train.variants``, ``train.seeds``,
 ``train.variant.A``, ``model``, ``masks``); reads ``models/``, ``masks/``, ``metrics/``, ``selections/`` and
-``data/prepared``; writes ``results/*.csv``, ``results/curves/``, ``results/claims.json``,
-``results/summary.json`` (with this machine's fp32 matmul peak, :mod:`freqbias.perf`) and
+``data/prepared``; writes ``results/*.csv``, ``results/curves/`` (with the tables of ``dvc plots``,
+:mod:`freqbias.plot_data`), ``results/claims.json``, ``results/summary.json`` (with this machine's fp32 matmul
+peak, :mod:`freqbias.perf`) and
 ``results/figdata.pt`` (see :mod:`freqbias.aggregate`).
 """
 
@@ -19,6 +20,7 @@ from freqbias.data import load_split
 from freqbias.io import load_json
 from freqbias.measures import load_records
 from freqbias.perf import matmul_peak
+from freqbias.plot_data import load_histories, plot_tables
 from freqbias.runs import AggregateConfig
 from freqbias.single_image import SelectConfig
 from freqbias.training import TrainConfig
@@ -38,6 +40,8 @@ def main() -> None:
     select = SelectConfig.from_params(params).attack.build(manifest["std"][0])  # rebuilds old files' PGD images
     controls = {r.name: load_controls(paths.controls_file(r.name)) for r in records}
     result = run_aggregate(records, cfg, splits, select, manifest["classes"], log.info, controls=controls)
+    histories = load_histories([r.name for r in records])
+    result.curves.update(plot_tables(result.curves, result.tables["mask_fits"], histories))  # dvc plots' tables
     result.summary.update({
         "dataset": manifest["dataset"], "source": manifest.get("source"), "counts": manifest["counts"],
         "arch": train.arch, "train": {"epochs": train.epochs, "attack": train.attack.__dict__},

@@ -168,6 +168,25 @@ def _rounded(rows: list[dict], digits: int = 6) -> list[dict]:
             for row in rows]
 
 
+VERDICT_CODES = {"holds": 1, "inconclusive": 0, "does not hold": -1}  # "not measured": no code (README)
+
+
+def claim_metrics(claims: Sequence[Mapping[str, Any]]) -> dict:
+    """``metrics.json`` (``dvc metrics`` / ``dvc exp show`` columns): per claim its headline ``estimate``, ``lo``,
+    ``hi``, ``verdict``, ``reason`` and a numeric ``verdict_code`` (:data:`VERDICT_CODES`, sortable; None when
+    not measured), and every further part of its headline source as ``part_<i>`` (i from 2; claim 2:
+    ``part_2`` is the mid rings) with ``estimate``, ``lo``, ``hi`` and ``verdict_code``."""
+    out = {}
+    for c in claims:
+        row = {k: c[k] for k in ("estimate", "lo", "hi", "verdict", "reason")}
+        row["verdict_code"] = VERDICT_CODES.get(c["verdict"])
+        for i, p in enumerate(c.get("parts", [])[1:], start=2):
+            row[f"part_{i}"] = {**{k: p.get(k) for k in ("estimate", "lo", "hi")},
+                                "verdict_code": VERDICT_CODES.get(p.get("verdict"))}
+        out[f"claim_{c['claim']}"] = row
+    return out
+
+
 def write_results(res: AggregateResult, folder: Path = paths.RESULTS) -> None:
     """Write every output atomically: ``<table>.csv``, ``curves/<plot>/<series>.csv`` (stale series
     removed), ``claims.json``, ``metrics.json`` (headline of every claim, for ``dvc metrics``),
@@ -176,12 +195,11 @@ def write_results(res: AggregateResult, folder: Path = paths.RESULTS) -> None:
     for name, rows in res.tables.items():
         save_csv(csv_rows(_rounded(rows)), folder / f"{name}.csv")
     wanted = {folder / "curves" / f"{name}.csv" for name in res.curves}
-    for stale in set((folder / "curves").glob("*/*.csv")) - wanted:
+    for stale in {*(folder / "curves").glob("*.csv"), *(folder / "curves").glob("*/*.csv")} - wanted:
         stale.unlink()
     for name, rows in res.curves.items():
         save_csv(csv_rows(_rounded(rows)), folder / "curves" / f"{name}.csv")
     save_json(_json_safe(res.claims), folder / "claims.json")
-    save_json(_json_safe({f"claim_{c['claim']}": {k: c[k] for k in ("estimate", "lo", "hi", "verdict", "reason")}
-                          for c in res.claims}), folder / "metrics.json")
+    save_json(_json_safe(claim_metrics(res.claims)), folder / "metrics.json")
     save_json(_json_safe(res.summary), folder / "summary.json")
     save_torch(res.figdata, folder / "figdata.pt")
