@@ -145,7 +145,8 @@ def test_single_masks_are_the_sparsest_that_gave_the_target(monkeypatch):
             return gap_sq, l1
 
         monkeypatch.setattr(mf, "loss_terms", spy)
-        res = mf.fit_single_masks(net, z[i:i + 1], target[i:i + 1], _single_cfg(chunk_size=1, patience=4, lam=0.5, fast_net=False))
+        cfg = _single_cfg(chunk_size=1, patience=4, lam=0.5, fast_net=False)
+        res = mf.fit_single_masks(net, z[i:i + 1], target[i:i + 1], cfg)
         best = min(l1 for ok, l1 in seen if ok)
         lost += not seen[-1][0]
         assert res.kept.all() and abs(RFFT.l1_ratio(res.masks).item() - best) < 1e-6
