@@ -33,7 +33,8 @@ Splits = Mapping[str, tuple[torch.Tensor, torch.Tensor]]
 class MasksConfig:
     """The ``masks`` section of params.yaml: the masks' parametrisation (the class named by ``masks.kind``,
     :data:`freqbias.parametrisation.PARAMETRISATIONS`), the shared-mask fit (dataset, folds, classes) and
-    the single-image fit."""
+    the single-image fit. ``class_other_n``: other classes' val images each class mask must not push into its
+    class (0: none, the study's one-sided rule; :mod:`freqbias.class_rule`)."""
 
     parametrisation: type[Parametrisation]
     dataset: SharedMaskConfig
@@ -41,6 +42,7 @@ class MasksConfig:
     folds: int
     class_fit_n: int
     single: SingleMaskConfig
+    class_other_n: int = 0
 
     @classmethod
     def from_params(cls, params: dict) -> "MasksConfig":
@@ -55,7 +57,8 @@ class MasksConfig:
             lr_cuts=d.integer("lr_cuts", 2, min=0), pct_start=d.number("pct_start", 0.1, min=0, max=1, strict_min=True),
             batch_size=d.integer("batch_size", min=1), max_steps=d.integer("max_steps", min=1),
             check_every=d.integer("check_every", min=1), acc_ratio=d.number("acc_ratio", min=0, max=1),
-            tol=d.number("tol", min=0), patience=d.integer("patience", min=1), parametrisation=chosen)
+            tol=d.number("tol", min=0), patience=d.integer("patience", min=1), parametrisation=chosen,
+            push_tol=d.number("class_push_tol", 0.05, min=0, max=1))
         single = SingleMaskConfig(
             lam=s.number("lam", min=0), lr=s.number("lr", min=0, strict_min=True),
             pct_start=s.number("pct_start", min=0, max=1, strict_min=True), max_steps=s.integer("max_steps", min=1),
@@ -63,7 +66,8 @@ class MasksConfig:
             parametrisation=chosen)
         return cls(parametrisation=chosen, dataset=dataset,
                    dataset_fit_n=d.integer("fit_n", None, min=1, optional=True), folds=d.integer("folds", 4, min=2),
-                   class_fit_n=d.integer("class_fit_n", min=1), single=single)
+                   class_fit_n=d.integer("class_fit_n", min=1), single=single,
+                   class_other_n=d.integer("class_other_n", 0, min=0))
 
     def single_for(self, net: nn.Module, image_shape: tuple[int, int, int], *, chunk_size: int,
                    memory_mb: float | None) -> SingleMaskConfig:
@@ -104,6 +108,22 @@ def shared_groups(y_val: torch.Tensor, n_fit: int, folds: int, class_fit_n: int,
     return [fit, *fold_groups(n_fit, folds, seed), *per_class], torch.cat(per_class)
 
 
+def foreign_images(y_val: torch.Tensor, num_classes: int, n: int, class_fit_n: int) -> list[tuple[torch.Tensor, int]]:
+    """Per class k, ``n`` val images of the other classes that no class mask is fitted on (each other class's
+    images after its first ``class_fit_n``, taken in turn so that the classes are balanced), with k: the
+    images class k's mask must not send into k (:mod:`freqbias.class_rule`). Fewer when the split runs out."""
+    y_val = y_val.cpu()
+    spare = [(y_val == j).nonzero().squeeze(1)[class_fit_n:] for j in range(num_classes)]
+    out = []
+    for k in range(num_classes):
+        others = [spare[j] for j in range(num_classes) if j != k and len(spare[j])]
+        depth = -(-n // max(1, len(others)))
+        mixed = torch.stack([torch.nn.functional.pad(o[:depth], (0, max(0, depth - len(o[:depth]))), value=-1)
+                             for o in others], dim=1).flatten() if others else torch.zeros(0, dtype=torch.long)
+        out.append((mixed[mixed >= 0][:n], k))
+    return out
+
+
 def fit_model_masks(name: str, model: Classifier, meta: Mapping[str, Any], sel: Selection, splits: Splits,
                     cfg: MasksConfig, seed: int, adv_masks: bool,
                     log: Callable[[str], None] = lambda m: None) -> ModelMasks:
@@ -132,8 +152,9 @@ def fit_model_masks(name: str, model: Classifier, meta: Mapping[str, Any], sel: 
     n_fit = min(cfg.dataset_fit_n or len(y_val), len(y_val))
     groups, pick = shared_groups(y_val, n_fit, cfg.folds, cfg.class_fit_n, k, seed)
     torch.manual_seed(seed)
+    foreign = foreign_images(y_val, k, cfg.class_other_n, cfg.class_fit_n) if cfg.class_other_n else [None] * k
     shared = fit_shared_masks(net, z_val, y_val, groups, dataclasses.replace(cfg.dataset, seed=seed),
-                              desc=f"{name} shared masks")
+                              desc=f"{name} shared masks", foreign=[None] * (1 + cfg.folds) + foreign)
     mask, folds, classes = shared.masks[0], shared.masks[1:1 + cfg.folds], shared.masks[1 + cfg.folds:]
     records = shared.records
     correct = {split: torch.stack([predict(net, z, m, par) == y for m in (None, mask)]).cpu()

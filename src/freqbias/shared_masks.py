@@ -25,6 +25,10 @@ A group *converged* when its sparsest mean improved by <= ``tol`` over ``patienc
 (it then stops); otherwise it hit ``max_steps``. docs/study.md, "Converged masks", says why the default
 differs from the study's fixed lambda and epoch budget.
 
+A class mask also has *foreign* images (other classes'; :mod:`freqbias.class_rule`): its loss penalises raising its
+class's probability on them and its rule requires that no more of them go to its class than clean, plus
+``push_tol`` of them, so that a mask cannot meet the rule by turning every image into the model's default class.
+
 Each mask's state (best mask, plateau counter, lr cuts, lambda, history, risk order, generator) is one
 :class:`_GroupFit`; :func:`fit_shared_masks` steps all active masks together, then at each check has every
 one check, keep the sparsest, adjust lambda, and refine or stop. Masks are in the config's parametrisation
@@ -35,7 +39,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -43,6 +47,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from . import runtime
+from .class_rule import Foreign, foreign_of, push_gradients, score_push
 from .fitting import MaskAdam, check_images, clean_ce, fitting_copy, loss_terms, mask_loss
 from .fourier import predict
 from .loops import BATCH_SIZE, batches, one_cycle_lr
@@ -61,7 +66,8 @@ class SharedMaskConfig:
     The study: fixed lam 0.2, lr 1e-3, batch 1, <= 100 epochs, acc_ratio 0.99 (checked per epoch).
     ``eval_batch_size``: images per forward pass, in checks and (whole groups) in steps, and ``fast_net``
     (:func:`freqbias.fitting.fitting_copy`): speed only. ``parametrisation``: the class of the masks
-    (:data:`freqbias.parametrisation.PARAMETRISATIONS`), instantiated for the images' size."""
+    (:data:`freqbias.parametrisation.PARAMETRISATIONS`), instantiated for the images' size. ``push_tol``:
+    the share of a class mask's foreign images it may send into its class beyond the clean count."""
 
     lam: float
     lr: float
@@ -79,9 +85,12 @@ class SharedMaskConfig:
     seed: int = 0
     eval_batch_size: int = BATCH_SIZE
     fast_net: bool = True
+    push_tol: float = 0.05
 
     def __post_init__(self) -> None:
         check_parametrisation(self.parametrisation)
+        if not 0 <= self.push_tol <= 1:
+            raise ValueError(f"push_tol must be in [0, 1], got {self.push_tol}")
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
         for name in ("lr", "batch_size", "max_steps", "check_every", "patience", "eval_batch_size"):
@@ -173,11 +182,16 @@ class _GroupFit:
     (``ref_mean``) and the checks since (``since``), lr cuts used, steps done, whether it ``converged``
     (None without images), one ``history`` dict per check, its sparsity weight ``lam`` (0-dim), ``risk``:
     per image the CE at its last check (clean CE at first; checks score the highest first) and its own
-    generator, so that its draws (and so its mask) do not depend on which other groups are fitted."""
+    generator, so that its draws (and so its mask) do not depend on which other groups are fitted. A class
+    mask's ``foreign`` images (:class:`~freqbias.class_rule.Foreign`) with their clean log-probabilities of
+    its class ``lp0`` (n_f,) add the rule's second side."""
 
     def __init__(self, row: int, index: torch.Tensor, y: torch.Tensor, ce0: torch.Tensor, pred0: torch.Tensor,
-                 init: torch.Tensor, cfg: SharedMaskConfig):
+                 init: torch.Tensor, cfg: SharedMaskConfig, foreign: Foreign | None = None,
+                 lp0: torch.Tensor | None = None):
         self.row, self.index, self.size = row, index, len(index)
+        self.foreign, self.lp0 = (foreign, lp0) if foreign is not None and len(foreign.index) and len(index) else (
+            None, None)
         self.correct0 = int((pred0[index] == y[index]).sum())
         self.need = min_correct(self.correct0, cfg.acc_ratio)
         self.best, self.best_mean, self.ref_mean = init.clone(), 1.0, 1.0
@@ -191,6 +205,20 @@ class _GroupFit:
     def draw(self, b: int) -> torch.Tensor:
         """``b`` of the group's images, drawn with replacement: indices into ``z`` (b,)."""
         return self.index[torch.randint(self.size, (b,), generator=self.gen).to(self.index.device)]
+
+    def draw_foreign(self, b: int) -> torch.Tensor:
+        """``b`` foreign images, with replacement, from the same generator: positions in ``foreign.index`` (b,)."""
+        return torch.randint(len(self.foreign.index), (b,), generator=self.gen).to(self.index.device)
+
+    def pushes(self, net: nn.Module, z: torch.Tensor, mask: torch.Tensor, par: Parametrisation,
+               batch_size: int) -> tuple[bool, int | None]:
+        """Whether ``mask`` keeps the foreign images out of the class (the rule's second side; True without
+        foreign images) and how many it sends there (None when the count stopped early, on missing it)."""
+        if self.foreign is None:
+            return True, None
+        f = self.foreign
+        pushed, scored = score_push(net, z[f.index], f.target, mask, f.allowed, par, batch_size)
+        return pushed <= f.allowed, pushed if scored == len(f.index) else None
 
     def by_risk(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The order (n,) of the group's images, most at risk first, and their indices into ``z`` in that order."""
@@ -206,8 +234,11 @@ class _GroupFit:
         correct, scored, ce = score_rule(net, z[idx], y[idx], mask, allowed, par, batch_size)
         self.risk[order[:scored]] = ce
         met, mean = scored - correct <= allowed, par.sparsity(mask).item()
+        kept_out, pushed = self.pushes(net, z, mask, par, batch_size) if met else (True, None)
         self.history.append({"step": step, "masked_acc": correct / self.size if scored == self.size else None,
-                             "scored": scored, "mean": mean, "lam": self.lam.item(), "lr": lr, "met": met})
+                             "scored": scored, "mean": mean, "lam": self.lam.item(), "lr": lr,
+                             "met": met and kept_out, **({"pushed": pushed} if self.foreign is not None else {})})
+        met = met and kept_out
         self.steps = step
         return met, mean
 
@@ -246,31 +277,45 @@ class _GroupFit:
             return torch.full(par.shape, math.nan, device=z.device, dtype=z.dtype), {
                 "n_images": 0, "converged": None, "history": []}
         _, first = self.by_risk()
-        mask = prune(net, z[first], y[first], self.best, self.need, cfg)
+        keeps_out = None if self.foreign is None else (
+            lambda m: self.pushes(net, z, m, par, cfg.eval_batch_size)[0])
+        mask = prune(net, z[first], y[first], self.best, self.need, cfg, extra=keeps_out)
         correct = int((predict(net, z[self.index], mask, par, cfg.eval_batch_size) == y[self.index]).sum())
-        return mask, {
+        record = {
             "n_images": self.size, "clean_acc": self.correct0 / self.size, "masked_acc": correct / self.size,
             "met": correct >= self.need, "converged": self.converged, "steps": self.steps,
             "mean": par.sparsity(mask).item(), "support": par.support(mask).item(),
             "min": mask.min().item(), "lam": self.lam.item(), "history": self.history}
+        if self.foreign is not None:
+            f = self.foreign
+            pushed = int((predict(net, z[f.index], mask, par, cfg.eval_batch_size) == f.target).sum())
+            record.update({"n_foreign": len(f.index), "pushed_clean": f.clean, "pushed": pushed,
+                           "met": record["met"] and pushed <= f.allowed})
+        return mask, record
 
 
 def fit_shared_masks(net: nn.Module, z: torch.Tensor, y: torch.Tensor, groups: Sequence[torch.Tensor],
-                     cfg: SharedMaskConfig, desc: str = "shared masks") -> SharedMasks:
+                     cfg: SharedMaskConfig, desc: str = "shared masks",
+                     foreign: Sequence[tuple[torch.Tensor, int] | None] | None = None) -> SharedMasks:
     """Fit one mask per group of normalised images ``z`` (N, C, H, W) with labels ``y`` (N,); ``groups``:
-    index tensors into ``z`` (they may overlap; an empty one gets an all-NaN mask). See the module doc."""
+    index tensors into ``z`` (they may overlap; an empty one gets an all-NaN mask). ``foreign``: per group,
+    None or a class mask's ``(index into z, class)``: other classes' images it must not send into the class
+    (:mod:`freqbias.class_rule`). See the module doc."""
     check_images(z, y)
     par = cfg.parametrisation(*z.shape[-2:])
     dev, y = z.device, y.to(z.device)
     groups = [g.to(dev).long() for g in groups]
     net = fitting_copy(net, cfg.fast_net)
     ce0, pred0 = torch.full_like(y, math.nan, dtype=z.dtype), torch.full_like(y, -1)
-    used = torch.cat(groups).unique()
+    foreign = [None if f is None else (f[0].to(dev).long(), int(f[1])) for f in (foreign or [None] * len(groups))]
+    used = torch.cat(groups + [f[0] for f in foreign if f is not None]).unique()
     ce0[used], pred0[used] = clean_ce(net, z[used], y[used], cfg.eval_batch_size)
     b = cfg.batch_size
     param = par.init(len(groups), device=dev, dtype=z.dtype)
     adam = MaskAdam(param, cfg.lr, warmup=cfg.check_every if cfg.method == "constrained" else 1)
-    fits = [_GroupFit(g, index, y, ce0, pred0, param[g], cfg) for g, index in enumerate(groups)]
+    fits = [_GroupFit(g, index, y, ce0, pred0, param[g], cfg,
+                      *foreign_of(net, z, pred0, f, cfg.push_tol, cfg.eval_batch_size))
+            for g, (index, f) in enumerate(zip(groups, foreign))]
     active = [fit for fit in fits if fit.size]
     bar = tqdm(total=cfg.max_steps, desc=desc, unit="step", disable=not runtime.progress())
     for step in range(1, cfg.max_steps + 1):
@@ -284,6 +329,7 @@ def fit_shared_masks(net: nn.Module, z: torch.Tensor, y: torch.Tensor, groups: S
         grad = torch.cat([_gradient(net, z[idx[c]].flatten(0, 1), y[idx[c]].flatten(), ce0[idx[c]].flatten(),
                                     param[act[c]], torch.stack([fit.lam for fit in active[c]]), par)
                           for c in batches(len(active), max(1, cfg.eval_batch_size // b))])
+        grad = grad + push_gradients(net, z, active, grad, param, par, max(1, b // 4), cfg.eval_batch_size)
         adam.step(grad, act)
         bar.update(1)
         if step % cfg.check_every and step != cfg.max_steps:
@@ -308,7 +354,7 @@ def fit_shared_masks(net: nn.Module, z: torch.Tensor, y: torch.Tensor, groups: S
 
 
 def prune(net: nn.Module, z: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, need: int,
-          cfg: SharedMaskConfig, rounds: int = 8) -> torch.Tensor:
+          cfg: SharedMaskConfig, rounds: int = 8, extra: Callable[[torch.Tensor], bool] | None = None) -> torch.Tensor:
     """``mask`` (*shape, the config's parametrisation) with its entries below a threshold set to 0, for the
     largest threshold (binary search over the mask's own value quantiles, ``rounds`` checks) at which the
     masked accuracy on ``z``, ``y`` keeps at least ``need`` images correct; ``mask`` itself when no threshold
@@ -317,7 +363,8 @@ def prune(net: nn.Module, z: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, 
     to exactly 0 without giving up the rule. A threshold at or below the smallest entry (a sparse mask's
     exact zeros fill the lower quantiles) leaves ``mask`` as it is, which the fit found to meet the rule:
     such a round costs no forward pass. Each candidate is scored by :func:`score_rule` in the images'
-    order (the fit passes them most at risk first), so one that misses the rule stops early."""
+    order (the fit passes them most at risk first), so one that misses the rule stops early. ``extra``: a
+    further condition a candidate must meet (a class mask's foreign images, :mod:`freqbias.class_rule`)."""
     values = mask.flatten().sort().values
     lo, hi, kept = 0, len(values) - 1, mask
     for _ in range(rounds):
@@ -325,7 +372,7 @@ def prune(net: nn.Module, z: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, 
             break
         mid = (lo + hi) // 2
         cand = torch.where(mask >= values[mid], mask, torch.zeros_like(mask))
-        if values[mid] <= values[0] or _meets(net, z, y, cand, need, cfg):
+        if values[mid] <= values[0] or (_meets(net, z, y, cand, need, cfg) and (extra is None or extra(cand))):
             kept, lo = cand, mid + 1
         else:
             hi = mid - 1
