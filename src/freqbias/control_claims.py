@@ -26,10 +26,9 @@ from .bootstrap import defined_estimate
 from .claims import claim_row, part
 from .io import load_torch
 from .na import NA
+from .parametrisation import Parametrisation
 
 MASK_RULE_PUSH = 0.2  # a class mask sending more than this share of other classes' images into its class is flagged
-ORDER_LABELS = {"mask": "mask value", "radius": "radius (low first)", "random": "random", "heatmap": "heat map",
-                "gradient": "loss gradient"}
 
 
 def load_controls(path: Path) -> dict[str, Any]:
@@ -108,7 +107,12 @@ def claim_isotropic(by_variant: Mapping[str, Sequence[Mapping]], free: Mapping[s
         est = defined_estimate(diffs, lambda m: float(m[0]), **_boot(cfg), empty="no fold masks",
                                undefined="no isotropic mask met the rule")
         parts.append(part(f"{v}: isotropic - free mean (fold masks)", *est, 0.0, ">"))
-    return _control_row(10, parts)
+    records = [r for cs in by_variant.values() for c in cs for r in c["isotropic"]["records"] if r.get("n_images")]
+    stuck = sum(not r["converged"] for r in records)
+    info = {"isotropic_not_converged": f"{stuck} of {len(records)}" if stuck else "none"}
+    return _control_row(10, parts, info=info,
+                        missing=f"{stuck} of {len(records)} isotropic masks hit the step cap (their mean is an upper "
+                                "bound on the sparsest isotropic mask's)" if stuck else "")
 
 
 def isotropic_table(controls: Mapping[str, Mapping], free: Mapping[str, np.ndarray]) -> list[dict]:
@@ -184,14 +188,15 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
-def randomisation_similarity(single: Mapping[str, torch.Tensor], random_masks: torch.Tensor, width: int,
+def randomisation_similarity(single: Mapping[str, torch.Tensor], random_masks: torch.Tensor, par: Parametrisation,
                              n_radial: int) -> dict[str, np.ndarray]:
     """Per model, per image: the rank correlation of the radial band energies of its single-image mask with the
-    re-initialised model's mask on the same image (n,), NaN where either mask has no energies."""
-    rand_radial, _ = band_profiles(random_masks.double(), width, n_radial, 2)
+    re-initialised model's mask on the same image (n,), NaN where either mask has no energies. All masks (n, *shape)
+    are in parametrisation ``par``."""
+    rand_radial, _ = band_profiles(random_masks.double(), par, n_radial, 2)
     out = {}
     for name, masks in single.items():
-        radial, _ = band_profiles(masks.double(), width, n_radial, 2)
+        radial, _ = band_profiles(masks.double(), par, n_radial, 2)
         out[name] = _spearman(radial.numpy(), rand_radial.numpy())
     return out
 
@@ -232,18 +237,18 @@ def controls_results(run: Any, controls: Mapping[str, Mapping]) -> tuple[dict[st
     similarity: dict[str, list[np.ndarray]] = {v: [] for v in have}
     reference: list[np.ndarray] = []
     rows = []
-    width = run.image_size[1]
     for s in run.seeds:
         rand = controls.get(run.by["N", s].name, {}).get("randomised")
         if rand is None:
             continue
-        sims = randomisation_similarity({v: run.by[v, s].single.masks for v in have}, rand["masks"], width,
+        par = run.by["N", s].par
+        sims = randomisation_similarity({v: run.by[v, s].single.masks for v in have}, rand["masks"], par,
                                         cfg.radial_bands)
         for v in have:
             similarity[v].append(sims[v])
             rows += [{"model": run.by[v, s].name, "image": int(i), "rank_correlation": float(c)}
                      for i, c in zip(rand["index"].tolist(), sims[v])]
-        n_a = randomisation_similarity({"N": run.by["N", s].single.masks}, run.by["A", s].single.masks, width,
+        n_a = randomisation_similarity({"N": run.by["N", s].single.masks}, run.by["A", s].single.masks, par,
                                        cfg.radial_bands)["N"]
         reference.append(n_a)
     tables["randomisation"] = rows

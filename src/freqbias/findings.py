@@ -72,9 +72,26 @@ def equal_budget_words(claim: Mapping[str, Any], rows: Sequence[Mapping[str, Any
             "size says as much as its shape: the mask is a low-pass filter of that size.")
 
 
+def _compare(m: Mapping[str, Any], rad: Mapping[str, Any]) -> str | None:
+    """"better" / "worse" / "mixed" / "same": the mask order against the radial one, insertion higher and deletion
+    lower being better, each decided by non-overlapping intervals; None when an area is n/a."""
+    vals = {f"{who}_{k[:3]}": [cell(r, f"{k}_lo"), cell(r, f"{k}_hi")]
+            for who, r in (("m", m), ("r", rad)) for k in ("insertion", "deletion")}
+    if any(isinstance(v, NA) for pair in vals.values() for v in pair):
+        return None
+    ins = 1 if vals["m_ins"][0] > vals["r_ins"][1] else -1 if vals["m_ins"][1] < vals["r_ins"][0] else 0
+    dele = 1 if vals["m_del"][1] < vals["r_del"][0] else -1 if vals["m_del"][0] > vals["r_del"][1] else 0
+    if ins >= 0 and dele >= 0 and ins + dele > 0:
+        return "better"
+    if ins <= 0 and dele <= 0 and ins + dele < 0:
+        return "worse"
+    return "mixed" if ins * dele < 0 else "same"
+
+
 def order_words(rows: Sequence[Mapping[str, Any]]) -> str:
     """Faithfulness: does the mask's own ranking of frequencies beat the radial (low first) ranking?"""
-    lines, better, worse, same = [], [], [], []
+    lines: list[str] = []
+    verdicts: dict[str, list[str]] = {"better": [], "worse": [], "mixed": [], "same": []}
     for source, label in (("dataset", "dataset masks"), ("single", "single-image masks")):
         by_model: dict[str, dict[str, Mapping[str, Any]]] = {}
         for r in rows:
@@ -84,20 +101,21 @@ def order_words(rows: Sequence[Mapping[str, Any]]) -> str:
             if "mask" not in orders or "radius" not in orders:
                 continue
             m, rad = orders["mask"], orders["radius"]
-            lo, hi = cell(m, "insertion_lo"), cell(m, "insertion_hi")
-            r_lo, r_hi = cell(rad, "insertion_lo"), cell(rad, "insertion_hi")
-            if any(isinstance(v, NA) for v in (lo, hi, r_lo, r_hi)):
+            verdict = _compare(m, rad)
+            if verdict is None:
                 continue
             key = f"{model} ({label})"
-            (better if lo > r_hi else worse if hi < r_lo else same).append(key)
+            verdicts[verdict].append(key)
             lines.append(f"{key}: insertion {_num(cell(m, 'insertion'))} vs {_num(cell(rad, 'insertion'))}, "
                          f"deletion {_num(cell(m, 'deletion'))} vs {_num(cell(rad, 'deletion'))}")
     return ("**Order (faithfulness).** Keeping frequencies in the order of the mask's values, against keeping the "
-            f"lowest first (insertion area, higher is better; deletion area, lower is better): the mask's order is "
-            f"better for {_list(better)}; worse for {_list(worse)}; not distinguishable for {_list(same)}. "
+            "lowest first (insertion area, higher is better; deletion area, lower is better; a difference counts "
+            f"when the intervals do not overlap): the mask's order is better for {_list(verdicts['better'])}; worse "
+            f"for {_list(verdicts['worse'])}; better on one curve and worse on the other for "
+            f"{_list(verdicts['mixed'])}; not distinguishable for {_list(verdicts['same'])}. "
             + ("; ".join(lines) + "." if lines else "")
-            + " Where the radial order wins, the values inside a mask's support rank frequencies no better than their "
-              "distance from the origin.")
+            + " Where the radial order is as good or better, the values inside a mask's support rank frequencies no "
+              "better than their distance from the origin does.")
 
 
 def isotropic_words(claim: Mapping[str, Any]) -> str:
@@ -152,3 +170,53 @@ def controls_section(claims: Sequence[Mapping[str, Any]], tables: Mapping[str, S
         randomisation_words(by[11]),
         class_words(tables.get("class_specificity", [])),
     ])
+
+
+def _row_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |" for r in rows])
+
+
+def _ci(row: Mapping[str, Any], key: str) -> str:
+    est, lo, hi = (cell(row, k) for k in (key, f"{key}_lo", f"{key}_hi"))
+    if isinstance(est, NA):
+        return str(est)
+    return f"{est:.3f}" + ("" if isinstance(lo, NA) or isinstance(hi, NA) else f" [{lo:.3f}, {hi:.3f}]")
+
+
+def controls_tables(tables: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
+    """The controls' tables for the report: equal budget (dataset masks), faithfulness areas, the isotropic
+    masks and the class masks that push (all rows: results/*.csv)."""
+    budget = [[r["model"], _num(cell(r, "budget")), _pct(cell(r, "fit_mask")), _pct(cell(r, "fit_support")),
+               _pct(cell(r, "fit_disc")), _pct(cell(r, "test_mask")), _pct(cell(r, "test_support")),
+               _pct(cell(r, "test_disc")), _pct(cell(r, "test_random"))]
+              for r in tables.get("equal_budget", []) if r.get("mask") == "dataset"]
+    faith = [[r["model"], r["source"], ORDER_NAMES.get(r.get("order", ""), r.get("order", "")),
+              _ci(r, "insertion"), _ci(r, "deletion")] for r in tables.get("faithfulness", []) if r.get("order")]
+    iso = [[r["model"], r["fold"], _num(cell(r, "free_mean")), _num(cell(r, "isotropic_mean")),
+            r.get("isotropic_met", ""), r.get("isotropic_converged", "")] for r in tables.get("isotropic", [])]
+    cls = [[r["model"], r["class"], _pct(cell(r, "own_clean")), _pct(cell(r, "own_masked")),
+            _pct(cell(r, "into_clean")), _pct(cell(r, "into_masked")), "**yes**" if str(r.get("flagged")) == "True"
+            else "no"] for r in tables.get("class_specificity", [])]
+    return "\n\n".join([
+        "### Equal budget\n\nDataset masks: accuracy of the learned mask, of its binary support, of a centred "
+        "low-pass disc keeping as many frequencies and of random supports of that size (mean of the draws), on "
+        "the fit images and on held-out test images (results/equal_budget.csv has the fold masks).\n\n"
+        + _row_table(["model", "budget (plane share)", "fit: mask", "fit: support", "fit: disc", "test: mask",
+                      "test: support", "test: disc", "test: random"], budget),
+        "### Faithfulness\n\nArea under the insertion curve (keep the first k of the plane in the order; higher "
+        "= the order finds what the model needs) and the deletion curve (remove them; lower is better), with "
+        "bootstrap intervals over images.\n\n"
+        + _row_table(["model", "masks", "order", "insertion [95%]", "deletion [95%]"], faith),
+        "### Isotropic masks\n\nThe sparsest isotropic mask (one value per ring) of each fold, fitted with the "
+        "free masks' method and rule, beside the free fold mask (full-plane means).\n\n"
+        + _row_table(["model", "fold", "free mean", "isotropic mean", "met the rule", "converged"], iso),
+        "### Class masks\n\nEach class mask on the test images: its class's accuracy clean / masked and the share "
+        f"of the other classes' images predicted as its class, clean / masked; flagged above {PUSH_LIMIT:.0%}.\n\n"
+        + _row_table(["model", "class", "own clean", "own masked", "others into class: clean", "masked",
+                      "flagged"], cls),
+    ])
+
+
+ORDER_NAMES = {"mask": "mask value", "radius": "radius (low first)", "random": "random", "heatmap": "heat map",
+               "gradient": "loss gradient"}

@@ -110,16 +110,15 @@ def random_like(mask: torch.Tensor, width: int, draws: int, seed: int = 0) -> to
 
 
 @torch.no_grad()
-def correct_under(net: nn.Module, z: torch.Tensor, target: torch.Tensor, masks: torch.Tensor,
-                  batch_size: int = BATCH_SIZE) -> torch.Tensor:
-    """Whether ``net`` predicts ``target`` (N,) on normalised images ``z`` (N, C, H, W) filtered by each of
-    ``masks`` (P, H, Wm) rfft (shared by all images) or (P, N, H, Wm) (one per image): bool (P, N), on the CPU.
-    All masks of a batch of images run as one forward pass of about ``batch_size`` images."""
+def predictions_under(net: nn.Module, z: torch.Tensor, masks: torch.Tensor,
+                      batch_size: int = BATCH_SIZE) -> torch.Tensor:
+    """``net``'s predicted classes on normalised images ``z`` (N, C, H, W) filtered by each of ``masks`` (P, H, Wm)
+    rfft (shared by all images) or (P, N, H, Wm) (one per image): int64 (P, N), on the CPU. All masks of a batch
+    of images run as one forward pass of about ``batch_size`` images."""
+    out = torch.empty(len(masks), len(z), dtype=torch.long)
     if len(z) == 0:
-        return torch.zeros(len(masks), 0, dtype=torch.bool)
+        return out
     per_image = masks.dim() == 4
-    target = target.to(z.device)
-    out = torch.empty(len(masks), len(z), dtype=torch.bool)
     step = max(1, batch_size // max(1, min(len(z), batch_size)))
     with frozen(net):
         for s in batches(len(z), batch_size):
@@ -127,9 +126,14 @@ def correct_under(net: nn.Module, z: torch.Tensor, target: torch.Tensor, masks: 
             for p in batches(len(masks), step):
                 m = masks[p, s] if per_image else masks[p, None]                     # (P', B|1, H, Wm)
                 filtered = torch.fft.irfft2(spectrum[None] * m[:, :, None].to(z.device), s=z.shape[-2:])
-                pred = net(filtered.flatten(0, 1)).argmax(dim=1).view(len(m), -1)
-                out[p, s] = (pred == target[s][None]).cpu()
+                out[p, s] = net(filtered.flatten(0, 1)).argmax(dim=1).view(len(m), -1).cpu()
     return out
+
+
+def correct_under(net: nn.Module, z: torch.Tensor, target: torch.Tensor, masks: torch.Tensor,
+                  batch_size: int = BATCH_SIZE) -> torch.Tensor:
+    """Whether ``net`` predicts ``target`` (N,) under each mask (:func:`predictions_under`): bool (P, N), CPU."""
+    return predictions_under(net, z, masks, batch_size) == target.cpu()[None]
 
 
 def gradient_scores(net: nn.Module, z: torch.Tensor, target: torch.Tensor, per_image: bool,

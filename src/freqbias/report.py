@@ -17,13 +17,15 @@ from typing import Any, Mapping, Sequence
 
 from . import paths
 from .config import DataError
+from .findings import controls_section, controls_tables
 from .io import load_csv, load_json, load_torch
 from .na import NA, cell, parse_reasons
 from .report_figures import Figure, ReportConfig
 from .report_figures import make_figures as make_figures  # re-exported
 from .variants import label as variant_label
 
-TABLES = ("accuracy", "mask_fits", "single_image", "probe", "heatmaps")
+TABLES = ("accuracy", "mask_fits", "single_image", "probe", "heatmaps", "equal_budget", "isotropic", "faithfulness",
+          "class_specificity")
 
 # docs/study.md, "Reference numbers": (quantity, VGG11-BN, ResNet-18, how to read this run's value).
 REFERENCE: list[tuple[str, str, str, tuple[str, str]]] = [
@@ -279,6 +281,7 @@ def render(summary: Mapping, claims: Sequence[Mapping], tables: Mapping[str, Seq
         "are about directions and contrasts. Accuracies: full val split, from the masks stage; single-image and "
         "probe numbers: re-evaluated by the aggregate stage.\n\n" + ref,
         "## Claims\n\n" + claims_section(claims, summary["verdict_rule"]),
+        "## What the masks show, and what they do not\n\n" + controls_section(claims, tables),
         "## Figures\n\n" + figs,
         f"## Tables\n\n### Dataset masks\n\nRe-scored on the first {acc_n.get('val')} val images (the dataset mask "
         f"was fitted on {fitted}) and the first {acc_n.get('test')} test images (held out); "
@@ -298,6 +301,7 @@ def render(summary: Mapping, claims: Sequence[Mapping], tables: Mapping[str, Seq
         "permuted (per image, the mean over the permutations; sd: over the permutations); chance: the "
         "majority-class share of the probed images. Intervals: bootstrap over images.\n\n" + probe,
         "### Fourier heat maps\n\n" + heat,
+        "## Controls\n\n" + controls_tables(tables),
     ]) + "\n"
 
 
