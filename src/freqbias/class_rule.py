@@ -6,8 +6,9 @@ there too (the study's loss never sees another class). Each class mask therefore
 sample of the other classes' images (:class:`Foreign`), and
 
 - its loss gains, per foreign image ``j`` in a minibatch, ``exp(push_j^2)`` with
-  ``push_j = max(0, log p_k(f(z~_j)) - log p_k(f(z_j)))``: a penalty on raising the class's log-probability
-  on another class's image, flat at 0 like the study's own term (:func:`push_gradient`);
+  ``push_j = max(0, p_k(f(z~_j)) - p_k(f(z_j)))``: a penalty on moving probability to the class on another
+  class's image, flat at 0 like the study's own term, and bounded (a rise of the class's log-probability
+  from 1e-6 to 1e-3 changes no decision and costs nothing here) (:func:`push_gradient`);
 - its rule also requires that no more foreign images are predicted as the class than clean, plus
   ``push_tol`` of them (:attr:`Foreign.allowed`, :func:`score_push`).
 
@@ -46,24 +47,24 @@ class Foreign:
         return cls(index, target, clean, clean + math.ceil(push_tol * len(index) - 1e-9))
 
 
-def clean_log_prob(net: nn.Module, z: torch.Tensor, target: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """``log p_target(f(z))`` per image (N,), without a mask or gradient."""
+def clean_prob(net: nn.Module, z: torch.Tensor, target: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """``p_target(f(z))`` per image (N,), without a mask or gradient."""
     out = []
     with torch.no_grad():
         for s in batches(len(z), batch_size):
-            out.append(F.log_softmax(net(z[s]), dim=1).gather(1, target[s, None]).squeeze(1))
+            out.append(F.softmax(net(z[s]), dim=1).gather(1, target[s, None]).squeeze(1))
     return torch.cat(out) if out else z.new_zeros(0)
 
 
-def push_gradient(net: nn.Module, z: torch.Tensor, lp0: torch.Tensor, target: torch.Tensor, masks: torch.Tensor,
+def push_gradient(net: nn.Module, z: torch.Tensor, p0: torch.Tensor, target: torch.Tensor, masks: torch.Tensor,
                   par: Parametrisation) -> torch.Tensor:
     """The gradient (G, *shape) of ``sum_g mean_j exp(push_gj^2)`` (module doc) for masks (G, *shape) on foreign
-    images ``z`` (G * b, C, H, W), ``b`` per mask in mask order, their clean log-probabilities ``lp0`` (G * b,)
-    of the masks' classes ``target`` (G * b,)."""
+    images ``z`` (G * b, C, H, W), ``b`` per mask in mask order, their clean probabilities ``p0`` (G * b,) of the
+    masks' classes ``target`` (G * b,)."""
     m = masks.detach().requires_grad_()
     logits = net(par.apply(z, m.repeat_interleave(len(z) // len(m), dim=0)))
-    lp = F.log_softmax(logits, dim=1).gather(1, target[:, None]).squeeze(1)
-    push = (lp - lp0).clamp(min=0)
+    p = F.softmax(logits, dim=1).gather(1, target[:, None]).squeeze(1)
+    push = (p - p0).clamp(min=0)
     loss = stable_exp(push.square()).view(len(m), -1).mean(dim=1).sum()
     return torch.autograd.grad(loss, m)[0]
 
@@ -84,19 +85,19 @@ def score_push(net: nn.Module, z: torch.Tensor, target: int, mask: torch.Tensor,
 
 def foreign_of(net: nn.Module, z: torch.Tensor, pred0: torch.Tensor, f: tuple[torch.Tensor, int] | None,
                push_tol: float, batch_size: int) -> tuple[Foreign | None, torch.Tensor | None]:
-    """A group's :class:`Foreign` images ``f = (index into z, class)`` (or none) and their clean log-probabilities
-    of its class (n_f,); ``pred0``: the clean predictions of ``z``."""
+    """A group's :class:`Foreign` images ``f = (index into z, class)`` (or none) and their clean probabilities of
+    its class (n_f,); ``pred0``: the clean predictions of ``z``."""
     if f is None:
         return None, None
     index, target = f
-    lp0 = clean_log_prob(net, z[index], torch.full_like(index, target), batch_size)
-    return Foreign.of(index, target, pred0, push_tol), lp0
+    p0 = clean_prob(net, z[index], torch.full_like(index, target), batch_size)
+    return Foreign.of(index, target, pred0, push_tol), p0
 
 
 def push_gradients(net: nn.Module, z: torch.Tensor, active: Sequence[Any], grad: torch.Tensor,
                    param: torch.Tensor, par: Parametrisation, b: int, batch_size: int) -> torch.Tensor:
     """The foreign images' term of the shared fit's gradient (rows as ``grad``, zero for masks without foreign
-    images) for the ``active`` mask fits (``freqbias.shared_masks._GroupFit``: ``row``, ``foreign``, ``lp0``,
+    images) for the ``active`` mask fits (``freqbias.shared_masks._GroupFit``: ``row``, ``foreign``, ``p0``,
     ``draw_foreign``): ``b`` foreign images per class mask, a few masks per forward pass (:func:`push_gradient`)."""
     out = torch.zeros_like(grad)
     rows = [i for i, fit in enumerate(active) if fit.foreign is not None]
@@ -104,7 +105,7 @@ def push_gradients(net: nn.Module, z: torch.Tensor, active: Sequence[Any], grad:
         fits = [active[i] for i in rows[c]]
         pos = [fit.draw_foreign(b) for fit in fits]
         idx = torch.cat([fit.foreign.index[p] for fit, p in zip(fits, pos)])
-        lp0 = torch.cat([fit.lp0[p] for fit, p in zip(fits, pos)])
+        p0 = torch.cat([fit.p0[p] for fit, p in zip(fits, pos)])
         target = torch.cat([torch.full_like(p, fit.foreign.target) for fit, p in zip(fits, pos)])
-        out[rows[c]] = push_gradient(net, z[idx], lp0, target, param[[fit.row for fit in fits]], par)
+        out[rows[c]] = push_gradient(net, z[idx], p0, target, param[[fit.row for fit in fits]], par)
     return out

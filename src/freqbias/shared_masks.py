@@ -183,14 +183,14 @@ class _GroupFit:
     (None without images), one ``history`` dict per check, its sparsity weight ``lam`` (0-dim), ``risk``:
     per image the CE at its last check (clean CE at first; checks score the highest first) and its own
     generator, so that its draws (and so its mask) do not depend on which other groups are fitted. A class
-    mask's ``foreign`` images (:class:`~freqbias.class_rule.Foreign`) with their clean log-probabilities of
-    its class ``lp0`` (n_f,) add the rule's second side."""
+    mask's ``foreign`` images (:class:`~freqbias.class_rule.Foreign`) with their clean probabilities of
+    its class ``p0`` (n_f,) add the rule's second side."""
 
     def __init__(self, row: int, index: torch.Tensor, y: torch.Tensor, ce0: torch.Tensor, pred0: torch.Tensor,
                  init: torch.Tensor, cfg: SharedMaskConfig, foreign: Foreign | None = None,
-                 lp0: torch.Tensor | None = None):
+                 p0: torch.Tensor | None = None):
         self.row, self.index, self.size = row, index, len(index)
-        self.foreign, self.lp0 = (foreign, lp0) if foreign is not None and len(foreign.index) and len(index) else (
+        self.foreign, self.p0 = (foreign, p0) if foreign is not None and len(foreign.index) and len(index) else (
             None, None)
         self.correct0 = int((pred0[index] == y[index]).sum())
         self.need = min_correct(self.correct0, cfg.acc_ratio)
