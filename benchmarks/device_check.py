@@ -56,10 +56,10 @@ def paper_params(epochs: int, single: int, quick: bool, mask_steps: int | None =
                "masks": {"select": {"n_images": single}}}
     if quick:
         overlay["masks"]["dataset"] = {"max_steps": 20, "class_fit_n": 5}
-        overlay["masks"]["single"]["max_steps"] = 10
+        overlay["masks"]["single"] = {"max_steps": 10}
     if mask_steps:
         overlay["masks"].setdefault("dataset", {})["max_steps"] = mask_steps
-        overlay["masks"]["single"]["max_steps"] = mask_steps
+        overlay["masks"].setdefault("single", {})["max_steps"] = mask_steps
     paper = deep_merge(load_params(REPO / "params.yaml"), load_profile("paper", REPO / "profiles"))
     return deep_merge(paper, overlay)
 
@@ -108,7 +108,10 @@ def smoke(timeout: float, log: Path) -> list[dict[str, Any]]:
     root = workdir(params)
     steps = [["stages/fetch.py"]]
     steps += [["stages/train.py", "--variant", v, "--seed", "0"] for v in params["train"]["variants"]]
+    steps += [["stages/evaluate.py", "--variant", v, "--seed", "0"] for v in params["train"]["variants"]]
+    steps += [["stages/selection.py", "--seed", "0"]]
     steps += [["stages/masks.py", "--model", f"{v}-s0", "--seed", "0"] for v in params["train"]["variants"]]
+    steps += [["stages/controls.py", "--model", f"{v}-s0", "--seed", "0"] for v in params["train"]["variants"]]
     steps += [["stages/aggregate.py"], ["stages/report.py"]]
     results = [run(root, s, timeout, log) for s in steps]
     results.append({"stage": "report written", "ok": (root / "reports" / "report.md").exists()})

@@ -97,7 +97,7 @@ SMALL = ag.AggregateConfig(n_boot=20, accuracy_n=None, probe_max_iter=20, probe_
 def test_run_aggregate_on_random_models(tmp_path):
     records, splits, names = synthetic_run()
     res = ag.run_aggregate(records, SMALL, splits, attack=None, class_names=names)
-    assert [c["claim"] for c in res.claims] == list(range(1, 9))
+    assert [c["claim"] for c in res.claims] == list(range(1, 12))
     assert all(c["verdict"] in ("holds", "does not hold", "inconclusive", "not measured") for c in res.claims)
     single = {(r["model"], r["metric"]): r["value"] for r in res.tables["single_image"]}
     assert single["N-s0", "target_ok"] == 1.0 and ("A-s0", "pgd") not in single and ("N-s0", "restored") in single
@@ -108,7 +108,7 @@ def test_run_aggregate_on_random_models(tmp_path):
     assert res.figdata["dataset_masks"]["N"].shape == (H, W) and res.figdata["panel"]["x"].shape[0] == 3
     ag.write_results(res, tmp_path)
     claims = json.loads((tmp_path / "claims.json").read_text())
-    assert len(claims) == 8 and json.loads((tmp_path / "metrics.json").read_text())["claim_1"]["verdict"]
+    assert len(claims) == 11 and json.loads((tmp_path / "metrics.json").read_text())["claim_1"]["verdict"]
     assert (tmp_path / "curves/radial_diff/A.csv").read_text().startswith("band,radius,diff,lo,hi")
     torch.load(tmp_path / "figdata.pt", weights_only=True)           # tensors and plain values only
     (tmp_path / "curves/radial_diff/X.csv").write_text("stale")

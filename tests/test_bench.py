@@ -16,6 +16,7 @@ from freqbias.fitting import SingleMaskConfig, fit_single_masks
 from freqbias.mask_run import MasksConfig
 from freqbias.models import build_model
 from freqbias.shared_masks import SharedMaskConfig, fit_shared_masks
+from freqbias.single_image import SelectConfig
 from freqbias.training import TrainConfig
 
 
@@ -53,7 +54,7 @@ def test_device_check_runs_the_paper_profile_on_imagenette_sized_planted_data() 
     assert (train.arch, data.image_size, data.dataset) == ("vgg11_bn", 128, "planted")
     assert p["data"]["planted"]["n_train"] - data.val_size == bench.PAPER_TRAIN
     assert p["data"]["planted"]["num_classes"] == 5 and train.variants == ["N", "A"] and train.epochs == 3
-    assert masks.dataset.max_steps == masks.single.max_steps == 1000 and masks.single_n == 32
+    assert masks.dataset.max_steps == masks.single.max_steps == 1000 and SelectConfig.from_params(p).n_images == 32
     assert train.attack.steps == 10 and masks.dataset.batch_size == 16   # the paper's, not the default's
 
 

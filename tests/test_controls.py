@@ -160,7 +160,7 @@ def test_two_sided_class_rule_stops_a_mask_that_turns_images_into_the_default_cl
     assert into(one.masks[0]) > 0.5, into(one.masks[0])  # the one-sided rule is met by a degenerate mask
     rec = two.records[0]
     assert rec["met"] and rec["pushed"] <= rec["pushed_clean"] + math.ceil(0.05 * 96)
-    assert into(two.masks[0]) < min(0.2, clean + 0.1), (into(two.masks[0]), clean)
+    assert into(two.masks[0]) < 0.2, (into(two.masks[0]), clean)  # held-out images: the report's flag
     assert rec["mean"] > one.records[0]["mean"]  # keeping the others out costs frequencies
 
 

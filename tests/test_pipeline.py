@@ -56,7 +56,7 @@ def test_repro_writes_every_output(project: Path) -> None:
     assert manifest["dataset"] == "planted" and manifest["counts"]["val"] == 200
     for name in variants(project):
         assert (project / f"models/{name}.pt").stat().st_size > 0
-        train = json.loads((project / f"metrics/train/{name}.json").read_text())
+        train = json.loads((project / f"metrics/evaluate/{name}.json").read_text())
         assert 0 <= train["test_acc"] <= 1 and set(train["pgd_acc"]) == {"0.05"}
         assert (project / f"metrics/train/{name}.csv").read_text().startswith("epoch,")
         masks = json.loads((project / f"metrics/masks/{name}.json").read_text())
@@ -107,7 +107,7 @@ def test_adding_a_variant_trains_only_it(project: Path, tmp_path: Path) -> None:
     params["train"]["variants"].append("S")
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     due = set(re.findall(r"^(\S+):$", run(["dvc", "status"], root).stdout, re.M))
-    assert due == {"train@S-0", "masks@S-0", "aggregate"}, due
+    assert due == {"train@S-0", "evaluate@S-0", "masks@S-0", "controls@S-0", "aggregate"}, due
 
 
 def test_metrics_show_lists_accuracies(project: Path) -> None:
@@ -115,22 +115,25 @@ def test_metrics_show_lists_accuracies(project: Path) -> None:
     assert "test_acc" in out and "val_masked_acc" in out
 
 
-def test_report_names_existing_figures_and_eight_claims(project: Path) -> None:
+def test_report_names_existing_figures_and_eleven_claims(project: Path) -> None:
     text = (project / "reports/report.md").read_text()
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
     assert len(links) >= 11, text[:2000]
     for link in links:
         assert (project / "reports" / link).stat().st_size > 0, f"report names a missing figure: {link}"
     claims = json.loads((project / "results/claims.json").read_text())
-    assert [c["claim"] for c in claims] == list(range(1, 9))
+    assert [c["claim"] for c in claims] == list(range(1, 12))  # the study's 8, then the controls 9-11
+    assert "## What the masks show, and what they do not" in text and "## Controls" in text
     assert all(c["verdict"] in ("holds", "does not hold", "inconclusive", "not measured") for c in claims)
     assert (project / "results/figdata.pt").exists() and not list(project.rglob("*.tmp"))
 
 
 def test_plots_show_renders_the_curves(project: Path) -> None:
     out = run(["dvc", "plots", "show", "--json"], project).stdout
-    for series in ("results/curves/radial_diff", "results/curves/angular_diff", "results/curves/filtered"):
+    for series in ("results/curves/fold_radial_diff.csv", "results/curves/fold_angular_diff.csv",
+                   "results/curves/filtered.csv"):
         assert series in out, out[:2000]
+    assert "failed to load" not in out.lower() and '"errors"' not in out, out[:2000]
 
 
 def test_exp_run_with_a_param_change(project: Path) -> None:

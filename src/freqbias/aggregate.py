@@ -124,10 +124,9 @@ def run_aggregate(records: Sequence[ModelRecord], cfg: AggregateConfig,
         claim_low_share(bands.per_seed["radial"], cfg),
         claim_texture(n_outcomes, cfg),
     ]
-    if controls is not None:
-        control_tables, control_rows = controls_results(run, controls)
-        res.tables.update(control_tables)
-        res.claims += control_rows
+    control_tables, control_rows = controls_results(run, controls or {})
+    res.tables.update(control_tables)
+    res.claims += control_rows
     lap("claims")
     res.figdata = figure_data(run, images[run.seeds[0]], outcomes, probes, baselines, bands, res.tables["accuracy"])
     lap("figdata")

@@ -2,7 +2,7 @@
 
 Every stage reads its own section of ``params.yaml`` through :class:`Section`, which checks types,
 ranges and allowed values and raises :class:`ParamError` with a one-line message naming the key,
-e.g. ``train.attack.eps: must be >= 0, got -0.1``. Stage scripts turn these errors into a non-zero
+e.g. ``train.variant.A.eps: must be >= 0, got -0.1``. Stage scripts turn these errors into a non-zero
 exit without a traceback (:func:`freqbias.cli.run_stage`).
 
 Inside :func:`recording`, every Section notes the dotted key of each entry it reads (present or not):

@@ -31,6 +31,9 @@ from .parametrisation import Parametrisation
 MASK_RULE_PUSH = 0.2  # a class mask sending more than this share of other classes' images into its class is flagged
 
 
+NO_CONTROLS = "no controls measured (the controls stage did not run for these models)"
+
+
 def load_controls(path: Path) -> dict[str, Any]:
     """The controls stage's measurements of one model (``controls/<model>.pt``, :func:`freqbias.io.load_torch`:
     one line naming the stage that rewrites it when missing or unreadable)."""
@@ -202,10 +205,11 @@ def randomisation_similarity(single: Mapping[str, torch.Tensor], random_masks: t
 
 
 def claim_randomisation(similarity: Mapping[str, Sequence[np.ndarray]], reference: Sequence[np.ndarray],
-                        cfg: Any, threshold: float) -> dict:
+                        cfg: Any, threshold: float, stopped: Sequence[float] = ()) -> dict:
     """Claim 11: per variant, the mean (over images, then seeds) rank correlation with the re-initialised
     model's masks stays below ``threshold``. ``reference``: per seed, the same statistic between N's and A's
-    masks (two trained models), reported beside."""
+    masks (two trained models), reported beside; ``stopped``: per seed, the share of the re-initialised model's
+    masks that stopped by their rule (the note says how many hit the cap)."""
     parts = []
     for v, per_seed in similarity.items():
         est = defined_estimate([s[:, None] for s in per_seed], lambda m: float(m[0]), **_boot(cfg),
@@ -214,8 +218,11 @@ def claim_randomisation(similarity: Mapping[str, Sequence[np.ndarray]], referenc
         parts.append(part(f"{v}: rank correlation with the re-initialised model's masks", *est, threshold, "<"))
     ref = defined_estimate([r[:, None] for r in reference], lambda m: float(m[0]), **_boot(cfg),
                            empty="no images", undefined="no image with band energies in both masks")
-    info = {"trained_N_vs_A": ref[0] if not isinstance(ref[0], NA) else str(ref[0])}
-    return _control_row(11, parts, info=info,
+    info = {"trained_N_vs_A": ref[0] if not isinstance(ref[0], NA) else str(ref[0]),
+            "randomised_stopped_by_rule": float(np.mean(stopped)) if len(stopped) else "n/a (not fitted)"}
+    capped = f"{1 - float(np.mean(stopped)):.0%} of the re-initialised model's masks hit the step cap" if len(
+        stopped) and float(np.mean(stopped)) < 1 else ""
+    return _control_row(11, parts, info=info, missing=capped,
                      secondary=[part("N vs A (two trained models), for scale", *ref, threshold, "<")])
 
 
@@ -252,7 +259,12 @@ def controls_results(run: Any, controls: Mapping[str, Mapping]) -> tuple[dict[st
                                        cfg.radial_bands)["N"]
         reference.append(n_a)
     tables["randomisation"] = rows
+    stopped = [float(controls[run.by["N", s].name]["randomised"]["converged"].float().mean()) for s in run.seeds
+               if "randomised" in controls.get(run.by["N", s].name, {})]
     similarity = {v: sims for v, sims in similarity.items() if sims}
+    for name, rows_ in tables.items():  # a table with no row says why (an empty CSV cannot)
+        if not rows_:
+            tables[name] = [{"model": "", "reason": NO_CONTROLS if not controls else "nothing to measure on this run"}]
     claims = [claim_equal_budget(have, cfg), claim_isotropic(have, free, cfg),
-              claim_randomisation(similarity, reference, cfg, cfg.randomised_max)]
+              claim_randomisation(similarity, reference, cfg, cfg.randomised_max, stopped)]
     return tables, claims

@@ -102,7 +102,8 @@ def run_controls(name: str, model: Classifier, meta: Mapping[str, Any], dataset:
         single_cfg = dataclasses.replace(masks_cfg.single, chunk_size=max(1, len(z_single)))
         fitted = fit_single_masks(rand.net, z_single, target, single_cfg)
         data["randomised"] = {"masks": fitted.masks.cpu(), "target": target.cpu(), "steps": fitted.steps_used,
-                              "kept": fitted.kept, "index": single.index}
+                              "kept": fitted.kept, "index": single.index,
+                              "converged": fitted.steps_used < single_cfg.max_steps}
         lap("randomised")
     log(f"controls timings (s): {times}")
     return ModelControls(data, controls_metrics(name, data, single_cap=masks_cfg.single.max_steps,

@@ -55,7 +55,9 @@ class ControlsConfig:
     """The ``controls`` section of params.yaml. ``n``: fit and test images each mask is scored on (the first
     n); ``random_draws``: random supports per mask; ``faith_n``: test images of the dataset mask's curves;
     ``steps``: budgets per curve (``steps + 1`` points from 0 to 1); ``heatmap_n`` / ``heatmap_norm``: images
-    and L2 norm (pixel units) of the heat map that orders frequencies; ``class_n``: test images scored under
+    and L2 norm (pixel units) of the heat map that orders frequencies, probed at ``heatmap_grid`` frequencies per
+    axis (>= the image size: every one; fewer: each entry takes its nearest probed one's score); ``class_n``: test
+    images scored under
     each class mask; ``randomised``: fit the re-initialised model's single-image masks; ``seed``."""
 
     n: int = 2000
@@ -63,6 +65,7 @@ class ControlsConfig:
     faith_n: int = 500
     steps: int = 16
     heatmap_n: int = 100
+    heatmap_grid: int = 28
     heatmap_norm: float = 3.0
     class_n: int = 2000
     randomised: bool = True
@@ -73,7 +76,7 @@ class ControlsConfig:
         sec = Section(params, "controls")
         return cls(n=sec.integer("n", min=1), random_draws=sec.integer("random_draws", min=1),
                    faith_n=sec.integer("faith_n", min=1), steps=sec.integer("steps", min=1),
-                   heatmap_n=sec.integer("heatmap_n", min=1),
+                   heatmap_n=sec.integer("heatmap_n", min=1), heatmap_grid=sec.integer("heatmap_grid", 28, min=2),
                    heatmap_norm=sec.number("heatmap_norm", min=0, strict_min=True),
                    class_n=sec.integer("class_n", min=1), randomised=sec.boolean("randomised"),
                    seed=sec.integer("seed", 0, min=0))
@@ -118,13 +121,19 @@ def equal_budget(net: nn.Module, masks: torch.Tensor, fit: list[tuple[torch.Tens
 
 def heatmap_scores(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: ControlsConfig) -> torch.Tensor:
     """The Fourier heat map (error rate under an added basis image, :func:`freqbias.baselines.fourier_heatmap`)
-    at every rfft entry, on pixels ``x`` (N, C, H, W) in [0, 1]: float64 (H, W//2+1), unshifted."""
+    at every rfft entry, on pixels ``x`` (N, C, H, W) in [0, 1]: float64 (H, W//2+1), unshifted. At most
+    ``cfg.heatmap_grid`` frequencies per axis are probed (evenly spaced, signed rows and non-negative columns);
+    every entry takes the score of its nearest probed frequency."""
     h, w = x.shape[-2:]
-    fy = torch.fft.fftfreq(h, d=1.0 / h).round().long()
-    fx = torch.fft.rfftfreq(w, d=1.0 / w).round().long()
-    heat = fourier_heatmap(model, x[:cfg.heatmap_n], y[:cfg.heatmap_n], cfg.heatmap_norm, freqs=(fy, fx),
-                           seed=cfg.seed)
-    return torch.as_tensor(heat, dtype=torch.float64)
+    ky = torch.fft.fftfreq(h, d=1.0 / h).round().long()
+    kx = torch.fft.rfftfreq(w, d=1.0 / w).round().long()
+    fy = torch.linspace(-(h // 2), (h - 1) // 2, min(cfg.heatmap_grid, h)).round().long().unique()
+    fx = torch.linspace(0, w // 2, min(cfg.heatmap_grid // 2 + 1, w // 2 + 1)).round().long().unique()
+    heat = torch.as_tensor(fourier_heatmap(model, x[:cfg.heatmap_n], y[:cfg.heatmap_n], cfg.heatmap_norm,
+                                           freqs=(fy, fx), seed=cfg.seed), dtype=torch.float64)
+    rows = (ky[:, None] - fy[None]).abs().argmin(dim=1)
+    cols = (kx[:, None] - fx[None]).abs().argmin(dim=1)
+    return heat[rows][:, cols]
 
 
 def dataset_orders(mask: torch.Tensor, width: int, heat: torch.Tensor, grad: torch.Tensor,

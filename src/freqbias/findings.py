@@ -193,28 +193,35 @@ def controls_tables(tables: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
               for r in tables.get("equal_budget", []) if r.get("mask") == "dataset"]
     faith = [[r["model"], r["source"], ORDER_NAMES.get(r.get("order", ""), r.get("order", "")),
               _ci(r, "insertion"), _ci(r, "deletion")] for r in tables.get("faithfulness", []) if r.get("order")]
-    iso = [[r["model"], r["fold"], _num(cell(r, "free_mean")), _num(cell(r, "isotropic_mean")),
-            r.get("isotropic_met", ""), r.get("isotropic_converged", "")] for r in tables.get("isotropic", [])]
-    cls = [[r["model"], r["class"], _pct(cell(r, "own_clean")), _pct(cell(r, "own_masked")),
+    iso = [[r["model"], r.get("fold", ""), _num(cell(r, "free_mean")), _num(cell(r, "isotropic_mean")),
+            r.get("isotropic_met", ""), r.get("isotropic_converged", "")]
+           for r in tables.get("isotropic", []) if r.get("fold")]
+    cls = [[r["model"], r.get("class", ""), _pct(cell(r, "own_clean")), _pct(cell(r, "own_masked")),
             _pct(cell(r, "into_clean")), _pct(cell(r, "into_masked")), "**yes**" if str(r.get("flagged")) == "True"
-            else "no"] for r in tables.get("class_specificity", [])]
+            else "no"] for r in tables.get("class_specificity", []) if r.get("class")]
+    def table(header: Sequence[str], rows: Sequence[Sequence[Any]], name: str) -> str:
+        if rows:
+            return _row_table(header, rows)
+        reasons = sorted({str(r.get("reason") or "no rows") for r in tables.get(name, [])}) or ["no rows"]
+        return f"n/a ({'; '.join(reasons)})"
+
     return "\n\n".join([
         "### Equal budget\n\nDataset masks: accuracy of the learned mask, of its binary support, of a centred "
         "low-pass disc keeping as many frequencies and of random supports of that size (mean of the draws), on "
         "the fit images and on held-out test images (results/equal_budget.csv has the fold masks).\n\n"
-        + _row_table(["model", "budget (plane share)", "fit: mask", "fit: support", "fit: disc", "test: mask",
-                      "test: support", "test: disc", "test: random"], budget),
+        + table(["model", "budget (plane share)", "fit: mask", "fit: support", "fit: disc", "test: mask",
+                 "test: support", "test: disc", "test: random"], budget, "equal_budget"),
         "### Faithfulness\n\nArea under the insertion curve (keep the first k of the plane in the order; higher "
         "= the order finds what the model needs) and the deletion curve (remove them; lower is better), with "
         "bootstrap intervals over images.\n\n"
-        + _row_table(["model", "masks", "order", "insertion [95%]", "deletion [95%]"], faith),
+        + table(["model", "masks", "order", "insertion [95%]", "deletion [95%]"], faith, "faithfulness"),
         "### Isotropic masks\n\nThe sparsest isotropic mask (one value per ring) of each fold, fitted with the "
         "free masks' method and rule, beside the free fold mask (full-plane means).\n\n"
-        + _row_table(["model", "fold", "free mean", "isotropic mean", "met the rule", "converged"], iso),
+        + table(["model", "fold", "free mean", "isotropic mean", "met the rule", "converged"], iso, "isotropic"),
         "### Class masks\n\nEach class mask on the test images: its class's accuracy clean / masked and the share "
         f"of the other classes' images predicted as its class, clean / masked; flagged above {PUSH_LIMIT:.0%}.\n\n"
-        + _row_table(["model", "class", "own clean", "own masked", "others into class: clean", "masked",
-                      "flagged"], cls),
+        + table(["model", "class", "own clean", "own masked", "others into class: clean", "masked", "flagged"], cls,
+                "class_specificity"),
     ])
 
 

@@ -63,7 +63,7 @@ class AggregateConfig:
             figure_images=sec.integer("figure_images", min=1),
             ratio_min=claims.number("ratio_min", min=0), small_ratio=claims.number("small_ratio", min=0),
             agreement_min=claims.number("agreement_min", min=0, max=1), ssim_max=claims.number("ssim_max", max=1),
-            randomised_max=claims.number("randomised_max", min=-1, max=1),
+            randomised_max=claims.number("randomised_max", 0.5, min=-1, max=1),
         )
         if not cfg.filter_radii:
             raise ParamError("aggregate.filtered.radii: must list at least one radius")

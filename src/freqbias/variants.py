@@ -16,8 +16,8 @@ An entry has two hooks, both optional: ``warp(cfg)`` returns extra :func:`~freqb
 keyword arguments (``scale``, ``translate``, ``degrees``) that join the base warp, so that base and variant
 cost ONE resampling (a ``scale`` range is multiplied by the crop's zoom); ``augment(x, cfg, g)`` then maps
 the warped pixels x in [0, 1] (B, C, H, W) to new pixels in [0, 1], drawing randomness from ``g`` only
-(cfg: :class:`AugmentConfig`). ``adversarial`` variants train on the PGD attack of
-``train.attack``.
+(cfg: :class:`AugmentConfig`). ``adversarial`` variants train on the PGD attack of their own
+``train.variant.<V>`` entry (A: ``train.variant.A``).
 
 Adding a variant is one :func:`register_variant` call at the end of this file; ``train.variants``
 (params validation), the training loop, the figures' colours and the report's labels all read
