@@ -172,9 +172,13 @@ def controls_section(claims: Sequence[Mapping[str, Any]], tables: Mapping[str, S
     ])
 
 
-def _row_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |" for r in rows])
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A markdown table (cells as text, ``|`` escaped, newlines as spaces); the report's tables use it too."""
+    def cell_text(v: Any) -> str:
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(map(cell_text, header)) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(map(cell_text, r)) + " |" for r in rows])
 
 
 def _ci(row: Mapping[str, Any], key: str) -> str:
@@ -201,7 +205,7 @@ def controls_tables(tables: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
             else "no"] for r in tables.get("class_specificity", []) if r.get("class")]
     def table(header: Sequence[str], rows: Sequence[Sequence[Any]], name: str) -> str:
         if rows:
-            return _row_table(header, rows)
+            return markdown_table(header, rows)
         reasons = sorted({str(r.get("reason") or "no rows") for r in tables.get(name, [])}) or ["no rows"]
         return f"n/a ({'; '.join(reasons)})"
 

@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence
 from . import paths
 from .config import DataError
 from .findings import controls_section, controls_tables
+from .findings import markdown_table as _table
 from .io import load_csv, load_json, load_torch
 from .na import NA, cell, parse_reasons
 from .report_figures import Figure, ReportConfig
@@ -101,14 +102,6 @@ def this_run_value(key: tuple[str, str], tables: Mapping[str, Sequence[Mapping]]
         return str(NA("no standard model N"))
     return fmt(sum(numbers) / len(numbers), True) if len(numbers) == len(values) else str(
         next(v for v in values if isinstance(v, NA)))
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    def cell_text(v: Any) -> str:
-        return str(v).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(map(cell_text, header)) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(map(cell_text, r)) + " |" for r in rows])
 
 
 def _g(v: Any) -> str:
