@@ -1,10 +1,9 @@
 """evaluate: clean and PGD test accuracy of one trained model.
 
-Usage: ``python stages/evaluate.py --variant N --seed 0``. Reads params ``train.eval`` and
-``train.variant.A`` (the training attack, at which ``pgd_acc_train_eps`` is measured) and
-``models/<variant>-s<seed>.pt``; writes ``metrics/evaluate/<variant>-s<seed>.json``
-(:func:`freqbias.train_run.evaluate_model`). Its own stage, so that a change of the attack or of the
-evaluation retrains no model."""
+Usage: ``python stages/evaluate.py --variant N --seed 0``. Reads params ``train.eval`` (its own attacks, not A's
+training attack) and ``models/<variant>-s<seed>.pt``; writes ``metrics/evaluate/<variant>-s<seed>.json``
+(:func:`freqbias.evaluation.evaluate_model`). Its own stage, so that a change of the evaluation retrains no model
+and a change of A's training re-evaluates A alone."""
 
 import freqbias._interrupt  # noqa: F401  # isort: skip  (first: Ctrl-C while importing ends with one line)
 import argparse
@@ -14,8 +13,8 @@ from freqbias.artifacts import load_checkpoint
 from freqbias.cli import run_stage, setup_logging
 from freqbias.config import load_params
 from freqbias.data import load_split
-from freqbias.io import load_json, save_json
-from freqbias.train_run import evaluate_model
+from freqbias.evaluation import evaluate_model
+from freqbias.io import save_json
 from freqbias.training import TrainConfig
 
 
@@ -29,10 +28,9 @@ def main() -> None:
     log = setup_logging(f"evaluate {name}")
     cfg = TrainConfig.from_params(load_params())
     x_te, y_te = load_split("test")
-    std = load_json(paths.manifest_file(), "manifest", dict)["std"][0]
     model, _ = load_checkpoint(paths.checkpoint(name), map_location=runtime.device())
-    metrics = evaluate_model(model.eval(), args.variant, args.seed, cfg.attack, cfg.eval_eps, cfg.eval_steps,
-                             cfg.eval_n, x_te, y_te, std=std, log=log.info)
+    metrics = evaluate_model(model.eval(), args.variant, args.seed, cfg.eval_eps, cfg.eval_steps, cfg.eval_n,
+                             x_te, y_te, log=log.info)
     save_json(metrics, paths.eval_metrics(name))
 
 

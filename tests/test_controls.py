@@ -181,3 +181,14 @@ def test_free_mask_is_sparser_than_the_isotropic_one_on_an_oriented_band():
     profile = iso.masks[0]
     radius = torch.arange(len(profile))
     assert profile[(radius >= 6) & (radius <= 11)].mean() > 5 * profile[radius > 13].mean()  # it finds the ring
+
+
+def test_config_defaults_are_the_default_profiles():
+    """ControlsConfig() is the default profile's controls section: a caller that builds it bare measures what
+    `dvc repro` measures."""
+    import yaml
+
+    from conftest import REPO
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    assert ct.ControlsConfig() == ct.ControlsConfig.from_params(params)

@@ -113,4 +113,4 @@ def test_train_stage_tracks_the_shared_train_params_and_its_variant_entry():
     assert "train" not in tracked and "model" in tracked and "train.variant.${item.variant}" in tracked
     shared = set(params["train"]) - {"variants", "seeds", "variant", "eval"}
     assert {k.removeprefix("train.") for k in tracked if k.startswith("train.")} == shared | {"variant.${item.variant}"}
-    assert "train.eval" in STAGES["evaluate"]["params"]
+    assert STAGES["evaluate"]["params"] == ["train.eval"]  # its own attacks: an eps experiment re-evaluates A alone

@@ -35,14 +35,36 @@ def test_report_renders_every_figure_it_names(results: Path, tmp_path: Path):
     text = rp.render(summary, claims, tables, figures, cfg, "abc1234", "today", 1.0)
     (tmp_path / "report.md").write_text(text)
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
-    assert len(links) == len(figures) >= 11
+    assert len(links) == len([f for f in figures if not f.na]) >= 12 and len(figures) >= 13
     for link in links:
         png = tmp_path / link
         assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", link
     assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == sorted(Path(link).name for link in links)
     for f in figures:                                          # every figure has a caption in the text
         assert f.caption in text
-    assert not [f.name for f in figures if f.na], "a complete run has every figure"
+    # a complete run has every figure; this one has no controls stage, whose figure says so
+    assert [f.name for f in figures if f.na] == ["faithfulness.png"]
+    assert "no controls measured" in next(f.na for f in figures if f.na)
+
+
+def test_faithfulness_figure_draws_each_model_and_names_what_is_missing(tmp_path: Path):
+    """The faithfulness figure from the controls stage's mean curves: one row per model, an n/a panel naming why
+    a model has none; no figure at all (with the reason) without any controls."""
+    from freqbias.figdata import faithfulness_curves
+    from freqbias.plots import faithfulness
+
+    budgets = [0.0, 0.5, 1.0]
+    curve = {o: {"insertion": [0.1, 0.6, 0.9], "deletion": [0.9, 0.3, 0.1]} for o in ("mask", "radius", "random")}
+    controls = {"N-s0": {"faithfulness": {"budgets": budgets, "dataset": {"curves": curve},
+                                          "single": {"curves": curve}}},
+                "A-s0": {"faithfulness": {"budgets": budgets}}}
+    data, na = faithfulness_curves(controls)
+    assert set(data) == {"budgets", "N-s0"} and na == {"faithfulness/A-s0": "no finite mask to order"}
+    assert data["N-s0"]["single"]["radius"]["deletion"].tolist() == pytest.approx([0.9, 0.3, 0.1])
+    png = faithfulness(data, tmp_path / "f.png", 40, {"A-s0": na["faithfulness/A-s0"]})
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert faithfulness_curves({}) == ({}, {"faithfulness": "no controls measured (the controls stage did not run "
+                                                             "for these models)"})
 
 
 def test_empty_cells_render_as_na_and_never_crash_a_figure(results: Path, tmp_path: Path):

@@ -225,9 +225,10 @@ def test_prune_spends_no_forward_pass_on_a_threshold_that_removes_nothing(monkey
     assert _correct(net, z, y, pruned) >= need and (pruned[pruned != mask] == 0).all()
 
 
-def test_score_rule_stops_once_the_rule_is_missed_and_agrees_with_scoring_all():
+def test_score_rule_stops_once_the_verdict_is_settled_and_agrees_with_scoring_all():
     net, z, y = _data(64)
     torch.manual_seed(4)
+    early = set()
     for mask in (0.3 * torch.rand(28, 15), torch.rand(28, 15) * (torch.rand(28, 15) < 0.05)):
         wrong = len(z) - _correct(net, z, y, mask)
         assert wrong > 0  # each mask loses some images here, so that stopping early can happen
@@ -235,26 +236,35 @@ def test_score_rule_stops_once_the_rule_is_missed_and_agrees_with_scoring_all():
             correct, scored, ce = sm.score_rule(net, z, y, mask, allowed, batch_size=8)
             assert (scored - correct <= allowed) == (wrong <= allowed)  # the rule's verdict
             assert len(ce) == scored and (scored % 8 == 0 or scored == len(z))
-            if scored < len(z):  # stopped at the first batch that put it over
+            if scored < len(z):  # stopped at the first batch that settled it: missed, or held whatever the rest give
                 before = scored - 8
-                assert scored - correct > allowed >= before - _correct(net, z[:before], y[:before], mask)
+                right_before = _correct(net, z[:before], y[:before], mask)
+                missed = scored - correct > allowed >= before - right_before
+                held = correct >= len(z) - allowed and (before == 0 or right_before < len(z) - allowed)
+                assert missed != held, (scored, correct, allowed, before, right_before, len(z))
+                early.add("missed" if missed else "held")
             masked = Rfft(28, 28).apply(z[:scored], mask)
             ref = torch.nn.functional.cross_entropy(net(masked), y[:scored], reduction="none")
             assert torch.allclose(ce, ref, atol=1e-5)
+    assert early == {"missed", "held"}  # both ways of stopping early were exercised
 
 
 def test_early_stopped_checks_change_nothing_but_the_work(monkeypatch):
-    """The fit with checks that stop once the rule is missed gives the same masks, verdicts and steps, bit for
-    bit, as with checks that score every image (in the same order), and scores fewer images."""
+    """The fit with checks that stop once their verdict is settled (missed, or held whatever the rest give) gives
+    the same masks, verdicts and steps, bit for bit, as with checks that score every image (in the same order),
+    and scores fewer images."""
     net, z_all, y_all = _planted(28, DEFAULT_BAND)
     z, y = z_all[-128:], y_all[-128:]
     groups = [torch.arange(128)]
-    cfg = sm.SharedMaskConfig(**{**PLANTED_CFG, "max_steps": 80, "check_every": 4, "eval_batch_size": 16,
-                                 "lr": 0.05, "lam_factor": 1.5})  # at the rule's boundary within 80 steps
-    early = sm.fit_shared_masks(net, z, y, groups, cfg)
-    full_scan = sm.score_rule
-    monkeypatch.setattr(sm, "score_rule", lambda net, z, y, mask, allowed, par, batch_size:
-                        full_scan(net, z, y, mask, len(z), par, batch_size))
+    cfg = sm.SharedMaskConfig(**{**PLANTED_CFG, "max_steps": 80, "check_every": 4, "eval_batch_size": 4,
+                                 "lr": 0.05, "lam_factor": 1.5, "acc_ratio": 0.95})  # at the rule's boundary
+    early = sm.fit_shared_masks(net, z, y, groups, cfg)                   # within 80 steps; met checks can settle
+    def full_scan(net, z, y, mask, allowed, par, batch_size):
+        with torch.no_grad():
+            logits = torch.cat([net(par.apply(z[s], mask)) for s in sm.batches(len(z), batch_size)])
+        return int((logits.argmax(dim=1) == y).sum()), len(z), F.cross_entropy(logits, y, reduction="none")
+
+    monkeypatch.setattr(sm, "score_rule", full_scan)
     full = sm.fit_shared_masks(net, z, y, groups, cfg)
     assert torch.equal(early.masks, full.masks)
     for a, b in zip(early.records, full.records):
@@ -264,6 +274,7 @@ def test_early_stopped_checks_change_nothing_but_the_work(monkeypatch):
     assert sum(scored[0]) < sum(scored[1])
     missed = [h for h in early.records[0]["history"] if not h["met"]]
     assert missed and all((h["masked_acc"] is None) == (h["scored"] < 128) for h in early.records[0]["history"])
+    assert any(h["met"] and h["scored"] < 128 for h in early.records[0]["history"])  # a met check stopped early
 
 
 # ---- ground truth: the planted band ----------------------------------------------------------

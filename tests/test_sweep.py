@@ -30,7 +30,7 @@ def test_frame_has_one_row_per_experiment_and_statistic() -> None:
     sparsity = frame[frame["statistic"] == "dataset mask sparsity (mean value)"]
     assert sorted(set(sparsity["series"])) == ["A-s0", "N-s0", "T-s0"] and len(sparsity) == 9
     assert sparsity["lo"].isna().all()
-    for stat in ("clean test accuracy", "robust test accuracy (PGD at A's eps)"):
+    for stat in ("clean test accuracy", "robust test accuracy, PGD eps 0.1 (train.eval)"):
         assert len(frame[frame["statistic"] == stat]) == 9
 
 

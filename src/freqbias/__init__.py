@@ -18,7 +18,8 @@ neural networks through Fourier masks" (Front. AI 2022), organised as one module
 - :mod:`freqbias.loops`    shared pieces of minibatch loops: batches, OneCycle, prediction in eval mode
 - :mod:`freqbias.variants` the registry of training variants (N, A, S, T, R, G): label, colour, augmentation, PGD or not
 - :mod:`freqbias.training` the shared augmentation, the training loop, evaluation
-- :mod:`freqbias.train_run` the train stage's evaluation of one trained model
+- :mod:`freqbias.train_run` the train stage's metrics of one trained model
+- :mod:`freqbias.evaluation` the evaluate stage's clean and PGD accuracy of one trained model
 - :mod:`freqbias.fourier`  Fourier masks: parametrisations, statistics, masked prediction
 - :mod:`freqbias.fitting`  fitting masks: loss, stopping rule, dataset/class/single-image fitting, ``masks`` params
 - :mod:`freqbias.single_image` the study's image selection; complements and restoration on PGD images

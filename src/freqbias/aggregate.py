@@ -38,7 +38,7 @@ from .claims import (
     claim_texture,
 )
 from .control_claims import controls_results
-from .figdata import figure_data
+from .figdata import faithfulness_curves, figure_data
 from .io import save_csv, save_json, save_torch
 from .measures import (
     ModelRecord,
@@ -129,6 +129,9 @@ def run_aggregate(records: Sequence[ModelRecord], cfg: AggregateConfig,
     res.claims += control_rows
     lap("claims")
     res.figdata = figure_data(run, images[run.seeds[0]], outcomes, probes, baselines, bands, res.tables["accuracy"])
+    res.figdata["faithfulness"], faith_na = faithfulness_curves({r.name: (controls or {})[r.name] for r in records
+                                                                 if r.name in (controls or {})})
+    res.figdata["na"].update(faith_na)
     lap("figdata")
     res.summary = {
         "variants": run.variants, "seeds": run.seeds, "models": [r.name for r in records], "kind": records[0].par.kind,

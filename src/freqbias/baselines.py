@@ -124,7 +124,7 @@ def fourier_heatmap(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: fl
     return (errors / len(x)).view(gy.shape).numpy().astype(np.float64)
 
 
-def _average_ranks(a: np.ndarray) -> np.ndarray:
+def average_ranks(a: np.ndarray) -> np.ndarray:
     """Ranks 1..n of a 1-D array, ties sharing their average rank."""
     order = np.argsort(a, kind="stable")
     sorted_a = a[order]
@@ -156,7 +156,7 @@ def heatmap_mask_correlation(heatmap: np.ndarray | torch.Tensor, mask_full_shift
     sampled = mask_full_shifted.detach().double().cpu()[(fy + h // 2)[:, None], (fx + w // 2)[None, :]].numpy()
     a, b = heat.ravel(), sampled.ravel()
     if method == "spearman":
-        a, b = _average_ranks(a), _average_ranks(b)
+        a, b = average_ranks(a), average_ranks(b)
     if a.std() == 0 or b.std() == 0:
         return float("nan")
     return float(np.corrcoef(a, b)[0, 1])

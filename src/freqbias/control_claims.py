@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .bands import band_profiles
-from .baselines import _average_ranks
+from .baselines import average_ranks
 from .bootstrap import defined_estimate
 from .claims import claim_row, part
 from .io import load_torch
@@ -184,7 +184,7 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     out = np.full(len(a), np.nan)
     for i, (x, y) in enumerate(zip(a, b)):
         if np.isfinite(x).all() and np.isfinite(y).all():
-            rx, ry = _average_ranks(x), _average_ranks(y)
+            rx, ry = average_ranks(x), average_ranks(y)
             rx, ry = rx - rx.mean(), ry - ry.mean()
             den = math.sqrt(float((rx ** 2).sum() * (ry ** 2).sum()))
             out[i] = float((rx * ry).sum()) / den if den > 0 else math.nan

@@ -60,11 +60,11 @@ class ControlsConfig:
     images scored under
     each class mask; ``randomised``: fit the re-initialised model's single-image masks; ``seed``."""
 
-    n: int = 2000
-    random_draws: int = 3
-    faith_n: int = 500
-    steps: int = 16
-    heatmap_n: int = 100
+    n: int = 1000           # the defaults are params.yaml's (tests/test_controls.py)
+    random_draws: int = 2
+    faith_n: int = 200
+    steps: int = 8
+    heatmap_n: int = 24
     heatmap_grid: int = 28
     heatmap_norm: float = 3.0
     class_n: int = 2000

@@ -15,6 +15,7 @@ from .bands import (
 )
 from .baselines import heatmap_frequencies
 from .bootstrap import Estimate
+from .control_claims import NO_CONTROLS
 from .fourier import binary_complement
 from .measures import (
     ModelRecord,
@@ -129,3 +130,26 @@ def figure_data(run: Run, img: SeedImages, outcomes: Mapping[str, Mapping[str, n
         "heatmaps": {"freqs": heatmap_frequencies(w, run.cfg.heatmap_grid), **heat},
         "na": na,
     }
+
+
+FAITH_SOURCES = {"dataset": "dataset mask, test images vs labels", "single": "single-image masks vs targets"}
+
+
+def faithfulness_curves(controls: Mapping[str, Mapping]) -> tuple[dict, dict[str, str]]:
+    """The faithfulness figure's data from the controls stage's measurements per model name (``controls``, in
+    report order): ``{"budgets": (B,) shares of the plane, model: {source: {order: {kind: (B,)}}}}`` with the mean
+    insertion / deletion curves (:func:`freqbias.controls.faithfulness`), and the reasons for what is missing
+    (``{"faithfulness": why}`` when no model has curves, ``{"faithfulness/<model>": why}`` per model)."""
+    out: dict = {}
+    na: dict[str, str] = {}
+    for name, c in controls.items():
+        faith = c.get("faithfulness") or {}
+        have = {s: faith[s]["curves"] for s in FAITH_SOURCES if s in faith}
+        if not have:
+            na[f"faithfulness/{name}"] = "no finite mask to order"
+            continue
+        out.setdefault("budgets", _t(faith["budgets"]))
+        out[name] = {s: {o: {k: _t(v) for k, v in per.items()} for o, per in cur.items()} for s, cur in have.items()}
+    if "budgets" not in out:
+        na["faithfulness"] = NO_CONTROLS if not controls else "no model has a finite mask to order"
+    return out, na

@@ -313,3 +313,37 @@ def heatmaps(freqs: torch.Tensor, maps: Mapping[str, Mapping], path: Path, dpi: 
     axes[0, 0].set_ylabel("ky", fontsize=7)
     fig.colorbar(im, ax=axes[0].tolist(), fraction=0.02, label="error rate")
     return _save(fig, path, dpi)
+
+
+FAITH_PANELS = (("dataset", "insertion"), ("dataset", "deletion"), ("single", "insertion"), ("single", "deletion"))
+
+
+def faithfulness(curves: Mapping, path: Path, dpi: int = 110, na: Mapping[str, str] | None = None) -> Path:
+    """Insertion (keep the first share of the plane) and deletion (remove it) curves per frequency order: one row
+    per model, columns dataset mask (test accuracy vs labels) and single-image masks (agreement with the
+    target); an n/a panel names why a model has none (``na[model]``)."""
+    budgets = np.asarray(curves["budgets"])
+    models = [m for m in curves if m != "budgets"] + list(na or {})
+    fig, axes = plt.subplots(len(models), 4, figsize=(11.0, 2.0 * len(models) + 0.6), squeeze=False, sharex=True)
+    orders: list[str] = []
+    for row, m in zip(axes, models):
+        for ax, (source, kind) in zip(row, FAITH_PANELS):
+            per = curves.get(m, {}).get(source)
+            if per is None:
+                _na_panel(ax, (na or {}).get(m, "not measured"), f"{m}: {source} {kind}")
+                continue
+            for i, (order, c) in enumerate(per.items()):
+                orders += [order] if order not in orders else []
+                ax.plot(budgets, np.asarray(c[kind]), color=f"C{orders.index(order)}", lw=1.3, label=order)
+            ax.set_ylim(-0.02, 1.02)
+            ax.set_title(f"{m}: {source} {kind}", fontsize=8)
+            ax.tick_params(labelsize=7)
+    for ax in axes[-1]:
+        ax.set_xlabel("share of the plane kept / removed", fontsize=8)
+    handles, labels = next((a.get_legend_handles_labels() for a in axes.flat if a.get_legend_handles_labels()[1]),
+                           ([], []))
+    if labels:
+        fig.legend(handles, labels, loc="upper center", ncol=len(labels), fontsize=8, title="order",
+                   title_fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (2.0 * len(models) + 0.6)))
+    return _save(fig, path, dpi)

@@ -245,11 +245,12 @@ def render(summary: Mapping, claims: Sequence[Mapping], tables: Mapping[str, Seq
     figs = "\n\n".join(f"### Figure {i}. {f.name[:-4].replace('_', ' ')}\n\n"
                        + (f"**Not drawn: {NA(f.na)}.**" if f.na else f"![Figure {i}]({figures_dir}/{f.name})")
                        + f"\n\n*Figure {i}.* {f.caption}" for i, f in enumerate(figures, 1))
+    pgd = [k for k in (tables["accuracy"][0] if tables["accuracy"] else {}) if k.startswith("pgd_acc_")]  # per eps
     acc = _table(["model", "val clean", "val masked", "val masked / clean", "test clean", "test masked",
-                  "test masked / clean", "mask mean", "PGD acc (train eps)"],
+                  "test masked / clean", "mask mean"] + [f"PGD acc, eps {k[8:]}" for k in pgd],
                  [[r["model"], fmt(cell(r, "val_clean"), True), fmt(cell(r, "val_masked"), True), ci(r, "val_ratio"),
                    fmt(cell(r, "test_clean"), True), fmt(cell(r, "test_masked"), True), ci(r, "test_ratio"),
-                   fmt(cell(r, "mask_mean")), fmt(cell(r, "pgd_acc_train_eps"), True)] for r in tables["accuracy"]])
+                   fmt(cell(r, "mask_mean"))] + [fmt(cell(r, k), True) for k in pgd] for r in tables["accuracy"]])
     single = _table(["model", "metric", "value [95% interval]", "n", "masks stage"],
                     [[r["model"], r["metric"], ci(r, "value") + _note(r, "value"), r["n"], fmt(cell(r, "stored"))]
                      for r in tables["single_image"]])

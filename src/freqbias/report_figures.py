@@ -107,4 +107,11 @@ def make_figures(fig: Mapping, tables: Mapping[str, Sequence[Mapping]], folder: 
         "model's dataset mask at the same frequencies.",
         lambda p: plots.heatmaps(fig["heatmaps"]["freqs"], {m: h for m, h in fig["heatmaps"].items() if m != "freqs"},
                                  p, dpi, series_na("heatmaps")))
+    add("faithfulness", "Faithfulness curves (controls stage): each model's accuracy when only the first share of "
+        "the frequency plane is kept (insertion; higher = the order finds what matters sooner) or removed (deletion; "
+        "lower = better), frequencies ranked by the mask's value, by radius (low first), at random, by the Fourier "
+        "heat map's sensitivity and by the gradient of the loss w.r.t. an all-ones mask. Dataset mask: first "
+        "test images vs their labels; single-image masks: each image's own order, agreement with its target. "
+        "Mean curves; their areas with intervals are in the Controls section's faithfulness table.",
+        lambda p: plots.faithfulness(fig["faithfulness"], p, dpi, series_na("faithfulness")))
     return out

@@ -11,9 +11,11 @@ the path) of a fit on its group alone. The loss per group is the study's::
 Every ``check_every`` steps each group's current mask is scored on all of its images; it *meets the
 rule* when its masked accuracy is >= ``acc_ratio`` x the clean accuracy on them. The returned mask is the
 sparsest (lowest full-plane mean) one that met the rule. A check scores the images most at risk first
-(highest CE under the group's mask at its last check) and stops once too many are wrong for the rule to
-hold (:func:`score_rule`): the same verdicts as scoring all, with about half the forward passes, since
-about half the checks of a fit settled on the rule's boundary miss it. Two methods (``method``):
+(highest CE under the group's mask at its last check) and stops once its verdict is settled, too many wrong for
+the rule to hold or enough right for it to hold whatever the rest give (:func:`score_rule`): the same verdicts
+(and masks, bit for bit) as scoring all, with far fewer forward passes, since about half the checks of a fit
+settled on the rule's boundary miss it early and one that meets it stops once ``acc_ratio`` x its clean-correct
+images are right. Two methods (``method``):
 
 - ``"constrained"`` (default): ``lam_g`` is a multiplier on the sparsity term set by the rule itself:
   multiplied by ``lam_factor`` after a check that met it, divided by it after one that did not (dual
@@ -112,7 +114,7 @@ class SharedMasks:
     ``steps`` (optimiser steps used),
     ``mean, support, min`` (full-plane mean, share above 1e-3, smallest entry), ``lam`` (final weight)
     and ``history``: one dict per check (``step, masked_acc, scored, mean, lam, lr, met``; ``masked_acc``
-    None where the check stopped early, after ``scored`` images, on missing the rule)."""
+    None where the check stopped early, after ``scored`` images, its verdict settled)."""
 
     masks: torch.Tensor
     records: list[dict]
@@ -146,18 +148,18 @@ def min_correct(clean_correct: int, acc_ratio: float) -> int:
 def score_rule(net: nn.Module, z: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, allowed_wrong: int,
                par: Parametrisation | None = None, batch_size: int = BATCH_SIZE) -> tuple[int, int, torch.Tensor]:
     """Score ``mask`` (*shape of ``par``; None: :class:`~freqbias.parametrisation.Rfft`) on normalised images
-    ``z`` (N, C, H, W) with labels ``y``, in their order and in batches of ``batch_size``, until more than
-    ``allowed_wrong`` are misclassified: the rule (at most that many wrong) is then missed whatever the rest give.
-    ``net``: eval mode, on ``z``'s device. Returns ``(correct, scored, ce)``: correct among the first ``scored``
-    images (``scored`` = N unless stopped early) and their CE under the mask (scored,). The rule holds iff
-    ``scored - correct <= allowed_wrong``."""
+    ``z`` (N, C, H, W) with labels ``y``, in their order and in batches of ``batch_size``, until the rule's verdict
+    is settled: more than ``allowed_wrong`` misclassified (missed whatever the rest give) or at least
+    ``N - allowed_wrong`` correct (held whatever the rest give). ``net``: eval mode, on ``z``'s device. Returns
+    ``(correct, scored, ce)``: correct among the first ``scored`` images (``scored`` = N unless stopped early)
+    and their CE under the mask (scored,). The rule holds iff ``scored - correct <= allowed_wrong``."""
     par = Rfft(*z.shape[-2:]) if par is None else par
     correct, scored, ces = 0, 0, []
     for s in batches(len(z), batch_size):
         logits = net(par.apply(z[s], mask))
         ces.append(F.cross_entropy(logits, y[s], reduction="none"))
         correct, scored = correct + int((logits.argmax(dim=1) == y[s]).sum()), s.stop
-        if scored - correct > allowed_wrong:
+        if scored - correct > allowed_wrong or correct >= len(z) - allowed_wrong:
             break
     return correct, scored, torch.cat(ces) if ces else z.new_zeros(0)
 

@@ -10,7 +10,8 @@ finished experiment and baseline commit is a point (the workspace row is skipped
 Statistics, where the experiment has them: claim 2's A - N energy over the low and the mid rings of the fold
 masks (``results/metrics.json``: ``claim_2`` and ``claim_2.part_2``, with intervals), each model's dataset
 mask sparsity (``metrics/masks/<model>.json`` ``dataset_mask_mean``), clean and robust test accuracy
-(``metrics/evaluate/<model>.json`` ``test_acc`` and ``pgd_acc_train_eps``) and the controls' claims 9-11.
+(``metrics/evaluate/<model>.json`` ``test_acc`` and ``pgd_acc``, at each of ``train.eval.eps``: the same attacks in
+every experiment) and the controls' claims 9-11.
 A param no experiment varies, or no finished experiment, ends with one line (status 2).
 """
 
@@ -32,8 +33,8 @@ CLAIMS = {"claim_2": "A - N energy, low rings (fold masks)", "claim_2.part_2": "
           "claim_9": "claim 9: mask vs low-pass disc", "claim_10": "claim 10: free vs isotropic mask",
           "claim_11": "claim 11: randomised model"}
 MODEL_STATS = {("masks", "dataset_mask_mean"): "dataset mask sparsity (mean value)",
-               ("evaluate", "test_acc"): "clean test accuracy",
-               ("evaluate", "pgd_acc_train_eps"): "robust test accuracy (PGD at A's eps)"}
+               ("evaluate", "test_acc"): "clean test accuracy"}
+ROBUST = "robust test accuracy, PGD eps {eps} (train.eval)"  # one statistic per eval eps (metrics/evaluate pgd_acc)
 
 
 class SweepError(Exception):
@@ -84,6 +85,10 @@ def statistics(metrics: Mapping[str, Any]) -> Iterator[tuple[str, str, float | N
         for (stage, key), label in MODEL_STATS.items():
             if parts[1] == stage and _number(data.get(key)) is not None:
                 yield label, model, _number(data[key]), None, None
+        if parts[1] == "evaluate" and isinstance(data.get("pgd_acc"), Mapping):
+            for eps, acc in data["pgd_acc"].items():
+                if _number(acc) is not None:
+                    yield ROBUST.format(eps=eps), model, _number(acc), None, None
 
 
 def sweep_frame(rows: Sequence[Mapping[str, Any]], param: str) -> pd.DataFrame:

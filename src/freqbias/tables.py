@@ -29,6 +29,9 @@ def to_tensor(a: Any) -> torch.Tensor:
     return torch.as_tensor(np.asarray(a, dtype=np.float64)).float()
 
 
+PGD_PREFIX = "pgd_acc_"  # accuracy.csv's robust accuracy columns: pgd_acc_<eps> (pixel units, the evaluate stage's)
+
+
 def logged(metrics: Mapping[str, Any], key: str, where: str) -> float | NA:
     """A number an earlier stage logged in ``where`` (a metrics JSON), or NA: the stage's own reason (its
     ``na`` entry for ``key``), else that it is missing or not a finite number."""
@@ -83,10 +86,11 @@ def accuracy_table(run: Run, splits: Mapping[str, tuple[torch.Tensor, torch.Tens
     for r in run.records:
         mean, supp = (NA(mask_na[r.name]),) * 2 if r.name in mask_na else (
             float(r.par.sparsity(r.dataset_mask)), float(r.par.support(r.dataset_mask)))
+        where = f"metrics/evaluate/{r.name}.json"
+        robust = r.train_metrics.get("pgd_acc") if isinstance(r.train_metrics.get("pgd_acc"), dict) else {}
         rows[r.name].update({"dataset_fit_n": r.mask_metrics.get("dataset_fit_n"), "mask_mean": mean,
                              "mask_support": supp,
-                             "pgd_acc_train_eps": logged(r.train_metrics, "pgd_acc_train_eps",
-                                                         f"metrics/train/{r.name}.json")})
+                             **{f"{PGD_PREFIX}{eps}": logged(robust, eps, where) for eps in robust}})
     return list(rows.values()), acc, mask_na
 
 
