@@ -9,7 +9,7 @@ Measures, in one run and on the same torch threads:
   backward per PGD step);
 - **shared masks**: the kernel of dataset / class mask fitting: ``--batch`` images, each filtered by
   its group's mask out of ``--groups`` masks (``par.apply(z, masks[group_ids])``), forward +
-  backward to the masks through the frozen net of :func:`freqbias.fitting.fitting_copy` (``fast``:
+  backward to the masks through the frozen net of :func:`freqbias.frozen.fitting_copy` (``fast``:
   BN folded, channels-last), then a :class:`freqbias.fitting.MaskAdam` step with its [0, 1] clamp;
 - **single masks**: the per-step kernel of single-image fitting: one mask per image, the same way;
 - **rule checks**: masked prediction without gradient (:func:`freqbias.fourier.predict`), the shared
@@ -49,6 +49,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from freqbias import fitting, fourier, loops
 from freqbias.config import load_params
+from freqbias.frozen import fitting_copy
 from freqbias.mask_run import MasksConfig
 from freqbias.models import build_model
 from freqbias.parametrisation import Parametrisation
@@ -227,7 +228,7 @@ def main() -> None:
     par = MasksConfig.from_params(params).parametrisation(SIZE, SIZE)
 
     peak = matmul_peak(max(args.repeats, 10))
-    frozen = fitting.fitting_copy(build_model(cfg.arch, 1, CLASSES, SIZE, [0.29], [0.35]).net, fast=True)
+    frozen = fitting_copy(build_model(cfg.arch, 1, CLASSES, SIZE, [0.29], [0.35]).net, fast=True)
     cases = training_cases(cfg) + [
         mask_case(frozen, f"shared masks ({args.groups} per batch)", args.batch, args.groups, par),
         mask_case(frozen, "single masks (1 per image)", args.batch, args.batch, par),

@@ -44,7 +44,8 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from bench import count_flops  # noqa: E402
 from freqbias import runtime  # noqa: E402
 from freqbias.config import load_params  # noqa: E402
-from freqbias.fitting import fit_single_masks, fitting_copy  # noqa: E402
+from freqbias.fitting import fit_single_masks  # noqa: E402
+from freqbias.frozen import fitting_copy  # noqa: E402
 from freqbias.mask_run import MasksConfig, shared_groups  # noqa: E402
 from freqbias.models import build_model  # noqa: E402
 from freqbias.perf import best_seconds  # noqa: E402

@@ -12,6 +12,7 @@ from torch.nn import functional as F
 
 from freqbias import fitting as mf
 from freqbias import fourier as fm
+from freqbias.frozen import fitting_copy, pool_before_relu
 from freqbias.models import build_model
 from freqbias.parametrisation import Full, Rfft
 from test_fourier import _negate, _net
@@ -208,7 +209,7 @@ def test_fitting_copy_computes_the_same_function(make):
     net = make().eval()
     if isinstance(net, _ShapeDependent):
         net.bn.running_mean.normal_()
-    fast, plain = mf.fitting_copy(net, fast=True), mf.fitting_copy(net, fast=False)
+    fast, plain = fitting_copy(net, fast=True), fitting_copy(net, fast=False)
     assert fast is not net and not any(p.requires_grad for p in fast.parameters())
     has_bn = any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
     assert has_bn == (make is _ShapeDependent)  # folded into the convs where fx can trace the net
@@ -223,9 +224,9 @@ def test_fitting_copy_runs_in_its_devices_layout():
     """Channels-last on a CPU (oneDNN's fast path); the default layout on other devices (a meta-device
     copy stands in for a GPU here), as training does (runtime.fast_layout)."""
     conv = lambda n: [m for m in n.modules() if isinstance(m, torch.nn.Conv2d)][-1].weight  # noqa: E731
-    cpu = mf.fitting_copy(_net().eval(), fast=True)
+    cpu = fitting_copy(_net().eval(), fast=True)
     assert conv(cpu).is_contiguous(memory_format=torch.channels_last) and not conv(cpu).is_contiguous()
-    meta = mf.fitting_copy(_net().eval().to("meta"), fast=True)
+    meta = fitting_copy(_net().eval().to("meta"), fast=True)
     assert conv(meta).is_contiguous()
 
 
@@ -257,7 +258,7 @@ def test_pool_before_relu_gives_the_same_outputs_and_gradients_bit_for_bit(arch,
         if isinstance(m, torch.nn.BatchNorm2d):   # eval-mode BN with statistics that make some maxima negative
             m.running_mean.normal_(0, 0.5)
             m.running_var.uniform_(0.5, 2.0)
-    swapped = mf.pool_before_relu(copy.deepcopy(net))
+    swapped = pool_before_relu(copy.deepcopy(net))
     kinds = lambda n: [type(m).__name__ for m in n.modules() if isinstance(m, (torch.nn.ReLU, torch.nn.MaxPool2d))]  # noqa: E731
     assert sorted(kinds(swapped)) == sorted(kinds(net)) and kinds(swapped) != kinds(net)
     for seq in (m for m in swapped.modules() if isinstance(m, torch.nn.Sequential)):

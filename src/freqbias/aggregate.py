@@ -129,8 +129,9 @@ def run_aggregate(records: Sequence[ModelRecord], cfg: AggregateConfig,
     res.claims += control_rows
     lap("claims")
     res.figdata = figure_data(run, images[run.seeds[0]], outcomes, probes, baselines, bands, res.tables["accuracy"])
-    res.figdata["faithfulness"], faith_na = faithfulness_curves({r.name: (controls or {})[r.name] for r in records
-                                                                 if r.name in (controls or {})})
+    measured = controls or {}
+    res.figdata["faithfulness"], faith_na = faithfulness_curves({r.name: measured[r.name] for r in records
+                                                                 if r.name in measured})
     res.figdata["na"].update(faith_na)
     lap("figdata")
     res.summary = {

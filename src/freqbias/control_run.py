@@ -28,8 +28,9 @@ from .controls import (
     randomised,
 )
 from .data import to_float
-from .fitting import fit_single_masks, fitting_copy
+from .fitting import fit_single_masks
 from .fourier import predict
+from .frozen import fitting_copy
 from .mask_run import MasksConfig, shared_groups
 from .models import Classifier
 from .parametrisation import Isotropic

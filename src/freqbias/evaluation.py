@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .attacks import PGD
-from .fitting import fitting_copy
+from .frozen import fitting_copy
 from .training import accuracy, robust_accuracy
 
 
@@ -19,7 +19,7 @@ def evaluate_model(model: nn.Module, variant: str, seed: int, eval_eps: list[flo
                    log: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
     """Test accuracy of ``model`` (a :class:`~freqbias.models.Classifier`, eval mode) on all of the test split; PGD
     accuracy (L-inf, ``eval_steps`` steps of eps / 4, random start) on its first ``eval_n`` images at every
-    ``eval_eps`` (pixel units), against the net's frozen fast copy (:func:`freqbias.fitting.fitting_copy`: the same
+    ``eval_eps`` (pixel units), against the net's frozen fast copy (:func:`freqbias.frozen.fitting_copy`: the same
     function up to float rounding, about twice as fast on a CPU). The attacks are
     ``train.eval``'s own, not A's training attack, so that every model, in every experiment of a sweep over A's
     settings, is measured with the same yardstick (and an eps experiment re-evaluates A alone). Returns the

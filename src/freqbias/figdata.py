@@ -132,7 +132,7 @@ def figure_data(run: Run, img: SeedImages, outcomes: Mapping[str, Mapping[str, n
     }
 
 
-FAITH_SOURCES = {"dataset": "dataset mask, test images vs labels", "single": "single-image masks vs targets"}
+FAITH_SOURCES = ("dataset", "single")  # the controls stage's faithfulness sources (dataset mask, single-image masks)
 
 
 def faithfulness_curves(controls: Mapping[str, Mapping]) -> tuple[dict, dict[str, str]]:

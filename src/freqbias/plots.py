@@ -332,7 +332,7 @@ def faithfulness(curves: Mapping, path: Path, dpi: int = 110, na: Mapping[str, s
             if per is None:
                 _na_panel(ax, (na or {}).get(m, "not measured"), f"{m}: {source} {kind}")
                 continue
-            for i, (order, c) in enumerate(per.items()):
+            for order, c in per.items():
                 orders += [order] if order not in orders else []
                 ax.plot(budgets, np.asarray(c[kind]), color=f"C{orders.index(order)}", lw=1.3, label=order)
             ax.set_ylim(-0.02, 1.02)

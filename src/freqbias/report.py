@@ -247,7 +247,7 @@ def render(summary: Mapping, claims: Sequence[Mapping], tables: Mapping[str, Seq
                        + f"\n\n*Figure {i}.* {f.caption}" for i, f in enumerate(figures, 1))
     pgd = [k for k in (tables["accuracy"][0] if tables["accuracy"] else {}) if k.startswith("pgd_acc_")]  # per eps
     acc = _table(["model", "val clean", "val masked", "val masked / clean", "test clean", "test masked",
-                  "test masked / clean", "mask mean"] + [f"PGD acc, eps {k[8:]}" for k in pgd],
+                  "test masked / clean", "mask mean"] + [f"PGD acc, eps {k.removeprefix('pgd_acc_')}" for k in pgd],
                  [[r["model"], fmt(cell(r, "val_clean"), True), fmt(cell(r, "val_masked"), True), ci(r, "val_ratio"),
                    fmt(cell(r, "test_clean"), True), fmt(cell(r, "test_masked"), True), ci(r, "test_ratio"),
                    fmt(cell(r, "mask_mean"))] + [fmt(cell(r, k), True) for k in pgd] for r in tables["accuracy"]])
