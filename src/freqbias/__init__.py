@@ -21,7 +21,6 @@ neural networks through Fourier masks" (Front. AI 2022), organised as one module
 - :mod:`freqbias.train_run` the train stage's metrics of one trained model
 - :mod:`freqbias.evaluation` the evaluate stage's clean and PGD accuracy of one trained model
 - :mod:`freqbias.fourier`  Fourier masks: parametrisations, statistics, masked prediction
-- :mod:`freqbias.frozen`   the frozen fast copy of a net that masks are fitted and PGD images crafted against
 - :mod:`freqbias.fitting`  fitting masks: loss, stopping rule, dataset/class/single-image fitting, ``masks`` params
 - :mod:`freqbias.single_image` the study's image selection; complements and restoration on PGD images
 - :mod:`freqbias.mask_run` the masks stage's work for one model
