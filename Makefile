@@ -9,7 +9,7 @@ FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup data repro lint test test-fast bench clean-venv
+.PHONY: setup data repro lint test test-fast test-bench bench clean-venv
 
 setup: $(STAMP) data
 
@@ -38,14 +38,18 @@ lint: setup
 
 # One pytest-xdist worker per core; each test file runs whole on one worker (its module fixtures,
 # e.g. the end-to-end dvc runs, once), with one torch thread per worker, longest end-to-end files
-# first (tests/conftest.py; --no-loadscope-reorder keeps that order).
+# first (tests/conftest.py; --no-loadscope-reorder keeps that order). Tests marked `bench` (bench.py's
+# torch.compile rows: minutes on a cold cache) run in `make test-bench` only.
 PYTEST := python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder
 
 test: setup lint
-	$(PYTEST)
+	$(PYTEST) -m "not bench"
 
 test-fast: setup
-	$(PYTEST) -m "not slow"
+	$(PYTEST) -m "not slow and not bench"
+
+test-bench: setup
+	$(PYTEST) -m bench
 
 bench: setup
 	python benchmarks/bench.py

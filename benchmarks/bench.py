@@ -25,7 +25,9 @@ fastest round is the least disturbed). ``--profile`` adds torch.profiler's top o
 ``--paper B`` what an epoch of the ``paper`` profile costs on this machine, fp32 and bf16 autocast;
 ``--compile`` the train N and mask-fitting rows again with the net under ``torch.compile``; ``--bf16``
 the train N, mask-fitting and rule-check rows again under bf16 autocast (fast only on a CPU with AMX),
-as shares of the bf16 matmul peak, measured beside the fp32 one.
+as shares of the bf16 matmul peak, measured beside the fp32 one; skipped, with a note, on a CPU without
+native bf16 (:func:`native_bf16`), where emulated bf16 takes minutes for near-zero rates.
+Peaks are printed to 3 significant digits, so none reads as 0.
 
     python benchmarks/bench.py [--threads N] [--repeats 5] [--inner 10] [--batch 128] [--groups 10] [--profile]
                                [--paper BATCH] [--compile] [--bf16]
@@ -193,6 +195,19 @@ def profile_table(fn: Callable[[], object], calls: int = 5, rows: int = 8) -> st
     return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows, max_name_column_width=40)
 
 
+def native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX tiles); elsewhere torch emulates it far
+    below the fp32 speed (a bf16 matmul peak under 0.5 GFLOP/s on a 2-core AMD EPYC). False when torch
+    cannot tell. Here, not in :mod:`freqbias.perf`, which every train and evaluate stage depends on."""
+    probes = (getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    return any(bool(probe()) for probe in probes if probe is not None)
+
+
+def gflops(x: float) -> str:
+    """A rate in GFLOP/s to 3 significant digits, whole numbers from 100 up (0.0123, 5.43, 387, 2294)."""
+    return f"{x:.{max(0, 2 - math.floor(math.log10(x)))}f}" if math.isfinite(x) and x > 0 else f"{x:g}"
+
+
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -215,10 +230,11 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true", help="also time train N and the shared and single "
                     "mask fits with the net under torch.compile (inductor, default mode; first call's seconds shown)")
     ap.add_argument("--bf16", action="store_true", help="also time train N, the mask fits and the rule checks "
-                    "under bf16 autocast (AMX CPUs); print the bf16 matmul peak")
+                    "under bf16 autocast and print the bf16 matmul peak (skipped, with a note, without native bf16)")
     ap.add_argument("--paper", type=int, default=0, metavar="BATCH",
                     help="also time the paper profile's VGG11-BN step (fp32 and bf16) at this batch size")
     args = ap.parse_args()
+    bf16 = args.bf16 and native_bf16()
     os.environ.setdefault("FREQBIAS_PROGRESS", "0")
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -240,7 +256,7 @@ def main() -> None:
                                       tag=" [compiled]"),
                   dataclasses.replace(mask_case(fast, cases[3].name, args.batch, args.batch, par), compiled=True,
                                       tag=" [compiled]")]
-    if args.bf16:
+    if bf16:
         half = Bf16(frozen)
         cases += [training_cases(cfg, amp=True)[0]] + [
             dataclasses.replace(c, tag=" [bf16]") for c in (
@@ -250,9 +266,10 @@ def main() -> None:
 
     print(f"{cpu_name()}; {os.cpu_count()} CPUs, torch {torch.__version__} on {torch.get_num_threads()} threads; "
           f"{cfg.arch} {SIZE}x{SIZE}, train batch {cfg.batch_size}, mask batch {args.batch}, kind {par.kind!r}")
-    peak_bf16 = matmul_peak(max(args.repeats, 10), dtype=torch.bfloat16) if args.bf16 else math.nan
-    print(f"fp32 matmul peak (2048 x 2048): {peak:.0f} GFLOP/s"
-          + (f"; bf16: {peak_bf16:.0f} GFLOP/s ([bf16] rows: share of this)" if args.bf16 else "") + "\n")
+    peak_bf16 = matmul_peak(max(args.repeats, 10), dtype=torch.bfloat16) if bf16 else math.nan
+    note = (f"; bf16: {gflops(peak_bf16)} GFLOP/s ([bf16] rows: share of this)" if bf16 else
+            "; bf16 not native on this CPU (no AVX512-BF16 or AMX): [bf16] rows skipped" if args.bf16 else "")
+    print(f"fp32 matmul peak (2048 x 2048): {gflops(peak)} GFLOP/s{note}\n")
     head = f"{'kernel':<39} {'items/s':>9} {'unit':<12} {'MFLOP/item':>10} {'GFLOP/s':>8} {'of peak':>8} {'target':>7}"
     print(head + "\n" + "-" * len(head))
     profiles, flops = [], {}

@@ -136,7 +136,7 @@ LONG_FILES = (
     "test_shared_masks.py",    # 55 s: converged fits on planted data, with 1 and 2 threads
     "test_edge_cases.py",      # 50 s: on copies of the tiny run
     "test_dvc_workflows.py",   # 28 s: queued experiments, a shared cache
-    "test_bench.py",           # 16 s: the benchmarks at toy size, bench.py with torch.compile and bf16
+    "test_bench.py",           # 16 s: the benchmarks at toy size, bench.py's fp32 and (native bf16 only) bf16 rows
     "test_degenerate.py",      # 13 s
     "test_config.py",          # 7 s: stage scripts that must stop with one line
 )

@@ -61,11 +61,13 @@ def test_a_bad_input_file_is_one_line_naming_its_stage(work: Path, capsys, name:
     assert len(lines) == 1 and name in lines[0] and f"dvc repro -f {stage}`" in lines[0], err
 
 
-def test_a_non_numeric_cell_names_file_row_and_column(work: Path, capsys) -> None:
+@pytest.mark.parametrize(("text", "problem"), [("0.9x1", "is not a number"), ("nan", "is not a finite number")])
+def test_a_non_numeric_cell_names_file_row_and_column(work: Path, capsys, text: str, problem: str) -> None:
+    """A malformed number is one error naming the cell, never shown as n/a (a missing value's cell is empty)."""
     path = work / "results" / "accuracy.csv"
     original = path.read_bytes()
     rows = list(csv.DictReader(path.open(newline="")))
-    rows[1]["val_clean"] = "abc"
+    rows[1]["val_clean"] = text
     try:
         with path.open("w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
@@ -79,7 +81,7 @@ def test_a_non_numeric_cell_names_file_row_and_column(work: Path, capsys) -> Non
     assert status == 2, err
     lines = _error_lines(err)
     assert len(lines) == 1, err
-    assert "results/accuracy.csv: row 2: column 'val_clean': 'abc' is not a number" in lines[0], err
+    assert f"results/accuracy.csv: row 2: column 'val_clean': {text!r} {problem}" in lines[0], err
     assert "dvc repro -f aggregate`" in lines[0], err
 
 

@@ -1,4 +1,5 @@
-"""The benchmarks run: bench.py (``make bench``) prints its table, mask_cost.py prices the mask fits."""
+"""The benchmarks run: bench.py (``make bench``) prints its table, mask_cost.py prices the mask fits. The
+``bench``-marked test (torch.compile) runs in ``make test-bench``, not in ``make test``."""
 
 from __future__ import annotations
 
@@ -19,28 +20,93 @@ from freqbias.shared_masks import SharedMaskConfig, fit_shared_masks
 from freqbias.single_image import SelectConfig
 from freqbias.training import TrainConfig
 
+TOY = ("--threads", "1", "--repeats", "1", "--inner", "1", "--batch", "8", "--groups", "2")  # bench.py's toy size
+FP32 = ["train N", "train A", "shared masks (2 per batch)", "single masks", "rule checks (batch 128)",
+        "rule checks (batch 1024)"]
+BF16 = ["train N [bf16]", "shared masks (2 per batch) [bf16]", "single masks (1 per image) [bf16]",
+        "rule checks (batch 128) [bf16]"]
+COMPILED = ["train N [compiled]", "shared masks (2 per batch) [compiled]", "single masks (1 per image) [compiled]"]
 
-def test_bench_prints_one_row_per_kernel() -> None:
-    """With ``--compile`` where there is a C compiler (torch.compile's inductor needs one): rows [compiled];
-    with ``--bf16``: rows [bf16], as shares of the bf16 matmul peak it prints."""
-    compiled = shutil.which("cc") is not None
-    out = run([sys.executable, "benchmarks/bench.py", "--threads", "1", "--repeats", "1", "--inner", "1",
-               "--batch", "8", "--groups", "2", "--bf16", *(["--compile"] if compiled else [])], REPO).stdout
-    peaks = re.search(r"fp32 matmul peak \(2048 x 2048\): (\d+) GFLOP/s; bf16: (\d+) GFLOP/s", out)
+
+def _half_unit(printed: str) -> float:
+    """Half the unit of a printed number's last digit: the most its rounding moved it."""
+    return 0.5 * 10.0 ** -len(printed.partition(".")[2])
+
+
+def check_rows(out: str, kernels: list[str]) -> None:
+    """One row per kernel, in order, each row's GFLOP/s its share of its own precision's printed peak, up to
+    the printed roundings (bounds multiplied, never divided: a figure printed as 0 cannot break the check)."""
+    peaks = re.search(r"fp32 matmul peak \(2048 x 2048\): ([\d.]+) GFLOP/s(?:; bf16: ([\d.]+) GFLOP/s)?", out)
     assert peaks, out
     rows = [line for line in out.splitlines() if re.search(r"\d+%\s+\d+%", line)]
-    kernels = ["train N", "train A", "shared masks (2 per batch)", "single masks", "rule checks (batch 128)",
-               "rule checks (batch 1024)"]
-    kernels += ["train N [compiled]", "shared masks (2 per batch) [compiled]", "single masks (1 per image) [compiled]"
-                ] if compiled else []
-    kernels += ["train N [bf16]", "shared masks (2 per batch) [bf16]", "single masks (1 per image) [bf16]",
-                "rule checks (batch 128) [bf16]"]
     assert len(rows) == len(kernels) and all(row.startswith(k) for row, k in zip(rows, kernels)), out
-    assert all("1st call" in row for row in rows if "[compiled]" in row), out
-    for row in rows:  # GFLOP/s / the row's own peak = its share, up to the printed roundings
-        gflops, share = map(float, re.search(r"([\d.]+)\s+(\d+)%\s+\d+%", row).groups())
-        peak = float(peaks[2] if "[bf16]" in row else peaks[1])  # printed to 1 GFLOP/s, GFLOP/s to 0.1
-        assert abs(gflops / peak - share / 100) <= 0.005 + gflops / peak * (0.5 / peak + 0.05 / gflops), row
+    for row in rows:
+        printed = (*re.search(r"([\d.]+)\s+(\d+)%\s+\d+%", row).groups(), peaks[2] if "[bf16]" in row else peaks[1])
+        (gflops, dg), (share, ds), (peak, dp) = ((float(t), _half_unit(t)) for t in printed)
+        assert (share - ds) / 100 * (peak - dp) <= gflops + dg and gflops - dg <= (share + ds) / 100 * (peak + dp), row
+
+
+def _bf16_probes(monkeypatch, avx512_bf16: bool, amx: bool) -> None:
+    """Torch's CPU probes that :func:`bench.native_bf16` reads, set as on a CPU with or without each feature."""
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+
+
+@pytest.mark.parametrize(("avx512_bf16", "amx", "native"), [
+    (False, False, False), (True, False, True), (False, True, True), (True, True, True)])
+def test_native_bf16_is_avx512_bf16_or_amx(monkeypatch, avx512_bf16: bool, amx: bool, native: bool) -> None:
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import bench
+
+    _bf16_probes(monkeypatch, avx512_bf16, amx)
+    assert bench.native_bf16() is native
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported")
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")
+    assert bench.native_bf16() is False   # torch cannot tell
+
+
+def test_bench_prints_one_row_per_kernel(monkeypatch, capsys, one_thread) -> None:
+    """The fp32 rows at toy size; ``--bf16`` on a CPU without native bf16 (simulated where it has it) prints
+    a note instead of the bf16 peak and the [bf16] rows."""
+    _bf16_probes(monkeypatch, avx512_bf16=False, amx=False)
+    monkeypatch.setenv("FREQBIAS_PROGRESS", "0")
+    assert run_script(REPO, "benchmarks/bench.py", *TOY, "--bf16") == 0
+    out = capsys.readouterr().out
+    assert "; bf16 not native on this CPU (no AVX512-BF16 or AMX): [bf16] rows skipped" in out, out
+    check_rows(out, FP32)
+
+
+def test_bench_bf16_rows_are_shares_of_the_bf16_peak(monkeypatch, capsys, one_thread) -> None:
+    """``--bf16`` where bf16 is native: rows [bf16], as shares of the bf16 matmul peak it prints."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import bench
+
+    if not bench.native_bf16():
+        pytest.skip("no native bf16 on this CPU (AVX512-BF16 or AMX): bench.py skips its [bf16] rows")
+    monkeypatch.setenv("FREQBIAS_PROGRESS", "0")
+    assert run_script(REPO, "benchmarks/bench.py", *TOY, "--bf16") == 0
+    out = capsys.readouterr().out
+    assert "; bf16: " in out, out
+    check_rows(out, FP32 + BF16)
+
+
+@pytest.mark.slow
+@pytest.mark.bench
+@pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler (cc): torch.compile's inductor needs one")
+def test_bench_compiled_rows() -> None:
+    """``--compile``: rows [compiled] with their first call's seconds. Minutes of torch.compile on a cold
+    cache, so ``make test-bench`` runs it, not ``make test``."""
+    out = run([sys.executable, "benchmarks/bench.py", *TOY, "--compile"], REPO).stdout
+    check_rows(out, FP32 + COMPILED)
+    assert all("1st call" in row for row in out.splitlines() if "[compiled]" in row), out
+
+
+def test_bench_prints_rates_to_three_significant_digits() -> None:
+    """No printed peak rounds to 0 (emulated bf16: well under 1 GFLOP/s)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import bench
+
+    assert [bench.gflops(x) for x in (0.01234, 0.4, 5.432, 172.4, 2294.4)] == ["0.0123", "0.400", "5.43", "172", "2294"]
 
 
 def test_device_check_runs_the_paper_profile_on_imagenette_sized_planted_data() -> None:

@@ -1,4 +1,4 @@
-"""Tests of freqbias.na: missing values with their reason, through a CSV and back."""
+"""Tests of freqbias.na: missing values with their reason, through a CSV and back; a malformed cell is an error."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import math
 
 import pytest
 
+from freqbias.config import DataError
+from freqbias.io import load_csv
 from freqbias.na import NA, NO_VALUE, cell, csv_rows, na_estimate, number, parse_reasons
 
 
@@ -53,3 +55,17 @@ def test_parse_reasons_keeps_colons_inside_a_reason():
     assert parse_reasons(text) == {"val_ratio": "val clean accuracy is 0: masked / clean undefined",
                                    "": "3 of 8 images left out: NaN"}
     assert parse_reasons("") == {}
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("0.9x1", "'0.9x1' is not a number"), ("abc", "'abc' is not a number"),
+    ("nan", "'nan' is not a finite number"), ("-inf", "'-inf' is not a finite number"),
+    ("1e999", "'1e999' is not a finite number")])
+def test_a_malformed_cell_of_a_table_file_names_file_row_and_column(tmp_path, text, problem):
+    path = tmp_path / "accuracy.csv"
+    path.write_text(f"model,val_clean,test_clean,reason\nN-s0,0.9,0.8,\nA-s0,{text},,test_clean: one seed\n")
+    n, a = load_csv(path, "result table")
+    assert cell(n, "val_clean") == 0.9 and cell(a, "test_clean") == NA("one seed")  # an empty cell is n/a
+    with pytest.raises(DataError) as err:
+        cell(a, "val_clean")
+    assert str(err.value).startswith(f"{path}: row 2: column 'val_clean': {problem}") and "\n" not in str(err.value)

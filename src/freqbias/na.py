@@ -120,15 +120,15 @@ def cell(row: Mapping[str, Any], column: str) -> float | NA:
     """A table cell as a finite float, or the :class:`NA` saying why it is missing: the value itself when
     it is an NA, else the row's reason for the column (or, for ``<c>_lo`` / ``<c>_hi``, for ``<c>``),
     else the row's reason without columns, else :data:`NO_VALUE`. In a row read from a file
-    (:class:`freqbias.io.Row`), a non-empty cell that is not a number is an error naming the file, row
-    and column."""
+    (:class:`freqbias.io.Row`), a non-empty cell that is not a finite number (``0.9x1``, ``nan``: the
+    tables write a missing value as an empty cell) is an error naming the file, row and column."""
     value = row.get(column)
     x = number(value)
     if x is not None:
         return x
     if isinstance(value, NA):
         return value
-    if hasattr(row, "error") and isinstance(value, str) and value.strip() and not _is_float(value):
-        raise row.error(f"column {column!r}: {value!r} is not a number")
+    if hasattr(row, "error") and isinstance(value, str) and value.strip():
+        raise row.error(f"column {column!r}: {value!r} is not a {'finite ' if _is_float(value) else ''}number")
     reasons = parse_reasons(row.get(REASON) or "")
     return NA(reasons.get(column) or reasons.get(_base(column, row)) or reasons.get("") or NO_VALUE)
