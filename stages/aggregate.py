@@ -39,6 +39,7 @@ def main() -> None:
     splits = {s: load_split(s) for s in ("val", "test")}
     select = SelectConfig.from_params(params).attack.build(manifest["std"][0])  # rebuilds old files' PGD images
     controls = {r.name: load_controls(paths.controls_file(r.name)) for r in records}
+    controls.update({paths.yardstick_file(s).stem: load_controls(paths.yardstick_file(s)) for s in train.seeds})
     result = run_aggregate(records, cfg, splits, select, manifest["classes"], log.info, controls=controls)
     histories = load_histories([r.name for r in records])
     result.curves.update(plot_tables(result.curves, result.tables["mask_fits"], histories))  # dvc plots' tables
@@ -46,6 +47,8 @@ def main() -> None:
         "dataset": manifest["dataset"], "source": manifest.get("source"), "counts": manifest["counts"],
         "arch": train.arch, "train": {"epochs": train.epochs, "attack": train.attack.__dict__},
         "masks": Section(params, "masks").data, "seconds": round(time.perf_counter() - t0, 1),
+        "controls_seconds": round(sum(load_json(paths.controls_metrics(r.name), "metrics file", dict)
+                                      .get("seconds", 0.0) for r in records), 1),  # sum over models, as train's
         "matmul_peak_gflops": round(matmul_peak(), 1)})  # the speed the run times above go with
     write_results(result, paths.RESULTS)
     for claim in result.claims:

@@ -1,7 +1,7 @@
 """controls: what the masks of one trained model show beyond a plain low-pass filter (docs/study.md, "Controls").
 
 Usage: ``python stages/controls.py --model N-s0 --seed 0``. Reads params ``controls`` and ``masks`` (the isotropic
-masks are fitted with the dataset masks' method and rule, the re-initialised model's single-image masks like the
+masks are fitted with the dataset masks' method and rule, the randomisation check's masks like the
 single-image masks); reads ``models/<model>.pt``, ``masks/<model>/`` and ``data/prepared``; writes
 ``controls/<model>.pt`` and ``metrics/controls/<model>.json`` (see :mod:`freqbias.control_run`).
 """

@@ -25,7 +25,7 @@ PER_CLASS = 12  # images per class and split folder
 # checkpoint 0.5 GB (written, hashed and cached by DVC, loaded by every later stage).
 TOY = {
     "data": {"val_size": 6, "max_train": 10, "max_test": 12},
-    "train": {"variants": ["N", "A"], "epochs": 1, "batch_size": 10, "amp": False,
+    "train": {"variants": ["N", "A"], "seeds": [0], "epochs": 1, "batch_size": 10, "amp": False,
               "variant": {"A": {"steps": 2}}, "eval": {"n": 2, "steps": 1, "eps": [0.01]}},
     "masks": {"dataset": {"fit_n": None, "folds": 2, "class_fit_n": 1, "batch_size": 2, "max_steps": 2,
                           "check_every": 1},

@@ -102,7 +102,8 @@ def test_a_registered_variant_runs_through_the_pipeline(tmp_path: Path) -> None:
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["train"]["variants"] = ["N", "A", "V"]
     params["train"]["variant"]["V"] = {}  # its own settings entry (none)
-    # fewer fitting steps and resamples than the tiny profile: this test is about the variant's rows
+    # one seed, fewer fitting steps and resamples than the tiny profile: this test is about the variant's rows
+    params["train"]["seeds"] = [0]
     params["masks"]["dataset"]["max_steps"] = 20
     params["masks"]["single"]["max_steps"] = 10
     params["aggregate"]["n_boot"] = 50

@@ -23,7 +23,7 @@ import torch
 
 from . import paths
 from .attacks import PGD
-from .bands import band_statistics, band_tables, energy_table, mask_energies
+from .bands import band_statistics, band_tables, energy_table, mask_energies, twin_energies
 from .baselines import frequency_baselines
 from .claims import (
     SINGLE,
@@ -36,6 +36,7 @@ from .claims import (
     claim_probe,
     claim_radial,
     claim_texture,
+    part_variant,
 )
 from .control_claims import controls_results
 from .figdata import faithfulness_curves, figure_data
@@ -48,6 +49,7 @@ from .measures import (
 from .na import NA, csv_rows
 from .probe import probe
 from .runs import AggregateConfig, Run
+from .size_null import size_table
 from .tables import accuracy_table, baseline_tables, fit_table, probe_table, single_image_table
 
 # ----------------------------------------------------------------------------- results
@@ -72,8 +74,9 @@ def run_aggregate(records: Sequence[ModelRecord], cfg: AggregateConfig,
                   controls: Mapping[str, Mapping] | None = None) -> AggregateResult:
     """All measurements of the aggregate stage. ``splits``: ``{"val": (x, y), "test": (x, y)}``, uint8
     images (N, C, H, W) and labels; ``attack``: the masks stage's PGD, to rebuild the PGD images (unused
-    when N's single.pt stores them); ``controls``: the controls stage's measurements per model name (claims 9-11,
-    :mod:`freqbias.control_claims`; left out when None). Leaves the records' models in channels-last memory
+    when N's single.pt stores them); ``controls``: the controls stage's measurements per model name, and the
+    yardstick stage's per ``yardstick-s<seed>`` (claims 9-11, :mod:`freqbias.control_claims`; left out when None).
+    Leaves the records' models in channels-last memory
     format."""
     x_te, y_te = splits["test"]
     run = Run(list(records), cfg, list(class_names), tuple(x_te.shape[-2:]))
@@ -93,7 +96,7 @@ def run_aggregate(records: Sequence[ModelRecord], cfg: AggregateConfig,
     lap("pgd_images")
     energies = mask_energies(run)
     res.tables["band_energies"] = energy_table(run, energies)
-    bands = band_statistics(run, energies)
+    bands = band_statistics(run, energies, twin_energies(run))
     res.tables["band_differences"], res.tables["shares"], res.curves = band_tables(run, bands)
     lap("bands")
     res.tables["accuracy"], acc, masked_na = accuracy_table(run, {"val": splits["val"], "test": splits["test"]})
@@ -112,7 +115,10 @@ def run_aggregate(records: Sequence[ModelRecord], cfg: AggregateConfig,
 
     n_outcomes = [outcomes[run.by["N", s].name] for s in run.seeds]
     n_folds = len(records[0].fold_masks)
-    by_source = {p: {f"dataset masks, {n_folds} folds": bands.fold_per_seed[p], SINGLE: bands.per_seed[p]}
+    # the verdict on size-matched energies (mask minus its radial twin: size_null), the raw ones beside
+    by_source = {p: {f"dataset masks, {n_folds} folds, size-matched": bands.excess(p, folds=True),
+                     f"dataset masks, {n_folds} folds": bands.fold_per_seed[p],
+                     f"{SINGLE}, size-matched": bands.excess(p, folds=False), SINGLE: bands.per_seed[p]}
                  for p in ("radial", "angular")}
     res.claims = [
         claim_accuracy(acc, cfg, [r.name for r in records], masked_na),
@@ -121,10 +127,11 @@ def run_aggregate(records: Sequence[ModelRecord], cfg: AggregateConfig,
         claim_augmentations(by_source["radial"], cfg),
         claim_complement(n_outcomes, cfg),
         claim_probe(probes, cfg),
-        claim_low_share(bands.per_seed["radial"], cfg),
+        claim_low_share(bands.per_seed["radial"], cfg, bands.twin_per_seed["radial"]),
         claim_texture(n_outcomes, cfg),
     ]
-    control_tables, control_rows = controls_results(run, controls or {})
+    res.tables["size_matched"] = size_table(res.claims)
+    control_tables, control_rows, cascade_figure = controls_results(run, controls or {})
     res.tables.update(control_tables)
     res.claims += control_rows
     lap("claims")
@@ -133,6 +140,9 @@ def run_aggregate(records: Sequence[ModelRecord], cfg: AggregateConfig,
     res.figdata["faithfulness"], faith_na = faithfulness_curves({r.name: measured[r.name] for r in records
                                                                  if r.name in measured})
     res.figdata["na"].update(faith_na)
+    res.figdata["cascade"] = cascade_figure
+    if "na" in cascade_figure:
+        res.figdata["na"]["cascade"] = cascade_figure["na"]
     lap("figdata")
     res.summary = {
         "variants": run.variants, "seeds": run.seeds, "models": [r.name for r in records], "kind": records[0].par.kind,
@@ -176,16 +186,19 @@ VERDICT_CODES = {"holds": 1, "inconclusive": 0, "does not hold": -1}  # "not mea
 
 def claim_metrics(claims: Sequence[Mapping[str, Any]]) -> dict:
     """``metrics.json`` (``dvc metrics`` / ``dvc exp show`` columns): per claim its headline ``estimate``, ``lo``,
-    ``hi``, ``verdict``, ``reason`` and a numeric ``verdict_code`` (:data:`VERDICT_CODES`, sortable; None when
-    not measured), and every further part of its headline source as ``part_<i>`` (i from 2; claim 2:
-    ``part_2`` is the mid rings) with ``estimate``, ``lo``, ``hi`` and ``verdict_code``."""
+    ``hi``, ``verdict``, ``reason``, ``seeds_holding`` and a numeric ``verdict_code`` (:data:`VERDICT_CODES`,
+    sortable; None when not measured), and every further part of its headline source as ``part_<i>`` (i from 2; claim 2:
+    ``part_2`` is the mid rings) and every secondary part as ``secondary_<i>`` (i from 1), each with ``estimate``,
+    ``lo``, ``hi``, ``seeds_holding``, ``verdict_code`` and the ``variant`` it is about (None for a comparison)."""
     out = {}
     for c in claims:
         row = {k: c[k] for k in ("estimate", "lo", "hi", "verdict", "reason")}
         row["verdict_code"] = VERDICT_CODES.get(c["verdict"])
-        for i, p in enumerate(c.get("parts", [])[1:], start=2):
-            row[f"part_{i}"] = {**{k: p.get(k) for k in ("estimate", "lo", "hi")},
-                                "verdict_code": VERDICT_CODES.get(p.get("verdict"))}
+        row["seeds_holding"] = c.get("seeds_holding")   # in how many seeds every part holds (None: not per seed)
+        for key, p in [*((f"part_{i}", p) for i, p in enumerate(c.get("parts", [])[1:], start=2)),
+                       *((f"secondary_{i}", p) for i, p in enumerate(c.get("secondary", []), start=1))]:
+            row[key] = {**{k: p.get(k) for k in ("estimate", "lo", "hi", "seeds_holding")},
+                        "verdict_code": VERDICT_CODES.get(p.get("verdict")), "variant": part_variant(p["statistic"])}
         out[f"claim_{c['claim']}"] = row
     return out
 

@@ -23,7 +23,7 @@ seeds only.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import numpy as np
@@ -40,6 +40,7 @@ from .band_geometry import radial_band_index as radial_band_index
 from .band_geometry import shifted_full as shifted_full
 from .bootstrap import Estimate, defined_estimate, seed_interval
 from .na import NA, NO_IMAGES
+from .size_null import twin_profiles
 
 if TYPE_CHECKING:
     from .measures import ModelRecord
@@ -104,10 +105,12 @@ def share_curves(per_seed: Mapping[str, Sequence[np.ndarray]], cfg: AggregateCon
 @dataclass
 class BandStats:
     """Band statistics, each ``[profile]["radial" | "angular"][variant]``: single-image energies per seed
-    (list of (n_s, bands)), the mean paired differences X - N with intervals over images (and seeds),
+    (list of (n_s, bands)), the mean paired differences X - N with intervals over seeds (then images),
     the fold masks' energies per seed (list of (F, bands)), the dataset masks' X - N (bands,) with
-    intervals over folds (and seeds), the class masks' X - N (K, bands) with intervals over seeds, and the
-    per-band shares X > N."""
+    intervals over seeds (then folds), the class masks' X - N (K, bands) with intervals over seeds, and the
+    per-band shares X > N. ``twin_per_seed`` / ``twin_fold_per_seed``: the same energies of the masks' radial
+    twins (:mod:`freqbias.size_null`), so that energy minus twin is the size-matched excess;
+    ``excess_dataset_diffs``: the fold masks' X - N of the excess."""
 
     per_seed: dict[str, dict[str, list[np.ndarray]]]
     diffs: dict[str, dict[str, Estimate]]
@@ -115,6 +118,26 @@ class BandStats:
     dataset_diffs: dict[str, dict[str, Estimate]]
     class_diffs: dict[str, dict[str, Estimate]]
     shares: dict[str, dict[str, Estimate]]
+    twin_per_seed: dict[str, dict[str, list[np.ndarray]]] = field(default_factory=dict)
+    twin_fold_per_seed: dict[str, dict[str, list[np.ndarray]]] = field(default_factory=dict)
+    excess_dataset_diffs: dict[str, dict[str, Estimate]] = field(default_factory=dict)
+
+    def excess(self, profile: str, folds: bool) -> dict[str, list[np.ndarray]]:
+        """Size-matched energies (mask minus its radial twin) per variant and seed, of the fold masks or the
+        single-image masks."""
+        raw, twin = ((self.fold_per_seed, self.twin_fold_per_seed) if folds else (self.per_seed, self.twin_per_seed))
+        return {v: [a - b for a, b in zip(raw[profile][v], twin[profile][v])] for v in raw[profile]}
+
+
+def twin_energies(run: Run) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Radial and angular band energies of the radial twins (:func:`freqbias.size_null.radial_twin`) of every
+    model's fold and single-image masks: ``[model]["folds" | "single"]`` -> (radial, angular)."""
+    def profiles(mask: torch.Tensor, par: Parametrisation) -> tuple[np.ndarray, np.ndarray]:
+        r, a = twin_profiles(mask.double(), par, run.cfg.radial_bands, run.cfg.angular_bands)
+        return r.numpy(), a.numpy()
+
+    return {r.name: {"folds": profiles(r.fold_masks, r.par), "single": profiles(r.single.masks, r.par)}
+            for r in run.records}
 
 
 def mask_energies(run: Run) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
@@ -169,16 +192,25 @@ def energy_table(run: Run, energies: Mapping[str, Mapping[str, tuple[np.ndarray,
     return rows
 
 
-def band_statistics(run: Run, energies: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]]) -> BandStats:
-    """Differences from N and shares per band (see :class:`BandStats`)."""
+def band_statistics(run: Run, energies: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]],
+                    twins: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]] | None = None) -> BandStats:
+    """Differences from N and shares per band (see :class:`BandStats`); ``twins``: :func:`twin_energies`."""
     stats = BandStats({}, {}, {}, {}, {}, {})
     for i, p in enumerate(("radial", "angular")):
+        if twins is not None:
+            stats.twin_per_seed[p] = {v: [twins[run.by[v, s].name]["single"][i] for s in run.seeds]
+                                      for v in run.variants}
+            stats.twin_fold_per_seed[p] = {v: [twins[run.by[v, s].name]["folds"][i] for s in run.seeds]
+                                           for v in run.variants}
         stats.per_seed[p] = {v: [energies[run.by[v, s].name]["single"][i] for s in run.seeds] for v in run.variants}
         stats.diffs[p] = difference_curves(stats.per_seed[p], run.cfg)
         stats.shares[p] = share_curves(stats.per_seed[p], run.cfg)
         stats.fold_per_seed[p] = {v: [energies[run.by[v, s].name]["folds"][i] for s in run.seeds]
                                   for v in run.variants}
         stats.dataset_diffs[p] = difference_curves(stats.fold_per_seed[p], run.cfg, what="fold masks", unit="fold")
+        if twins is not None:
+            stats.excess_dataset_diffs[p] = difference_curves(stats.excess(p, folds=True), run.cfg,
+                                                              what="fold masks", unit="fold")
         stats.class_diffs[p] = {}
         for v in run.others:
             per = [energies[run.by[v, s].name]["class"][i] - energies[run.by["N", s].name]["class"][i]
@@ -230,6 +262,8 @@ def band_tables(run: Run, stats: BandStats) -> tuple[list[dict], list[dict], dic
         for v in run.others:
             seed_ci, fold_seed_ci = _seed_ci(stats.per_seed[p], v, run), _seed_ci(stats.fold_per_seed[p], v, run)
             single, dataset, share = stats.diffs[p][v], stats.dataset_diffs[p][v], stats.shares[p][v]
+            excess = stats.excess_dataset_diffs.get(p, {}).get(v)
+            excess_seed_ci = _seed_ci(stats.excess(p, folds=True), v, run) if excess is not None else None
             dataset_why = _mask_reasons(run, v, lambda rec: rec.fold_masks)
             class_why = [_mask_reasons(run, v, lambda rec, k=k: rec.class_masks[k])
                          for k in range(len(run.class_names))]
@@ -240,6 +274,10 @@ def band_tables(run: Run, stats: BandStats) -> tuple[list[dict], list[dict], dic
                 diff_rows.append({**base, "source": "single", **single_cells, **_cells(SEED, seed_ci, b, one_seed)})
                 diff_rows.append({**base, "source": "dataset", **dataset_cells,
                                   **_cells(SEED, fold_seed_ci, b, dataset_why or one_seed)})
+                excess_cells = _cells(DIFF, excess, b, dataset_why or UNDEFINED) if excess is not None else {}
+                if excess is not None:  # the same, size-matched: energy minus the radial twin's (size_null)
+                    diff_rows.append({**base, "source": "dataset_size_matched", **excess_cells,
+                                      **_cells(SEED, excess_seed_ci, b, dataset_why or one_seed)})
                 for k, name in enumerate(run.class_names):
                     est = tuple(x[k] for x in stats.class_diffs[p][v])
                     why = class_why[k]
@@ -251,7 +289,9 @@ def band_tables(run: Run, stats: BandStats) -> tuple[list[dict], list[dict], dic
                 curves.setdefault(f"{p}_diff/{v}", []).append(
                     {"band": b, axis: round(float(c), 4), "diff": single_cells["diff"], "lo": single_cells["diff_lo"],
                      "hi": single_cells["diff_hi"], "dataset_diff": dataset_cells["diff"],
-                     "dataset_lo": dataset_cells["diff_lo"], "dataset_hi": dataset_cells["diff_hi"]})
+                     "dataset_lo": dataset_cells["diff_lo"], "dataset_hi": dataset_cells["diff_hi"],
+                     **{f"size_matched_{k}": excess_cells[c] for k, c in zip(("diff", "lo", "hi"), DIFF)
+                        if excess_cells}})
                 if p == "radial":
                     curves.setdefault(f"shares_radial/{v}", []).append(
                         {"band": b, axis: round(float(c), 4), "share": share_cells["share"],

@@ -16,12 +16,12 @@ so a claim on A - N is never without its models. Other variants (S, T, R for cla
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from .bands import band_thirds, difference_curves, low_energy, pair_reasons
-from .bootstrap import Estimate, cluster_bootstrap, defined_estimate, finite_rows, strata_bootstrap
+from .bootstrap import Estimate, defined_estimate, finite_rows, nested_interval, strata_bootstrap
 from .na import NA, NO_IMAGES, first_na
 
 if TYPE_CHECKING:
@@ -83,20 +83,45 @@ VERDICT_RULE = ("A part holds when its whole {level}% interval lies on the claim
 UNDEFINED = "the statistic or its interval is undefined on this run's data (not a finite number)"
 
 
+def _judged(estimate: float | NA, lo: float | NA, hi: float | NA, threshold: float, direction: str
+            ) -> tuple[list[float], str]:
+    """``[estimate, lo, hi]`` as floats (the interval widened to include the estimate, which a non-linear
+    statistic's interval can miss) and the verdict, "not measured" when a value is not finite."""
+    values = [float(v) for v in (estimate, lo, hi)]
+    if not all(math.isfinite(v) for v in values):
+        return values, "not measured"
+    values[1], values[2] = min(values[1], values[0]), max(values[2], values[0])
+    return values, verdict(*values, threshold, direction)
+
+
 def part(statistic: str, estimate: float | NA, lo: float | NA, hi: float | NA, threshold: float, direction: str,
-         undefined: str = UNDEFINED) -> dict:
+         undefined: str = UNDEFINED, per_seed: Sequence[tuple] = ()) -> dict:
     """One judged statistic: ``verdict`` from :func:`verdict`, or "not measured" when a value is missing,
     with its ``reason``: that of an :class:`~freqbias.na.NA` value, else ``undefined`` (a non-finite
-    number). An interval that misses the estimate is widened to include it."""
+    number). ``per_seed``: each seed's ``(estimate, lo, hi[, n])`` (interval over its own n folds or images), judged
+    the same way: the part lists them and counts the seeds in which it holds (``seeds_holding`` of ``seeds``)."""
     na = first_na((estimate, lo, hi))
-    values = [float(v) for v in (estimate, lo, hi)]
-    measured = all(math.isfinite(v) for v in values)
-    if measured:  # a percentile interval of a non-linear statistic can miss its estimate: widen it to cover
-        values[1], values[2] = min(values[1], values[0]), max(values[2], values[0])
-    return {"statistic": statistic, "estimate": values[0], "lo": values[1], "hi": values[2],
-            "threshold": threshold, "direction": direction,
-            "verdict": verdict(*values, threshold, direction) if measured else "not measured",
-            "reason": "" if measured else na.reason if na else undefined}
+    values, judged = _judged(estimate, lo, hi, threshold, direction)
+    out = {"statistic": statistic, "estimate": values[0], "lo": values[1], "hi": values[2],
+           "threshold": threshold, "direction": direction, "verdict": judged,
+           "reason": "" if judged != "not measured" else na.reason if na else undefined}
+    if per_seed:
+        seeds = [dict(zip(("estimate", "lo", "hi"), v), verdict=j, **({"n": int(p[3])} if len(p) > 3 else {}))
+                 for p in per_seed for v, j in [_judged(*p[:3], threshold, direction)]]
+        out.update(per_seed=seeds, seeds_holding=sum(s["verdict"] == "holds" for s in seeds), seeds=len(seeds))
+    return out
+
+
+def part_variant(statistic: str) -> str | None:
+    """The variant a part's ``statistic`` is about: its label before ": " when that is one word ("A: support -
+    disc ..." -> "A"), else None (a comparison such as "A - N mean energy ...")."""
+    head, sep, _ = statistic.partition(": ")
+    return head if sep and head and " " not in head else None
+
+
+def judge(statistic: str, est: Estimate, threshold: float, direction: str, undefined: str = UNDEFINED) -> dict:
+    """:func:`part` of an :class:`~freqbias.bootstrap.Estimate`, with its per-seed estimates."""
+    return part(statistic, *est, threshold, direction, undefined, getattr(est, "per_seed", ()))
 
 
 def combine_verdicts(verdicts: Sequence[str]) -> str:
@@ -135,7 +160,25 @@ def claim_row(number: int, parts: list[dict], info: dict | None = None, missing:
             "lo": head["lo"], "hi": head["hi"], "threshold": head["threshold"], "direction": head["direction"],
             "reason": head["reason"] or (missing if verdict == "not measured" else ""),
             "verdict": verdict, "study": study, "note": " ".join(notes), "parts": parts,
-            "secondary": secondary or [], "info": info or {}}
+            "secondary": secondary or [], "info": info or {}, **seeds_holding(parts)}
+
+
+def seeds_holding(parts: Sequence[dict]) -> dict:
+    """``{"seeds_holding": k, "seeds": S}``: in how many of the S seeds every part holds on that seed's own
+    interval (:func:`part`'s ``per_seed``); empty when a part has no per-seed values or the counts differ."""
+    per = [p.get("per_seed") for p in parts]
+    if not parts or not all(per) or len({len(x) for x in per}) != 1:
+        return {}
+    return {"seeds_holding": sum(all(x[i]["verdict"] == "holds" for x in per) for i in range(len(per[0]))),
+            "seeds": len(per[0])}
+
+
+def control_row(number: int, parts: list[dict], **kw: Any) -> dict:
+    """:func:`claim_row` for a control, which the study never measured: its note says where the control fails,
+    not that the study is contradicted."""
+    row = claim_row(number, parts, **kw)
+    row["note"] = row["note"].replace("This run disagrees with the study:", "The control is not passed:")
+    return row
 
 
 def ratio(num: float, den: float) -> float:
@@ -175,7 +218,7 @@ def claim_accuracy(acc: Mapping[str, tuple[np.ndarray, np.ndarray]], cfg: Aggreg
         if not usable:
             reasons = [arrays[s].reason for s in splits]
             return part(statistic, *(NA(", ".join(reasons)),) * 3, cfg.ratio_min, ">")
-        return part(statistic, *strata_bootstrap(usable, min_ratio, cfg.n_boot, cfg.alpha, cfg.seed), cfg.ratio_min,
+        return judge(statistic, strata_bootstrap(usable, min_ratio, cfg.n_boot, cfg.alpha, cfg.seed), cfg.ratio_min,
                     ">", undefined=resampled)
 
     parts = [ratio_part("min over models and splits of masked / clean accuracy", list(arrays))]
@@ -225,10 +268,10 @@ def claim_radial(sources: Sources, cfg: AggregateConfig) -> dict:
     the low third of the rings > 0 and over the mid third < 0."""
     def make(radial, label):
         low, mid = band_thirds(radial["N"][0].shape[1])
-        return [part(f"A - N mean energy over low rings {low[0]}-{low[-1]} ({label})",
-                     *_energy_estimate(_low_mid_diffs(radial, "A", low), cfg, label=label), 0.0, ">"),
-                part(f"A - N mean energy over mid rings {mid[0]}-{mid[-1]} ({label})",
-                     *_energy_estimate(_low_mid_diffs(radial, "A", mid), cfg, label=label), 0.0, "<")]
+        return [judge(f"A - N mean energy over low rings {low[0]}-{low[-1]} ({label})",
+                      _energy_estimate(_low_mid_diffs(radial, "A", low), cfg, label=label), 0.0, ">"),
+                judge(f"A - N mean energy over mid rings {mid[0]}-{mid[-1]} ({label})",
+                      _energy_estimate(_low_mid_diffs(radial, "A", mid), cfg, label=label), 0.0, "<")]
     return _by_source(2, sources, make)
 
 
@@ -251,15 +294,22 @@ def claim_angular(sources: Sources, cfg: AggregateConfig) -> dict:
         return difference_curves({"N": angular["N"], "A": angular["A"]}, cfg, cfg.alpha / n_wedges, what, unit)["A"]
 
     def make(angular, label):
-        est, lo, hi = curve(angular, label)
+        curves = curve(angular, label)
+        est, lo, hi = curves
         names = [f"range (max - min over wedges) of the A - N angular curve ({label})",
                  f"A - N in the most positive wedge ({label})", f"A - N in the most negative wedge ({label})"]
         if isinstance(est, NA):
             return [part(n, est, lo, hi, 0.0, d) for n, d in zip(names, (">", ">", "<"))]
         top, bottom = int(np.argmax(est)), int(np.argmin(est))
-        return [part(names[0], est.max() - est.min(), max(lo.max() - hi.min(), 0.0), hi.max() - lo.min(), 0.0, ">"),
-                part(names[1].replace("wedge", f"wedge {top}"), est[top], lo[top], hi[top], 0.0, ">"),
-                part(names[2].replace("wedge", f"wedge {bottom}"), est[bottom], lo[bottom], hi[bottom], 0.0, "<")]
+
+        def summaries(e, lo, hi) -> list[tuple]:  # the range and the two wedges of one curve with its interval
+            return [(e.max() - e.min(), max(lo.max() - hi.min(), 0.0), hi.max() - lo.min()),
+                    (e[top], lo[top], hi[top]), (e[bottom], lo[bottom], hi[bottom])]
+        seeds = [[(*s, *p[3:]) for s in summaries(*(np.asarray(x) for x in p[:3]))]
+                 for p in getattr(curves, "per_seed", ())]
+        labels = [names[0], names[1].replace("wedge", f"wedge {top}"), names[2].replace("wedge", f"wedge {bottom}")]
+        return [part(name, *whole, 0.0, d, per_seed=[s[i] for s in seeds])
+                for i, (name, whole, d) in enumerate(zip(labels, summaries(est, lo, hi), (">", ">", "<")))]
 
     def info(angular):
         est = curve(angular, SINGLE)[0]
@@ -295,13 +345,13 @@ def claim_augmentations(sources: Sources, cfg: AggregateConfig) -> dict:
 
         parts = []
         if "R" in radial:
-            parts.append(part(f"sign(A - N) x (R - N), low rings ({label})", *signed("R"), 0.0, "<"))
+            parts.append(judge(f"sign(A - N) x (R - N), low rings ({label})", signed("R"), 0.0, "<"))
         if "T" in radial:
-            parts.append(part(f"{cfg.small_ratio:g} x |A - N| - |T - N|, low rings ({label})",
-                              *smaller("T", cfg.small_ratio), 0.0, ">"))
+            parts.append(judge(f"{cfg.small_ratio:g} x |A - N| - |T - N|, low rings ({label})",
+                               smaller("T", cfg.small_ratio), 0.0, ">"))
         if "S" in radial:
-            parts.append(part(f"sign(A - N) x (S - N), low rings ({label})", *signed("S"), 0.0, ">"))
-            parts.append(part(f"|A - N| - |S - N|, low rings ({label})", *smaller("S", 1.0), 0.0, ">"))
+            parts.append(judge(f"sign(A - N) x (S - N), low rings ({label})", signed("S"), 0.0, ">"))
+            parts.append(judge(f"|A - N| - |S - N|, low rings ({label})", smaller("S", 1.0), 0.0, ">"))
         return parts
 
     def info(radial):
@@ -316,11 +366,11 @@ def claim_complement(outcomes: Sequence[Mapping[str, np.ndarray]], cfg: Aggregat
     """Claim 5 on N's single-image outcomes (one dict per seed, see :func:`single_outcomes`): masked minus
     complement agreement > 0, and agreement on PGD images under the clean mask minus without it > 0
     (both paired per image)."""
-    parts = [part("masked - complement agreement (N)",
-                  *_outcome_estimate([o["masked"] - o["complement"] for o in outcomes], cfg), 0.0, ">")]
+    parts = [judge("masked - complement agreement (N)",
+                   _outcome_estimate([o["masked"] - o["complement"] for o in outcomes], cfg), 0.0, ">")]
     if all("restored" in o for o in outcomes):
-        parts.append(part("PGD image: clean-mask restored - unmasked agreement (N)",
-                          *_outcome_estimate([o["restored"] - o["pgd"] for o in outcomes], cfg), 0.0, ">"))
+        parts.append(judge("PGD image: clean-mask restored - unmasked agreement (N)",
+                           _outcome_estimate([o["restored"] - o["pgd"] for o in outcomes], cfg), 0.0, ">"))
     return claim_row(5, parts, _outcome_means(outcomes, ("masked", "complement", "pgd", "restored", "restored_binary")))
 
 
@@ -347,37 +397,59 @@ def claim_probe(probes: Mapping[str, Sequence[dict | NA]], cfg: AggregateConfig)
     > 0, paired over the probed images (each a test image once; per image, the permuted-label
     correctness is averaged over the permutations). ``probes[V]``: one
     :func:`freqbias.probe.linear_probe` result per seed, or the :class:`~freqbias.na.NA` saying why that
-    seed has none: the variant is then left out, as in the note."""
+    seed has none: that seed is left out (the variant, when no seed has a probe), and the note says why."""
     parts, skipped = [], []
     for v, results in probes.items():
-        na = first_na(results)
-        if na is not None:  # a seed without a probe: the variant is left out, and the note says why
-            skipped.append(f"{v} ({na.reason})")
+        for s, r in enumerate(results):
+            if isinstance(r, NA):
+                skipped.append(f"{v}, seed {s + 1} of {len(results)} ({r.reason})")
+        probed = [r for r in results if not isinstance(r, NA)]
+        if not probed:
             continue
         diffs = [r["test_correct"].astype(float) - r["permuted_test_correct"].astype(float).mean(axis=0)
-                 for r in results]
-        parts.append(part(f"probe test - permuted test accuracy ({v})",
-                          *cluster_bootstrap(diffs, None, cfg.n_boot, cfg.alpha, cfg.seed), 0.0, ">"))
+                 for r in probed]
+        parts.append(judge(f"probe test - permuted test accuracy ({v})",
+                           nested_interval(diffs, None, cfg.alpha), 0.0, ">"))
     return claim_row(6, parts, missing=f"not probed: {'; '.join(skipped)}" if skipped else "")
 
 
-def claim_low_share(radial: Mapping[str, Sequence[np.ndarray]], cfg: AggregateConfig) -> dict:
-    """Claim 7: share of images whose A mask has more energy in the low third of the rings
-    (``sqrt(sum e_b^2)``) than N's mask on the same image, claimed > 0.5."""
+def claim_low_share(radial: Mapping[str, Sequence[np.ndarray]], cfg: AggregateConfig,
+                    twin: Mapping[str, Sequence[np.ndarray]] | None = None) -> dict:
+    """Claim 7: share of images whose A mask has more energy in the low third of the rings than N's mask on
+    the same image, claimed > 0.5. Raw: ``sqrt(sum e_b^2)`` over the low rings. Size-matched (with the masks'
+    radial twins' energies ``twin``, :mod:`freqbias.size_null`; then the verdict, the raw share beside): the
+    low rings' share of the squared energy minus the twin's, a difference in mask size alone makes it equal."""
     low, _ = band_thirds(radial["N"][0].shape[1])
-    greater = [np.where(np.isfinite(a).all(axis=1) & np.isfinite(n).all(axis=1),
-                        (low_energy(a, low) > low_energy(n, low)).astype(float), np.nan)
-               for a, n in zip(radial["A"], radial["N"])]
-    return claim_row(7, [part("share of images with A low-ring energy > N's", *_energy_estimate(greater, cfg),
-                              0.5, ">")])
+
+    def share(score: Callable[[str, int], np.ndarray]) -> list[np.ndarray]:
+        return [np.where(np.isfinite(score("A", s)) & np.isfinite(score("N", s)),
+                         (score("A", s) > score("N", s)).astype(float), np.nan) for s in range(len(radial["N"]))]
+
+    def raw(v: str, s: int) -> np.ndarray:
+        e = radial[v][s]
+        return np.where(np.isfinite(e).all(axis=1), low_energy(e, low), np.nan)
+
+    raw_part = judge("share of images with A low-ring energy > N's", _energy_estimate(share(raw), cfg), 0.5, ">")
+    if twin is None:
+        return claim_row(7, [raw_part])
+
+    def excess(v: str, s: int) -> np.ndarray:
+        e, t = radial[v][s], twin[v][s]
+        ok = np.isfinite(e).all(axis=1) & np.isfinite(t).all(axis=1)
+        return np.where(ok, np.square(e[:, low]).sum(axis=1) - np.square(t[:, low]).sum(axis=1), np.nan)
+
+    sized = judge(f"share of images with A low-ring energy > N's ({SINGLE}, size-matched)",
+                  _energy_estimate(share(excess), cfg), 0.5, ">")
+    return claim_row(7, [sized], secondary=[raw_part])
 
 
 def claim_texture(outcomes: Sequence[Mapping[str, np.ndarray]], cfg: AggregateConfig) -> dict:
     """Claim 8 on N's single-image outcomes: masked agreement > ``agreement_min`` (classified the same)
     and mean SSIM between x and the masked x (pixels) < ``ssim_max`` (unlike the original)."""
-    parts = [part("masked agreement (N)", *_outcome_estimate([o["masked"] for o in outcomes], cfg),
+    parts = [judge("masked agreement (N)", _outcome_estimate([o["masked"] for o in outcomes], cfg),
                   cfg.agreement_min, ">"),
-             part("SSIM(x, masked x) (N)", *_outcome_estimate([o["ssim"] for o in outcomes], cfg), cfg.ssim_max, "<")]
+             judge("SSIM(x, masked x) (N)",
+                   _outcome_estimate([o["ssim"] for o in outcomes], cfg), cfg.ssim_max, "<")]
     corr = defined_estimate([o["corr"] for o in outcomes], None, cfg.n_boot, cfg.alpha, cfg.seed, empty=NO_IMAGES,
                             undefined="constant masked images: pixel correlation undefined")
     if isinstance(corr[0], NA):

@@ -7,8 +7,8 @@
 - Claim 10, *direction*: per model, the full-plane mean of the sparsest isotropic fold mask minus the free fold
   mask's (> 0: the free mask is sparser, the frequencies it keeps depend on direction).
 - Claim 11, *model randomisation*: per image, the rank correlation of the radial band energies of a trained
-  model's single-image mask with those of the re-initialised model's mask on the same image; the masks depend
-  on the trained weights when it stays below ``aggregate.claims.randomised_max``.
+  model's single-image mask with those of the re-initialised model's mask on the same image, against the same
+  between two trained seeds (:mod:`freqbias.randomisation`).
 """
 
 from __future__ import annotations
@@ -18,15 +18,11 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-import torch
 
-from .bands import band_profiles
-from .baselines import average_ranks
 from .bootstrap import defined_estimate
-from .claims import claim_row, part
+from .claims import control_row, judge
 from .io import load_torch
-from .na import NA
-from .parametrisation import Parametrisation
+from .randomisation import randomisation_results
 
 MASK_RULE_PUSH = 0.2  # a class mask sending more than this share of other classes' images into its class is flagged
 
@@ -38,14 +34,6 @@ def load_controls(path: Path) -> dict[str, Any]:
     """The controls stage's measurements of one model (``controls/<model>.pt``, :func:`freqbias.io.load_torch`:
     one line naming the stage that rewrites it when missing or unreadable)."""
     return load_torch(path, "controls file")
-
-
-def _control_row(number: int, parts: list[dict], **kw: Any) -> dict:
-    """:func:`freqbias.claims.claim_row` for a control, which the study never measured: its note says where the
-    control fails, not that the study is contradicted."""
-    row = claim_row(number, parts, **kw)
-    row["note"] = row["note"].replace("This run disagrees with the study:", "The control is not passed:")
-    return row
 
 
 def _boot(cfg: Any) -> dict:
@@ -91,9 +79,9 @@ def claim_equal_budget(by_variant: Mapping[str, Sequence[Mapping]], cfg: Any) ->
     """Claim 9: every model's learned frequencies keep more test accuracy than a low-pass disc of their size."""
     support = _difference(by_variant, "test_support", "test_disc", cfg)
     learned = _difference(by_variant, "test_mask", "test_disc", cfg)
-    parts = [part(f"{v}: support - disc test accuracy (fold masks)", *est, 0.0, ">") for v, est in support.items()]
-    secondary = [part(f"{v}: learned mask - disc test accuracy", *est, 0.0, ">") for v, est in learned.items()]
-    return _control_row(9, parts, secondary=secondary)
+    parts = [judge(f"{v}: support - disc test accuracy (fold masks)", est, 0.0, ">") for v, est in support.items()]
+    secondary = [judge(f"{v}: learned mask - disc test accuracy", est, 0.0, ">") for v, est in learned.items()]
+    return control_row(9, parts, secondary=secondary)
 
 
 def claim_isotropic(by_variant: Mapping[str, Sequence[Mapping]], free: Mapping[str, Sequence[np.ndarray]],
@@ -109,11 +97,11 @@ def claim_isotropic(by_variant: Mapping[str, Sequence[Mapping]], free: Mapping[s
             diffs.append((iso - np.asarray(f, dtype=np.float64))[:, None])
         est = defined_estimate(diffs, lambda m: float(m[0]), **_boot(cfg), empty="no fold masks",
                                undefined="no isotropic mask met the rule")
-        parts.append(part(f"{v}: isotropic - free mean (fold masks)", *est, 0.0, ">"))
+        parts.append(judge(f"{v}: isotropic - free mean (fold masks)", est, 0.0, ">"))
     records = [r for cs in by_variant.values() for c in cs for r in c["isotropic"]["records"] if r.get("n_images")]
     stuck = sum(not r["converged"] for r in records)
     info = {"isotropic_not_converged": f"{stuck} of {len(records)}" if stuck else "none"}
-    return _control_row(10, parts, info=info,
+    return control_row(10, parts, info=info,
                         missing=f"{stuck} of {len(records)} isotropic masks hit the step cap (their mean is an upper "
                                 "bound on the sparsest isotropic mask's)" if stuck else "")
 
@@ -178,58 +166,11 @@ def class_table(controls: Mapping[str, Mapping], class_names: Sequence[str]) -> 
     return rows
 
 
-def _spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise Spearman rank correlation of (n, k) arrays (ties share their average rank); NaN where a row is
-    constant or not finite."""
-    out = np.full(len(a), np.nan)
-    for i, (x, y) in enumerate(zip(a, b)):
-        if np.isfinite(x).all() and np.isfinite(y).all():
-            rx, ry = average_ranks(x), average_ranks(y)
-            rx, ry = rx - rx.mean(), ry - ry.mean()
-            den = math.sqrt(float((rx ** 2).sum() * (ry ** 2).sum()))
-            out[i] = float((rx * ry).sum()) / den if den > 0 else math.nan
-    return out
-
-
-def randomisation_similarity(single: Mapping[str, torch.Tensor], random_masks: torch.Tensor, par: Parametrisation,
-                             n_radial: int) -> dict[str, np.ndarray]:
-    """Per model, per image: the rank correlation of the radial band energies of its single-image mask with the
-    re-initialised model's mask on the same image (n,), NaN where either mask has no energies. All masks (n, *shape)
-    are in parametrisation ``par``."""
-    rand_radial, _ = band_profiles(random_masks.double(), par, n_radial, 2)
-    out = {}
-    for name, masks in single.items():
-        radial, _ = band_profiles(masks.double(), par, n_radial, 2)
-        out[name] = _spearman(radial.numpy(), rand_radial.numpy())
-    return out
-
-
-def claim_randomisation(similarity: Mapping[str, Sequence[np.ndarray]], reference: Sequence[np.ndarray],
-                        cfg: Any, threshold: float, stopped: Sequence[float] = ()) -> dict:
-    """Claim 11: per variant, the mean (over images, then seeds) rank correlation with the re-initialised
-    model's masks stays below ``threshold``. ``reference``: per seed, the same statistic between N's and A's
-    masks (two trained models), reported beside; ``stopped``: per seed, the share of the re-initialised model's
-    masks that stopped by their rule (the note says how many hit the cap)."""
-    parts = []
-    for v, per_seed in similarity.items():
-        est = defined_estimate([s[:, None] for s in per_seed], lambda m: float(m[0]), **_boot(cfg),
-                               empty="no single-image masks of the re-initialised model",
-                               undefined="no image with band energies in both masks")
-        parts.append(part(f"{v}: rank correlation with the re-initialised model's masks", *est, threshold, "<"))
-    ref = defined_estimate([r[:, None] for r in reference], lambda m: float(m[0]), **_boot(cfg),
-                           empty="no images", undefined="no image with band energies in both masks")
-    info = {"trained_N_vs_A": ref[0] if not isinstance(ref[0], NA) else str(ref[0]),
-            "randomised_stopped_by_rule": float(np.mean(stopped)) if len(stopped) else "n/a (not fitted)"}
-    capped = f"{1 - float(np.mean(stopped)):.0%} of the re-initialised model's masks hit the step cap" if len(
-        stopped) and float(np.mean(stopped)) < 1 else ""
-    return _control_row(11, parts, info=info, missing=capped,
-                     secondary=[part("N vs A (two trained models), for scale", *ref, threshold, "<")])
-
-
-def controls_results(run: Any, controls: Mapping[str, Mapping]) -> tuple[dict[str, list[dict]], list[dict]]:
+def controls_results(run: Any, controls: Mapping[str, Mapping]) -> tuple[dict[str, list[dict]], list[dict], dict]:
     """The controls' tables (``equal_budget``, ``isotropic``, ``faithfulness``, ``class_specificity``,
-    ``randomisation``) and claims 9-11 for the models of ``run`` (:class:`freqbias.aggregate.Run`) whose
-    controls were measured (``controls``: model name -> the controls stage's data)."""
+    ``randomisation``, ``randomisation_cascade``), claims 9-11 and the cascade's figure data for the models of
+    ``run`` (:class:`freqbias.aggregate.Run`) whose controls were measured (``controls``: model name -> the
+    controls stage's data)."""
     cfg = run.cfg
     have = {v: [controls[run.by[v, s].name] for s in run.seeds] for v in run.variants
             if all(run.by[v, s].name in controls for s in run.seeds)}
@@ -241,30 +182,9 @@ def controls_results(run: Any, controls: Mapping[str, Mapping]) -> tuple[dict[st
     tables = {"equal_budget": equal_budget_table(ordered), "isotropic": isotropic_table(ordered, free_by_name),
               "faithfulness": faithfulness_table(ordered, cfg),
               "class_specificity": class_table(ordered, run.class_names)}
-    similarity: dict[str, list[np.ndarray]] = {v: [] for v in have}
-    reference: list[np.ndarray] = []
-    rows = []
-    for s in run.seeds:
-        rand = controls.get(run.by["N", s].name, {}).get("randomised")
-        if rand is None:
-            continue
-        par = run.by["N", s].par
-        sims = randomisation_similarity({v: run.by[v, s].single.masks for v in have}, rand["masks"], par,
-                                        cfg.radial_bands)
-        for v in have:
-            similarity[v].append(sims[v])
-            rows += [{"model": run.by[v, s].name, "image": int(i), "rank_correlation": float(c)}
-                     for i, c in zip(rand["index"].tolist(), sims[v])]
-        n_a = randomisation_similarity({"N": run.by["N", s].single.masks}, run.by["A", s].single.masks, par,
-                                       cfg.radial_bands)["N"]
-        reference.append(n_a)
-    tables["randomisation"] = rows
-    stopped = [float(controls[run.by["N", s].name]["randomised"]["converged"].float().mean()) for s in run.seeds
-               if "randomised" in controls.get(run.by["N", s].name, {})]
-    similarity = {v: sims for v, sims in similarity.items() if sims}
+    rand_tables, claim_11, figure = randomisation_results(run, controls)
+    tables.update(rand_tables)
     for name, rows_ in tables.items():  # a table with no row says why (an empty CSV cannot)
         if not rows_:
             tables[name] = [{"model": "", "reason": NO_CONTROLS if not controls else "nothing to measure on this run"}]
-    claims = [claim_equal_budget(have, cfg), claim_isotropic(have, free, cfg),
-              claim_randomisation(similarity, reference, cfg, cfg.randomised_max, stopped)]
-    return tables, claims
+    return tables, [claim_equal_budget(have, cfg), claim_isotropic(have, free, cfg), claim_11], figure

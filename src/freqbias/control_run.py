@@ -21,20 +21,23 @@ from torch import nn
 from .artifacts import ClassMasks, DatasetMask, SingleMasks
 from .controls import (
     ControlsConfig,
+    cascade,
     class_specificity,
     default_class,
     equal_budget,
     faithfulness,
+    layer_groups,
     randomised,
 )
 from .data import to_float
-from .fitting import fit_single_masks
+from .fitting import SingleMaskConfig, fit_single_masks
 from .fourier import predict
 from .frozen import fitting_copy
 from .mask_run import MasksConfig, shared_groups
 from .models import Classifier
 from .parametrisation import Isotropic
 from .shared_masks import fit_shared_masks
+from .single_image import Selection
 
 Splits = Mapping[str, tuple[torch.Tensor, torch.Tensor]]
 
@@ -63,8 +66,9 @@ def run_controls(name: str, model: Classifier, meta: Mapping[str, Any], dataset:
                  single: SingleMasks, splits: Splits, cfg: ControlsConfig, masks_cfg: MasksConfig, seed: int,
                  standard: bool, log: Callable[[str], None] = lambda m: None) -> ModelControls:
     """All controls of ``model`` (named ``name``; on the stage's device) and its masks. ``standard``: the
-    standard model, whose stage also fits the re-initialised model's single-image masks. The fit groups are the
-    masks stage's own (:func:`freqbias.mask_run.shared_groups`, same seed)."""
+    standard model, whose stage also fits the randomisation check's masks (:func:`randomisation`; its yardstick is
+    the yardstick stage's, :func:`yardstick`). The fit groups are the masks stage's own
+    (:func:`freqbias.mask_run.shared_groups`, same seed)."""
     t0, times = time.perf_counter(), {}
     device = next(model.parameters()).device
     (x_val, y_val), (x_te, y_te) = splits["val"], splits["test"]
@@ -97,18 +101,58 @@ def run_controls(name: str, model: Classifier, meta: Mapping[str, Any], dataset:
     data: dict[str, Any] = {"model": name, "equal_budget": budget_rows, "faithfulness": faith,
                             "class_specificity": specificity, "default_class": default, "isotropic": isotropic}
     if standard and cfg.randomised and len(single):
-        rand = randomised(model, cfg.seed + 7919 * (seed + 1))
-        z_single = rand.normalize(x_single.to(device))
-        target = predict(rand.net, z_single)
-        single_cfg = dataclasses.replace(masks_cfg.single, chunk_size=max(1, len(z_single)))
-        fitted = fit_single_masks(rand.net, z_single, target, single_cfg)
-        data["randomised"] = {"masks": fitted.masks.cpu(), "target": target.cpu(), "steps": fitted.steps_used,
-                              "kept": fitted.kept, "index": single.index,
-                              "converged": fitted.steps_used < single_cfg.max_steps}
+        data.update(randomisation(model, (x_single, single.index), z_val[:cfg.n], masks_cfg.single,
+                                  cfg, cfg.seed + 7919 * (seed + 1)))
         lap("randomised")
     log(f"controls timings (s): {times}")
     return ModelControls(data, controls_metrics(name, data, single_cap=masks_cfg.single.max_steps,
                                                 seconds=time.perf_counter() - t0))
+
+
+def _fit_own(model: Classifier, x: torch.Tensor, single_cfg: SingleMaskConfig) -> dict[str, Any]:
+    """Single-image masks of ``model`` on pixels ``x`` (n, C, H, W) keeping its own prediction, as the masks stage
+    fits them (one batch): masks, target, steps, kept and whether each stopped by its rule (``converged``)."""
+    z = model.normalize(x.to(next(model.parameters()).device))
+    target = predict(model.net, z)
+    fitted = fit_single_masks(model.net, z, target, dataclasses.replace(single_cfg, chunk_size=max(1, len(z))))
+    return {"masks": fitted.masks.cpu(), "target": target.cpu(), "steps": fitted.steps_used, "kept": fitted.kept,
+            "converged": fitted.steps_used < single_cfg.max_steps}
+
+
+def randomisation(model: Classifier, images: tuple[torch.Tensor, torch.Tensor], calibrate: torch.Tensor,
+                  single_cfg: SingleMaskConfig, cfg: ControlsConfig, seed: int) -> dict[str, Any]:
+    """The randomisation check's fits for the standard model (docs/study.md "Controls"), every one a single-image
+    fit like the masks stage's. ``images``: this seed's selected pixels (n, C, H, W) and their test indices (n,).
+
+    - ``randomised``: the fully re-initialised model (from ``seed``, BatchNorm recalibrated on the normalised
+      images ``calibrate``: :func:`freqbias.controls.cascade`) on all images; ``modal_share``: the share of them
+      it assigns to its most frequent class (1 = a constant function);
+    - ``cascade``: the top k layer groups re-initialised, k = 1 .. L - 1 (``layers``: the groups' names from the
+      top), on the first ``cfg.cascade_n`` images (k = L is ``randomised``).
+
+    The yardstick (another trained seed's masks on these images) is the yardstick stage's: :func:`yardstick`."""
+    x, index = images
+    groups = layer_groups(model.net)
+    rand = _fit_own(randomised(model, seed, calibrate), x, single_cfg)
+    counts = torch.bincount(rand["target"])
+    out: dict[str, Any] = {"randomised": {**rand, "index": index, "modal_share": float(counts.max() / len(x))}}
+    m = min(cfg.cascade_n, len(x))
+    if m and len(groups) > 1:
+        out["cascade"] = {"layers": [name for name, _ in groups], "index": index[:m],
+                          "steps": [_fit_own(cascade(model, seed, k, calibrate), x[:m], single_cfg)
+                                    for k in range(1, len(groups))]}
+    return out
+
+
+def yardstick(model: Classifier, seed: int, selection: Selection | None, single_cfg: SingleMaskConfig,
+              reason: str = "") -> dict[str, Any]:
+    """Claim 11's yardstick (the yardstick stage): the trained standard ``model``'s single-image masks on the
+    images another seed's models were selected on (``selection`` of seed ``seed``), fitted as the masks stage
+    fits them; the aggregate stage compares them with that seed's own masks: two trained networks of one recipe
+    on the same images. ``selection`` None (one seed): ``{"na": reason}``."""
+    if selection is None:
+        return {"na": reason}
+    return {**_fit_own(model, selection.x, single_cfg), "seed": seed, "index": selection.index}
 
 
 def _mean(values: list[float]) -> float | None:
@@ -139,5 +183,8 @@ def controls_metrics(name: str, data: Mapping[str, Any], single_cap: int, second
     out["isotropic_converged"] = sum(bool(r["converged"]) for r in iso) / len(iso) if iso else None
     if "randomised" in data:
         out["randomised_converged"] = float((data["randomised"]["steps"] < single_cap).float().mean())
+        out["randomised_modal_share"] = data["randomised"]["modal_share"]
+    if "cascade" in data:
+        out["cascade_converged"] = _mean([float(s["converged"].float().mean()) for s in data["cascade"]["steps"]])
     out["seconds"] = round(seconds, 1)
     return out

@@ -10,7 +10,9 @@
 - **Class specificity** (:func:`class_specificity`): whether a class mask sends other classes' images into its
   class, and the model's *default class* (the class of an image reduced to its zero frequency).
 - **Model randomisation** (:func:`randomised`): the same architecture with re-initialised weights, whose
-  single-image masks the aggregate stage compares with the trained model's (Adebayo et al. 2018).
+  single-image masks the aggregate stage compares with the trained model's (Adebayo et al. 2018), against the
+  yardstick of another trained seed's masks on the same images; and the cascade (:func:`cascade`): the layers
+  re-initialised from the top down, one more at each step.
 
 Images are normalised (``model.normalize(x)``, the tensor entering ``model.net``) unless named pixels;
 masks are UNSHIFTED, compared on the rfft grid (:mod:`freqbias.orders`). Positive controls on planted data
@@ -58,17 +60,20 @@ class ControlsConfig:
     and L2 norm (pixel units) of the heat map that orders frequencies, probed at ``heatmap_grid`` frequencies per
     axis (>= the image size: every one; fewer: each entry takes its nearest probed one's score); ``class_n``: test
     images scored under
-    each class mask; ``randomised``: fit the re-initialised model's single-image masks; ``seed``."""
+    each class mask; ``randomised``: fit the re-initialised model's single-image masks (the standard model's
+    stage; its yardstick is the yardstick stage's); ``cascade_n``: images of the cascading
+    randomisation's curve (0: none); ``seed``."""
 
-    n: int = 1000           # the defaults are params.yaml's (tests/test_controls.py)
+    n: int = 500            # the defaults are params.yaml's (tests/test_controls.py)
     random_draws: int = 2
-    faith_n: int = 200
+    faith_n: int = 100
     steps: int = 8
-    heatmap_n: int = 24
+    heatmap_n: int = 16
     heatmap_grid: int = 28
     heatmap_norm: float = 3.0
-    class_n: int = 2000
+    class_n: int = 1000
     randomised: bool = True
+    cascade_n: int = 24
     seed: int = 0
 
     @classmethod
@@ -79,7 +84,7 @@ class ControlsConfig:
                    heatmap_n=sec.integer("heatmap_n", min=1), heatmap_grid=sec.integer("heatmap_grid", 28, min=2),
                    heatmap_norm=sec.number("heatmap_norm", min=0, strict_min=True),
                    class_n=sec.integer("class_n", min=1), randomised=sec.boolean("randomised"),
-                   seed=sec.integer("seed", 0, min=0))
+                   cascade_n=sec.integer("cascade_n", 32, min=0), seed=sec.integer("seed", 0, min=0))
 
     @property
     def budgets(self) -> list[float]:
@@ -248,15 +253,57 @@ def class_specificity(net: nn.Module, masks: torch.Tensor, z: torch.Tensor, y: t
     return rows
 
 
-def randomised(model: Classifier, seed: int) -> Classifier:
-    """A copy of ``model`` with every layer of ``model.net`` re-initialised (``reset_parameters``, BatchNorm's
-    running statistics included) from ``seed``; the same normalisation. Eval mode."""
+def randomised(model: Classifier, seed: int, calibrate: torch.Tensor | None = None) -> Classifier:
+    """A copy of ``model`` with every layer of ``model.net`` re-initialised from ``seed`` (:func:`cascade` of
+    all its layers); the same normalisation. Eval mode."""
+    return cascade(model, seed, len(layer_groups(model.net)), calibrate)
+
+
+@torch.no_grad()
+def recalibrate(model: Classifier, norms: list[nn.Module], z: torch.Tensor, batch_size: int = 256) -> None:
+    """Re-estimate, in place, the running statistics of the BatchNorm layers ``norms`` of ``model.net`` on the
+    normalised images ``z`` (N, C, H, W) (cumulative average over batches of ``batch_size``); other layers keep
+    theirs (they run in eval mode). Leaves ``model`` in eval mode."""
+    model.eval()
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+        m.train()
+    for i in range(0, len(z) if norms else 0, batch_size):
+        model.net(z[i:i + batch_size])
+    model.eval()
+
+
+def layer_groups(net: nn.Module) -> list[tuple[str, list[nn.Module]]]:
+    """The re-initialisable layers of ``net`` from the TOP (output) down, as ``(name, modules)``: each weight
+    layer (a module with ``reset_parameters`` that is not a normalisation) with the normalisation layers that
+    follow it (BatchNorm goes with its convolution); registration order is taken as the forward order."""
+    groups: list[tuple[str, list[nn.Module]]] = []
+    for name, module in net.named_modules():
+        if not hasattr(module, "reset_parameters") or module is net:
+            continue
+        if isinstance(module, nn.modules.batchnorm._NormBase) and groups:
+            groups[-1][1].append(module)
+        else:
+            groups.append((f"{name} ({type(module).__name__})", [module]))
+    return groups[::-1]
+
+
+def cascade(model: Classifier, seed: int, steps: int, calibrate: torch.Tensor | None = None) -> Classifier:
+    """Cascading randomisation (Adebayo et al. 2018; Quantus' ``top_down``): a copy of ``model`` whose top
+    ``steps`` layer groups (:func:`layer_groups`) are re-initialised from ``seed``, the rest kept trained.
+    BatchNorm's running statistics of the re-initialised groups are reset, and with ``calibrate`` (normalised
+    images (N, C, H, W)) re-estimated on them (:func:`recalibrate`): with reset statistics (mean 0, variance 1)
+    the later layers get activations of the wrong scale and the network predicts nearly one class for every
+    image, so its masks would describe a constant function. Eval mode."""
     rand = copy.deepcopy(model)
+    reset = [m for _, modules in layer_groups(rand.net)[:steps] for m in modules]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        for module in rand.net.modules():
-            if hasattr(module, "reset_parameters"):
-                module.reset_parameters()
+        for module in reset:
+            module.reset_parameters()
             if hasattr(module, "reset_running_stats"):
                 module.reset_running_stats()
+    if calibrate is not None:
+        recalibrate(rand, [m for m in reset if isinstance(m, nn.modules.batchnorm._BatchNorm)], calibrate)
     return rand.eval()

@@ -128,19 +128,28 @@ def isotropic_words(claim: Mapping[str, Any]) -> str:
 
 
 def randomisation_words(claim: Mapping[str, Any]) -> str:
-    detail = "; ".join(f"{_part_model(p['statistic'])} {_estimate(p)}" for p in claim.get("parts", []))
-    ref = claim.get("secondary") or []
-    scale = f" For scale, two trained models (N and A) on the same images: {_estimate(ref[0])}." if ref else ""
-    groups = _by_verdict(claim)
-    tail = ""
-    if groups.get("does not hold"):
-        tail = (" A re-initialised network gives masks with the same radial profile: for those models the masks' "
-                "low-frequency picture reflects the images' spectra and the mask method, not what training taught.")
-    return ("**Model randomisation (claim 11).** Rank correlation of the radial band energies of each image's mask "
-            "with the mask of the same architecture with re-initialised weights: "
-            + _verdict_sentence(claim, "the masks depend on the trained weights",
-                                "the masks look the same with random weights", "not settled")
-            + f" {detail or 'n/a'}.{scale}{tail}")
+    """Claim 11 in words: seed-to-seed against re-initialised similarity, per seed, and what the cascade shows."""
+    head = (claim.get("parts") or [{}])[0]
+    info = claim.get("info", {})
+    seeds = (f" (holds in {head['seeds_holding']} of {head['seeds']} seeds on their own images)"
+             if "seeds" in head else "")
+    others = "; ".join(f"{_part_model(p['statistic'])} {_estimate(p)}" for p in claim.get("secondary", []))
+    modal = info.get("re_initialised_modal_class_share")
+    modal_words = (f" The re-initialised network (BatchNorm recalibrated on val images) gives its most frequent "
+                   f"class to {_pct(float(modal))} of the images." if isinstance(modal, (int, float)) else "")
+    levels = (f" Mean rank correlation with another trained seed {_num(info['seed_to_seed'])}, with the "
+              f"re-initialised network {_num(info['re_initialised'])}."
+              if all(isinstance(info.get(k), (int, float)) for k in ("seed_to_seed", "re_initialised")) else "")
+    return ("**Model randomisation (claim 11).** Per image, the rank correlation of the radial band energies of "
+            "N's mask with the mask of another trained seed of N on the same image (the yardstick: what the recipe "
+            "reproduces) and with the mask of the same architecture with re-initialised weights: "
+            + _verdict_sentence(claim, "the masks depend on the trained weights (a random network's masks are "
+                                "less alike than another trained network's)", "a random network's masks are as "
+                                "alike as another trained network's", "not settled")
+            + f" Seed-to-seed minus re-initialised: {_estimate(head)}{seeds}.{levels}{modal_words}"
+            + (f" The other variants' masks against the re-initialised network's, minus N's seed-to-seed: {others}."
+               if others else "")
+            + " The cascade figure shows the similarity as the layers are re-initialised from the top down.")
 
 
 def class_words(rows: Sequence[Mapping[str, Any]]) -> str:

@@ -155,6 +155,7 @@ def fit_model_masks(name: str, model: Classifier, meta: Mapping[str, Any], sel: 
     foreign = foreign_images(y_val, k, cfg.class_other_n, cfg.class_fit_n) if cfg.class_other_n else [None] * k
     shared = fit_shared_masks(net, z_val, y_val, groups, dataclasses.replace(cfg.dataset, seed=seed),
                               desc=f"{name} shared masks", foreign=[None] * (1 + cfg.folds) + foreign)
+    t_shared = time.perf_counter() - t0
     mask, folds, classes = shared.masks[0], shared.masks[1:1 + cfg.folds], shared.masks[1 + cfg.folds:]
     records = shared.records
     correct = {split: torch.stack([predict(net, z, m, par) == y for m in (None, mask)]).cpu()
@@ -191,6 +192,7 @@ def fit_model_masks(name: str, model: Classifier, meta: Mapping[str, Any], sel: 
 
     metrics = masks_metrics(name, meta, seed, par, scores, records[0], records[1:1 + cfg.folds],
                             records[1 + cfg.folds:], clean, single_cfg.max_steps, evaluation, time.perf_counter() - t0)
+    metrics["seconds_shared"] = round(t_shared, 1)   # the dataset, fold and class masks' batched fit (cost study)
     reasons = {f"{split}_ratio": f"{split} clean accuracy is 0: masked / clean is undefined"
                for split in ("val", "test")}
     reasons.update({"class": f"no val image of class(es) {absent}"} if absent else {})

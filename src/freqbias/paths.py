@@ -106,6 +106,12 @@ def controls_file(model: str, root: Path = ROOT) -> Path:
     return root / CONTROLS / f"{model}.pt"
 
 
+def yardstick_file(seed: int, root: Path = ROOT) -> Path:
+    """The yardstick stage's fit for claim 11: the standard model of ``seed`` on the next seed's selected images,
+    ``controls/yardstick-s<seed>.pt``."""
+    return root / CONTROLS / f"yardstick-s{seed}.pt"
+
+
 def controls_metrics(model: str, root: Path = ROOT) -> Path:
     """The controls stage's metrics of a model: ``metrics/controls/<model>.json``."""
     return root / METRICS / "controls" / f"{model}.json"

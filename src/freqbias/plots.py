@@ -347,3 +347,29 @@ def faithfulness(curves: Mapping, path: Path, dpi: int = 110, na: Mapping[str, s
                    title_fontsize=8)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (2.0 * len(models) + 0.6)))
     return _save(fig, path, dpi)
+
+
+def cascade(curve: Mapping, path: Path, dpi: int = 110) -> Path:
+    """Cascading randomisation (claim 11): rank correlation of the trained standard model's single-image masks
+    with the masks after the top k layer groups were re-initialised, k = 1 .. L (``curve``: ``layers`` from the
+    top, ``value`` / ``lo`` / ``hi`` per step), beside the seed-to-seed similarity (``yardstick``: (value, lo,
+    hi), or its n/a text) as a band."""
+    k = np.arange(1, len(curve["value"]) + 1)
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    ax.fill_between(k, curve["lo"], curve["hi"], color="C3", alpha=0.25, lw=0)
+    ax.plot(k, curve["value"], "o-", color="C3", label="top k layers re-initialised")
+    yard = curve["yardstick"]
+    if isinstance(yard, str):
+        ax.set_title(textwrap.shorten(f"seed-to-seed: {yard}", 90, placeholder="..."), fontsize=8)
+    else:
+        ax.axhspan(yard[1], yard[2], color="C0", alpha=0.2, lw=0)
+        ax.axhline(yard[0], color="C0", ls="--", label="two trained seeds (yardstick)")
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.set_xticks(k, [f"{i}\n{textwrap.shorten(n, 14, placeholder='.')}" for i, n in zip(k, curve["layers"])],
+                  fontsize=7)
+    ax.set_xlabel("layer groups re-initialised from the top (k; its lowest layer)", fontsize=8)
+    ax.set_ylabel("rank correlation with trained masks", fontsize=8)
+    ax.set_ylim(-1.02, 1.02)
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    return _save(fig, path, dpi)

@@ -121,21 +121,32 @@ def claims_section(claims: Sequence[Mapping], rule: str) -> str:
     """The claims table (headline part and combined verdict), the verdict rule, and per claim its parts,
     extra values and the note saying where this run disagrees or what it could not measure."""
     rows = [[c["claim"], c["text"], c["statistic"], _estimate(c),
-             f"{c['direction']} {_g(c['threshold'])}" if c["direction"] else "", f"**{c['verdict']}**", c["study"]]
+             f"{c['direction']} {_g(c['threshold'])}" if c["direction"] else "", f"**{c['verdict']}**",
+             f"{c['seeds_holding']} of {c['seeds']}" if "seeds" in c else "n/a (no per-seed interval)", c["study"]]
             for c in claims]
     details = []
     for c in claims:
-        lines = [f"- {p['statistic']}: {_estimate(p)}, claimed {p['direction']} {_g(p['threshold'])}: {p['verdict']}"
-                 for p in c["parts"]] or [f"- no part measured: {c.get('reason') or c['note'] or 'not measured'}"]
+        lines = [f"- {p['statistic']}: {_estimate(p)}, claimed {p['direction']} {_g(p['threshold'])}: "
+                 f"{p['verdict']}{_per_seed(p)}" for p in c["parts"]] or [
+                     f"- no part measured: {c.get('reason') or c['note'] or 'not measured'}"]
         lines += [f"- second line, not in the verdict: {p['statistic']}: {_estimate(p)}, claimed {p['direction']} "
-                  f"{_g(p['threshold'])}: {p['verdict']}" for p in c.get("secondary", [])]
+                  f"{_g(p['threshold'])}: {p['verdict']}{_per_seed(p)}" for p in c.get("secondary", [])]
         if c["info"]:
             lines.append("- also: " + ", ".join(f"{k} = {_g(v)}" for k, v in c["info"].items()))
         if c["note"]:
             lines.append(f"- note: {c['note']}")
         details.append(f"**Claim {c['claim']}: {c['verdict']}.**\n" + "\n".join(lines))
     return "\n\n".join([_table(["#", "claim", "statistic (headline part)", "estimate [interval]", "rule", "verdict",
-                                "study"], rows), f"**Verdict rule.** {rule}", *details])
+                                "holds in seeds", "study"], rows), f"**Verdict rule.** {rule}", *details])
+
+
+def _per_seed(p: Mapping[str, Any]) -> str:
+    """``; per seed: e [lo, hi], ... (holds in k of S)`` for a part with per-seed values, else ""."""
+    seeds = p.get("per_seed") or []
+    if not seeds:
+        return ""
+    return (f"; per seed: {', '.join(_estimate(s) for s in seeds)} (holds in {p['seeds_holding']} of "
+            f"{p['seeds']})")
 
 
 def header_section(summary: Mapping, cfg: ReportConfig, commit: str, generated: str, report_seconds: float) -> str:
@@ -168,12 +179,15 @@ def header_section(summary: Mapping, cfg: ReportConfig, commit: str, generated: 
                   f"single-image: lam {v(single.get('lam'))}, lr {v(single.get('lr'))}, "
                   f"<= {v(single.get('max_steps'))} steps, "
                   f"{', '.join(map(str, summary['single_n'].values()))} images per seed"],
-        ["statistics", f"{acfg['radial_bands']} rings, {acfg['angular_bands']} wedges; bootstrap {acfg['n_boot']} "
-                       f"resamples, {100 * (1 - acfg['alpha']):.0f}% percentile intervals, seed {acfg['seed']}"],
+        ["statistics", f"{acfg['radial_bands']} rings, {acfg['angular_bands']} wedges; "
+                       f"{100 * (1 - acfg['alpha']):.0f}% intervals: jackknife-t over the {len(summary['seeds'])} "
+                       f"seed(s) (over folds or images with one seed; per seed over its own); bootstrap "
+                       f"{acfg['n_boot']} resamples where a statistic has no t form, seed {acfg['seed']}"],
         ["commit", f"`{commit}`"],
         ["generated", generated],
-        ["run time", f"train {summary['train_seconds']:.0f} s, masks {summary['masks_seconds']:.0f} s (sums over "
-                     f"models), aggregate {agg_seconds:.0f} s, report {report_seconds:.0f} s; fp32 matmul peak of "
+        ["run time", f"train {summary['train_seconds']:.0f} s, masks {summary['masks_seconds']:.0f} s, controls "
+                     f"{summary.get('controls_seconds', math.nan):.0f} s (sums over models), aggregate "
+                     f"{agg_seconds:.0f} s, report {report_seconds:.0f} s; fp32 matmul peak of "
                      f"the machine: {peak} (2048 x 2048, measured by the aggregate stage; scale by yours)"],
     ]
     return f"# {cfg.title}\n\nReproduction of Karantzas et al. 2022 (docs/study.md).\n\n" + _table(["", ""], rows)

@@ -114,4 +114,10 @@ def make_figures(fig: Mapping, tables: Mapping[str, Sequence[Mapping]], folder: 
         "test images vs their labels; single-image masks: each image's own order, agreement with its target. "
         "Mean curves; their areas with intervals are in the Controls section's faithfulness table.",
         lambda p: plots.faithfulness(fig["faithfulness"], p, dpi, series_na("faithfulness")))
+    add("cascade", "Cascading randomisation (claim 11; Adebayo et al. 2018, top-down): rank correlation of the radial "
+        "band energies of the standard model's single-image masks with those of the same network after its top k "
+        "layer groups were re-initialised (BatchNorm recalibrated), k = 1 .. all, with its nested 95% interval over "
+        "seeds and images; the band: two trained seeds of the recipe on the same images. A curve below the band "
+        "means the masks depend on the weights re-initialised so far.",
+        lambda p: plots.cascade(fig["cascade"], p, dpi))
     return out

@@ -44,7 +44,6 @@ class AggregateConfig:
     small_ratio: float = 0.5
     agreement_min: float = 0.9
     ssim_max: float = 0.5
-    randomised_max: float = 0.5
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], image_size: tuple[int, int]) -> "AggregateConfig":
@@ -63,7 +62,6 @@ class AggregateConfig:
             figure_images=sec.integer("figure_images", min=1),
             ratio_min=claims.number("ratio_min", min=0), small_ratio=claims.number("small_ratio", min=0),
             agreement_min=claims.number("agreement_min", min=0, max=1), ssim_max=claims.number("ssim_max", max=1),
-            randomised_max=claims.number("randomised_max", 0.5, min=-1, max=1),
         )
         if not cfg.filter_radii:
             raise ParamError("aggregate.filtered.radii: must list at least one radius")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from .bootstrap import Estimate, bootstrap_ci, ci_row, cluster_bootstrap, finite_rows
+from .bootstrap import Estimate, bootstrap_ci, ci_row, cluster_bootstrap, finite_rows, nested_interval
 from .claims import (
     ratio,
 )
@@ -146,7 +146,7 @@ def _outcome_cells(values: Sequence[np.ndarray], mask_ok: Sequence[np.ndarray], 
         return ci_row("value", na_estimate(f"undefined on all {total} images: {why}")), 0, ""
     n = sum(len(k) for k in kept)
     note = f"value: {total - n} of {total} images left out ({why})" if n < total else ""
-    return ci_row("value", cluster_bootstrap(kept, **boot)), n, note
+    return ci_row("value", nested_interval(kept, None, boot["alpha"])), n, note
 
 
 def single_image_table(run: Run, outcomes: Mapping[str, Mapping[str, np.ndarray]]) -> list[dict]:
