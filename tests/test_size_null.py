@@ -77,3 +77,27 @@ def test_size_share():
     assert size_share(0.12, 0.014) == pytest.approx(0.8833, abs=1e-4)
     assert size_share(-0.2, 0.045) == pytest.approx(1.225)
     assert math.isnan(size_share(0.0, 0.1)) and math.isnan(size_share(float("nan"), 0.1))
+
+
+def test_size_table_pairs_each_size_matched_part_with_its_raw_one():
+    from freqbias.size_null import size_table
+
+    def part(name, est, verdict="holds"):
+        return {"statistic": name, "estimate": est, "lo": est - 0.01, "hi": est + 0.01, "verdict": verdict}
+    claims = [
+        {"claim": 2, "parts": [part("A - N low (folds, size-matched)", 0.014, "inconclusive")],
+         "secondary": [part("A - N low (folds)", 0.120)]},
+        {"claim": 3, "parts": [part("most positive wedge 5 (folds, size-matched)", 0.02)],
+         "secondary": [part("most positive wedge 2 (folds)", 0.04)]},
+        {"claim": 7, "parts": [{"statistic": "share (single, size-matched)", "estimate": float("nan"), "lo": 0.0,
+                                "hi": 1.0, "verdict": "not measured", "reason": "no images"}],
+         "secondary": [part("share (single)", 0.6)]},
+        {"claim": 9, "parts": [part("N: x, size-matched", 1.0)], "secondary": [part("N: x", 1.0)]},
+    ]
+    rows = size_table(claims)
+    assert [r["claim"] for r in rows] == [2, 3, 7]                       # claim 9 is no band claim
+    low = rows[0]
+    assert low["raw"] == 0.120 and low["size_matched"] == 0.014 and low["by_size"] == pytest.approx(0.106)
+    assert low["size_share"] == pytest.approx(0.8833, abs=1e-4) and low["size_matched_verdict"] == "inconclusive"
+    assert rows[1]["by_size"] == pytest.approx(0.02)                     # wedges paired whatever their index
+    assert rows[2]["size_matched"] is None and rows[2]["reason"] == "no images"

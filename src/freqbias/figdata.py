@@ -120,6 +120,7 @@ def figure_data(run: Run, img: SeedImages, outcomes: Mapping[str, Mapping[str, n
         "class_masks": {v: shifted_full(run.by[v, s0].class_masks, run.by[v, s0].par) for v in run.variants},
         "diffs": {p: curves(f"{p}_differences", d) for p, d in bands.diffs.items()},
         "dataset_diffs": {p: curves(f"{p}_differences_dataset", d) for p, d in bands.dataset_diffs.items()},
+        "excess_diffs": {p: curves(f"{p}_differences_size_matched", d) for p, d in bands.excess_dataset_diffs.items()},
         "shares": {p: curves(f"band_shares_{p}", d) for p, d in bands.shares.items()},
         "accuracy": {"models": [row["model"] for row in accuracy_rows], **acc},
         "panel": panel, "through": through,

@@ -130,11 +130,12 @@ def accuracy_bars(acc: Mapping[str, Sequence], path: Path, dpi: int = 110) -> Pa
 
 def band_differences(centres: torch.Tensor, dataset_diffs: Mapping[str, torch.Tensor],
                      single_diffs: Mapping[str, torch.Tensor], xlabel: str, path: Path, title: str, dpi: int = 110,
-                     na: Mapping[str, str] | None = None, single_na: Mapping[str, str] | None = None) -> Path:
+                     na: Mapping[str, str] | None = None, single_na: Mapping[str, str] | None = None,
+                     size_matched: Mapping[str, torch.Tensor] | None = None) -> Path:
     """Band energy of each variant minus N, each ``[V]`` = (3, bands) estimate / lo / hi: dataset masks
-    (mean paired difference over folds, solid, interval shaded; the headline) and single-image masks (over
-    images, dashed, interval dotted; the second line). A variant in ``na`` / ``single_na`` (variant ->
-    reason) has no such curve: its legend entry says why."""
+    (mean paired difference over folds, solid, interval shaded), the same size-matched (``size_matched``: minus
+    the radial twins', dash-dot with crosses; the verdict) and single-image masks (dashed, interval dotted). A
+    variant in ``na`` / ``single_na`` (variant -> reason) has no such curve: its legend entry says why."""
     fig, ax = plt.subplots(figsize=(6.0, 3.4))
     x = np.asarray(centres)
     na, single_na = na or {}, single_na or {}
@@ -145,6 +146,8 @@ def band_differences(centres: torch.Tensor, dataset_diffs: Mapping[str, torch.Te
             ax.fill_between(x, lo, hi, color=_color(v), alpha=0.2, lw=0)
         elif v in na:
             ax.plot([], [], color=_color(v), marker="o", ms=3, label=textwrap.fill(f"{v} - N: n/a ({na[v]})", 40))
+        if v in (size_matched or {}):
+            ax.plot(x, np.asarray(size_matched[v])[0], color=_color(v), ls="-.", marker="x", ms=3, lw=1)
         if v in single_diffs:
             est, lo, hi = np.asarray(single_diffs[v])
             ax.plot(x, est, color=_color(v), ls="--", lw=1)
@@ -157,8 +160,8 @@ def band_differences(centres: torch.Tensor, dataset_diffs: Mapping[str, torch.Te
     ax.set_xlabel(xlabel)
     ax.set_ylabel("energy difference")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    ax.set_title(f"{title}\nsolid: dataset masks over folds (shaded: interval); dashed: single-image masks "
-                 "(dotted: interval)", fontsize=9)
+    ax.set_title(f"{title}\nsolid: dataset masks (shaded: interval); dash-dot: size-matched; dashed: "
+                 "single-image masks (dotted: interval)", fontsize=9)
     return _save(fig, path, dpi)
 
 

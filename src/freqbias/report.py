@@ -26,7 +26,7 @@ from .report_figures import make_figures as make_figures  # re-exported
 from .variants import label as variant_label
 
 TABLES = ("accuracy", "mask_fits", "single_image", "probe", "heatmaps", "equal_budget", "isotropic", "faithfulness",
-          "class_specificity")
+          "class_specificity", "size_matched")
 
 # docs/study.md, "Reference numbers": (quantity, VGG11-BN, ResNet-18, how to read this run's value).
 REFERENCE: list[tuple[str, str, str, tuple[str, str]]] = [

@@ -71,13 +71,14 @@ def make_figures(fig: Mapping, tables: Mapping[str, Sequence[Mapping]], folder: 
         lambda p: plots.accuracy_bars(fig["accuracy"], p, dpi))
     for profile, unit in (("radial", "ring centre (cycles / image)"), ("angular", "wedge centre (degrees)")):
         add(f"{profile}_differences", f"{profile.capitalize()} band energy of each variant's masks minus the "
-            "standard model's: mean paired difference over the dataset masks' folds with its bootstrap interval "
-            "(solid, shaded; claims 2-4's headline) and over single-image masks (dashed, interval dotted; their "
-            "second line). Energies: mask normalised by its Frobenius norm, L2 norm inside each band.",
+            "standard model's: mean paired difference over the dataset masks' folds with its 95% interval over "
+            "seeds (solid, shaded), the same size-matched (dash-dot, crosses: each mask's energy minus its radial "
+            "twin's, the same values laid out by radius; claims 2-4's verdict) and over single-image masks "
+            "(dashed, interval dotted). Energies: mask normalised by its Frobenius norm, L2 norm inside each band.",
             lambda p, profile=profile, unit=unit: plots.band_differences(
                 fig[f"{profile}_centres"], fig["dataset_diffs"][profile], fig["diffs"][profile], unit, p,
                 f"{profile} band energy, X - N", dpi, series_na(f"{profile}_differences_dataset"),
-                series_na(f"{profile}_differences")))
+                series_na(f"{profile}_differences"), fig.get("excess_diffs", {}).get(profile)))
     add("single_panel", "Single-image analysis with the standard model N: x and its PGD version x_A (titles: "
         "N's prediction), N's masks of both, the images seen through them, the binary complement 1 - 1[M > 0] "
         "of x's mask and x seen through it.",

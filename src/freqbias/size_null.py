@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -82,7 +83,9 @@ def size_table(claims: Sequence[Mapping[str, Any]]) -> list[dict]:
     for c in claims:
         if c["claim"] not in SIZE_CLAIMS:
             continue
-        parts = {p["statistic"]: p for p in [*c.get("parts", []), *c.get("secondary", [])]}
+        # keyed without claim 3's wedge numbers: the most positive wedge may differ between raw and size-matched
+        parts = {re.sub(r"wedge \d+", "wedge", p["statistic"]): p
+                 for p in [*c.get("parts", []), *c.get("secondary", [])]}
         for name, sized in parts.items():
             if SIZE_MATCHED not in name or name.replace(SIZE_MATCHED, "") not in parts:
                 continue
