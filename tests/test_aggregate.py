@@ -103,7 +103,7 @@ def test_run_aggregate_on_random_models(tmp_path):
     assert single["N-s0", "target_ok"] == 1.0 and ("A-s0", "pgd") not in single and ("N-s0", "restored") in single
     assert {r["variant"] for r in res.tables["band_differences"]} == {"A", "R"}
     sources = {r["source"] for r in res.tables["band_differences"]}
-    assert sources == {"single", "dataset", "class:class 0", "class:class 1", "class:class 2"}
+    assert sources == {"single", "dataset", "dataset_size_matched", "class:class 0", "class:class 1", "class:class 2"}
     assert set(res.curves) >= {"radial_diff/A", "angular_diff/R", "shares_radial/A", "filtered/N-s0"}
     assert res.figdata["dataset_masks"]["N"].shape == (H, W) and res.figdata["panel"]["x"].shape[0] == 3
     ag.write_results(res, tmp_path)

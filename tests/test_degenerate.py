@@ -118,8 +118,9 @@ def test_no_single_images(tmp_path):
     for number in (2, 3):
         c = claim(claims, number)
         assert c["verdict"] != "not measured" and "dataset masks" in c["statistic"], c
-        assert c["secondary"] and all(p["verdict"] == "not measured" and "0 images" in p["reason"]
-                                      for p in c["secondary"]), c["secondary"]
+        single = [p for p in c["secondary"] if "single-image" in p["statistic"]]  # beside the folds' raw parts
+        assert single and all(p["verdict"] == "not measured" and "0 images" in p["reason"]
+                              for p in single), c["secondary"]
     assert_claim_na(claims, text, 6, "Not probed")
     assert claim(claims, 1)["verdict"] != "not measured"                    # dataset masks are unaffected
     for figure in ("mask grid single", "single panel", "seen through masks", "probe"):
@@ -170,7 +171,9 @@ def test_all_zero_masks(tmp_path):
     for number in (2, 3):
         assert_claim_na(claims, text, number, "no fold on which both fold masks have band energies")
         secondary = claim(claims, number)["secondary"]
-        assert all("no image on which both single-image masks" in p["reason"] for p in secondary)
+        single = [p for p in secondary if "single-image" in p["statistic"]]
+        assert single and all("no image on which both single-image masks" in p["reason"] for p in single)
+        assert all("no fold on which both fold masks" in p["reason"] for p in secondary if p not in single)
     probe = rows(tmp_path, "probe", model="A-s0")[0]                        # constant features: a valid probe
     assert math.isfinite(float(probe["test_acc"])) and probe["converged"] in ("True", "False")
     assert re.search(r"\| A-s0 \|.*\| n/a \([^|]*dataset mask constant", section(text, "Fourier heat maps"))
@@ -243,5 +246,7 @@ def test_two_seeds_one_without_single_images(tmp_path):
     pooled = rows(tmp_path, "single_image", model="N-all", metric="masked")[0]
     assert pooled["n"] == "8" and math.isfinite(float(pooled["value"]))
     assert claim(claims, 5)["verdict"] != "not measured"
-    assert_claim_na(claims, text, 6, "Not probed: N (no single-image masks (0 images))")
+    c6 = claim(claims, 6)                                                   # probed on seed 0 alone
+    assert c6["verdict"] != "not measured" and c6["note"] in text
+    assert "Not probed: N, seed 2 of 2 (no single-image masks (0 images))" in c6["note"], c6
     assert_na(tmp_path, "band_differences", "seed_lo", "fewer than 2 seeds", variant="A", source="single")

@@ -1,5 +1,5 @@
-"""Size-matched band statistics (freqbias.size_null) on planted data: a negative control (two masks of one network
-that differ only in size: the raw low-ring difference is large, the size-matched one far smaller) and a positive
+"""Size-matched band statistics (freqbias.size_null) on planted data: a negative control (one set of masks at two
+budgets, differing only in size: the raw low-ring difference is clear, the size-matched one far smaller) and a positive
 control (a network whose class information sits at lower frequencies than another's: the size-matched difference
 stays clearly positive). Image size, rings and bands are ones no other test uses. A last test shows the claims take
 their verdict from the size-matched source: replacing it by the raw one changes the verdict."""
@@ -65,6 +65,15 @@ def _low(masks: torch.Tensor, sized: bool) -> np.ndarray:
     return e[:, low].mean(axis=1)
 
 
+def _smooth_masks(seed: int = 0, r0: float = 6.0, noise: float = 0.4) -> torch.Tensor:
+    """4 masks (rfft layout, unshifted) whose values fall with frequency as the run's masks do: exp(-r / r0)
+    times log-normal noise (sigma ``noise``), r in cycles per image; capped at 1."""
+    g = torch.Generator().manual_seed(seed)
+    fy, fx = torch.fft.fftfreq(SIZE) * SIZE, torch.fft.rfftfreq(SIZE) * SIZE
+    r = (fy[:, None] ** 2 + fx[None, :] ** 2).sqrt()
+    return (torch.exp(-r / r0) * torch.exp(noise * torch.randn(4, *r.shape, generator=g))).clamp(max=1)
+
+
 def _top(masks: torch.Tensor, share: float) -> torch.Tensor:
     """Each mask with all but its largest ``share`` of entries set to 0: the same ranking at a smaller budget."""
     q = torch.quantile(masks.flatten(1).double(), 1 - share, dim=1).to(masks.dtype)
@@ -72,16 +81,19 @@ def _top(masks: torch.Tensor, share: float) -> torch.Tensor:
 
 
 def test_two_budgets_of_one_mask_differ_raw_and_hardly_at_equal_size():
-    """Negative control: the high-ring network's fold masks kept at their largest 40 % and 12 % of entries.
-    Raw, the smaller masks hold far more low-ring energy; size-matched, the difference is under a third of it.
-    Not zero: cutting a mask to its top entries also changes which rings those entries sit in, not only how
-    many there are (the twin matches the size, not the shape of what is cut)."""
-    masks = _folds(HIGH_RING)
-    big, small = _top(masks, 0.40), _top(masks, 0.12)
+    """Negative control: one set of masks kept at its largest 60 % and 20 % of entries (a size difference only).
+    Raw, the smaller masks hold more low-ring energy (about +0.03, an interval clear of 0); size-matched, the
+    difference is 3-4x smaller (asserted: under half). Not zero: the noise makes the values non-monotone in
+    frequency, and cutting to the top entries removes some of that non-monotonicity, which the radial twin
+    (matched in size and value histogram, not in shape) does not reproduce. (The planted-ring networks' masks
+    are too sparse for this: a few dozen entries, all on the ring or all below the low third.)"""
+    masks = _smooth_masks()
+    big, small = _top(masks, 0.60), _top(masks, 0.20)
     raw = _low(small, False) - _low(big, False)
     sized = _low(small, True) - _low(big, True)
-    assert abs(raw.mean()) > 0.05, raw
-    assert abs(sized.mean()) < abs(raw.mean()) / 3, (raw, sized)
+    est, lo, _ = nested_interval([raw], None, 0.05)
+    assert lo > 0 and est > 0.02, raw
+    assert abs(sized.mean()) < est / 2, (raw, sized)
 
 
 def test_lower_class_information_shows_at_equal_size():
@@ -94,10 +106,11 @@ def test_lower_class_information_shows_at_equal_size():
 
 
 def test_claim_2_takes_its_verdict_from_the_size_matched_source():
-    """With A's masks the top 12 % of N's (a size difference only), raw claim 2's low-ring part holds, while
-    the size-matched headline does not: were the raw source the verdict, the claim would hold."""
-    n_masks = _folds(HIGH_RING)
-    a_masks = _top(n_masks, 0.12)
+    """With A's masks the top 20 % and N's the top 60 % of one set of masks (a size difference only), raw
+    claim 2's low-ring part holds, while the size-matched headline does not: were the raw source the verdict,
+    the claim would hold."""
+    smooth = _smooth_masks()
+    n_masks, a_masks = _top(smooth, 0.60), _top(smooth, 0.20)
     par = Rfft(SIZE, SIZE)
 
     def energies(sized: bool) -> dict:

@@ -402,7 +402,8 @@ def claim_probe(probes: Mapping[str, Sequence[dict | NA]], cfg: AggregateConfig)
     for v, results in probes.items():
         for s, r in enumerate(results):
             if isinstance(r, NA):
-                skipped.append(f"{v}, seed {s + 1} of {len(results)} ({r.reason})")
+                which = v if len(results) == 1 else f"{v}, seed {s + 1} of {len(results)}"
+                skipped.append(f"{which} ({r.reason})")
         probed = [r for r in results if not isinstance(r, NA)]
         if not probed:
             continue

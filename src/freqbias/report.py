@@ -163,6 +163,8 @@ def header_section(summary: Mapping, cfg: ReportConfig, commit: str, generated: 
 
     source = f" ({summary['source']})" if summary.get("source") else ""
     peak = f"{summary['matmul_peak_gflops']:.0f} GFLOP/s" if summary.get("matmul_peak_gflops") else "n/a (not recorded)"
+    controls_s = summary.get("controls_seconds")
+    controls = "n/a (not recorded)" if controls_s is None else f"{controls_s:.0f} s"
     rows = [
         ["dataset", f"{v(summary.get('dataset'))}{source}, {summary['image_size'][0]} x "
                     f"{summary['image_size'][1]}, {len(summary['classes'])} classes; images train / val / test: "
@@ -186,7 +188,7 @@ def header_section(summary: Mapping, cfg: ReportConfig, commit: str, generated: 
         ["commit", f"`{commit}`"],
         ["generated", generated],
         ["run time", f"train {summary['train_seconds']:.0f} s, masks {summary['masks_seconds']:.0f} s, controls "
-                     f"{summary.get('controls_seconds', math.nan):.0f} s (sums over models), aggregate "
+                     f"{controls} (sums over models), aggregate "
                      f"{agg_seconds:.0f} s, report {report_seconds:.0f} s; fp32 matmul peak of "
                      f"the machine: {peak} (2048 x 2048, measured by the aggregate stage; scale by yours)"],
     ]
