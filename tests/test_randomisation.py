@@ -11,8 +11,8 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch.nn import functional as F
 
+from conftest import train_small_cnn
 from freqbias import controls as ct
 from freqbias.bands import band_profiles
 from freqbias.bootstrap import nested_interval
@@ -42,17 +42,7 @@ def _data() -> tuple[torch.Tensor, torch.Tensor]:
 def _trained(seed: int):
     """small_cnn trained for 2 epochs on 1024 planted images from ``seed`` (initialisation and data order)."""
     x, y = _data()
-    torch.manual_seed(seed)
-    model = build_model("small_cnn", 1, CLASSES, SIZE, [0.5], [0.25])
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    z = model.normalize(x[:1024])
-    for _ in range(2):
-        model.train()
-        for idx in torch.randperm(1024).split(32):
-            opt.zero_grad()
-            F.cross_entropy(model.net(z[idx]), y[idx]).backward()
-            opt.step()
-    return model.eval()
+    return train_small_cnn(x[:1024], y[:1024], CLASSES, seed)
 
 
 @functools.cache

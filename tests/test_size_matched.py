@@ -11,14 +11,13 @@ import functools
 import numpy as np
 import pytest
 import torch
-from torch.nn import functional as F
 
+from conftest import train_small_cnn
 from freqbias import shared_masks as sm
 from freqbias.band_geometry import band_profiles, band_thirds
 from freqbias.bootstrap import nested_interval
 from freqbias.claims import claim_radial
 from freqbias.data import to_float
-from freqbias.models import build_model
 from freqbias.parametrisation import Rfft
 from freqbias.planted import PlantedBand, make_planted
 from freqbias.runs import AggregateConfig
@@ -37,18 +36,9 @@ FIT = sm.SharedMaskConfig(lam=0.2, lam_factor=1.2, lr=0.02, lr_cuts=1, batch_siz
 def _folds(band: PlantedBand) -> torch.Tensor:
     """small_cnn trained for 2 epochs on 1024 planted images of ``band``; its dataset masks (rfft, unshifted) on 4
     disjoint folds of 128 held-out images each."""
-    torch.manual_seed(0)
     x, y = make_planted(1024 + 512, SIZE, 4, seed=2, band=band)
-    model = build_model("small_cnn", 1, 4, SIZE, [0.5], [0.25])
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model = train_small_cnn(to_float(x[:1024]), y[:1024], 4, seed=0)
     z = model.normalize(to_float(x))
-    for _ in range(2):
-        model.train()
-        for idx in torch.randperm(1024).split(32):
-            opt.zero_grad()
-            F.cross_entropy(model.net(z[idx]), y[idx]).backward()
-            opt.step()
-    model.eval()
     groups = [1024 + torch.arange(k * 128, (k + 1) * 128) for k in range(4)]
     fit = sm.fit_shared_masks(model.net, z, y, groups, FIT)
     assert all(r["met"] for r in fit.records)
