@@ -13,9 +13,9 @@ import time
 
 from freqbias import paths, runtime
 from freqbias.aggregate import run_aggregate, write_results
+from freqbias.artifacts import ControlsData, YardstickData
 from freqbias.cli import run_stage, setup_logging
 from freqbias.config import Section, load_params
-from freqbias.control_claims import load_controls
 from freqbias.data import load_split
 from freqbias.io import load_json
 from freqbias.measures import load_records
@@ -38,8 +38,8 @@ def main() -> None:
     records = load_records(train.variants, train.seeds, runtime.device())
     splits = {s: load_split(s) for s in ("val", "test")}
     select = SelectConfig.from_params(params).attack.build(manifest["std"][0])  # rebuilds old files' PGD images
-    controls = {r.name: load_controls(paths.controls_file(r.name)) for r in records}
-    controls.update({paths.yardstick_file(s).stem: load_controls(paths.yardstick_file(s)) for s in train.seeds})
+    controls = {r.name: ControlsData.load(paths.controls_file(r.name)) for r in records}
+    controls.update({paths.yardstick_file(s).stem: YardstickData.load(paths.yardstick_file(s)) for s in train.seeds})
     result = run_aggregate(records, cfg, splits, select, manifest["classes"], log.info, controls=controls)
     histories = load_histories([r.name for r in records])
     result.curves.update(plot_tables(result.curves, result.tables["mask_fits"], histories))  # dvc plots' tables

@@ -10,13 +10,13 @@ import freqbias._interrupt  # noqa: F401  # isort: skip  (first: Ctrl-C while im
 import argparse
 
 from freqbias import paths, runtime
-from freqbias.artifacts import ClassMasks, DatasetMask, SingleMasks, load_checkpoint
+from freqbias.artifacts import LoadedModel, MaskSet
 from freqbias.cli import run_stage, setup_logging
 from freqbias.config import load_params
 from freqbias.control_run import run_controls
 from freqbias.controls import ControlsConfig
 from freqbias.data import load_split
-from freqbias.io import save_json, save_torch
+from freqbias.io import save_json
 from freqbias.mask_run import MasksConfig
 
 
@@ -29,13 +29,11 @@ def main() -> None:
     log = setup_logging(f"controls {args.model}")
     params = load_params()
     cfg, masks_cfg = ControlsConfig.from_params(params), MasksConfig.from_params(params)
-    model, meta = load_checkpoint(paths.checkpoint(args.model), map_location=runtime.device())
-    masks = [cls.load(paths.mask_file(args.model, kind))
-             for cls, kind in ((DatasetMask, "dataset"), (ClassMasks, "class"), (SingleMasks, "single"))]
+    subject = LoadedModel.load(args.model, runtime.device())
     splits = {s: load_split(s) for s in ("val", "test")}
-    out = run_controls(args.model, model, meta, *masks, splits, cfg, masks_cfg, args.seed,
+    out = run_controls(subject, MaskSet.load(args.model), splits, cfg, masks_cfg, args.seed,
                        standard=args.model == paths.model_name("N", args.seed), log=log.info)
-    save_torch(out.data, paths.controls_file(args.model))
+    out.data.save(paths.controls_file(args.model))
     save_json(out.metrics, paths.controls_metrics(args.model))
 
 

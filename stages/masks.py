@@ -11,7 +11,7 @@ import freqbias._interrupt  # noqa: F401  # isort: skip  (first: Ctrl-C while im
 import argparse
 
 from freqbias import paths, runtime
-from freqbias.artifacts import load_checkpoint
+from freqbias.artifacts import LoadedModel
 from freqbias.cli import run_stage, setup_logging
 from freqbias.config import load_params
 from freqbias.data import load_split
@@ -31,15 +31,12 @@ def main() -> None:
     device = runtime.device()
 
     standard_name = paths.model_name("N", args.seed)
-    model, meta = load_checkpoint(paths.checkpoint(args.model), map_location=device)
+    subject = LoadedModel.load(args.model, device)
     splits = {s: load_split(s) for s in ("val", "test")}
     sel = load_selection(paths.selection_file(args.seed), splits["test"][0])
-    out = fit_model_masks(args.model, model, meta, sel, splits, cfg, args.seed,
-                          adv_masks=args.model == standard_name, log=log.info)
+    out = fit_model_masks(subject, args.seed, sel, splits, cfg, adv_masks=args.model == standard_name, log=log.info)
 
-    out.dataset.save(paths.mask_file(args.model, "dataset"))
-    out.classes.save(paths.mask_file(args.model, "class"))
-    out.single.save(paths.mask_file(args.model, "single"))
+    out.masks.save(args.model)
     save_json(out.metrics, paths.mask_metrics(args.model))
 
 

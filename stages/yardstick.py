@@ -16,7 +16,6 @@ from freqbias.cli import run_stage, setup_logging
 from freqbias.config import Section, load_params
 from freqbias.control_run import yardstick
 from freqbias.data import load_split
-from freqbias.io import save_torch
 from freqbias.mask_run import MasksConfig
 from freqbias.single_image import load_selection
 
@@ -35,9 +34,9 @@ def main() -> None:
     selection = (load_selection(paths.selection_file(min(later)), load_split("test")[0]) if later else None)
     out = yardstick(model, min(later) if later else args.seed, selection, masks_cfg.single,
                     reason="one trained seed (train.seeds): no other seed's images")
-    save_torch(out, paths.yardstick_file(args.seed))
+    out.save(paths.yardstick_file(args.seed))
     log.info(f"N-s{args.seed} on seed {min(later)}'s {len(selection.index)} images: "
-             f"{float(out['converged'].float().mean()):.0%} stopped by their rule" if later else out["na"])
+             f"{float(out.converged.float().mean()):.0%} stopped by their rule" if later else out.na)
 
 
 if __name__ == "__main__":

@@ -14,12 +14,13 @@ import pytest
 import torch
 
 from freqbias import paths
-from freqbias.artifacts import ClassMasks, DatasetMask, SingleMasks, load_checkpoint, save_checkpoint
+from freqbias.artifacts import ClassMasks, DatasetMask, LoadedModel, SingleMasks, load_checkpoint, save_checkpoint
 from freqbias.attacks import PGD
 from freqbias.config import DataError, load_params
 from freqbias.fitting import SingleMaskResult
 from freqbias.io import save_json, save_torch
-from freqbias.mask_run import MasksConfig, fit_model_masks, masks_metrics, ratio_or_none
+from freqbias.mask_groups import MaskGroups
+from freqbias.mask_run import MasksConfig, fit_model_masks, masks_metrics, ratio_or_none, single_metrics
 from freqbias.measures import dataset_correct, load_records
 from freqbias.models import build_model
 from freqbias.parametrisation import Rfft
@@ -117,8 +118,9 @@ def test_metrics_with_zero_clean_accuracy_are_json(tmp_path):
     clean = SingleMaskResult(masks=torch.ones(3, H, WM), steps_used=torch.tensor([1, 2, 3]),
                              kept=torch.ones(3, dtype=torch.bool), mean_mask=torch.ones(3))
     absent = {"n_images": 0, "converged": None, "history": []}
-    metrics = masks_metrics("N-s0", META, 0, Rfft(H, W), scores, {**RECORD, "mean": 1.0}, [RECORD] * 2,
-                            [RECORD] * 3 + [absent], clean, 3, {"masked_agreement": 1.0}, 1.23)
+    records = MaskGroups({**RECORD, "mean": 1.0}, [RECORD] * 2, [RECORD] * 3 + [absent])
+    metrics = masks_metrics(LoadedModel("N-s0", None, META), 0, Rfft(H, W).kind, scores, records,
+                            single_metrics(clean, 3, {"masked_agreement": 1.0}), 1.23)
     save_json(metrics, tmp_path / "m.json")
     back = json.loads((tmp_path / "m.json").read_text())
     assert back["val_ratio"] is None and back["test_ratio"] == 0.5
@@ -151,21 +153,20 @@ def test_fit_model_masks_writes_what_aggregate_reads(tmp_path):
     lines = []
     for v, model in models.items():
         name = paths.model_name(v, 0)
-        out = fit_model_masks(name, model, {**META, "variant": v, "seed": 0}, sel, splits, cfg, seed=0,
+        out = fit_model_masks(LoadedModel(name, model, {**META, "variant": v, "seed": 0}), 0, sel, splits, cfg,
                               adv_masks=v == "N", log=lines.append)
-        n = len(out.single)
-        assert 0 < n <= 4 and out.single.masks.shape == (n, H, WM) and out.single.x_adv.shape == (n, 1, H, W)
-        assert out.single.has_adv == (v == "N") and out.dataset.mask.shape == (H, WM)
-        assert out.classes.masks.shape == (4, H, WM) and len(out.classes.records) == 4
-        assert out.dataset.folds.shape == (2, H, WM) and len(out.dataset.fold_records) == 2
-        assert isinstance(out.metrics["dataset_converged"], bool) and "converged" in out.dataset.record
-        assert out.classes.index.tolist() == [i for k in range(4) for i in range(k, 16, 4)]   # first 4 of each class
+        masks = out.masks
+        n = len(masks.single)
+        assert 0 < n <= 4 and masks.single.masks.shape == (n, H, WM) and masks.single.x_adv.shape == (n, 1, H, W)
+        assert masks.single.has_adv == (v == "N") and masks.dataset.mask.shape == (H, WM)
+        assert masks.classes.masks.shape == (4, H, WM) and len(masks.classes.records) == 4
+        assert masks.dataset.folds.shape == (2, H, WM) and len(masks.dataset.fold_records) == 2
+        assert isinstance(out.metrics["dataset_converged"], bool) and "converged" in masks.dataset.record
+        assert masks.classes.index.tolist() == [i for k in range(4) for i in range(k, 16, 4)]   # first 4 of each class
         assert out.metrics["model"] == name and out.metrics["single_n"] == n and out.metrics["dataset_fit_n"] == 30
         assert ("single_adv_masked_agreement" in out.metrics) == (v == "N")
         save_checkpoint(model, {**META, "variant": v, "seed": 0}, paths.checkpoint(name, tmp_path))
-        out.dataset.save(paths.mask_file(name, "dataset", tmp_path))
-        out.classes.save(paths.mask_file(name, "class", tmp_path))
-        out.single.save(paths.mask_file(name, "single", tmp_path))
+        masks.save(name, tmp_path)
         save_json(out.metrics, paths.mask_metrics(name, tmp_path))
         save_json({"train_seconds": 1.0}, paths.train_metrics(name, tmp_path))
         save_json({"test_acc": 0.5}, paths.eval_metrics(name, tmp_path))

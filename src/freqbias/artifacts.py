@@ -1,4 +1,5 @@
-"""The masks stage's outputs as types: what ``masks/<model>/{dataset,class,single}.pt`` hold.
+"""The stages' outputs as types: what ``masks/<model>/{dataset,class,single}.pt`` (:class:`MaskSet`) and
+``controls/<model>.pt`` (:class:`ControlsData`, :class:`YardstickData`) hold, and a loaded model (:class:`LoadedModel`).
 
 Each is a dataclass with ``save(path)`` (atomic, :mod:`freqbias.io`) and ``load(path)``
 (``torch.load(weights_only=True)``, onto the CPU). On disk each is a plain dict of the dataclass's
@@ -17,18 +18,22 @@ from typing import Any, TypeVar
 
 import torch
 
+from . import paths
 from .config import DataError
 from .io import bad_file_error, load_torch, save_torch
 from .models import Classifier, checkpoint_dict, load_checkpoint
 from .paths import owner_stage
 
-__all__ = ["ClassMasks", "DatasetMask", "SingleMasks", "load_checkpoint", "save_checkpoint"]
+__all__ = ["ClassMasks", "ControlsData", "DatasetMask", "LoadedModel", "MaskSet", "SingleMasks", "YardstickData",
+           "load_checkpoint", "save_checkpoint"]
 
 T = TypeVar("T", bound="_Artifact")
 
 
 class _Artifact:
     """``save`` / ``load`` of a dataclass as the dict of its fields (None-valued optional fields omitted)."""
+
+    STAGE = "masks"  # the stage that writes it (named by a missing file's error)
 
     def to_dict(self) -> dict[str, Any]:
         out = {}
@@ -49,7 +54,8 @@ class _Artifact:
         path = Path(path)
         if not path.exists():
             stage = owner_stage(path)
-            raise DataError(f"{path}: not found (run the masks stage first{f': `dvc repro {stage}`' if stage else ''})")
+            how = f": `dvc repro {stage}`" if stage else ""
+            raise DataError(f"{path}: not found (run the {cls.STAGE} stage first{how})")
         blob = load_torch(path, f"{cls.__name__} file")
         names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         try:
@@ -119,6 +125,82 @@ class SingleMasks(_Artifact):
 
     def __len__(self) -> int:
         return len(self.index)
+
+
+@dataclass
+class MaskSet:
+    """The masks stage's three artifacts of one model, ``masks/<model>/{dataset,class,single}.pt``."""
+
+    dataset: DatasetMask
+    classes: ClassMasks
+    single: SingleMasks
+
+    def save(self, model: str, root: Path | None = None) -> None:
+        for kind, artifact in zip(paths.MASK_KINDS, (self.dataset, self.classes, self.single)):
+            artifact.save(paths.mask_file(model, kind, *([root] if root else [])))
+
+    @classmethod
+    def load(cls, model: str, root: Path | None = None) -> "MaskSet":
+        """Read the three files of ``model`` (one-line :class:`DataError` naming a missing or bad one)."""
+        files = [paths.mask_file(model, kind, *([root] if root else [])) for kind in paths.MASK_KINDS]
+        return cls(DatasetMask.load(files[0]), ClassMasks.load(files[1]), SingleMasks.load(files[2]))
+
+
+@dataclass
+class ControlsData(_Artifact):
+    """The controls stage's measurements of one model, ``controls/<model>.pt`` (:mod:`freqbias.control_run`;
+    rows and dicts as documented there): ``equal_budget`` (one row per mask: the dataset mask, then its folds),
+    ``faithfulness``, ``class_specificity`` (one row per class), ``default_class``, ``isotropic`` (``masks`` (G, R),
+    ``rfft``, ``records``: one per fold); the standard model's also ``randomised`` and ``cascade`` (None for every
+    other model, or where not fitted)."""
+
+    STAGE = "controls"
+
+    model: str
+    equal_budget: list[dict]
+    faithfulness: dict
+    class_specificity: list[dict]
+    default_class: dict
+    isotropic: dict
+    randomised: dict | None = None
+    cascade: dict | None = None
+
+
+@dataclass
+class YardstickData(_Artifact):
+    """The yardstick stage's fit, ``controls/yardstick-s<seed>.pt``: a trained standard model's single-image masks
+    on the images seed ``seed`` was selected on (test ``index`` (n,)): ``masks`` (n, H, Wm), ``target``, ``steps``,
+    ``kept``, ``converged`` (n,). With one trained seed there is none: every field None and ``na`` says why."""
+
+    STAGE = "yardstick"
+
+    seed: int | None = None
+    index: torch.Tensor | None = None
+    masks: torch.Tensor | None = None
+    target: torch.Tensor | None = None
+    steps: torch.Tensor | None = None
+    kept: torch.Tensor | None = None
+    converged: torch.Tensor | None = None
+    na: str | None = None
+
+    @property
+    def fitted(self) -> bool:
+        return self.masks is not None
+
+
+@dataclass
+class LoadedModel:
+    """A trained model read from its checkpoint: ``name`` (``<variant>-s<seed>`` or ``external/<name>``), the
+    :class:`~freqbias.models.Classifier` (pixels in [0, 1] -> logits) and its checkpoint ``meta``."""
+
+    name: str
+    model: Classifier
+    meta: dict[str, Any]
+
+    @classmethod
+    def load(cls, name: str, device: torch.device | str = "cpu", root: Path | None = None) -> "LoadedModel":
+        model, meta = load_checkpoint(paths.checkpoint(name, *([root] if root else [])), map_location=device)
+        return cls(name, model, meta)
 
 
 def save_checkpoint(model: Classifier, meta: dict[str, Any], path: str | Path) -> None:

@@ -14,15 +14,15 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
+from .artifacts import ControlsData, YardstickData
 from .bootstrap import defined_estimate
 from .claims import control_row, judge
-from .io import load_torch
 from .randomisation import randomisation_results
+from .runs import AggregateConfig, Run
 
 MASK_RULE_PUSH = 0.2  # a class mask sending more than this share of other classes' images into its class is flagged
 
@@ -30,28 +30,22 @@ MASK_RULE_PUSH = 0.2  # a class mask sending more than this share of other class
 NO_CONTROLS = "no controls measured (the controls stage did not run for these models)"
 
 
-def load_controls(path: Path) -> dict[str, Any]:
-    """The controls stage's measurements of one model (``controls/<model>.pt``, :func:`freqbias.io.load_torch`:
-    one line naming the stage that rewrites it when missing or unreadable)."""
-    return load_torch(path, "controls file")
-
-
-def _boot(cfg: Any) -> dict:
+def _boot(cfg: AggregateConfig) -> dict:
     return dict(n_boot=cfg.n_boot, alpha=cfg.alpha, seed=cfg.seed)
 
 
 def _fold_values(controls: Sequence[Mapping], key: str) -> list[np.ndarray]:
     """Per seed, the fold masks' values of ``key`` (the rows after the dataset mask's; NaN where n/a)."""
-    return [np.array([r.get(key, math.nan) if r.get(key) is not None else math.nan for r in c["equal_budget"][1:]],
+    return [np.array([r.get(key, math.nan) if r.get(key) is not None else math.nan for r in c.equal_budget[1:]],
                      dtype=np.float64) for c in controls]
 
 
-def equal_budget_table(controls: Mapping[str, Mapping]) -> list[dict]:
+def equal_budget_table(controls: Mapping[str, ControlsData]) -> list[dict]:
     """One row per model and mask (dataset, fold k): budget and accuracies (fit, test) of the learned mask,
     its support, the disc and random supports (mean of the draws)."""
     rows = []
     for name, c in controls.items():
-        for r in c["equal_budget"]:
+        for r in c.equal_budget:
             label = "dataset" if r["mask"] == 0 else f"fold {r['mask']}"
             row = {"model": name, "mask": label}
             if "na" in r:
@@ -65,7 +59,8 @@ def equal_budget_table(controls: Mapping[str, Mapping]) -> list[dict]:
     return rows
 
 
-def _difference(by_variant: Mapping[str, Sequence[Mapping]], a: str, b: str, cfg: Any) -> dict[str, tuple]:
+def _difference(by_variant: Mapping[str, Sequence[ControlsData]], a: str, b: str,
+                cfg: AggregateConfig) -> dict[str, tuple]:
     """Per variant, ``a - b`` of the fold masks' test accuracies: estimate and interval over folds (and seeds)."""
     out = {}
     for v, controls in by_variant.items():
@@ -75,7 +70,7 @@ def _difference(by_variant: Mapping[str, Sequence[Mapping]], a: str, b: str, cfg
     return out
 
 
-def claim_equal_budget(by_variant: Mapping[str, Sequence[Mapping]], cfg: Any) -> dict:
+def claim_equal_budget(by_variant: Mapping[str, Sequence[ControlsData]], cfg: AggregateConfig) -> dict:
     """Claim 9: every model's learned frequencies keep more test accuracy than a low-pass disc of their size."""
     support = _difference(by_variant, "test_support", "test_disc", cfg)
     learned = _difference(by_variant, "test_mask", "test_disc", cfg)
@@ -84,21 +79,21 @@ def claim_equal_budget(by_variant: Mapping[str, Sequence[Mapping]], cfg: Any) ->
     return control_row(9, parts, secondary=secondary)
 
 
-def claim_isotropic(by_variant: Mapping[str, Sequence[Mapping]], free: Mapping[str, Sequence[np.ndarray]],
-                    cfg: Any) -> dict:
+def claim_isotropic(by_variant: Mapping[str, Sequence[ControlsData]], free: Mapping[str, Sequence[np.ndarray]],
+                    cfg: AggregateConfig) -> dict:
     """Claim 10: every model's free fold masks are sparser than the sparsest isotropic masks of the same folds.
     ``free[V]``: per seed, the free fold masks' full-plane means (F,)."""
     parts = []
     for v, controls in by_variant.items():
         diffs = []
         for c, f in zip(controls, free[v]):
-            records = c["isotropic"]["records"]
+            records = c.isotropic["records"]
             iso = np.array([r["mean"] if r.get("n_images") and r.get("met") else math.nan for r in records])
             diffs.append((iso - np.asarray(f, dtype=np.float64))[:, None])
         est = defined_estimate(diffs, lambda m: float(m[0]), **_boot(cfg), empty="no fold masks",
                                undefined="no isotropic mask met the rule")
         parts.append(judge(f"{v}: isotropic - free mean (fold masks)", est, 0.0, ">"))
-    records = [r for cs in by_variant.values() for c in cs for r in c["isotropic"]["records"] if r.get("n_images")]
+    records = [r for cs in by_variant.values() for c in cs for r in c.isotropic["records"] if r.get("n_images")]
     stuck = sum(not r["converged"] for r in records)
     info = {"isotropic_not_converged": f"{stuck} of {len(records)}" if stuck else "none"}
     return control_row(10, parts, info=info,
@@ -106,12 +101,12 @@ def claim_isotropic(by_variant: Mapping[str, Sequence[Mapping]], free: Mapping[s
                                 "bound on the sparsest isotropic mask's)" if stuck else "")
 
 
-def isotropic_table(controls: Mapping[str, Mapping], free: Mapping[str, np.ndarray]) -> list[dict]:
+def isotropic_table(controls: Mapping[str, ControlsData], free: Mapping[str, np.ndarray]) -> list[dict]:
     """One row per model and fold: the free and isotropic masks' means, and whether each met its rule and
     converged."""
     rows = []
     for name, c in controls.items():
-        for k, r in enumerate(c["isotropic"]["records"]):
+        for k, r in enumerate(c.isotropic["records"]):
             row = {"model": name, "fold": k + 1, "free_mean": float(free[name][k])}
             if not r.get("n_images"):
                 rows.append({**row, "reason": "no fit images"})
@@ -121,19 +116,19 @@ def isotropic_table(controls: Mapping[str, Mapping], free: Mapping[str, np.ndarr
     return rows
 
 
-def _area_estimate(values: Sequence[float], cfg: Any) -> tuple:
+def _area_estimate(values: Sequence[float], cfg: AggregateConfig) -> tuple:
     a = np.asarray(values, dtype=np.float64)
     return defined_estimate([a[:, None]], lambda m: float(m[0]), **_boot(cfg), empty="no images",
                             undefined="no finite area")
 
 
-def faithfulness_table(controls: Mapping[str, Mapping], cfg: Any) -> list[dict]:
+def faithfulness_table(controls: Mapping[str, ControlsData], cfg: AggregateConfig) -> list[dict]:
     """One row per model, source (dataset mask / single-image masks) and order: insertion and deletion areas
     with bootstrap intervals over images (higher insertion and lower deletion = the order finds what matters)."""
     rows = []
     for name, c in controls.items():
         for source in ("dataset", "single"):
-            per = c["faithfulness"].get(source)
+            per = c.faithfulness.get(source)
             if per is None:
                 rows.append({"model": name, "source": source, "reason": "no finite mask to order"})
                 continue
@@ -146,14 +141,14 @@ def faithfulness_table(controls: Mapping[str, Mapping], cfg: Any) -> list[dict]:
     return rows
 
 
-def class_table(controls: Mapping[str, Mapping], class_names: Sequence[str]) -> list[dict]:
+def class_table(controls: Mapping[str, ControlsData], class_names: Sequence[str]) -> list[dict]:
     """One row per model and class mask: the class's accuracy clean / masked, the share of other classes'
     images predicted as the class clean / masked, and whether the mask pushes (``flagged``); the model's
     default class (that of images reduced to their zero frequency) beside."""
     rows = []
     for name, c in controls.items():
-        default = c["default_class"]
-        for r in c["class_specificity"]:
+        default = c.default_class
+        for r in c.class_specificity:
             k = r["class"]
             row = {"model": name, "class": class_names[k] if k < len(class_names) else str(k),
                    "default": k == default["dc_class"], "dc_share": default["dc_share"][k]}
@@ -166,7 +161,8 @@ def class_table(controls: Mapping[str, Mapping], class_names: Sequence[str]) -> 
     return rows
 
 
-def controls_results(run: Any, controls: Mapping[str, Mapping]) -> tuple[dict[str, list[dict]], list[dict], dict]:
+def controls_results(run: Run, controls: Mapping[str, ControlsData | YardstickData]
+                     ) -> tuple[dict[str, list[dict]], list[dict], dict]:
     """The controls' tables (``equal_budget``, ``isotropic``, ``faithfulness``, ``class_specificity``,
     ``randomisation``, ``randomisation_cascade``), claims 9-11 and the cascade's figure data for the models of
     ``run`` (:class:`freqbias.aggregate.Run`) whose controls were measured (``controls``: model name -> the

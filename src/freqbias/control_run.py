@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-from .artifacts import ClassMasks, DatasetMask, SingleMasks
+from .artifacts import ControlsData, LoadedModel, MaskSet, YardstickData
 from .controls import (
     ControlsConfig,
     cascade,
@@ -33,7 +33,8 @@ from .data import to_float
 from .fitting import SingleMaskConfig, fit_single_masks
 from .fourier import predict
 from .frozen import fitting_copy
-from .mask_run import MasksConfig, shared_groups
+from .mask_groups import shared_groups
+from .mask_run import MasksConfig
 from .models import Classifier
 from .parametrisation import Isotropic
 from .shared_masks import fit_shared_masks
@@ -47,7 +48,7 @@ class ModelControls:
     """What the controls stage writes for one model: ``data`` (``controls/<model>.pt``: every measurement, per
     image where there is one) and ``metrics`` (``metrics/controls/<model>.json``: the headline numbers)."""
 
-    data: dict[str, Any]
+    data: ControlsData
     metrics: dict[str, Any]
 
 
@@ -62,13 +63,14 @@ def fit_isotropic(net: nn.Module, z_val: torch.Tensor, y_val: torch.Tensor, grou
     return {"masks": fit.masks.cpu(), "rfft": par.expand(fit.masks).cpu(), "records": fit.records}
 
 
-def run_controls(name: str, model: Classifier, meta: Mapping[str, Any], dataset: DatasetMask, classes: ClassMasks,
-                 single: SingleMasks, splits: Splits, cfg: ControlsConfig, masks_cfg: MasksConfig, seed: int,
-                 standard: bool, log: Callable[[str], None] = lambda m: None) -> ModelControls:
-    """All controls of ``model`` (named ``name``; on the stage's device) and its masks. ``standard``: the
+def run_controls(subject: LoadedModel, masks: MaskSet, splits: Splits, cfg: ControlsConfig, masks_cfg: MasksConfig,
+                 seed: int, *, standard: bool, log: Callable[[str], None] = lambda m: None) -> ModelControls:
+    """All controls of ``subject`` (its model on the stage's device) and its ``masks``. ``standard``: the
     standard model, whose stage also fits the randomisation check's masks (:func:`randomisation`; its yardstick is
     the yardstick stage's, :func:`yardstick`). The fit groups are the masks stage's own
-    (:func:`freqbias.mask_run.shared_groups`, same seed)."""
+    (:func:`freqbias.mask_groups.shared_groups`, same seed)."""
+    name, model, meta = subject.name, subject.model, subject.meta
+    dataset, classes, single = masks.dataset, masks.classes, masks.single
     t0, times = time.perf_counter(), {}
     device = next(model.parameters()).device
     (x_val, y_val), (x_te, y_te) = splits["val"], splits["test"]
@@ -78,14 +80,13 @@ def run_controls(name: str, model: Classifier, meta: Mapping[str, Any], dataset:
     z_val, z_te, y_val, y_te = normalise(x_val), normalise(x_te), y_val.to(device), y_te.to(device)
     k = meta["num_classes"]
     n_fit = min(masks_cfg.dataset_fit_n or len(y_val), len(y_val))
-    groups, _ = shared_groups(y_val.cpu(), n_fit, masks_cfg.folds, masks_cfg.class_fit_n, k, seed)
-    fit_groups = groups[:1 + masks_cfg.folds]
+    groups = shared_groups(y_val.cpu(), n_fit, masks_cfg.folds, masks_cfg.class_fit_n, k, seed)
 
     def lap(what: str) -> None:
         times[what] = round(time.perf_counter() - t0 - sum(times.values()), 1)
 
-    masks = torch.cat([dataset.mask[None], dataset.folds])
-    budget_rows = equal_budget(fast, masks, [(z_val[g[:cfg.n]], y_val[g[:cfg.n]]) for g in fit_groups],
+    fit_masks = torch.cat([dataset.mask[None], dataset.folds])
+    budget_rows = equal_budget(fast, fit_masks, [(z_val[g[:cfg.n]], y_val[g[:cfg.n]]) for g in groups.fit],
                                (z_te, y_te), cfg)
     lap("equal_budget")
     x_single = to_float(x_te[single.index.to(x_te.device)])
@@ -96,13 +97,14 @@ def run_controls(name: str, model: Classifier, meta: Mapping[str, Any], dataset:
     specificity = class_specificity(fast, classes.masks, z_te[:n_cls], y_te[:n_cls])
     default = default_class(fast, z_te[:n_cls], k)
     lap("class_specificity")
-    isotropic = fit_isotropic(model.net, z_val, y_val, fit_groups[1:], masks_cfg, seed, f"{name} isotropic masks")
+    isotropic = fit_isotropic(model.net, z_val, y_val, groups.folds, masks_cfg, seed, f"{name} isotropic masks")
     lap("isotropic")
-    data: dict[str, Any] = {"model": name, "equal_budget": budget_rows, "faithfulness": faith,
-                            "class_specificity": specificity, "default_class": default, "isotropic": isotropic}
+    data = ControlsData(model=name, equal_budget=budget_rows, faithfulness=faith, class_specificity=specificity,
+                        default_class=default, isotropic=isotropic)
     if standard and cfg.randomised and len(single):
-        data.update(randomisation(model, (x_single, single.index), z_val[:cfg.n], masks_cfg.single,
-                                  cfg, cfg.seed + 7919 * (seed + 1)))
+        fits = randomisation(model, (x_single, single.index), z_val[:cfg.n], masks_cfg.single,
+                             cfg, cfg.seed + 7919 * (seed + 1))
+        data.randomised, data.cascade = fits["randomised"], fits.get("cascade")
         lap("randomised")
     log(f"controls timings (s): {times}")
     return ModelControls(data, controls_metrics(name, data, single_cap=masks_cfg.single.max_steps,
@@ -145,14 +147,14 @@ def randomisation(model: Classifier, images: tuple[torch.Tensor, torch.Tensor], 
 
 
 def yardstick(model: Classifier, seed: int, selection: Selection | None, single_cfg: SingleMaskConfig,
-              reason: str = "") -> dict[str, Any]:
+              reason: str = "") -> YardstickData:
     """Claim 11's yardstick (the yardstick stage): the trained standard ``model``'s single-image masks on the
     images another seed's models were selected on (``selection`` of seed ``seed``), fitted as the masks stage
     fits them; the aggregate stage compares them with that seed's own masks: two trained networks of one recipe
-    on the same images. ``selection`` None (one seed): ``{"na": reason}``."""
+    on the same images. ``selection`` None (one seed): none, ``na`` = ``reason``."""
     if selection is None:
-        return {"na": reason}
-    return {**_fit_own(model, selection.x, single_cfg), "seed": seed, "index": selection.index}
+        return YardstickData(na=reason)
+    return YardstickData(**_fit_own(model, selection.x, single_cfg), seed=seed, index=selection.index)
 
 
 def _mean(values: list[float]) -> float | None:
@@ -160,31 +162,31 @@ def _mean(values: list[float]) -> float | None:
     return sum(finite) / len(finite) if finite else None
 
 
-def controls_metrics(name: str, data: Mapping[str, Any], single_cap: int, seconds: float) -> dict[str, Any]:
+def controls_metrics(name: str, data: ControlsData, single_cap: int, seconds: float) -> dict[str, Any]:
     """The headline numbers of one model's controls (metrics JSON): the dataset mask's test accuracy with its
     support, a disc and random supports of the same size; the mean insertion / deletion areas per order; the
     largest push of a class mask; the isotropic masks' mean beside the free fold masks'; the randomised
     single-image masks' convergence."""
     out: dict[str, Any] = {"model": name}
-    head = data["equal_budget"][0]
+    head = data.equal_budget[0]
     for v in ("mask", "support", "disc", "random"):
         out[f"test_{v}"] = head.get(f"test_{v}")
     for source in ("dataset", "single"):
-        for order, per in data["faithfulness"].get(source, {}).get("areas", {}).items():
+        for order, per in data.faithfulness.get(source, {}).get("areas", {}).items():
             for kind, values in per.items():
                 out[f"{source}_{kind}_{order}"] = _mean(values)
-    pushed = [r["pushed"] for r in data["class_specificity"] if "pushed" in r]
+    pushed = [r["pushed"] for r in data.class_specificity if "pushed" in r]
     out["class_pushed_max"] = max(pushed) if pushed else None
-    out["class_into_max"] = max((r["into_masked"] for r in data["class_specificity"] if "into_masked" in r),
+    out["class_into_max"] = max((r["into_masked"] for r in data.class_specificity if "into_masked" in r),
                                 default=None)
-    out["default_class"] = data["default_class"]["dc_class"]
-    iso = [r for r in data["isotropic"]["records"] if r.get("n_images")]
+    out["default_class"] = data.default_class["dc_class"]
+    iso = [r for r in data.isotropic["records"] if r.get("n_images")]
     out["isotropic_mean"] = _mean([r["mean"] for r in iso])
     out["isotropic_converged"] = sum(bool(r["converged"]) for r in iso) / len(iso) if iso else None
-    if "randomised" in data:
-        out["randomised_converged"] = float((data["randomised"]["steps"] < single_cap).float().mean())
-        out["randomised_modal_share"] = data["randomised"]["modal_share"]
-    if "cascade" in data:
-        out["cascade_converged"] = _mean([float(s["converged"].float().mean()) for s in data["cascade"]["steps"]])
+    if data.randomised is not None:
+        out["randomised_converged"] = float((data.randomised["steps"] < single_cap).float().mean())
+        out["randomised_modal_share"] = data.randomised["modal_share"]
+    if data.cascade is not None:
+        out["cascade_converged"] = _mean([float(s["converged"].float().mean()) for s in data.cascade["steps"]])
     out["seconds"] = round(seconds, 1)
     return out

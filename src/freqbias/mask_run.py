@@ -17,13 +17,13 @@ import torch
 from torch import nn
 
 from . import runtime
-from .artifacts import ClassMasks, DatasetMask, SingleMasks
+from .artifacts import ClassMasks, DatasetMask, LoadedModel, MaskSet, SingleMasks
 from .data import to_float
 from .fitting import SingleMaskConfig, SingleMaskResult, bytes_per_image, fit_single_masks
 from .fourier import predict
-from .models import Classifier
+from .mask_groups import MaskGroups, foreign_images, shared_groups
 from .parametrisation import PARAMETRISATIONS, Parametrisation
-from .shared_masks import METHODS, SharedMaskConfig, fit_shared_masks, fold_groups
+from .shared_masks import METHODS, SharedMaskConfig, fit_shared_masks
 from .single_image import Selection, evaluate_single_masks
 
 Splits = Mapping[str, tuple[torch.Tensor, torch.Tensor]]
@@ -82,11 +82,9 @@ class MasksConfig:
 
 @dataclass
 class ModelMasks:
-    """Everything the masks stage writes for one model: the three artifacts and its metrics (JSON-ready)."""
+    """Everything the masks stage writes for one model: its three artifacts and its metrics (JSON-ready)."""
 
-    dataset: DatasetMask
-    classes: ClassMasks
-    single: SingleMasks
+    masks: MaskSet
     metrics: dict[str, Any]
 
 
@@ -97,49 +95,23 @@ def ratio_or_none(num: float, den: float) -> float | None:
     return num / den
 
 
-def shared_groups(y_val: torch.Tensor, n_fit: int, folds: int, class_fit_n: int, num_classes: int,
-                  seed: int) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """The groups of the one shared-mask fit, as indices into the val split (labels ``y_val`` (N,)): all
-    ``n_fit`` fit images (the dataset mask), ``folds`` disjoint folds of them, then one group per class (its
-    first ``class_fit_n`` val images; empty for a class without any). Also returns the class images (n,)."""
-    y_val = y_val.cpu()
-    fit = torch.arange(n_fit)
-    per_class = [(y_val == k).nonzero().squeeze(1)[:class_fit_n] for k in range(num_classes)]
-    return [fit, *fold_groups(n_fit, folds, seed), *per_class], torch.cat(per_class)
-
-
-def foreign_images(y_val: torch.Tensor, num_classes: int, n: int, class_fit_n: int) -> list[tuple[torch.Tensor, int]]:
-    """Per class k, ``n`` val images of the other classes that no class mask is fitted on (each other class's
-    images after its first ``class_fit_n``, taken in turn so that the classes are balanced), with k: the
-    images class k's mask must not send into k (:mod:`freqbias.class_rule`). Fewer when the split runs out."""
-    y_val = y_val.cpu()
-    spare = [(y_val == j).nonzero().squeeze(1)[class_fit_n:] for j in range(num_classes)]
-    out = []
-    for k in range(num_classes):
-        others = [spare[j] for j in range(num_classes) if j != k and len(spare[j])]
-        depth = -(-n // max(1, len(others)))
-        mixed = torch.stack([torch.nn.functional.pad(o[:depth], (0, max(0, depth - len(o[:depth]))), value=-1)
-                             for o in others], dim=1).flatten() if others else torch.zeros(0, dtype=torch.long)
-        out.append((mixed[mixed >= 0][:n], k))
-    return out
-
-
-def fit_model_masks(name: str, model: Classifier, meta: Mapping[str, Any], sel: Selection, splits: Splits,
-                    cfg: MasksConfig, seed: int, adv_masks: bool,
-                    log: Callable[[str], None] = lambda m: None) -> ModelMasks:
-    """Fit the masks of ``model`` (named ``name``, checkpoint ``meta``; on the stage's device).
+def fit_model_masks(subject: LoadedModel, seed: int, sel: Selection, splits: Splits, cfg: MasksConfig, *,
+                    adv_masks: bool, log: Callable[[str], None] = lambda m: None) -> ModelMasks:
+    """Fit the masks of ``subject`` (its model on the stage's device; ``seed``: of its fit groups and fits).
 
     - dataset mask: fitted on the first ``cfg.dataset_fit_n`` val images (all when None), scored on all
       of val and on the untouched test split (clean and masked accuracy, and each image's correctness,
       ``DatasetMask.correct``); ``cfg.folds`` more masks, one
       per disjoint fold of those images, give its uncertainty;
     - class masks: one per class, on that class's first ``cfg.class_fit_n`` val images;
-      all of these in one batched fit (:func:`freqbias.shared_masks.fit_shared_masks`);
+      all of these in one batched fit (:func:`freqbias.shared_masks.fit_shared_masks` over
+      :class:`~freqbias.mask_groups.MaskGroups`);
     - single-image masks: on the study's test images ``sel``, chosen by the select stage with N and A
       (:func:`freqbias.single_image.select_images`); target = the model's own prediction. With
       ``adv_masks`` (the standard model) also the masks of the PGD images.
 
     ``splits``: ``{"val": (x, y), "test": (x, y)}``. Logs one line per kind of mask through ``log``."""
+    name, model, meta = subject.name, subject.model, subject.meta
     device = next(model.parameters()).device
     (x_val, y_val), (x_te, y_te) = splits["val"], splits["test"]
     net, norm = model.net, lambda x: model.normalize(to_float(x).to(device))
@@ -150,26 +122,26 @@ def fit_model_masks(name: str, model: Classifier, meta: Mapping[str, Any], sel: 
     t0 = time.perf_counter()
 
     n_fit = min(cfg.dataset_fit_n or len(y_val), len(y_val))
-    groups, pick = shared_groups(y_val, n_fit, cfg.folds, cfg.class_fit_n, k, seed)
+    groups = shared_groups(y_val, n_fit, cfg.folds, cfg.class_fit_n, k, seed)
     torch.manual_seed(seed)
     foreign = foreign_images(y_val, k, cfg.class_other_n, cfg.class_fit_n) if cfg.class_other_n else [None] * k
-    shared = fit_shared_masks(net, z_val, y_val, groups, dataclasses.replace(cfg.dataset, seed=seed),
-                              desc=f"{name} shared masks", foreign=[None] * (1 + cfg.folds) + foreign)
+    shared = fit_shared_masks(net, z_val, y_val, groups.flat(), dataclasses.replace(cfg.dataset, seed=seed),
+                              desc=f"{name} shared masks",
+                              foreign=MaskGroups(None, [None] * cfg.folds, foreign).flat())
     t_shared = time.perf_counter() - t0
-    mask, folds, classes = shared.masks[0], shared.masks[1:1 + cfg.folds], shared.masks[1 + cfg.folds:]
-    records = shared.records
-    correct = {split: torch.stack([predict(net, z, m, par) == y for m in (None, mask)]).cpu()
+    masks, records = groups.like(shared.masks), groups.like(shared.records)
+    correct = {split: torch.stack([predict(net, z, m, par) == y for m in (None, masks.dataset)]).cpu()
                for split, z, y in (("val", z_val, y_val), ("test", z_te, y_te))}
     scores = {f"{split}_{what}": c[row].float().mean().item()
               for split, c in correct.items() for row, what in enumerate(("clean_acc", "masked_acc"))}
-    log(f"dataset mask: {describe(records[0])}; {scores}")
-    log(f"fold masks: {'; '.join(describe(r) for r in records[1:1 + cfg.folds])}")
-    counts = torch.tensor([len(g) for g in groups[1 + cfg.folds:]])
+    log(f"dataset mask: {describe(records.dataset)}; {scores}")
+    log(f"fold masks: {'; '.join(describe(r) for r in records.folds)}")
+    counts = torch.tensor([len(g) for g in groups.classes])
     absent = (counts == 0).nonzero().squeeze(1).tolist()
     if absent:
         log(f"class masks: no val image of class(es) {absent}: their masks are NaN (n/a)")
-    log(f"class masks: {'; '.join(describe(r) for r in records[1 + cfg.folds:])}")
-    unconverged = [g for g, r in enumerate(records) if r["converged"] is False]
+    log(f"class masks: {'; '.join(describe(r) for r in records.classes)}")
+    unconverged = [g for g, r in enumerate(records.flat()) if r["converged"] is False]
     if unconverged:
         log(f"WARNING: {len(unconverged)} shared mask(s) did not converge (hit max_steps, or found nothing "
             f"sparser than the identity): groups {unconverged}")
@@ -190,19 +162,19 @@ def fit_model_masks(name: str, model: Classifier, meta: Mapping[str, Any], sel: 
         evaluation["adv_masked_agreement"] = float(adv.kept.float().mean())
     log(f"single-image masks on {len(target)} images (of {sel.pool} screened): {evaluation}")
 
-    metrics = masks_metrics(name, meta, seed, par, scores, records[0], records[1:1 + cfg.folds],
-                            records[1 + cfg.folds:], clean, single_cfg.max_steps, evaluation, time.perf_counter() - t0)
+    metrics = masks_metrics(subject, seed, par.kind, scores, records,
+                            single_metrics(clean, single_cfg.max_steps, evaluation), time.perf_counter() - t0)
     metrics["seconds_shared"] = round(t_shared, 1)   # the dataset, fold and class masks' batched fit (cost study)
     reasons = {f"{split}_ratio": f"{split} clean accuracy is 0: masked / clean is undefined"
                for split in ("val", "test")}
     reasons.update({"class": f"no val image of class(es) {absent}"} if absent else {})
     reasons.update({"single": "no single-image masks: no test image met the selection rule"} if not len(target) else {})
-    return ModelMasks(DatasetMask(mask=mask.cpu(), record=records[0], folds=folds.cpu(),
-                                  fold_records=records[1:1 + cfg.folds], kind=par.kind, meta=dict(meta),
-                                  correct=correct),
-                      ClassMasks(masks=classes.cpu(), index=pick.cpu(), kind=par.kind,
-                                 records=records[1 + cfg.folds:], counts=counts),
-                      single, with_reasons(metrics, reasons))
+    return ModelMasks(MaskSet(DatasetMask(mask=masks.dataset.cpu(), record=records.dataset, folds=masks.folds.cpu(),
+                                          fold_records=records.folds, kind=par.kind, meta=dict(meta), correct=correct),
+                              ClassMasks(masks=masks.classes.cpu(), index=torch.cat(groups.classes).cpu(),
+                                         kind=par.kind, records=records.classes, counts=counts),
+                              single),
+                      with_reasons(metrics, reasons))
 
 
 def describe(record: Mapping[str, Any]) -> str:
@@ -226,18 +198,23 @@ def with_reasons(metrics: Mapping[str, Any], reasons: Mapping[str, str]) -> dict
     return {**out, "na": na}
 
 
-def masks_metrics(name: str, meta: Mapping[str, Any], seed: int, par: Parametrisation, scores: Mapping[str, float],
-                  dataset: Mapping[str, Any], folds: Sequence[Mapping[str, Any]], classes: Sequence[Mapping[str, Any]],
-                  clean: SingleMaskResult, single_cap: int, evaluation: Mapping[str, float],
-                  seconds: float) -> dict[str, Any]:
-    """The masks stage's metrics JSON (``metrics/masks/<model>.json``) from the shared masks' records
-    (:class:`freqbias.shared_masks.SharedMasks`: the dataset mask, its folds, the classes) and the
-    single-image fit (masks in ``par``): accuracies clean / under the dataset mask (``scores``; ``*_ratio`` = masked /
-    clean, None when clean accuracy is 0), each kind's mean, support, smallest entry, steps and whether
-    it converged (``*_converged``: the share of masks that stopped by their rule), and the single-image
-    agreements (``single_*``; ``single_converged``: the share that stopped by their rule before ``single_cap``
-    steps)."""
-    fitted = [r for r in classes if r["n_images"]]  # an absent class has no mask
+def single_metrics(clean: SingleMaskResult, cap: int, evaluation: Mapping[str, float]) -> dict[str, Any]:
+    """The single-image part of the metrics: count, mean steps, the share that stopped by their rule before ``cap``
+    steps (``single_converged``), the mean mask and the agreements of ``evaluation`` (``single_*``)."""
+    return {"single_n": len(clean.masks), "single_steps_mean": float(clean.steps_used.float().mean()),
+            "single_converged": float((clean.steps_used < cap).float().mean()),
+            "single_mask_mean": float(clean.mean_mask.mean()), **{f"single_{k}": v for k, v in evaluation.items()}}
+
+
+def masks_metrics(subject: LoadedModel, seed: int, kind: str, scores: Mapping[str, float],
+                  records: MaskGroups[Mapping[str, Any]], single: Mapping[str, Any], seconds: float) -> dict[str, Any]:
+    """The masks stage's metrics JSON (``metrics/masks/<model>.json``) from the shared masks' ``records``
+    (:class:`freqbias.shared_masks.SharedMasks`, by group) and the single-image part (:func:`single_metrics`):
+    accuracies clean / under the dataset mask (``scores``; ``*_ratio`` = masked / clean, None when clean accuracy
+    is 0), each kind's mean, support, smallest entry, steps and whether it converged (``*_converged``: the share
+    of masks that stopped by their rule); masks in layout ``kind``."""
+    dataset, folds = records.dataset, records.folds
+    fitted = [r for r in records.classes if r["n_images"]]  # an absent class has no mask
 
     def share(records: Sequence[Mapping[str, Any]]) -> float:
         return sum(bool(r["converged"]) for r in records) / len(records) if records else math.nan
@@ -246,7 +223,8 @@ def masks_metrics(name: str, meta: Mapping[str, Any], seed: int, par: Parametris
         return sum(r[key] for r in records) / len(records) if records else math.nan
 
     return {
-        "model": name, "variant": meta.get("variant", "external"), "seed": meta.get("seed", seed), "kind": par.kind,
+        "model": subject.name, "variant": subject.meta.get("variant", "external"),
+        "seed": subject.meta.get("seed", seed), "kind": kind,
         **scores,
         "val_ratio": ratio_or_none(scores["val_masked_acc"], scores["val_clean_acc"]),
         "test_ratio": ratio_or_none(scores["test_masked_acc"], scores["test_clean_acc"]),
@@ -257,8 +235,6 @@ def masks_metrics(name: str, meta: Mapping[str, Any], seed: int, par: Parametris
         "class_mask_mean": mean_of(fitted, "mean"),
         "class_mask_min_max": max((r["min"] for r in fitted), default=math.nan),
         "class_converged": share(fitted), "class_steps_mean": mean_of(fitted, "steps"),
-        "single_n": len(clean.masks), "single_steps_mean": float(clean.steps_used.float().mean()),
-        "single_converged": float((clean.steps_used < single_cap).float().mean()),
-        "single_mask_mean": float(clean.mean_mask.mean()), **{f"single_{k}": v for k, v in evaluation.items()},
+        **single,
         "seconds": round(seconds, 1),
     }

@@ -18,20 +18,21 @@ layer down the masks stop resembling the trained network's. Controls stage: :fun
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 
+from .artifacts import ControlsData, YardstickData
 from .bands import band_profiles
 from .baselines import average_ranks
 from .bootstrap import Estimate, defined_estimate
 from .claims import control_row, judge
 from .na import NA
 from .parametrisation import Parametrisation
+from .runs import AggregateConfig, Run
 
 ONE_SEED = "one trained seed: no second network of the recipe to compare with (train.seeds lists one)"
-YARDSTICK = "yardstick-s"  # controls' keys of the yardstick stage's fits (paths.yardstick_file)
 NOT_FITTED = "the randomisation check was not fitted (controls.randomised: false, or no single-image masks)"
 
 
@@ -56,7 +57,7 @@ def similarity(a: torch.Tensor, b: torch.Tensor, par: Parametrisation, n_radial:
     return spearman(radial_a.numpy(), radial_b.numpy())
 
 
-def _estimate(groups: Sequence[np.ndarray], cfg: Any, empty: str) -> Estimate:
+def _estimate(groups: Sequence[np.ndarray], cfg: AggregateConfig, empty: str) -> Estimate:
     return defined_estimate([np.asarray(g, dtype=np.float64)[:, None] for g in groups], lambda m: float(m[0]),
                             alpha=cfg.alpha, empty=empty, undefined="no image with band energies in both masks")
 
@@ -65,7 +66,8 @@ def _cells(est: Estimate) -> dict:
     return {"value": est[0], "lo": est[1], "hi": est[2]}
 
 
-def randomisation_results(run: Any, controls: Mapping[str, Mapping]) -> tuple[dict[str, list[dict]], dict, dict]:
+def randomisation_results(run: Run, controls: Mapping[str, ControlsData | YardstickData]
+                          ) -> tuple[dict[str, list[dict]], dict, dict]:
     """``(tables, claim 11 row, figure data)`` for the models of ``run`` (:class:`freqbias.runs.Run`) from the
     standard models' controls (``controls``: model name -> the controls stage's data, and ``yardstick-s<seed>``
     -> the yardstick stage's).
@@ -75,25 +77,25 @@ def randomisation_results(run: Any, controls: Mapping[str, Mapping]) -> tuple[di
     masks with its interval, and the seed-to-seed row). Figure data ``cascade``: the curve, or the reason it is
     n/a."""
     cfg, seeds = run.cfg, run.seeds
-    std = {s: controls.get(run.by["N", s].name, {}) for s in seeds}
-    fitted = [s for s in seeds if "randomised" in std[s]]
+    std = {s: c for s in seeds if isinstance(c := controls.get(run.by["N", s].name), ControlsData)}
+    fitted = [s for s in std if std[s].randomised is not None]
     rows: list[dict] = []
     rand: dict[str, list[np.ndarray]] = {v: [] for v in run.variants}
     yard: list[np.ndarray] = []
     paired_n: dict[str, list[np.ndarray]] = {v: [] for v in run.variants}
     for s in fitted:
-        n_rec, r = run.by["N", s], std[s]["randomised"]
+        n_rec, r = run.by["N", s], std[s].randomised
         sims = {v: similarity(run.by[v, s].single.masks, r["masks"], n_rec.par, cfg.radial_bands)
                 for v in run.variants}
         for v, sim in sims.items():
             rand[v].append(sim)
             rows += [{"model": run.by[v, s].name, "image": int(i), "compared_with": "re-initialised",
                       "rank_correlation": float(c)} for i, c in zip(r["index"].tolist(), sim)]
-        partner = next((c for name, c in controls.items() if name.startswith(YARDSTICK) and c.get("seed") == s
-                        and "masks" in c), None)
-        if partner is None or not torch.equal(partner["index"], n_rec.single.index):
+        partner = next((c for c in controls.values() if isinstance(c, YardstickData) and c.fitted and c.seed == s),
+                       None)
+        if partner is None or not torch.equal(partner.index, n_rec.single.index):
             continue
-        seed_sim = similarity(n_rec.single.masks, partner["masks"], n_rec.par, cfg.radial_bands)
+        seed_sim = similarity(n_rec.single.masks, partner.masks, n_rec.par, cfg.radial_bands)
         yard.append(seed_sim)
         rows += [{"model": n_rec.name, "image": int(i), "compared_with": "another trained seed",
                   "rank_correlation": float(c)} for i, c in zip(n_rec.single.index.tolist(), seed_sim)]
@@ -106,8 +108,8 @@ def randomisation_results(run: Any, controls: Mapping[str, Mapping]) -> tuple[di
     secondary = [judge(f"{v}: N seed-to-seed - {v} re-initialised rank correlation", _estimate(paired_n[v], cfg, why)
                        if yard else Estimate(NA(why), NA(why), NA(why)), 0.0, ">") for v in run.others]
     cascade_rows, figure = _cascade(run, std, fitted, yard, cfg)
-    stopped = [float(std[s]["randomised"]["converged"].float().mean()) for s in fitted]
-    modal = [std[s]["randomised"]["modal_share"] for s in fitted]
+    stopped = [float(std[s].randomised["converged"].float().mean()) for s in fitted]
+    modal = [std[s].randomised["modal_share"] for s in fitted]
     info = {"seed_to_seed": _mean_or_na(yard, why), "re_initialised": _mean_or_na(rand.get("N", []), NOT_FITTED),
             "re_initialised_modal_class_share": float(np.mean(modal)) if modal else f"n/a ({NOT_FITTED})",
             "randomised_stopped_by_rule": float(np.mean(stopped)) if stopped else f"n/a ({NOT_FITTED})",
@@ -118,9 +120,9 @@ def randomisation_results(run: Any, controls: Mapping[str, Mapping]) -> tuple[di
     return {"randomisation": rows, "randomisation_cascade": cascade_rows}, claim, figure
 
 
-def _yardstick_stopped(controls: Mapping[str, Mapping], why: str) -> float | str:
+def _yardstick_stopped(controls: Mapping[str, ControlsData | YardstickData], why: str) -> float | str:
     """Share of the yardstick stage's masks that stopped by their rule (not at the step cap), over its fits."""
-    done = [c["converged"].float() for name, c in controls.items() if name.startswith(YARDSTICK) and "converged" in c]
+    done = [c.converged.float() for c in controls.values() if isinstance(c, YardstickData) and c.fitted]
     return float(torch.cat(done).mean()) if done else f"n/a ({why})"
 
 
@@ -129,22 +131,22 @@ def _mean_or_na(groups: Sequence[np.ndarray], why: str) -> float | str:
     return float(np.mean([v.mean() for v in values if len(v)])) if any(len(v) for v in values) else f"n/a ({why})"
 
 
-def _cascade(run: Any, std: Mapping[int, Mapping], fitted: Sequence[int], yard: Sequence[np.ndarray],
-             cfg: Any) -> tuple[list[dict], dict]:
+def _cascade(run: Run, std: Mapping[int, ControlsData], fitted: Sequence[int], yard: Sequence[np.ndarray],
+             cfg: AggregateConfig) -> tuple[list[dict], dict]:
     """The cascade's table rows and figure data: per step k (top k layer groups re-initialised), the similarity
     of the step's masks to the trained masks on the cascade's images, with a nested interval over seeds and
     images; the last step is the fully re-initialised model (its masks on the same images)."""
-    have = [s for s in fitted if "cascade" in std[s]]
+    have = [s for s in fitted if std[s].cascade is not None]
     if not have:
         why = NOT_FITTED if not fitted else "no cascade fitted (controls.cascade_n: 0, or a single layer)"
         return [{"step": "", "reason": why}], {"na": why}
-    layers = std[have[0]]["cascade"]["layers"]
+    layers = std[have[0]].cascade["layers"]
     per_step: list[list[np.ndarray]] = [[] for _ in layers]
     for s in have:
         rec, c = run.by["N", s], std[s]
-        m = len(c["cascade"]["index"])
+        m = len(c.cascade["index"])
         trained = rec.single.masks[:m]
-        steps = [st["masks"] for st in c["cascade"]["steps"]] + [c["randomised"]["masks"][:m]]
+        steps = [st["masks"] for st in c.cascade["steps"]] + [c.randomised["masks"][:m]]
         for k, masks in enumerate(steps):
             per_step[k].append(similarity(trained, masks, rec.par, cfg.radial_bands))
     rows, est = [], []
