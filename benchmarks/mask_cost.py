@@ -46,7 +46,8 @@ from freqbias import runtime  # noqa: E402
 from freqbias.config import load_params  # noqa: E402
 from freqbias.fitting import fit_single_masks  # noqa: E402
 from freqbias.frozen import fitting_copy  # noqa: E402
-from freqbias.mask_run import MasksConfig, shared_groups  # noqa: E402
+from freqbias.mask_groups import shared_groups  # noqa: E402
+from freqbias.mask_run import MasksConfig  # noqa: E402
 from freqbias.models import build_model  # noqa: E402
 from freqbias.perf import best_seconds  # noqa: E402
 from freqbias.profiles import deep_merge, load_profile  # noqa: E402
@@ -119,7 +120,7 @@ def main() -> None:
     frozen = fitting_copy(net, fast=True)
     n_val = data["val_size"]
     z, y = torch.randn(n_val, 1, size, size, device=dev), torch.randint(0, k, (n_val,), device=dev)
-    groups, _ = shared_groups(y, n_val, cfg.folds, cfg.class_fit_n, k, seed=0)
+    groups = shared_groups(y, n_val, cfg.folds, cfg.class_fit_n, k, seed=0).flat()
     step_images = len(groups) * cfg.dataset.batch_size
     check_images = sum(len(g) for g in groups)
 

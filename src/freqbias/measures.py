@@ -18,7 +18,7 @@ import torch
 from torch.nn import functional as F
 
 from . import paths
-from .artifacts import ClassMasks, DatasetMask, SingleMasks, load_checkpoint
+from .artifacts import MaskSet, SingleMasks, load_checkpoint
 from .attacks import PGD
 from .config import DataError, ParamError
 from .data import to_float
@@ -68,21 +68,23 @@ def load_records(variants: Sequence[str], seeds: Sequence[int], device: torch.de
     for seed in seeds:
         for variant in variants:
             name = paths.model_name(variant, seed)
-            files = [paths.mask_file(name, k, root) for k in paths.MASK_KINDS]
-            files += [paths.train_metrics(name, root), paths.mask_metrics(name, root), paths.eval_metrics(name, root)]
+            metrics = {"train": paths.train_metrics(name, root), "masks": paths.mask_metrics(name, root),
+                       "evaluate": paths.eval_metrics(name, root)}
+            files = [paths.mask_file(name, k, root) for k in paths.MASK_KINDS] + list(metrics.values())
             missing = [str(p) for p in files if not p.exists()]
             if missing:
                 raise DataError(f"{missing[0]}: not found (run the train, evaluate and masks stages first)")
             model, meta = load_checkpoint(paths.checkpoint(name, root), map_location=device)
             size = meta["image_size"]
-            dataset, classes, single = DatasetMask.load(files[0]), ClassMasks.load(files[1]), SingleMasks.load(files[2])
+            masks = MaskSet.load(name, root)
+            dataset, classes, single = masks.dataset, masks.classes, masks.single
             records.append(ModelRecord(
                 name=name, variant=variant, seed=seed, model=model,
                 par=parametrisation(single.kind, size, size), dataset_mask=dataset.mask,
                 class_masks=classes.masks, single=single,
-                train_metrics={**load_json(files[3], "metrics file", dict),
-                               **load_json(files[5], "metrics file", dict)},
-                mask_metrics=load_json(files[4], "metrics file", dict), fold_masks=dataset.folds,
+                train_metrics={**load_json(metrics["train"], "metrics file", dict),
+                               **load_json(metrics["evaluate"], "metrics file", dict)},
+                mask_metrics=load_json(metrics["masks"], "metrics file", dict), fold_masks=dataset.folds,
                 fit_records={"dataset": dataset.record, "folds": dataset.fold_records, "classes": classes.records},
                 dataset_correct=dataset.correct))
     return records

@@ -25,10 +25,12 @@ name (``kind``) and turn it back into the object the same way.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import torch
 
 __all__ = ["Full", "Isotropic", "PARAMETRISATIONS", "Parametrisation", "Rfft", "check_parametrisation",
-           "parametrisation", "parametrisation_class"]
+           "parametrisation", "parametrisation_class", "register_parametrisation"]
 
 
 class Parametrisation:
@@ -117,6 +119,28 @@ class Parametrisation:
         return m.clamp_(0.0, 1.0)
 
 
+PARAMETRISATIONS: dict[str, type[Parametrisation]] = {}
+
+P = TypeVar("P", bound=type[Parametrisation])
+
+
+def register_parametrisation(cls: P) -> P:
+    """Add ``cls`` to :data:`PARAMETRISATIONS` under its :attr:`~Parametrisation.kind` (``masks.kind`` then accepts
+    it: the masks, controls, aggregate and report stages read masks only through the class); return it, so that it
+    can decorate the class. ``ValueError`` for an empty or already registered kind.
+
+    Extension point: a new parametrisation is a subclass with ``kind``, ``shape``, ``apply``, ``to_full`` and
+    ``weights``, registered here (stages run as subprocesses that import this module, so its entry belongs in this
+    file)."""
+    if not (isinstance(cls, type) and issubclass(cls, Parametrisation)) or not cls.kind:
+        raise ValueError(f"a parametrisation is a Parametrisation subclass with a kind, got {cls!r}")
+    if cls.kind in PARAMETRISATIONS:
+        raise ValueError(f"mask kind {cls.kind!r} is already registered ({PARAMETRISATIONS[cls.kind].__name__})")
+    PARAMETRISATIONS[cls.kind] = cls
+    return cls
+
+
+@register_parametrisation
 class Rfft(Parametrisation):
     """The rfft half-plane (H, W//2+1): every entry off the DC and (even W) Nyquist columns stands for
     ``k`` and ``-k``."""
@@ -161,6 +185,7 @@ class Rfft(Parametrisation):
         return full
 
 
+@register_parametrisation
 class Full(Parametrisation):
     """The full plane (H, W), as published; every entry stands for itself."""
 
@@ -187,6 +212,7 @@ class Full(Parametrisation):
         return m
 
 
+@register_parametrisation
 class Isotropic(Parametrisation):
     """One value per radial ring (R,): the unshifted frequency ``k = (ky, kx)`` (signed, cycles per image)
     lies in ring ``round(sqrt(ky^2 + kx^2))``, rings ``0 .. R-1`` with R - 1 the largest. Applied by
@@ -238,7 +264,6 @@ class Isotropic(Parametrisation):
         return m[..., self._full_rings.to(m.device)]
 
 
-PARAMETRISATIONS: dict[str, type[Parametrisation]] = {"rfft": Rfft, "full": Full, "isotropic": Isotropic}
 
 
 def parametrisation(kind: str, h: int, w: int) -> Parametrisation:
