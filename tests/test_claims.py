@@ -55,11 +55,11 @@ def test_part_and_combined_verdicts():
     assert cl.part("s", math.nan, 0.0, 1.0, 0.0, ">")["verdict"] == "not measured"
     widened = cl.part("s", 5.0, 0.1, 3.0, 0.0, ">")            # a percentile interval that misses its estimate
     assert (widened["lo"], widened["hi"], widened["verdict"]) == (0.1, 5.0, "holds")
-    assert cl.combine_verdicts(["holds", "holds"]) == "holds"
-    assert cl.combine_verdicts(["holds", "inconclusive"]) == "inconclusive"
-    assert cl.combine_verdicts(["inconclusive", "does not hold"]) == "does not hold"
-    assert cl.combine_verdicts(["holds", "not measured"]) == "inconclusive"
-    assert cl.combine_verdicts([]) == cl.combine_verdicts(["not measured"]) == "not measured"
+    assert cl.Verdict.combine(["holds", "holds"]) == "holds"
+    assert cl.Verdict.combine(["holds", "inconclusive"]) == "inconclusive"
+    assert cl.Verdict.combine(["inconclusive", "does not hold"]) == "does not hold"
+    assert cl.Verdict.combine(["holds", "not measured"]) == "inconclusive"
+    assert cl.Verdict.combine([]) == cl.Verdict.combine(["not measured"]) == "not measured"
     row = cl.claim_row(5, [cl.part("a", 0.5, 0.2, 0.8, 0.0, ">"), cl.part("b", 0.1, -0.1, 0.3, 0.0, ">")])
     assert row["verdict"] == "inconclusive" and row["statistic"] == "a"
     assert row["note"] == "Not settled by this run (interval contains the threshold): b."

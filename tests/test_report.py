@@ -97,6 +97,10 @@ def test_report_has_header_reference_numbers_and_claims(results: Path, tmp_path:
     assert "**Verdict rule.** A part holds when its whole 95% interval" in text
     for c in claims:
         assert f"**{c['verdict']}**" in text
+    single = text.split("### Single-image masks", 1)[1]           # no column that is empty by design
+    assert "\n| model | metric | value [95% interval] | n |\n|---|---|---|---|\n" in single
+    assert "masks stage" not in single.split("### Linear probe", 1)[0]
+    assert rp.FIGURES == "figures"
 
 
 def test_config_and_missing_results(tmp_path: Path):

@@ -27,7 +27,6 @@ from .bands import band_statistics, band_tables, energy_table, mask_energies, tw
 from .baselines import frequency_baselines
 from .claims import (
     SINGLE,
-    VERDICT_RULE,
     claim_accuracy,
     claim_angular,
     claim_augmentations,
@@ -51,6 +50,7 @@ from .probe import probe
 from .runs import AggregateConfig, Run
 from .size_null import size_table
 from .tables import accuracy_table, baseline_tables, fit_table, probe_table, single_image_table
+from .verdicts import VERDICT_RULE, Verdict
 
 # ----------------------------------------------------------------------------- results
 
@@ -181,24 +181,21 @@ def _rounded(rows: list[dict], digits: int = 6) -> list[dict]:
             for row in rows]
 
 
-VERDICT_CODES = {"holds": 1, "inconclusive": 0, "does not hold": -1}  # "not measured": no code (README)
-
-
 def claim_metrics(claims: Sequence[Mapping[str, Any]]) -> dict:
     """``metrics.json`` (``dvc metrics`` / ``dvc exp show`` columns): per claim its headline ``estimate``, ``lo``,
-    ``hi``, ``verdict``, ``reason``, ``seeds_holding`` and a numeric ``verdict_code`` (:data:`VERDICT_CODES`,
+    ``hi``, ``verdict``, ``reason``, ``seeds_holding`` and a numeric ``verdict_code`` (:attr:`Verdict.code`,
     sortable; None when not measured), and every further part of its headline source as ``part_<i>`` (i from 2; claim 2:
     ``part_2`` is the mid rings) and every secondary part as ``secondary_<i>`` (i from 1), each with ``estimate``,
     ``lo``, ``hi``, ``seeds_holding``, ``verdict_code`` and the ``variant`` it is about (None for a comparison)."""
     out = {}
     for c in claims:
         row = {k: c[k] for k in ("estimate", "lo", "hi", "verdict", "reason")}
-        row["verdict_code"] = VERDICT_CODES.get(c["verdict"])
+        row["verdict_code"] = Verdict(c["verdict"]).code
         row["seeds_holding"] = c.get("seeds_holding")   # in how many seeds every part holds (None: not per seed)
         for key, p in [*((f"part_{i}", p) for i, p in enumerate(c.get("parts", [])[1:], start=2)),
                        *((f"secondary_{i}", p) for i, p in enumerate(c.get("secondary", []), start=1))]:
             row[key] = {**{k: p.get(k) for k in ("estimate", "lo", "hi", "seeds_holding")},
-                        "verdict_code": VERDICT_CODES.get(p.get("verdict")), "variant": part_variant(p["statistic"])}
+                        "verdict_code": Verdict(p["verdict"]).code, "variant": part_variant(p["statistic"])}
         out[f"claim_{c['claim']}"] = row
     return out
 

@@ -2,9 +2,10 @@
 
 Claims (the ``claim_*`` functions) are rows ``{claim, text, statistic, estimate, lo, hi, threshold,
 direction, reason, verdict, study, note, parts, info}``. A claim has one or more *parts*, each a statistic with
-an interval judged by :func:`verdict`; the row shows its first part, and its verdict is "holds" when
-every part holds, "does not hold" when any part does not, else "inconclusive" ("not measured" when
-the run lacks what a part needs: the part's ``reason`` says what, and the claim's ``note`` repeats it).
+an interval judged by :func:`~freqbias.verdicts.verdict` in a :class:`~freqbias.verdicts.Direction`; the row shows
+its first part, and its verdict is :meth:`~freqbias.verdicts.Verdict.combine` of its parts' (NOT_MEASURED when
+the run lacks what a part needs: the part's ``reason`` says what, and the claim's ``note`` repeats it). The
+claims' texts and the study's values are in :mod:`freqbias.study`.
 Energies are band energies of UNSHIFTED masks (:mod:`freqbias.bands`), per seed (n_images, bands),
 paired by image across variants; images whose energies or outcomes are undefined are left out.
 
@@ -23,92 +24,48 @@ import numpy as np
 from .bands import band_thirds, difference_curves, low_energy, pair_reasons
 from .bootstrap import Estimate, defined_estimate, finite_rows, nested_interval, strata_bootstrap
 from .na import NA, NO_IMAGES, first_na
+from .study import CLAIMS
+from .verdicts import Direction, Verdict, verdict
 
 if TYPE_CHECKING:
     from .runs import AggregateConfig
 
+ABOVE, BELOW = Direction.ABOVE, Direction.BELOW
 
-def verdict(estimate: float, lo: float, hi: float, threshold: float = 0.0, direction: str = ">") -> str:
-    """Verdict on the claim ``quantity <direction> threshold`` from its estimate and interval [lo, hi].
-
-    "holds" when the whole interval is on the claimed side (``lo > threshold`` for ">",
-    ``hi < threshold`` for "<"), "does not hold" when it is all on the other side (touching the
-    threshold included), else "inconclusive". The verdict depends on the interval; the estimate is
-    checked to lie in it. Non-finite inputs raise ValueError (a claim nobody could measure)."""
-    if direction not in (">", "<"):
-        raise ValueError(f"direction must be '>' or '<', got {direction!r}")
-    if not all(math.isfinite(v) for v in (estimate, lo, hi, threshold)):
-        raise ValueError(f"non-finite input: estimate={estimate}, lo={lo}, hi={hi}, threshold={threshold}")
-    if not lo <= estimate <= hi:
-        raise ValueError(f"need lo <= estimate <= hi, got {lo} <= {estimate} <= {hi}")
-    if direction == ">":
-        return "holds" if lo > threshold else "does not hold" if hi <= threshold else "inconclusive"
-    return "holds" if hi < threshold else "does not hold" if lo >= threshold else "inconclusive"
-
-
-CLAIMS: dict[int, tuple[str, str]] = {
-    1: ("Masked accuracy >= 0.99 x clean accuracy for every model, on held-out images too.",
-        "VGG11-BN val: masked / clean from 0.992 (A) to 1.001 (S), min 0.992; fitted and scored on the same images"),
-    2: ("A - N radial energy is positive in the low bands and negative in the mid bands.",
-        "positive in the low rings, negative in the mid rings (dataset masks, 64 rings, 128 x 128 Imagenette)"),
-    3: ("The A - N angular difference is not flat and changes sign with angle.",
-        "not flat; changes sign with angle (dataset masks, 64 wedges)"),
-    4: ("Other augmentations do not necessarily show it: R - N has the opposite sign; T - N is small; "
-        "S - N has A's shape but is smaller.", "R - N opposite to A - N; T - N small; S - N like A - N, smaller"),
-    5: ("The complement of a single-image mask loses most of the agreement; a clean image's mask partly "
-        "restores the prediction on its PGD version.",
-        "masked 100% / 100%, complement 55.5% / 58.3%, PGD 0% / 0%, restored 58.7% / 74.3% (VGG / ResNet)"),
-    6: ("Single-image masks carry class information: probe accuracy well above the permuted-label control.",
-        "probe test accuracy 82.2% / 78.4% vs about 20% with permuted labels (chance 20%)"),
-    7: ("Per image, the adversarial model's mask has more low-band energy than the standard one for most images.",
-        "most images (per-band shares shown as a figure; no single number)"),
-    8: ("Images seen through their masks are not recognisable (texture-like) yet are classified the same.",
-        "masked images keep the prediction 100% / 100%; they look texture-like (shown, not measured)"),
-    9: ("Control: the frequencies a mask keeps give more test accuracy than a low-pass disc of the same size.",
-        "not measured by the study (no control)"),
-    10: ("Control: the free mask is sparser than the sparsest isotropic (one value per ring) mask.",
-         "not measured by the study (masks differ by direction, shown as angular curves)"),
-    11: ("Control: the masks depend on the trained weights (Adebayo et al. 2018's randomisation check).",
-         "not measured by the study (no sanity check)"),
-}
-
-
-VERDICT_RULE = ("A part holds when its whole {level}% interval lies on the claimed side of the threshold, does "
-                "not hold when the interval lies entirely on the other side (touching the threshold included), "
-                "and is inconclusive otherwise (claims.verdict). A claim holds when all its parts hold, does not "
-                "hold when any part does not hold, and is inconclusive otherwise; 'not measured' when this run "
-                "lacks a model or images a part needs.")
+CLASS_PUSH_LIMIT = 0.2  # a class mask sending more than this share of other classes' test images into its class is
+#                        flagged (control_claims' class specificity table; the report's "Class masks")
 
 
 UNDEFINED = "the statistic or its interval is undefined on this run's data (not a finite number)"
 
 
-def _judged(estimate: float | NA, lo: float | NA, hi: float | NA, threshold: float, direction: str
-            ) -> tuple[list[float], str]:
+def _judged(estimate: float | NA, lo: float | NA, hi: float | NA, threshold: float, direction: Direction
+            ) -> tuple[list[float], Verdict]:
     """``[estimate, lo, hi]`` as floats (the interval widened to include the estimate, which a non-linear
-    statistic's interval can miss) and the verdict, "not measured" when a value is not finite."""
+    statistic's interval can miss) and the verdict, NOT_MEASURED when a value is not finite."""
     values = [float(v) for v in (estimate, lo, hi)]
     if not all(math.isfinite(v) for v in values):
-        return values, "not measured"
+        return values, Verdict.NOT_MEASURED
     values[1], values[2] = min(values[1], values[0]), max(values[2], values[0])
     return values, verdict(*values, threshold, direction)
 
 
-def part(statistic: str, estimate: float | NA, lo: float | NA, hi: float | NA, threshold: float, direction: str,
-         undefined: str = UNDEFINED, per_seed: Sequence[tuple] = ()) -> dict:
-    """One judged statistic: ``verdict`` from :func:`verdict`, or "not measured" when a value is missing,
+def part(statistic: str, estimate: float | NA, lo: float | NA, hi: float | NA, threshold: float,
+         direction: Direction | str, undefined: str = UNDEFINED, per_seed: Sequence[tuple] = ()) -> dict:
+    """One judged statistic: ``verdict`` from :func:`verdict`, or NOT_MEASURED when a value is missing,
     with its ``reason``: that of an :class:`~freqbias.na.NA` value, else ``undefined`` (a non-finite
     number). ``per_seed``: each seed's ``(estimate, lo, hi[, n])`` (interval over its own n folds or images), judged
     the same way: the part lists them and counts the seeds in which it holds (``seeds_holding`` of ``seeds``)."""
     na = first_na((estimate, lo, hi))
+    direction = Direction(direction)
     values, judged = _judged(estimate, lo, hi, threshold, direction)
     out = {"statistic": statistic, "estimate": values[0], "lo": values[1], "hi": values[2],
            "threshold": threshold, "direction": direction, "verdict": judged,
-           "reason": "" if judged != "not measured" else na.reason if na else undefined}
+           "reason": "" if judged is not Verdict.NOT_MEASURED else na.reason if na else undefined}
     if per_seed:
         seeds = [dict(zip(("estimate", "lo", "hi"), v), verdict=j, **({"n": int(p[3])} if len(p) > 3 else {}))
                  for p in per_seed for v, j in [_judged(*p[:3], threshold, direction)]]
-        out.update(per_seed=seeds, seeds_holding=sum(s["verdict"] == "holds" for s in seeds), seeds=len(seeds))
+        out.update(per_seed=seeds, seeds_holding=sum(s["verdict"] is Verdict.HOLDS for s in seeds), seeds=len(seeds))
     return out
 
 
@@ -119,22 +76,10 @@ def part_variant(statistic: str) -> str | None:
     return head if sep and head and " " not in head else None
 
 
-def judge(statistic: str, est: Estimate, threshold: float, direction: str, undefined: str = UNDEFINED) -> dict:
+def judge(statistic: str, est: Estimate, threshold: float, direction: Direction | str,
+          undefined: str = UNDEFINED) -> dict:
     """:func:`part` of an :class:`~freqbias.bootstrap.Estimate`, with its per-seed estimates."""
     return part(statistic, *est, threshold, direction, undefined, getattr(est, "per_seed", ()))
-
-
-def combine_verdicts(verdicts: Sequence[str]) -> str:
-    """All hold -> "holds"; any "does not hold" -> "does not hold"; none measured -> "not measured";
-    else "inconclusive"."""
-    measured = [v for v in verdicts if v != "not measured"]
-    if not verdicts or not measured:
-        return "not measured"
-    if "does not hold" in measured:
-        return "does not hold"
-    if all(v == "holds" for v in verdicts):
-        return "holds"
-    return "inconclusive"
 
 
 def claim_row(number: int, parts: list[dict], info: dict | None = None, missing: str = "",
@@ -143,14 +88,14 @@ def claim_row(number: int, parts: list[dict], info: dict | None = None, missing:
     note when this run does not reproduce the claim. ``secondary``: parts of a second, labelled line
     (the same statistics on other masks), reported beside the claim but not in its verdict."""
     text, study = CLAIMS[number]
-    verdict = combine_verdicts([p["verdict"] for p in parts])
+    combined = Verdict.combine(p["verdict"] for p in parts)
     if not parts and not missing:
         missing = "nothing this run could measure"
     head = parts[0] if parts else {"statistic": "n/a", "estimate": math.nan, "lo": math.nan, "hi": math.nan,
                                    "threshold": math.nan, "direction": "", "reason": missing}
-    failed = [p["statistic"] for p in parts if p["verdict"] == "does not hold"]
-    open_ = [p["statistic"] for p in parts if p["verdict"] == "inconclusive"]
-    unmeasured = [f"{p['statistic']} ({p['reason']})" for p in parts if p["verdict"] == "not measured"]
+    failed = [p["statistic"] for p in parts if p["verdict"] == Verdict.DOES_NOT_HOLD]
+    open_ = [p["statistic"] for p in parts if p["verdict"] == Verdict.INCONCLUSIVE]
+    unmeasured = [f"{p['statistic']} ({p['reason']})" for p in parts if p["verdict"] == Verdict.NOT_MEASURED]
     notes = ([f"This run disagrees with the study: {'; '.join(failed)} (interval on the wrong side of the threshold)."]
              if failed else [])
     notes += [f"Not settled by this run (interval contains the threshold): {'; '.join(open_)}."] if open_ else []
@@ -158,8 +103,8 @@ def claim_row(number: int, parts: list[dict], info: dict | None = None, missing:
     notes += [f"{missing[0].upper()}{missing[1:]}."] if missing else []
     return {"claim": number, "text": text, "statistic": head["statistic"], "estimate": head["estimate"],
             "lo": head["lo"], "hi": head["hi"], "threshold": head["threshold"], "direction": head["direction"],
-            "reason": head["reason"] or (missing if verdict == "not measured" else ""),
-            "verdict": verdict, "study": study, "note": " ".join(notes), "parts": parts,
+            "reason": head["reason"] or (missing if combined is Verdict.NOT_MEASURED else ""),
+            "verdict": combined, "study": study, "note": " ".join(notes), "parts": parts,
             "secondary": secondary or [], "info": info or {}, **seeds_holding(parts)}
 
 
@@ -169,7 +114,7 @@ def seeds_holding(parts: Sequence[dict]) -> dict:
     per = [p.get("per_seed") for p in parts]
     if not parts or not all(per) or len({len(x) for x in per}) != 1:
         return {}
-    return {"seeds_holding": sum(all(x[i]["verdict"] == "holds" for x in per) for i in range(len(per[0]))),
+    return {"seeds_holding": sum(all(x[i]["verdict"] == Verdict.HOLDS for x in per) for i in range(len(per[0]))),
             "seeds": len(per[0])}
 
 
@@ -217,9 +162,9 @@ def claim_accuracy(acc: Mapping[str, tuple[np.ndarray, np.ndarray]], cfg: Aggreg
         usable = [arrays[s] for s in splits if not isinstance(arrays[s], NA)]
         if not usable:
             reasons = [arrays[s].reason for s in splits]
-            return part(statistic, *(NA(", ".join(reasons)),) * 3, cfg.ratio_min, ">")
+            return part(statistic, *(NA(", ".join(reasons)),) * 3, cfg.ratio_min, ABOVE)
         return judge(statistic, strata_bootstrap(usable, min_ratio, cfg.n_boot, cfg.alpha, cfg.seed), cfg.ratio_min,
-                    ">", undefined=resampled)
+                    ABOVE, undefined=resampled)
 
     parts = [ratio_part("min over models and splits of masked / clean accuracy", list(arrays))]
     parts += [ratio_part(f"min over models of masked / clean accuracy ({split})", [split]) for split in arrays]
@@ -269,9 +214,9 @@ def claim_radial(sources: Sources, cfg: AggregateConfig) -> dict:
     def make(radial, label):
         low, mid = band_thirds(radial["N"][0].shape[1])
         return [judge(f"A - N mean energy over low rings {low[0]}-{low[-1]} ({label})",
-                      _energy_estimate(_low_mid_diffs(radial, "A", low), cfg, label=label), 0.0, ">"),
+                      _energy_estimate(_low_mid_diffs(radial, "A", low), cfg, label=label), 0.0, ABOVE),
                 judge(f"A - N mean energy over mid rings {mid[0]}-{mid[-1]} ({label})",
-                      _energy_estimate(_low_mid_diffs(radial, "A", mid), cfg, label=label), 0.0, "<")]
+                      _energy_estimate(_low_mid_diffs(radial, "A", mid), cfg, label=label), 0.0, BELOW)]
     return _by_source(2, sources, make)
 
 
@@ -299,7 +244,7 @@ def claim_angular(sources: Sources, cfg: AggregateConfig) -> dict:
         names = [f"range (max - min over wedges) of the A - N angular curve ({label})",
                  f"A - N in the most positive wedge ({label})", f"A - N in the most negative wedge ({label})"]
         if isinstance(est, NA):
-            return [part(n, est, lo, hi, 0.0, d) for n, d in zip(names, (">", ">", "<"))]
+            return [part(n, est, lo, hi, 0.0, d) for n, d in zip(names, (ABOVE, ABOVE, BELOW))]
         top, bottom = int(np.argmax(est)), int(np.argmin(est))
 
         def summaries(e, lo, hi) -> list[tuple]:  # the range and the two wedges of one curve with its interval
@@ -309,7 +254,7 @@ def claim_angular(sources: Sources, cfg: AggregateConfig) -> dict:
                  for p in getattr(curves, "per_seed", ())]
         labels = [names[0], names[1].replace("wedge", f"wedge {top}"), names[2].replace("wedge", f"wedge {bottom}")]
         return [part(name, *whole, 0.0, d, per_seed=[s[i] for s in seeds])
-                for i, (name, whole, d) in enumerate(zip(labels, summaries(est, lo, hi), (">", ">", "<")))]
+                for i, (name, whole, d) in enumerate(zip(labels, summaries(est, lo, hi), (ABOVE, ABOVE, BELOW)))]
 
     def info(angular):
         est = curve(angular, SINGLE)[0]
@@ -345,13 +290,13 @@ def claim_augmentations(sources: Sources, cfg: AggregateConfig) -> dict:
 
         parts = []
         if "R" in radial:
-            parts.append(judge(f"sign(A - N) x (R - N), low rings ({label})", signed("R"), 0.0, "<"))
+            parts.append(judge(f"sign(A - N) x (R - N), low rings ({label})", signed("R"), 0.0, BELOW))
         if "T" in radial:
             parts.append(judge(f"{cfg.small_ratio:g} x |A - N| - |T - N|, low rings ({label})",
-                               smaller("T", cfg.small_ratio), 0.0, ">"))
+                               smaller("T", cfg.small_ratio), 0.0, ABOVE))
         if "S" in radial:
-            parts.append(judge(f"sign(A - N) x (S - N), low rings ({label})", signed("S"), 0.0, ">"))
-            parts.append(judge(f"|A - N| - |S - N|, low rings ({label})", smaller("S", 1.0), 0.0, ">"))
+            parts.append(judge(f"sign(A - N) x (S - N), low rings ({label})", signed("S"), 0.0, ABOVE))
+            parts.append(judge(f"|A - N| - |S - N|, low rings ({label})", smaller("S", 1.0), 0.0, ABOVE))
         return parts
 
     def info(radial):
@@ -367,10 +312,10 @@ def claim_complement(outcomes: Sequence[Mapping[str, np.ndarray]], cfg: Aggregat
     complement agreement > 0, and agreement on PGD images under the clean mask minus without it > 0
     (both paired per image)."""
     parts = [judge("masked - complement agreement (N)",
-                   _outcome_estimate([o["masked"] - o["complement"] for o in outcomes], cfg), 0.0, ">")]
+                   _outcome_estimate([o["masked"] - o["complement"] for o in outcomes], cfg), 0.0, ABOVE)]
     if all("restored" in o for o in outcomes):
         parts.append(judge("PGD image: clean-mask restored - unmasked agreement (N)",
-                           _outcome_estimate([o["restored"] - o["pgd"] for o in outcomes], cfg), 0.0, ">"))
+                           _outcome_estimate([o["restored"] - o["pgd"] for o in outcomes], cfg), 0.0, ABOVE))
     return claim_row(5, parts, _outcome_means(outcomes, ("masked", "complement", "pgd", "restored", "restored_binary")))
 
 
@@ -410,7 +355,7 @@ def claim_probe(probes: Mapping[str, Sequence[dict | NA]], cfg: AggregateConfig)
         diffs = [r["test_correct"].astype(float) - r["permuted_test_correct"].astype(float).mean(axis=0)
                  for r in probed]
         parts.append(judge(f"probe test - permuted test accuracy ({v})",
-                           nested_interval(diffs, None, cfg.alpha), 0.0, ">"))
+                           nested_interval(diffs, None, cfg.alpha), 0.0, ABOVE))
     return claim_row(6, parts, missing=f"not probed: {'; '.join(skipped)}" if skipped else "")
 
 
@@ -430,7 +375,7 @@ def claim_low_share(radial: Mapping[str, Sequence[np.ndarray]], cfg: AggregateCo
         e = radial[v][s]
         return np.where(np.isfinite(e).all(axis=1), low_energy(e, low), np.nan)
 
-    raw_part = judge("share of images with A low-ring energy > N's", _energy_estimate(share(raw), cfg), 0.5, ">")
+    raw_part = judge("share of images with A low-ring energy > N's", _energy_estimate(share(raw), cfg), 0.5, ABOVE)
     if twin is None:
         return claim_row(7, [raw_part])
 
@@ -440,7 +385,7 @@ def claim_low_share(radial: Mapping[str, Sequence[np.ndarray]], cfg: AggregateCo
         return np.where(ok, np.square(e[:, low]).sum(axis=1) - np.square(t[:, low]).sum(axis=1), np.nan)
 
     sized = judge(f"share of images with A low-ring energy > N's ({SINGLE}, size-matched)",
-                  _energy_estimate(share(excess), cfg), 0.5, ">")
+                  _energy_estimate(share(excess), cfg), 0.5, ABOVE)
     return claim_row(7, [sized], secondary=[raw_part])
 
 
@@ -448,9 +393,9 @@ def claim_texture(outcomes: Sequence[Mapping[str, np.ndarray]], cfg: AggregateCo
     """Claim 8 on N's single-image outcomes: masked agreement > ``agreement_min`` (classified the same)
     and mean SSIM between x and the masked x (pixels) < ``ssim_max`` (unlike the original)."""
     parts = [judge("masked agreement (N)", _outcome_estimate([o["masked"] for o in outcomes], cfg),
-                  cfg.agreement_min, ">"),
+                  cfg.agreement_min, ABOVE),
              judge("SSIM(x, masked x) (N)",
-                   _outcome_estimate([o["ssim"] for o in outcomes], cfg), cfg.ssim_max, "<")]
+                   _outcome_estimate([o["ssim"] for o in outcomes], cfg), cfg.ssim_max, BELOW)]
     corr = defined_estimate([o["corr"] for o in outcomes], None, cfg.n_boot, cfg.alpha, cfg.seed, empty=NO_IMAGES,
                             undefined="constant masked images: pixel correlation undefined")
     if isinstance(corr[0], NA):

@@ -6,20 +6,13 @@ each control is there.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping, Sequence
 
+from .claims import CLASS_PUSH_LIMIT
+from .frequency_orders import order_label
 from .na import NA, cell
-
-PUSH_LIMIT = 0.2  # the share of other classes' images a class mask may send into its class (control_claims)
-
-
-def _pct(v: float | NA) -> str:
-    return str(v) if isinstance(v, NA) else f"{100 * v:.1f}%"
-
-
-def _num(v: float | NA) -> str:
-    return str(v) if isinstance(v, NA) else f"{v:.3g}"
+from .textfmt import FIXED, PERCENT, PLAIN, SIGNED, markdown_table
+from .verdicts import Verdict
 
 
 def _part_model(statistic: str) -> str:
@@ -33,13 +26,6 @@ def _by_verdict(claim: Mapping[str, Any]) -> dict[str, list[str]]:
     return out
 
 
-def _estimate(p: Mapping[str, Any]) -> str:
-    values = [p.get(k) for k in ("estimate", "lo", "hi")]
-    if any(v is None or not math.isfinite(float(v)) for v in values):
-        return f"n/a ({p.get('reason') or 'not measured'})"
-    return f"{float(values[0]):+.3f} [{float(values[1]):+.3f}, {float(values[2]):+.3f}]"
-
-
 def _list(names: Sequence[str]) -> str:
     return ", ".join(names) if names else "none"
 
@@ -47,11 +33,10 @@ def _list(names: Sequence[str]) -> str:
 def _verdict_sentence(claim: Mapping[str, Any], holds: str, fails: str, open_: str) -> str:
     groups = _by_verdict(claim)
     parts = []
-    for verdict, text in (("holds", holds), ("does not hold", fails), ("inconclusive", open_)):
+    for verdict, text in ((Verdict.HOLDS, holds), (Verdict.DOES_NOT_HOLD, fails), (Verdict.INCONCLUSIVE, open_),
+                          (Verdict.NOT_MEASURED, str(Verdict.NOT_MEASURED))):
         if groups.get(verdict):
             parts.append(f"{text} for {_list(groups[verdict])}")
-    if groups.get("not measured"):
-        parts.append(f"not measured for {_list(groups['not measured'])}")
     return "; ".join(parts) + "." if parts else "Not measured on this run."
 
 
@@ -61,9 +46,9 @@ def equal_budget_words(claim: Mapping[str, Any], rows: Sequence[Mapping[str, Any
     for r in rows:
         if r.get("mask") != "dataset":
             continue
-        numbers.append(f"{r['model']} {_pct(cell(r, 'test_support'))} vs disc {_pct(cell(r, 'test_disc'))} "
-                       f"(random {_pct(cell(r, 'test_random'))})")
-    detail = "; ".join(f"{_part_model(p['statistic'])} {_estimate(p)}" for p in claim.get("parts", []))
+        numbers.append(f"{r['model']} {PERCENT(cell(r, 'test_support'))} vs disc {PERCENT(cell(r, 'test_disc'))} "
+                       f"(random {PERCENT(cell(r, 'test_random'))})")
+    detail = "; ".join(f"{_part_model(p['statistic'])} {SIGNED.judged(p)}" for p in claim.get("parts", []))
     return ("**Equal budget (claim 9).** The frequencies a mask keeps, compared with a low-pass disc keeping as many: "
             + _verdict_sentence(claim, "the learned set keeps more test accuracy than the disc",
                                 "the learned set keeps less than the disc", "no difference shown")
@@ -106,8 +91,8 @@ def order_words(rows: Sequence[Mapping[str, Any]]) -> str:
                 continue
             key = f"{model} ({label})"
             verdicts[verdict].append(key)
-            lines.append(f"{key}: insertion {_num(cell(m, 'insertion'))} vs {_num(cell(rad, 'insertion'))}, "
-                         f"deletion {_num(cell(m, 'deletion'))} vs {_num(cell(rad, 'deletion'))}")
+            lines.append(f"{key}: insertion {PLAIN(cell(m, 'insertion'))} vs {PLAIN(cell(rad, 'insertion'))}, "
+                         f"deletion {PLAIN(cell(m, 'deletion'))} vs {PLAIN(cell(rad, 'deletion'))}")
     return ("**Order (faithfulness).** Keeping frequencies in the order of the mask's values, against keeping the "
             "lowest first (insertion area, higher is better; deletion area, lower is better; a difference counts "
             f"when the intervals do not overlap): the mask's order is better for {_list(verdicts['better'])}; worse "
@@ -119,7 +104,7 @@ def order_words(rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 def isotropic_words(claim: Mapping[str, Any]) -> str:
-    detail = "; ".join(f"{_part_model(p['statistic'])} {_estimate(p)}" for p in claim.get("parts", []))
+    detail = "; ".join(f"{_part_model(p['statistic'])} {SIGNED.judged(p)}" for p in claim.get("parts", []))
     return ("**Direction (claim 10).** The sparsest mask with one value per ring (fitted with the same method and "
             "rule) against the free mask: " + _verdict_sentence(
                 claim, "the free mask is sparser: which frequencies matter depends on their direction",
@@ -133,12 +118,12 @@ def randomisation_words(claim: Mapping[str, Any]) -> str:
     info = claim.get("info", {})
     seeds = (f" (holds in {head['seeds_holding']} of {head['seeds']} seeds on their own images)"
              if "seeds" in head else "")
-    others = "; ".join(f"{_part_model(p['statistic'])} {_estimate(p)}" for p in claim.get("secondary", []))
+    others = "; ".join(f"{_part_model(p['statistic'])} {SIGNED.judged(p)}" for p in claim.get("secondary", []))
     modal = info.get("re_initialised_modal_class_share")
     modal_words = (f" The re-initialised network (BatchNorm recalibrated on val images) gives its most frequent "
-                   f"class to {_pct(float(modal))} of the images." if isinstance(modal, (int, float)) else "")
-    levels = (f" Mean rank correlation with another trained seed {_num(info['seed_to_seed'])}, with the "
-              f"re-initialised network {_num(info['re_initialised'])}."
+                   f"class to {PERCENT(float(modal))} of the images." if isinstance(modal, (int, float)) else "")
+    levels = (f" Mean rank correlation with another trained seed {PLAIN(info['seed_to_seed'])}, with the "
+              f"re-initialised network {PLAIN(info['re_initialised'])}."
               if all(isinstance(info.get(k), (int, float)) for k in ("seed_to_seed", "re_initialised")) else "")
     return ("**Model randomisation (claim 11).** Per image, the rank correlation of the radial band energies of "
             "N's mask with the mask of another trained seed of N on the same image (the yardstick: what the recipe "
@@ -146,7 +131,7 @@ def randomisation_words(claim: Mapping[str, Any]) -> str:
             + _verdict_sentence(claim, "the masks depend on the trained weights (a random network's masks are "
                                 "less alike than another trained network's)", "a random network's masks are as "
                                 "alike as another trained network's", "not settled")
-            + f" Seed-to-seed minus re-initialised: {_estimate(head)}{seeds}.{levels}{modal_words}"
+            + f" Seed-to-seed minus re-initialised: {SIGNED.judged(head)}{seeds}.{levels}{modal_words}"
             + (f" The other variants' masks against the re-initialised network's, minus N's seed-to-seed: {others}."
                if others else "")
             + " The cascade figure shows the similarity as the layers are re-initialised from the top down.")
@@ -161,12 +146,11 @@ def size_words(rows: Sequence[Mapping[str, Any]]) -> str:
         if isinstance(raw, NA) or isinstance(sized, NA):
             items.append(f"claim {r['claim']}, {r['statistic']}: n/a ({r.get('reason') or 'not measured'})")
             continue
-        lo, hi = cell(r, "size_matched_lo"), cell(r, "size_matched_hi")
-        items.append(f"claim {r['claim']}, {r['statistic']}: raw {raw:+.3f}, size-matched {sized:+.3f} "
-                     f"[{lo:+.3f}, {hi:+.3f}]"
-                     + ("" if isinstance(share, NA) else f", {_pct(share)} of the raw value given by size alone"))
-        if r.get("raw_verdict") == "holds":
-            (survive if r.get("size_matched_verdict") == "holds" else lost).append(f"claim {r['claim']} "
+        items.append(f"claim {r['claim']}, {r['statistic']}: raw {SIGNED(raw)}, size-matched "
+                     f"{SIGNED.column(r, 'size_matched')}"
+                     + ("" if isinstance(share, NA) else f", {PERCENT(share)} of the raw value given by size alone"))
+        if r.get("raw_verdict") == Verdict.HOLDS:
+            (survive if r.get("size_matched_verdict") == Verdict.HOLDS else lost).append(f"claim {r['claim']} "
                                                                                  f"({r['statistic']})")
     if not rows:
         return "**Size (claims 2-4, 7).** n/a (no size-matched statistics in this run)."
@@ -180,14 +164,14 @@ def size_words(rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 def class_words(rows: Sequence[Mapping[str, Any]]) -> str:
-    flagged = [f"{r['model']} {r['class']} ({_pct(cell(r, 'into_masked'))})" for r in rows
+    flagged = [f"{r['model']} {r['class']} ({PERCENT(cell(r, 'into_masked'))})" for r in rows
                if str(r.get("flagged")).lower() == "true"]
     defaults = sorted({f"{r['model']}: {r['class']}" for r in rows if str(r.get("default")).lower() == "true"})
     worst = [cell(r, "into_masked") for r in rows]
     worst_n = [v for v in worst if not isinstance(v, NA)]
     return ("**Class masks.** A class mask must keep its class and must not send other classes' images into it. "
             f"Largest share of other-class test images sent into a mask's class: "
-            f"{_pct(max(worst_n)) if worst_n else 'n/a'}; masks above {PUSH_LIMIT:.0%}: {_list(flagged)}. "
+            f"{PERCENT(max(worst_n)) if worst_n else 'n/a'}; masks above {CLASS_PUSH_LIMIT:.0%}: {_list(flagged)}. "
             f"Default class (what an image reduced to its zero frequency becomes): {_list(defaults)}.")
 
 
@@ -209,37 +193,22 @@ def controls_section(claims: Sequence[Mapping[str, Any]], tables: Mapping[str, S
     ])
 
 
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A markdown table (cells as text, ``|`` escaped, newlines as spaces); the report's tables use it too."""
-    def cell_text(v: Any) -> str:
-        return str(v).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(map(cell_text, header)) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(map(cell_text, r)) + " |" for r in rows])
-
-
-def _ci(row: Mapping[str, Any], key: str) -> str:
-    est, lo, hi = (cell(row, k) for k in (key, f"{key}_lo", f"{key}_hi"))
-    if isinstance(est, NA):
-        return str(est)
-    return f"{est:.3f}" + ("" if isinstance(lo, NA) or isinstance(hi, NA) else f" [{lo:.3f}, {hi:.3f}]")
-
-
 def controls_tables(tables: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
     """The controls' tables for the report: equal budget (dataset masks), faithfulness areas, the isotropic
     masks and the class masks that push (all rows: results/*.csv)."""
-    budget = [[r["model"], _num(cell(r, "budget")), _pct(cell(r, "fit_mask")), _pct(cell(r, "fit_support")),
-               _pct(cell(r, "fit_disc")), _pct(cell(r, "test_mask")), _pct(cell(r, "test_support")),
-               _pct(cell(r, "test_disc")), _pct(cell(r, "test_random"))]
+    shares = ("fit_mask", "fit_support", "fit_disc", "test_mask", "test_support", "test_disc", "test_random")
+    budget = [[r["model"], PLAIN(cell(r, "budget")), *(PERCENT(cell(r, k)) for k in shares)]
               for r in tables.get("equal_budget", []) if r.get("mask") == "dataset"]
-    faith = [[r["model"], r["source"], ORDER_NAMES.get(r.get("order", ""), r.get("order", "")),
-              _ci(r, "insertion"), _ci(r, "deletion")] for r in tables.get("faithfulness", []) if r.get("order")]
-    iso = [[r["model"], r.get("fold", ""), _num(cell(r, "free_mean")), _num(cell(r, "isotropic_mean")),
+    faith = [[r["model"], r["source"], order_label(r.get("order", "")),
+              FIXED.column(r, "insertion"), FIXED.column(r, "deletion")]
+             for r in tables.get("faithfulness", []) if r.get("order")]
+    iso = [[r["model"], r.get("fold", ""), PLAIN(cell(r, "free_mean")), PLAIN(cell(r, "isotropic_mean")),
             r.get("isotropic_met", ""), r.get("isotropic_converged", "")]
            for r in tables.get("isotropic", []) if r.get("fold")]
-    cls = [[r["model"], r.get("class", ""), _pct(cell(r, "own_clean")), _pct(cell(r, "own_masked")),
-            _pct(cell(r, "into_clean")), _pct(cell(r, "into_masked")), "**yes**" if str(r.get("flagged")) == "True"
-            else "no"] for r in tables.get("class_specificity", []) if r.get("class")]
+    pushes = ("own_clean", "own_masked", "into_clean", "into_masked")
+    cls = [[r["model"], r.get("class", ""), *(PERCENT(cell(r, k)) for k in pushes),
+            "**yes**" if str(r.get("flagged")) == "True" else "no"]
+           for r in tables.get("class_specificity", []) if r.get("class")]
     def table(header: Sequence[str], rows: Sequence[Sequence[Any]], name: str) -> str:
         if rows:
             return markdown_table(header, rows)
@@ -259,12 +228,8 @@ def controls_tables(tables: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
         "### Isotropic masks\n\nThe sparsest isotropic mask (one value per ring) of each fold, fitted with the "
         "free masks' method and rule, beside the free fold mask (full-plane means).\n\n"
         + table(["model", "fold", "free mean", "isotropic mean", "met the rule", "converged"], iso, "isotropic"),
-        "### Class masks\n\nEach class mask on the test images: its class's accuracy clean / masked and the share "
-        f"of the other classes' images predicted as its class, clean / masked; flagged above {PUSH_LIMIT:.0%}.\n\n"
+        "### Class masks\n\nEach class mask on the test images: its class's accuracy clean / masked and the share of "
+        f"the other classes' images predicted as its class, clean / masked; flagged above {CLASS_PUSH_LIMIT:.0%}.\n\n"
         + table(["model", "class", "own clean", "own masked", "others into class: clean", "masked", "flagged"], cls,
                 "class_specificity"),
     ])
-
-
-ORDER_NAMES = {"mask": "mask value", "radius": "radius (low first)", "random": "random", "heatmap": "heat map",
-               "gradient": "loss gradient"}

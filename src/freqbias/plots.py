@@ -10,6 +10,7 @@ reason (``na`` arguments: series -> reason, from the figure data's ``na``), a Na
 from __future__ import annotations
 
 import textwrap
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -128,17 +129,29 @@ def accuracy_bars(acc: Mapping[str, Sequence], path: Path, dpi: int = 110) -> Pa
     return _save(fig, path, dpi)
 
 
-def band_differences(centres: torch.Tensor, dataset_diffs: Mapping[str, torch.Tensor],
-                     single_diffs: Mapping[str, torch.Tensor], xlabel: str, path: Path, title: str, dpi: int = 110,
-                     na: Mapping[str, str] | None = None, single_na: Mapping[str, str] | None = None,
-                     size_matched: Mapping[str, torch.Tensor] | None = None) -> Path:
-    """Band energy of each variant minus N, each ``[V]`` = (3, bands) estimate / lo / hi: dataset masks
-    (mean paired difference over folds, solid, interval shaded), the same size-matched (``size_matched``: minus
-    the radial twins', dash-dot with crosses; the verdict) and single-image masks (dashed, interval dotted). A
-    variant in ``na`` / ``single_na`` (variant -> reason) has no such curve: its legend entry says why."""
+@dataclass(frozen=True)
+class BandDifferences:
+    """The band-energy differences X - N of one profile (radial or angular), each ``[V]`` = (3, bands) estimate /
+    lo / hi at the band ``centres`` (bands,): ``dataset`` (mean paired difference over the dataset masks' folds),
+    ``single`` (single-image masks) and ``size_matched`` (the dataset masks minus their radial twins'; the verdict);
+    ``dataset_na`` / ``single_na``: variant -> why it has no such curve."""
+
+    centres: torch.Tensor
+    dataset: Mapping[str, torch.Tensor]
+    single: Mapping[str, torch.Tensor]
+    size_matched: Mapping[str, torch.Tensor] = field(default_factory=dict)
+    dataset_na: Mapping[str, str] = field(default_factory=dict)
+    single_na: Mapping[str, str] = field(default_factory=dict)
+
+
+def band_differences(curves: BandDifferences, xlabel: str, path: Path, title: str, dpi: int = 110) -> Path:
+    """Band energy of each variant minus N (:class:`BandDifferences`): dataset masks (solid, interval shaded), the
+    same size-matched (dash-dot with crosses) and single-image masks (dashed, interval dotted). A variant without
+    a curve has a legend entry saying why."""
     fig, ax = plt.subplots(figsize=(6.0, 3.4))
-    x = np.asarray(centres)
-    na, single_na = na or {}, single_na or {}
+    x = np.asarray(curves.centres)
+    dataset_diffs, single_diffs, size_matched = curves.dataset, curves.single, curves.size_matched
+    na, single_na = curves.dataset_na, curves.single_na
     for v in dict.fromkeys([*dataset_diffs, *single_diffs, *na, *single_na]):
         if v in dataset_diffs:
             est, lo, hi = np.asarray(dataset_diffs[v])
@@ -146,7 +159,7 @@ def band_differences(centres: torch.Tensor, dataset_diffs: Mapping[str, torch.Te
             ax.fill_between(x, lo, hi, color=_color(v), alpha=0.2, lw=0)
         elif v in na:
             ax.plot([], [], color=_color(v), marker="o", ms=3, label=textwrap.fill(f"{v} - N: n/a ({na[v]})", 40))
-        if v in (size_matched or {}):
+        if v in size_matched:
             ax.plot(x, np.asarray(size_matched[v])[0], color=_color(v), ls="-.", marker="x", ms=3, lw=1)
         if v in single_diffs:
             est, lo, hi = np.asarray(single_diffs[v])

@@ -18,31 +18,17 @@ from typing import Any, Mapping, Sequence
 from . import paths
 from .config import DataError
 from .findings import controls_section, controls_tables
-from .findings import markdown_table as _table
 from .io import load_csv, load_json, load_torch
 from .na import NA, cell, parse_reasons
 from .report_figures import Figure, ReportConfig
 from .report_figures import make_figures as make_figures  # re-exported
+from .study import REFERENCE
+from .textfmt import PLAIN, ci, fmt
+from .textfmt import markdown_table as _table
 from .variants import label as variant_label
 
 TABLES = ("accuracy", "mask_fits", "single_image", "probe", "heatmaps", "equal_budget", "isotropic", "faithfulness",
           "class_specificity", "size_matched")
-
-# docs/study.md, "Reference numbers": (quantity, VGG11-BN, ResNet-18, how to read this run's value).
-REFERENCE: list[tuple[str, str, str, tuple[str, str]]] = [
-    *[(f"clean val accuracy, {v}", a, "", ("val_clean_all", v))
-      for v, a in (("N", "89.56"), ("A", "79.62"), ("S", "86.62"), ("T", "85.86"), ("R", "68.47"))],
-    *[(f"dataset-masked val accuracy, {v}", a, "", ("val_masked_all", v))
-      for v, a in (("N", "89.20"), ("A", "78.97"), ("S", "86.72"), ("T", "85.35"), ("R", "68.17"))],
-    ("single-image: masked image keeps the prediction (N)", "100", "100", ("single", "masked")),
-    ("single-image: complement keeps the prediction (N)", "55.5", "58.3", ("single", "complement")),
-    ("single-image: PGD image keeps the prediction (N)", "0", "0", ("single", "pgd")),
-    ("single-image: clean mask restores it on the PGD image (N)", "58.7", "74.3", ("single", "restored")),
-    ("probe test accuracy on N's masks, true labels", "82.2", "78.4", ("probe", "test_acc")),
-    ("probe test accuracy on N's masks, permuted labels", "about 20", "about 20", ("probe", "permuted_test_acc")),
-    ("probe chance level", "20", "20", ("probe", "chance")),
-]
-
 
 def load_results(folder: Path = paths.RESULTS) -> tuple[dict, list[dict], dict, dict[str, list[dict]]]:
     """``(figdata, claims, summary, tables)`` from the aggregate stage's outputs (read with :mod:`freqbias.io`);
@@ -55,27 +41,6 @@ def load_results(folder: Path = paths.RESULTS) -> tuple[dict, list[dict], dict, 
     figdata = load_torch(folder / "figdata.pt", "figure data file")
     claims = load_json(folder / "claims.json", "claims file", list)
     return figdata, claims, load_json(folder / "summary.json", "summary file", dict), tables
-
-
-def fmt(value: float | NA, pct: bool = False) -> str:
-    """A number as text (percent with one decimal, or 3 significant digits), an NA as ``n/a (<reason>)``."""
-    if isinstance(value, NA):
-        return str(value)
-    if not math.isfinite(value):
-        return str(NA("not a finite number"))
-    return f"{100 * value:.1f}" if pct else f"{value:.3g}"
-
-
-def ci(row: Mapping[str, Any], key: str, pct: bool = False) -> str:
-    """``estimate [lo, hi]`` of column ``key`` of a table row (``key_lo``, ``key_hi``); n/a with the
-    reason for a missing estimate or interval."""
-    est, lo, hi = (cell(row, k) for k in (key, f"{key}_lo", f"{key}_hi"))
-    if isinstance(est, NA):
-        return str(est)
-    if isinstance(lo, NA) or isinstance(hi, NA):
-        gap = lo if isinstance(lo, NA) else hi
-        return f"{fmt(est, pct)} (interval n/a: {gap.reason})"
-    return f"{fmt(est, pct)} [{fmt(lo, pct)}, {fmt(hi, pct)}]"
 
 
 def this_run_value(key: tuple[str, str], tables: Mapping[str, Sequence[Mapping]]) -> str:
@@ -109,27 +74,19 @@ def _g(v: Any) -> str:
     return v if isinstance(v, str) else fmt(math.nan if v is None else float(v))
 
 
-def _estimate(c: Mapping[str, Any]) -> str:
-    """A claim's or a part's ``estimate [lo, hi]``, or ``n/a (<reason>)`` when it was not measured."""
-    values = [math.nan if c.get(k) is None else float(c[k]) for k in ("estimate", "lo", "hi")]
-    if not all(math.isfinite(v) for v in values):
-        return str(NA(c.get("reason") or "not measured"))
-    return f"{values[0]:.3g} [{values[1]:.3g}, {values[2]:.3g}]"
-
-
 def claims_section(claims: Sequence[Mapping], rule: str) -> str:
     """The claims table (headline part and combined verdict), the verdict rule, and per claim its parts,
     extra values and the note saying where this run disagrees or what it could not measure."""
-    rows = [[c["claim"], c["text"], c["statistic"], _estimate(c),
+    rows = [[c["claim"], c["text"], c["statistic"], PLAIN.judged(c),
              f"{c['direction']} {_g(c['threshold'])}" if c["direction"] else "", f"**{c['verdict']}**",
              f"{c['seeds_holding']} of {c['seeds']}" if "seeds" in c else "n/a (no per-seed interval)", c["study"]]
             for c in claims]
     details = []
     for c in claims:
-        lines = [f"- {p['statistic']}: {_estimate(p)}, claimed {p['direction']} {_g(p['threshold'])}: "
+        lines = [f"- {p['statistic']}: {PLAIN.judged(p)}, claimed {p['direction']} {_g(p['threshold'])}: "
                  f"{p['verdict']}{_per_seed(p)}" for p in c["parts"]] or [
                      f"- no part measured: {c.get('reason') or c['note'] or 'not measured'}"]
-        lines += [f"- second line, not in the verdict: {p['statistic']}: {_estimate(p)}, claimed {p['direction']} "
+        lines += [f"- second line, not in the verdict: {p['statistic']}: {PLAIN.judged(p)}, claimed {p['direction']} "
                   f"{_g(p['threshold'])}: {p['verdict']}{_per_seed(p)}" for p in c.get("secondary", [])]
         if c["info"]:
             lines.append("- also: " + ", ".join(f"{k} = {_g(v)}" for k, v in c["info"].items()))
@@ -145,7 +102,7 @@ def _per_seed(p: Mapping[str, Any]) -> str:
     seeds = p.get("per_seed") or []
     if not seeds:
         return ""
-    return (f"; per seed: {', '.join(_estimate(s) for s in seeds)} (holds in {p['seeds_holding']} of "
+    return (f"; per seed: {', '.join(PLAIN.judged(s) for s in seeds)} (holds in {p['seeds_holding']} of "
             f"{p['seeds']})")
 
 
@@ -252,14 +209,18 @@ def fits_section(rows: Sequence[Mapping[str, Any]]) -> str:
          "classes converged; largest smallest entry", "single-image: mean steps, share stopped by rule"], table)
 
 
+FIGURES = paths.figures_dir(Path(".")).relative_to(paths.report_file(Path(".")).parent).as_posix()
+"""The figures' folder relative to the report's ("figures"): the report's figure links."""
+
+
 def render(summary: Mapping, claims: Sequence[Mapping], tables: Mapping[str, Sequence[Mapping]],
            figures: Sequence[Figure], cfg: ReportConfig, commit: str, generated: str,
-           report_seconds: float = 0.0, figures_dir: str = "figures") -> str:
-    """The report as markdown; figure links are relative to the report's folder."""
+           report_seconds: float = 0.0) -> str:
+    """The report as markdown; figure links are relative to the report's folder (:data:`FIGURES`)."""
     ref = _table(["quantity (%)", "study: VGG11-BN", "study: ResNet-18", "this run [95% interval]"],
-                 [[q, vgg or "-", res or "-", this_run_value(key, tables)] for q, vgg, res, key in REFERENCE])
+                 [[r.quantity, r.vgg or "-", r.resnet or "-", this_run_value(r.key, tables)] for r in REFERENCE])
     figs = "\n\n".join(f"### Figure {i}. {f.name[:-4].replace('_', ' ')}\n\n"
-                       + (f"**Not drawn: {NA(f.na)}.**" if f.na else f"![Figure {i}]({figures_dir}/{f.name})")
+                       + (f"**Not drawn: {NA(f.na)}.**" if f.na else f"![Figure {i}]({FIGURES}/{f.name})")
                        + f"\n\n*Figure {i}.* {f.caption}" for i, f in enumerate(figures, 1))
     pgd = [k for k in (tables["accuracy"][0] if tables["accuracy"] else {}) if k.startswith("pgd_acc_")]  # per eps
     acc = _table(["model", "val clean", "val masked", "val masked / clean", "test clean", "test masked",
@@ -267,8 +228,8 @@ def render(summary: Mapping, claims: Sequence[Mapping], tables: Mapping[str, Seq
                  [[r["model"], fmt(cell(r, "val_clean"), True), fmt(cell(r, "val_masked"), True), ci(r, "val_ratio"),
                    fmt(cell(r, "test_clean"), True), fmt(cell(r, "test_masked"), True), ci(r, "test_ratio"),
                    fmt(cell(r, "mask_mean"))] + [fmt(cell(r, k), True) for k in pgd] for r in tables["accuracy"]])
-    single = _table(["model", "metric", "value [95% interval]", "n", "masks stage"],
-                    [[r["model"], r["metric"], ci(r, "value") + _note(r, "value"), r["n"], fmt(cell(r, "stored"))]
+    single = _table(["model", "metric", "value [95% interval]", "n"],
+                    [[r["model"], r["metric"], ci(r, "value") + _note(r, "value"), r["n"]]
                      for r in tables["single_image"]])
     probe = _table(["model", "train", "test [95%]", "permuted test [95%]", "permuted sd", "chance",
                     "n images (folds, permutations)", "converged"],
@@ -301,10 +262,9 @@ def render(summary: Mapping, claims: Sequence[Mapping], tables: Mapping[str, Seq
         + fits_section(tables["mask_fits"]),
         "### Single-image masks\n\nAgreement with the model's own clean prediction (masked, complement, PGD image "
         "unmasked, PGD image under the clean mask: continuous / binary, PGD image under its own mask), and the "
-        "similarity of x and the masked x in pixels (SSIM, correlation); 'masks stage' = the value that stage "
-        "logged. SSIM: uniform 7 x 7 window, population variances (scikit-image's structural_similarity with "
-        "gaussian_weights=False, use_sample_covariance=False), not the Gaussian-window SSIM of Wang et al. "
-        "2004.\n\n" + single,
+        "similarity of x and the masked x in pixels (SSIM, correlation). SSIM: uniform 7 x 7 window, population "
+        "variances (scikit-image's structural_similarity with gaussian_weights=False, use_sample_covariance=False), "
+        "not the Gaussian-window SSIM of Wang et al. 2004.\n\n" + single,
         "### Linear probe\n\nMultinomial logistic regression on the flattened single-image masks (values as they "
         "are, L2 penalty on the weights), stratified k-fold cross-validation: every probed image is a test image "
         "once. Train: mean accuracy of the folds' fits on their own images; permuted: the same with the labels "

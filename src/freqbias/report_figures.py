@@ -75,10 +75,10 @@ def make_figures(fig: Mapping, tables: Mapping[str, Sequence[Mapping]], folder: 
             "seeds (solid, shaded), the same size-matched (dash-dot, crosses: each mask's energy minus its radial "
             "twin's, the same values laid out by radius; claims 2-4's verdict) and over single-image masks "
             "(dashed, interval dotted). Energies: mask normalised by its Frobenius norm, L2 norm inside each band.",
-            lambda p, profile=profile, unit=unit: plots.band_differences(
-                fig[f"{profile}_centres"], fig["dataset_diffs"][profile], fig["diffs"][profile], unit, p,
-                f"{profile} band energy, X - N", dpi, series_na(f"{profile}_differences_dataset"),
-                series_na(f"{profile}_differences"), fig.get("excess_diffs", {}).get(profile)))
+            lambda p, profile=profile, unit=unit: plots.band_differences(plots.BandDifferences(
+                fig[f"{profile}_centres"], fig["dataset_diffs"][profile], fig["diffs"][profile],
+                fig.get("excess_diffs", {}).get(profile) or {}, series_na(f"{profile}_differences_dataset"),
+                series_na(f"{profile}_differences")), unit, p, f"{profile} band energy, X - N", dpi))
     add("single_panel", "Single-image analysis with the standard model N: x and its PGD version x_A (titles: "
         "N's prediction), N's masks of both, the images seen through them, the binary complement 1 - 1[M > 0] "
         "of x's mask and x seen through it.",

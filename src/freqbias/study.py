@@ -1,0 +1,89 @@
+"""The study's claims and its reference numbers (Karantzas et al. 2022; docs/study.md), each number in one place.
+
+:data:`REFERENCE` holds every number the study reports (as published, in %); the report prints it next to this
+run's values, and the ``study`` column of claims 1, 5, 6 and 8 (:data:`CLAIMS`) is written from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One number of the study, as published (%): VGG11-BN's and ResNet-18's ("" when not reported), and ``key``,
+    where this run's value is: ``("val_clean_all" | "val_masked_all", variant)`` (accuracy table),
+    ``("single", metric)`` (N's single-image table) or ``("probe", column)`` (N's probe table)."""
+
+    quantity: str
+    vgg: str
+    resnet: str
+    key: tuple[str, str]
+
+
+_VAL_CLEAN = {"N": "89.56", "A": "79.62", "S": "86.62", "T": "85.86", "R": "68.47"}   # VGG11-BN, Imagenette val
+_VAL_MASKED = {"N": "89.20", "A": "78.97", "S": "86.72", "T": "85.35", "R": "68.17"}
+
+REFERENCE: tuple[Reference, ...] = (
+    *(Reference(f"clean val accuracy, {v}", a, "", ("val_clean_all", v)) for v, a in _VAL_CLEAN.items()),
+    *(Reference(f"dataset-masked val accuracy, {v}", a, "", ("val_masked_all", v)) for v, a in _VAL_MASKED.items()),
+    Reference("single-image: masked image keeps the prediction (N)", "100", "100", ("single", "masked")),
+    Reference("single-image: complement keeps the prediction (N)", "55.5", "58.3", ("single", "complement")),
+    Reference("single-image: PGD image keeps the prediction (N)", "0", "0", ("single", "pgd")),
+    Reference("single-image: clean mask restores it on the PGD image (N)", "58.7", "74.3", ("single", "restored")),
+    Reference("probe test accuracy on N's masks, true labels", "82.2", "78.4", ("probe", "test_acc")),
+    Reference("probe test accuracy on N's masks, permuted labels", "about 20", "about 20",
+              ("probe", "permuted_test_acc")),
+    Reference("probe chance level", "20", "20", ("probe", "chance")),
+)
+
+
+def reference(kind: str, field: str) -> Reference:
+    """The :data:`REFERENCE` entry of ``key == (kind, field)``."""
+    return next(r for r in REFERENCE if r.key == (kind, field))
+
+
+def _both(kind: str, field: str) -> str:
+    """``"<VGG>% / <ResNet>%"`` of one reference number."""
+    r = reference(kind, field)
+    return f"{r.vgg}% / {r.resnet}%"
+
+
+def _ratio_range() -> str:
+    """Claim 1's study value: the range over VGG11-BN's variants of masked / clean val accuracy."""
+    ratios = {v: float(reference("val_masked_all", v).vgg) / float(reference("val_clean_all", v).vgg)
+              for v in _VAL_CLEAN}
+    low, high = min(ratios, key=ratios.get), max(ratios, key=ratios.get)
+    return (f"VGG11-BN val: masked / clean from {ratios[low]:.3f} ({low}) to {ratios[high]:.3f} ({high}), "
+            f"min {ratios[low]:.3f}; fitted and scored on the same images")
+
+
+_SINGLE_NAMES = {"masked": "masked", "complement": "complement", "pgd": "PGD", "restored": "restored"}
+
+# claim number -> (the claim as this project tests it, what the study reports)
+CLAIMS: dict[int, tuple[str, str]] = {
+    1: ("Masked accuracy >= 0.99 x clean accuracy for every model, on held-out images too.", _ratio_range()),
+    2: ("A - N radial energy is positive in the low bands and negative in the mid bands.",
+        "positive in the low rings, negative in the mid rings (dataset masks, 64 rings, 128 x 128 Imagenette)"),
+    3: ("The A - N angular difference is not flat and changes sign with angle.",
+        "not flat; changes sign with angle (dataset masks, 64 wedges)"),
+    4: ("Other augmentations do not necessarily show it: R - N has the opposite sign; T - N is small; "
+        "S - N has A's shape but is smaller.", "R - N opposite to A - N; T - N small; S - N like A - N, smaller"),
+    5: ("The complement of a single-image mask loses most of the agreement; a clean image's mask partly "
+        "restores the prediction on its PGD version.",
+        ", ".join(f"{name} {_both('single', k)}" for k, name in _SINGLE_NAMES.items()) + " (VGG / ResNet)"),
+    6: ("Single-image masks carry class information: probe accuracy well above the permuted-label control.",
+        f"probe test accuracy {_both('probe', 'test_acc')} vs {reference('probe', 'permuted_test_acc').vgg}% with "
+        f"permuted labels (chance {reference('probe', 'chance').vgg}%)"),
+    7: ("Per image, the adversarial model's mask has more low-band energy than the standard one for most images.",
+        "most images (per-band shares shown as a figure; no single number)"),
+    8: ("Images seen through their masks are not recognisable (texture-like) yet are classified the same.",
+        f"masked images keep the prediction {_both('single', 'masked')}; they look texture-like (shown, not "
+        "measured)"),
+    9: ("Control: the frequencies a mask keeps give more test accuracy than a low-pass disc of the same size.",
+        "not measured by the study (no control)"),
+    10: ("Control: the free mask is sparser than the sparsest isotropic (one value per ring) mask.",
+         "not measured by the study (masks differ by direction, shown as angular curves)"),
+    11: ("Control: the masks depend on the trained weights (Adebayo et al. 2018's randomisation check).",
+         "not measured by the study (no sanity check)"),
+}

@@ -1,0 +1,97 @@
+"""Tests of freqbias.verdicts, freqbias.study and freqbias.textfmt: verdicts and directions are types whose text in
+JSON, CSV and f-strings is the string the files always held; the study's numbers have one source; the report's
+number styles write what the report always wrote."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+
+import pytest
+
+from freqbias import claims as cl
+from freqbias.aggregate import _json_safe, claim_metrics
+from freqbias.na import NA
+from freqbias.study import CLAIMS, REFERENCE, reference
+from freqbias.textfmt import FIXED, PERCENT, PERCENT_NUMBER, PLAIN, SIGNED, ci, fmt, markdown_table
+from freqbias.verdicts import VERDICT_RULE, Direction, Verdict, verdict
+
+TEXT = {Verdict.HOLDS: "holds", Verdict.INCONCLUSIVE: "inconclusive", Verdict.DOES_NOT_HOLD: "does not hold",
+        Verdict.NOT_MEASURED: "not measured", Direction.ABOVE: ">", Direction.BELOW: "<"}
+
+
+@pytest.mark.parametrize("member,text", list(TEXT.items()))
+def test_a_verdict_or_direction_is_written_as_its_string(member, text):
+    assert member == text and str(member) == text and f"{member}" == text and f"**{member}**" == f"**{text}**"
+    assert f"{member:>14}" == f"{text:>14}" and "%s" % member == text
+    assert json.dumps({"verdict": member}) == json.dumps({"verdict": text})
+    buf = io.StringIO()
+    csv.DictWriter(buf, ["v"]).writerow({"v": member})
+    assert buf.getvalue().strip().strip('"') == text
+    assert {text: 1}[member] == 1 and {member: 1}[text] == 1            # files read back look up the same
+    assert type(member)(text) is member
+
+
+def test_verdict_codes_and_combination():
+    assert [v.code for v in Verdict] == [1, 0, -1, None]
+    assert Verdict.combine([Verdict.HOLDS, "holds"]) is Verdict.HOLDS
+    assert Verdict.combine(["holds", "inconclusive"]) is Verdict.INCONCLUSIVE
+    assert Verdict.combine(["inconclusive", "not measured", "does not hold"]) is Verdict.DOES_NOT_HOLD
+    assert Verdict.combine(["holds", "not measured"]) is Verdict.INCONCLUSIVE
+    assert Verdict.combine(iter([])) is Verdict.combine(["not measured"]) is Verdict.NOT_MEASURED
+    with pytest.raises(ValueError):
+        Verdict.combine(["maybe"])
+
+
+@pytest.mark.parametrize("direction,lo,hi,expected", [
+    (Direction.ABOVE, 0.1, 0.2, Verdict.HOLDS), (Direction.ABOVE, 0.0, 0.2, Verdict.INCONCLUSIVE),
+    (Direction.ABOVE, -0.2, 0.0, Verdict.DOES_NOT_HOLD), (Direction.BELOW, -0.2, -0.1, Verdict.HOLDS),
+    (Direction.BELOW, -0.2, 0.0, Verdict.INCONCLUSIVE), (Direction.BELOW, 0.0, 0.2, Verdict.DOES_NOT_HOLD),
+])
+def test_direction_judges_an_interval_touching_the_threshold_as_not_on_the_claimed_side(direction, lo, hi, expected):
+    assert direction.judge(lo, hi, 0.0) is expected
+    assert verdict((lo + hi) / 2, lo, hi, 0.0, str(direction)) is expected   # the old ">" / "<" still accepted
+
+
+def test_claims_json_and_metrics_keep_their_strings():
+    parts = [cl.part("a", 0.5, 0.2, 0.8, 0.0, Direction.ABOVE, per_seed=[(0.5, 0.2, 0.8)]),
+             cl.part("b", 0.5, 0.2, 0.8, 0.0, "<")]
+    row = cl.claim_row(2, parts)
+    assert row["verdict"] is Verdict.DOES_NOT_HOLD and parts[1]["direction"] is Direction.BELOW
+    text = json.dumps(_json_safe([row]))
+    assert '"verdict": "does not hold"' in text and '"direction": ">"' in text and "Verdict" not in text
+    back = json.loads(text)
+    assert claim_metrics(back) == claim_metrics([row])
+    assert claim_metrics(back)["claim_2"]["verdict_code"] == -1 and claim_metrics(back)["claim_2"]["part_2"][
+        "verdict_code"] == -1
+    assert "{level}" in VERDICT_RULE and "(claims.verdict)" in VERDICT_RULE
+
+
+def test_the_study_numbers_have_one_source():
+    """The claims' ``study`` column is written from REFERENCE: these are the texts claims.json always held."""
+    assert CLAIMS[1][1] == ("VGG11-BN val: masked / clean from 0.992 (A) to 1.001 (S), min 0.992; fitted and scored "
+                            "on the same images")
+    assert CLAIMS[5][1] == ("masked 100% / 100%, complement 55.5% / 58.3%, PGD 0% / 0%, restored 58.7% / 74.3% "
+                            "(VGG / ResNet)")
+    assert CLAIMS[6][1] == "probe test accuracy 82.2% / 78.4% vs about 20% with permuted labels (chance 20%)"
+    assert CLAIMS[8][1] == ("masked images keep the prediction 100% / 100%; they look texture-like (shown, not "
+                            "measured)")
+    assert sorted(CLAIMS) == list(range(1, 12)) and cl.CLAIMS is CLAIMS
+    assert len({r.key for r in REFERENCE}) == len(REFERENCE) == 17
+    assert reference("single", "complement").resnet == "58.3"
+
+
+def test_number_styles():
+    assert (PLAIN(0.91234), PERCENT(0.91234), PERCENT_NUMBER(0.91234), SIGNED(0.0123), FIXED(0.7391)) == (
+        "0.912", "91.2%", "91.2", "+0.012", "0.739")
+    assert PLAIN(NA("no images")) == PERCENT(NA("no images")) == "n/a (no images)"
+    assert PLAIN(math.inf) == "n/a (not a finite number)"
+    assert SIGNED.interval(0.5, 0.25, NA("one seed")) == "+0.500 (interval n/a: one seed)"
+    row = {"v": 0.5, "v_lo": 0.25, "v_hi": 0.75}
+    assert ci(row, "v") == "0.5 [0.25, 0.75]" and ci(row, "v", True) == "50.0 [25.0, 75.0]" and fmt(0.5, True) == "50.0"
+    assert SIGNED.judged({"estimate": 0.5, "lo": 0.25, "hi": 0.75}) == "+0.500 [+0.250, +0.750]"
+    assert PLAIN.judged({"estimate": None, "lo": 0.0, "hi": 1.0, "reason": "no model"}) == "n/a (no model)"
+    assert PLAIN.judged({"estimate": None}) == "n/a (not measured)"
+    assert markdown_table(["a", "b"], [["x|y", "1\n2"]]) == "| a | b |\n|---|---|\n| x\\|y | 1 2 |"
