@@ -27,10 +27,8 @@ def main() -> None:
     name = paths.model_name(args.variant, args.seed)
     log = setup_logging(f"evaluate {name}")
     cfg = TrainConfig.from_params(load_params())
-    x_te, y_te = load_split("test")
     model, _ = load_checkpoint(paths.checkpoint(name), map_location=runtime.device())
-    metrics = evaluate_model(model.eval(), args.variant, args.seed, cfg.eval_eps, cfg.eval_steps, cfg.eval_n,
-                             x_te, y_te, log=log.info)
+    metrics = evaluate_model(model.eval(), args.variant, args.seed, cfg.evaluation, load_split("test"), log=log.info)
     save_json(metrics, paths.eval_metrics(name))
 
 

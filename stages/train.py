@@ -33,17 +33,16 @@ def main() -> None:
     if args.variant not in cfg.variants:
         raise ParamError(f"train.variants: {args.variant!r} is not listed ({cfg.variants})")
 
-    (x_tr, y_tr), (x_val, y_val) = (load_split(s) for s in ("train", "val"))
+    train, val = load_split("train"), load_split("val")
     manifest = load_json(paths.manifest_file(), "manifest", dict)
     device = runtime.device()
     torch.manual_seed(args.seed)
     meta = {k: manifest[k] for k in ("in_channels", "num_classes", "image_size", "mean", "std")}
     model = build_model(cfg.arch, **meta).to(device)
-    log.info(f"{cfg.arch} ({count_parameters(model):,} params) on {device}, {len(y_tr)} train images, "
+    log.info(f"{cfg.arch} ({count_parameters(model):,} params) on {device}, {len(train[1])} train images, "
              f"{cfg.epochs} epochs")
 
-    result = train_model(model, args.variant, cfg, args.seed, x_tr, y_tr, x_val, y_val,
-                         std=manifest["std"][0], log=log.info)
+    result = train_model(model, args.variant, cfg, args.seed, train, val, std=manifest["std"][0], log=log.info)
     metrics = train_metrics(args.variant, args.seed, cfg, result)
 
     save_checkpoint(result.model, {**meta, "arch": cfg.arch, "variant": args.variant, "seed": args.seed,

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 SIZE = 30
 RING = PlantedBand(r_min=7.0, r_max=10.0, angle=0.6)  # a ring, size and angle the other planted tests do not use
-CFG = ct.ControlsConfig(n=512, random_draws=2, faith_n=256, steps=8, heatmap_n=16, class_n=512)
+CFG = ct.ControlsConfig(n=512, random_draws=2, faith_n=256, steps=8, class_n=512)  # heat map: 16 images
 
 
 @functools.cache

@@ -20,6 +20,7 @@ from freqbias.data import (
     IMAGENETTE_CLASSES,
     DataConfig,
     PlantedBand,
+    PlantedData,
     RawDataset,
     build_manifest,
     interleave_classes,
@@ -431,6 +432,7 @@ def test_data_config_from_params():
     cfg = DataConfig.from_params(_data_params(planted={"r_min": 3, "r_max": 4}))
     assert cfg.dataset == "planted" and cfg.val_size == 10
     assert cfg.planted_band() == PlantedBand(r_min=3.0, r_max=4.0)
+    assert cfg.planted_data() == PlantedData(band=PlantedBand(r_min=3.0, r_max=4.0))  # the counts' defaults
 
 
 @pytest.mark.parametrize("data,key", [
@@ -495,7 +497,7 @@ def test_planted_angle_rotates_data_and_band():
 
 
 def test_load_planted_train_and_test_differ():
-    raw = load_planted(None, False, Path("unused"), n_train=40, n_test=20, seed=0)
+    raw = load_planted(None, False, Path("unused"), planted=PlantedData(n_train=40, n_test=20, seed=0))
     assert raw.x_train.shape == (40, 1, 28, 28) and raw.x_test.shape == (20, 1, 28, 28)
     assert not torch.equal(raw.x_train[:20], raw.x_test)
     assert raw.classes == ["0 deg", "45 deg", "90 deg", "135 deg"]

@@ -2,7 +2,9 @@
 closure over src/ and stages/, computed here with ``ast``) and on no other src/ or stages/ file.
 
 Data and model deps (data/prepared, models/..., masks, metrics) are outside this check. A package's
-``__init__.py`` is part of the closure of any module under it: Python executes it on import.
+``__init__.py`` is part of the closure of any module under it: Python executes it on import, unless it holds
+nothing but a docstring (``freqbias/__init__.py``, the module map: editing it cannot change an output, so it is
+no stage's dep; :func:`test_package_init_is_a_docstring_listing_every_module` keeps it so).
 
 One exception, by design: the function-local imports of ``freqbias.schema`` (every stage checks the
 whole params.yaml with every section reader before it starts) are not followed. Those readers can only
@@ -30,13 +32,21 @@ def module_files(name: str, src: Path) -> list[Path]:
     for part in name.split("."):
         if (folder / part / "__init__.py").is_file():
             folder = folder / part
-            files.append(folder / "__init__.py")
+            if not docstring_only(folder / "__init__.py"):
+                files.append(folder / "__init__.py")
         elif (folder / f"{part}.py").is_file():
             files.append(folder / f"{part}.py")
             break
         else:
             break
     return files
+
+
+def docstring_only(path: Path) -> bool:
+    """Whether ``path`` holds no statement but its docstring (importing it runs nothing)."""
+    body = ast.parse(path.read_text(), filename=str(path)).body
+    return all(isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant) and isinstance(n.value.value, str)
+               for n in body) and len(body) <= 1
 
 
 def _is_module(name: str, src: Path) -> bool:
@@ -141,11 +151,11 @@ def test_closure_follows_every_import_form(tmp_path: Path) -> None:
     src, pkg = tmp_path / "src", tmp_path / "src" / "pkg"
     (pkg / "sub").mkdir(parents=True)
     files = {
-        "src/pkg/__init__.py": "",
+        "src/pkg/__init__.py": "X = 1\n",
         "src/pkg/a.py": "from . import b\nfrom .sub.c import f\n",
         "src/pkg/b.py": "def g():\n    from .d import h\n",
         "src/pkg/d.py": "import os\n",
-        "src/pkg/sub/__init__.py": "",
+        "src/pkg/sub/__init__.py": "Y = 1\n",
         "src/pkg/sub/c.py": "from .. import e\nf = 1\n",
         "src/pkg/e.py": "import numpy\n",
         "src/pkg/unused.py": "",
@@ -160,3 +170,22 @@ def test_closure_follows_every_import_form(tmp_path: Path) -> None:
         (tmp_path / name).write_text(text)
     closure = {p.relative_to(tmp_path).as_posix() for p in import_closure(tmp_path / "stages/run.py", src)}
     assert closure == set(files) - {"src/pkg/unused.py", "stages/other.py"}
+
+
+def test_package_init_is_a_docstring_listing_every_module() -> None:
+    """``freqbias/__init__.py`` runs nothing (so it is no stage's dep) and its module map names every module."""
+    init = REPO / "src" / "freqbias" / "__init__.py"
+    assert docstring_only(init), "src/freqbias/__init__.py must hold only its docstring (it is no stage's dep)"
+    listed = set(re.findall(r":mod:`freqbias\.(\w+)`", init.read_text()))
+    modules = {p.stem for p in init.parent.glob("*.py") if p.name != "__init__.py"}
+    assert not modules - listed, f"modules missing from the map in __init__.py: {sorted(modules - listed)}"
+    assert not listed - modules, f"__init__.py lists modules that do not exist: {sorted(listed - modules)}"
+
+
+def test_closure_skips_a_docstring_only_init(tmp_path: Path) -> None:
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text('"""Only a docstring."""\n')
+    (tmp_path / "pkg" / "m.py").write_text("")
+    assert module_files("pkg.m", tmp_path) == [tmp_path / "pkg" / "m.py"]
+    (tmp_path / "pkg" / "__init__.py").write_text('"""Doc."""\nX = 1\n')
+    assert module_files("pkg.m", tmp_path) == [tmp_path / "pkg" / "__init__.py", tmp_path / "pkg" / "m.py"]

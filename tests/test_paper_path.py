@@ -30,7 +30,7 @@ TOY = {
     "masks": {"dataset": {"fit_n": None, "folds": 2, "class_fit_n": 1, "batch_size": 2, "max_steps": 2,
                           "check_every": 1},
               "select": {"n_images": 2, "steps": 2}, "single": {"max_steps": 4, "patience": 2}},
-    "controls": {"n": 4, "random_draws": 1, "faith_n": 4, "steps": 2, "heatmap_n": 2, "heatmap_grid": 2,
+    "controls": {"n": 4, "random_draws": 1, "faith_n": 4, "steps": 2, "heatmap": {"n": 2, "grid": 2},
                  "class_n": 6},
     "aggregate": {"n_boot": 50, "accuracy_n": 6, "figure_images": 2,
                   "filtered": {"n": 4, "radii": [4, 16]}, "heatmap": {"n": 2, "grid": 2}},

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from freqbias import fit_methods
 from freqbias import fourier as fm
 from freqbias import shared_masks as sm
 from freqbias.data import to_float
@@ -63,6 +64,8 @@ def test_config_defaults_and_methods():
     cfg = _cfg()
     assert cfg.method == "constrained" and cfg.lam_factor > 1 and cfg.parametrisation is Rfft
     assert _cfg(method="fixed").method == "fixed" and set(sm.METHODS) == {"constrained", "fixed"}
+    assert isinstance(cfg.fit_method, fit_methods.Constrained) and isinstance(_cfg(method="fixed").fit_method,
+                                                                                fit_methods.Fixed)
 
 
 @pytest.mark.parametrize("n,folds", [(10, 3), (12, 4), (7, 1), (3, 5)])
@@ -353,3 +356,35 @@ def test_dataset_mask_does_not_depend_on_the_thread_count():
     assert all(r["met"] and r["converged"] for r in results)
     assert 0.1 < means[0] < 0.95, means  # a mask with room to differ
     assert abs(means[0] - means[1]) <= 0.03, means
+
+
+class Halving(fit_methods.FitMethod):
+    """A method defined in this test: lambda halved after every check, constant lr, stop at the first plateau."""
+
+    name = "halving"
+
+    def after_check(self, fit, met, cfg):
+        fit.lam = fit.lam / 2
+
+
+@pytest.fixture
+def halving():
+    """:class:`Halving` registered for one test, then removed."""
+    method = fit_methods.register_method(Halving())
+    yield method
+    del fit_methods.METHODS[method.name]
+
+
+def test_a_new_fit_method_is_one_class_and_one_entry(halving):
+    """Registered, a method is a valid ``method`` and drives the fit: its lambda path, the base's constant lr
+    (no warm-up) and its stop at the first plateau."""
+    net, z, y = _data()
+    cfg = _cfg(method="halving", max_steps=60, patience=2, lr_cuts=3)
+    assert cfg.fit_method is halving and "halving" in sm.METHODS
+    rec = sm.fit_shared_masks(net, z, y, [torch.arange(24)], cfg).records[0]
+    hist = rec["history"]
+    assert [h["lam"] for h in hist] == pytest.approx([cfg.lam / 2 ** k for k in range(len(hist))])
+    assert rec["lam"] == pytest.approx(cfg.lam / 2 ** len(hist))
+    assert all(h["lr"] == pytest.approx(cfg.lr) for h in hist)  # no OneCycle, no lr cut
+    with pytest.raises(ValueError, match="new name"):
+        fit_methods.register_method(Halving())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from freqbias.training import (
     train_model,
     train_step,
 )
-from freqbias.variants import VARIANTS, AugmentConfig
+from freqbias.variants import VARIANTS, AugmentConfig, NoiseSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 S = 32  # image size of the augmentation tests
@@ -168,8 +169,8 @@ def test_variants_change_the_images(variant):
     assert changed.float().mean() >= 0.9
     if variant == "G":
         gray = torch.full((4, 1, S, S), 0.5)
-        noisy = augment_batch(gray, variant, cfg, torch.Generator().manual_seed(0))
-        assert (noisy - gray).std() == pytest.approx(cfg.noise_std, rel=0.05)
+        noisy = augment_batch(gray, variant, cfg, torch.Generator().manual_seed(0), NoiseSettings(0.05))
+        assert (noisy - gray).std() == pytest.approx(0.05, rel=0.05)
     else:  # geometric variants move pixels but add no noise: a flat image stays flat inside
         flat = augment_batch(torch.full((4, 1, S, S), 0.5), variant, cfg, torch.Generator().manual_seed(0))
         assert torch.allclose(flat[..., S // 2 - 2:S // 2 + 2, S // 2 - 2:S // 2 + 2], torch.tensor(0.5), atol=1e-5)
@@ -208,7 +209,7 @@ def test_train_model_learns_and_keeps_the_best_val_epoch():
     torch.manual_seed(0)
     model = build_model("small_cnn", 1, 4, 28, [0.5], [0.2])
     lines = []
-    result = train_model(model, "N", _tiny_config(), 0, x, y, x_val, y_val, std=0.2, log=lines.append)
+    result = train_model(model, "N", _tiny_config(), 0, (x, y), (x_val, y_val), std=0.2, log=lines.append)
     assert len(result.history) == 3 and len(lines) == 3
     assert [row["epoch"] for row in result.history] == [1, 2, 3]
     val = [row["val_acc"] for row in result.history]
@@ -233,7 +234,7 @@ def test_train_model_restores_an_earlier_best_epoch(monkeypatch):
         return next(scripted)
 
     monkeypatch.setattr(training, "accuracy", fake_accuracy)
-    result = train_model(model, "N", _tiny_config(), 0, x, y, x[:10], y[:10], std=0.2, log=lambda s: None)
+    result = train_model(model, "N", _tiny_config(), 0, (x, y), (x[:10], y[:10]), std=0.2, log=lambda s: None)
     assert result.best_epoch == 2 and result.best_val_acc == 0.9
     state = result.model.state_dict()
     assert all(torch.equal(state[k], snapshots[1][k]) for k in state)
@@ -247,7 +248,7 @@ def test_train_model_is_reproducible_and_adversarial_runs():
         torch.manual_seed(0)
         model = build_model("small_cnn", 1, 4, 28, [0.5], [0.2])
         cfg = _tiny_config(epochs=1)
-        return train_model(model, variant, cfg, 0, x, y, x[:20], y[:20], std=0.2, log=lambda s: None)
+        return train_model(model, variant, cfg, 0, (x, y), (x[:20], y[:20]), std=0.2, log=lambda s: None)
 
     a, b = run("R"), run("R")
     assert all(torch.equal(v, b.model.state_dict()[k]) for k, v in a.model.state_dict().items())
@@ -259,7 +260,7 @@ def test_train_model_unknown_variant():
     model = build_model("small_cnn", 1, 4, 28, [0.5], [0.2])
     x, y = make_planted(20, 28, 4)
     with pytest.raises(ParamError, match="train.variants"):
-        train_model(model, "X", _tiny_config(), 0, x, y, x, y, std=0.2)
+        train_model(model, "X", _tiny_config(), 0, (x, y), (x, y), std=0.2)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,7 +270,34 @@ def test_train_model_unknown_variant():
 def test_train_config_from_the_default_params():
     cfg = TrainConfig.from_params(_params())
     assert cfg.arch == "small_cnn" and cfg.variants == list("NASTRG")
-    assert cfg.attack.steps >= 1 and cfg.augment.degrees == 180
+    assert cfg.attack.steps >= 1 and cfg.attack is cfg.settings["A"]
+    assert cfg.augment == AugmentConfig(hflip=True, crop_scale=(1.0, 1.0))
+    assert {v: type(s).__name__ for v, s in cfg.settings.items()} == {
+        "N": "NoSettings", "A": "AttackConfig", "S": "ScaleSettings", "T": "TranslateSettings",
+        "R": "RotateSettings", "G": "NoiseSettings"}
+    assert cfg.settings["S"].scale == (0.5, 1.5) and cfg.settings["R"].degrees == 180
+    assert cfg.evaluation.eps == (0.02, 0.05, 0.1) and cfg.evaluation.attack(0.1).alpha == pytest.approx(0.025)
+
+
+def test_each_variant_trains_with_its_own_settings(monkeypatch):
+    """train_model hands the variant's parsed ``train.variant.<V>`` settings to its hooks."""
+    seen = []
+    spec = VARIANTS["R"]
+    monkeypatch.setitem(VARIANTS, "R", dataclasses.replace(spec, warp=lambda s: seen.append(s) or {}))
+    x, y = make_planted(50, 28, 4, seed=0)
+    torch.manual_seed(0)
+    params = _params()
+    params["train"]["variant"]["R"]["degrees"] = 30
+    params["train"].update(epochs=1, batch_size=50)
+    train_model(build_model("small_cnn", 1, 4, 28, [0.5], [0.2]), "R", TrainConfig.from_params(params), 0,
+                (x, y), (x[:10], y[:10]), std=0.2, log=lambda s: None)
+    assert [s.degrees for s in seen] == [30.0]
+
+
+def test_a_listed_variant_needs_its_settings_entry():
+    cfg = _tiny_config()
+    with pytest.raises(ParamError, match=r"^train\.variant\.X: missing"):
+        cfg.settings_of("X")
 
 
 def test_train_config_alpha_defaults_to_eps_over_8_and_units():
@@ -313,6 +341,10 @@ def _set(params: dict, dotted: str, value) -> dict:
     ("train.augment.crop_scale", [0.5]),
     ("train.variant.S.scale", [1.5, 0.5]),
     ("train.variant.R.degrees", 270),
+    ("train.variant.T.translate", [0.4]),
+    ("train.variant.T.translate", [-0.1, 0.1]),
+    ("train.variant.G.noise_std", -0.1),
+    ("train.eval.steps", 0),
     ("train.eval.eps", "0.1"),
     ("model.arch", "vit"),
     ("train.variant.A", 0.1),
@@ -328,6 +360,10 @@ def test_train_config_missing_key():
     params = _params()
     del params["train"]["variant"]["A"]["eps"]
     with pytest.raises(ParamError, match=r"^train\.variant\.A\.eps: missing"):
+        TrainConfig.from_params(params)
+    params = _params()
+    params["train"]["variant"]["S"] = {}  # a variant's setting has no default in params
+    with pytest.raises(ParamError, match=r"^train\.variant\.S\.scale: missing"):
         TrainConfig.from_params(params)
 
 

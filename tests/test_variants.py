@@ -14,9 +14,10 @@ import yaml
 
 from conftest import git_commit, make_project, run
 from freqbias import plots, report
+from freqbias.attacks import AttackConfig
 from freqbias.config import ParamError
 from freqbias.training import TrainConfig, augment_batch, random_affine
-from freqbias.variants import VARIANTS, AugmentConfig, colour, label, register_variant
+from freqbias.variants import VARIANTS, AugmentConfig, NoSettings, colour, label, register_variant
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,6 +40,7 @@ def test_builtin_entries():
         "N": ("standard", "black"), "A": ("adversarial", "tab:red"), "S": ("scale", "tab:blue"),
         "T": ("translation", "tab:green"), "R": ("rotation", "tab:purple"), "G": ("gaussian noise", "tab:orange")}
     assert [v for v, e in VARIANTS.items() if e.adversarial] == ["A"]
+    assert VARIANTS["A"].settings is AttackConfig and VARIANTS["N"].settings is NoSettings
     assert label("external") == "external" and colour("external") == "gray"
 
 
@@ -48,6 +50,10 @@ def test_register_rejects_duplicates_and_bad_names(registry):
     for bad in ("", "V-1", "a b"):
         with pytest.raises(ValueError, match="letters and digits"):
             register_variant(bad, "bad", "red")
+    with pytest.raises(ValueError, match="from_section"):
+        register_variant("V", "no reader", "red", settings=dict)
+    with pytest.raises(ValueError, match="build"):
+        register_variant("V", "adversarial without attack", "red", adversarial=True)
     assert list(registry) == list("NASTRG")
 
 
@@ -91,7 +97,20 @@ def test_params_plots_and_report_read_the_registry(registry):
 # End to end: one entry in the copied project's variants.py is all a new variant needs
 
 
-ENTRY = '\nregister_variant("V", "brightness", "tab:brown", augment=lambda x, cfg, g: (x + 0.1).clamp(0, 1))\n'
+ENTRY = '''
+
+@dataclass(frozen=True)
+class BrightnessSettings:
+    shift: float = 0.1
+
+    @classmethod
+    def from_section(cls, sec: Section) -> "BrightnessSettings":
+        return cls(sec.number("shift", min=0, max=1))
+
+
+register_variant("V", "brightness", "tab:brown", settings=BrightnessSettings,
+                 augment=lambda x, s, g: (x + s.shift).clamp(0, 1))
+'''
 
 
 @pytest.mark.slow
@@ -101,7 +120,7 @@ def test_a_registered_variant_runs_through_the_pipeline(tmp_path: Path) -> None:
         f.write(ENTRY)
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["train"]["variants"] = ["N", "A", "V"]
-    params["train"]["variant"]["V"] = {}  # its own settings entry (none)
+    params["train"]["variant"]["V"] = {"shift": 0.1}  # its own settings entry
     # one seed, fewer fitting steps and resamples than the tiny profile: this test is about the variant's rows
     params["train"]["seeds"] = [0]
     params["masks"]["dataset"]["max_steps"] = 20

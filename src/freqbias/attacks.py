@@ -4,7 +4,8 @@ An attack is a small object with ``random_start``, ``step`` and ``project`` (as 
 robustness library); :meth:`PGD.perturb` runs them. ``eps`` and ``alpha`` are in pixel units unless
 built with :meth:`PGD.from_normalized` (the study's setting: eps in units of the normalised image,
 i.e. ``eps_pixel = eps * std``). Unlike the published code, adversarial images are clamped to the
-valid pixel range [0, 1], not to the batch's min / max.
+valid pixel range [0, 1], not to the batch's min / max. Settings as params give them: :class:`AttackConfig`
+(a training or selection attack), :class:`RobustEval` (the evaluate stage's attacks).
 """
 
 from __future__ import annotations
@@ -93,3 +94,22 @@ class AttackConfig:
         return cls(eps=eps, alpha=eps / 8 if alpha is None else alpha, steps=sec.integer("steps", min=1),
                    random_start=sec.boolean("random_start", True),
                    units=sec.choice("units", ["pixel", "normalized"], "pixel"))
+
+
+@dataclass(frozen=True)
+class RobustEval:
+    """The evaluate stage's own attacks (``train.eval``): L-inf PGD at every ``eps`` (pixel units) with ``steps``
+    steps of eps / 4 and a random start, on the first ``n`` test images; the same for every model."""
+
+    eps: tuple[float, ...]
+    steps: int
+    n: int
+
+    def attack(self, eps: float) -> PGD:
+        """The PGD at ``eps`` (one of :attr:`eps`)."""
+        return PGD(eps, eps / 4, self.steps)
+
+    @classmethod
+    def from_section(cls, sec: "Section") -> "RobustEval":
+        """Read ``eps`` (a list, >= 0), ``steps`` (>= 1) and ``n`` (>= 1) of ``sec`` (``train.eval``)."""
+        return cls(eps=tuple(sec.numbers("eps", min=0)), steps=sec.integer("steps", min=1), n=sec.integer("n", min=1))

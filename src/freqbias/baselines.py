@@ -10,6 +10,7 @@ low frequencies in the middle), as do the masks they are compared with.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
@@ -21,6 +22,7 @@ from .loops import batches, predict
 from .na import NA
 
 if TYPE_CHECKING:
+    from .config import Section
     from .measures import ModelRecord
     from .runs import AggregateConfig
 
@@ -89,6 +91,25 @@ def fourier_basis(h: int, w: int, ky: torch.Tensor, kx: torch.Tensor) -> torch.T
     phase = 2 * math.pi * (ky.double()[:, None, None] * m / h + kx.double()[:, None, None] * n / w)
     basis = torch.cos(phase)
     return (basis / torch.linalg.vector_norm(basis, dim=(-2, -1), keepdim=True)).float()
+
+
+@dataclass(frozen=True)
+class HeatmapConfig:
+    """The settings of a Fourier heat map (:func:`fourier_heatmap`), the same ``heatmap:`` layout wherever params
+    set one (``controls.heatmap``, ``aggregate.heatmap``): the first ``n`` images, ``grid`` frequencies probed
+    per axis (>= the image size: every one) and ``norm``, the L2 norm of the added basis image (pixel units)."""
+
+    n: int
+    grid: int
+    norm: float
+
+    @classmethod
+    def from_section(cls, sec: Section, grid_min: int = 1, grid_default: int | None = None) -> "HeatmapConfig":
+        """Read ``sec`` (a ``heatmap:`` section): ``n``, ``grid`` (>= ``grid_min``; ``grid_default`` when absent,
+        required without one) and ``norm`` (> 0)."""
+        n = sec.integer("n", min=1)
+        grid = sec.integer("grid", *([] if grid_default is None else [grid_default]), min=grid_min)
+        return cls(n=n, grid=grid, norm=sec.number("norm", min=0, strict_min=True))
 
 
 def fourier_heatmap(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: float, grid: int = 9,

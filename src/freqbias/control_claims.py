@@ -20,12 +20,12 @@ import numpy as np
 
 from .artifacts import ControlsData, YardstickData
 from .bootstrap import defined_estimate
-from .claims import control_row, judge
+from .claims import CLASS_PUSH_LIMIT, control_row, judge
 from .randomisation import randomisation_results
 from .runs import AggregateConfig, Run
+from .verdicts import Direction
 
-MASK_RULE_PUSH = 0.2  # a class mask sending more than this share of other classes' images into its class is flagged
-
+ABOVE = Direction.ABOVE  # every control claim: the difference is > 0
 
 NO_CONTROLS = "no controls measured (the controls stage did not run for these models)"
 
@@ -74,8 +74,8 @@ def claim_equal_budget(by_variant: Mapping[str, Sequence[ControlsData]], cfg: Ag
     """Claim 9: every model's learned frequencies keep more test accuracy than a low-pass disc of their size."""
     support = _difference(by_variant, "test_support", "test_disc", cfg)
     learned = _difference(by_variant, "test_mask", "test_disc", cfg)
-    parts = [judge(f"{v}: support - disc test accuracy (fold masks)", est, 0.0, ">") for v, est in support.items()]
-    secondary = [judge(f"{v}: learned mask - disc test accuracy", est, 0.0, ">") for v, est in learned.items()]
+    parts = [judge(f"{v}: support - disc test accuracy (fold masks)", est, 0.0, ABOVE) for v, est in support.items()]
+    secondary = [judge(f"{v}: learned mask - disc test accuracy", est, 0.0, ABOVE) for v, est in learned.items()]
     return control_row(9, parts, secondary=secondary)
 
 
@@ -92,7 +92,7 @@ def claim_isotropic(by_variant: Mapping[str, Sequence[ControlsData]], free: Mapp
             diffs.append((iso - np.asarray(f, dtype=np.float64))[:, None])
         est = defined_estimate(diffs, lambda m: float(m[0]), **_boot(cfg), empty="no fold masks",
                                undefined="no isotropic mask met the rule")
-        parts.append(judge(f"{v}: isotropic - free mean (fold masks)", est, 0.0, ">"))
+        parts.append(judge(f"{v}: isotropic - free mean (fold masks)", est, 0.0, ABOVE))
     records = [r for cs in by_variant.values() for c in cs for r in c.isotropic["records"] if r.get("n_images")]
     stuck = sum(not r["converged"] for r in records)
     info = {"isotropic_not_converged": f"{stuck} of {len(records)}" if stuck else "none"}
@@ -157,7 +157,7 @@ def class_table(controls: Mapping[str, ControlsData], class_names: Sequence[str]
                 continue
             rows.append({**row, **{key: r[key] for key in ("own_clean", "own_masked", "into_clean", "into_masked",
                                                             "pushed")},
-                         "flagged": r["into_masked"] > MASK_RULE_PUSH})
+                         "flagged": r["into_masked"] > CLASS_PUSH_LIMIT})
     return rows
 
 

@@ -28,8 +28,9 @@ from typing import Callable, Mapping
 import torch
 from torch import nn
 
-from .baselines import fourier_heatmap
+from .baselines import HeatmapConfig, fourier_heatmap
 from .config import Section
+from .frequency_orders import ORDERS, OrderContext, orders_of
 from .models import Classifier
 from .orders import (
     area,
@@ -39,16 +40,16 @@ from .orders import (
     disc_like,
     gradient_scores,
     keep_masks,
-    order_by,
     predictions_under,
     random_like,
-    random_order,
-    rfft_radius,
     rfft_weights,
     support_mask,
 )
 
-ORDERS = ("mask", "radius", "random", "heatmap", "gradient")
+__all__ = ["ORDERS", "VARIANTS", "ControlsConfig", "areas", "budget_masks", "cascade", "class_specificity", "curves",
+           "dataset_orders", "default_class", "equal_budget", "faithfulness", "heatmap_scores", "layer_groups",
+           "net_of", "randomised", "recalibrate"]
+
 VARIANTS = ("mask", "support", "disc", "random")
 
 
@@ -56,11 +57,10 @@ VARIANTS = ("mask", "support", "disc", "random")
 class ControlsConfig:
     """The ``controls`` section of params.yaml. ``n``: fit and test images each mask is scored on (the first
     n); ``random_draws``: random supports per mask; ``faith_n``: test images of the dataset mask's curves;
-    ``steps``: budgets per curve (``steps + 1`` points from 0 to 1); ``heatmap_n`` / ``heatmap_norm``: images
-    and L2 norm (pixel units) of the heat map that orders frequencies, probed at ``heatmap_grid`` frequencies per
-    axis (>= the image size: every one; fewer: each entry takes its nearest probed one's score); ``class_n``: test
-    images scored under
-    each class mask; ``randomised``: fit the re-initialised model's single-image masks (the standard model's
+    ``steps``: budgets per curve (``steps + 1`` points from 0 to 1); ``heatmap``: the heat map that orders
+    frequencies (:class:`~freqbias.baselines.HeatmapConfig`; with fewer probed frequencies per axis than the
+    image size, each entry takes its nearest probed one's score); ``class_n``: test images scored under each
+    class mask; ``randomised``: fit the re-initialised model's single-image masks (the standard model's
     stage; its yardstick is the yardstick stage's); ``cascade_n``: images of the cascading
     randomisation's curve (0: none); ``seed``."""
 
@@ -68,9 +68,7 @@ class ControlsConfig:
     random_draws: int = 2
     faith_n: int = 100
     steps: int = 8
-    heatmap_n: int = 16
-    heatmap_grid: int = 28
-    heatmap_norm: float = 3.0
+    heatmap: HeatmapConfig = HeatmapConfig(n=16, grid=28, norm=3.0)
     class_n: int = 1000
     randomised: bool = True
     cascade_n: int = 24
@@ -81,8 +79,7 @@ class ControlsConfig:
         sec = Section(params, "controls")
         return cls(n=sec.integer("n", min=1), random_draws=sec.integer("random_draws", min=1),
                    faith_n=sec.integer("faith_n", min=1), steps=sec.integer("steps", min=1),
-                   heatmap_n=sec.integer("heatmap_n", min=1), heatmap_grid=sec.integer("heatmap_grid", 28, min=2),
-                   heatmap_norm=sec.number("heatmap_norm", min=0, strict_min=True),
+                   heatmap=HeatmapConfig.from_section(sec.sub("heatmap"), grid_min=2, grid_default=28),
                    class_n=sec.integer("class_n", min=1), randomised=sec.boolean("randomised"),
                    cascade_n=sec.integer("cascade_n", 32, min=0), seed=sec.integer("seed", 0, min=0))
 
@@ -127,15 +124,16 @@ def equal_budget(net: nn.Module, masks: torch.Tensor, fit: list[tuple[torch.Tens
 def heatmap_scores(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: ControlsConfig) -> torch.Tensor:
     """The Fourier heat map (error rate under an added basis image, :func:`freqbias.baselines.fourier_heatmap`)
     at every rfft entry, on pixels ``x`` (N, C, H, W) in [0, 1]: float64 (H, W//2+1), unshifted. At most
-    ``cfg.heatmap_grid`` frequencies per axis are probed (evenly spaced, signed rows and non-negative columns);
+    ``cfg.heatmap.grid`` frequencies per axis are probed (evenly spaced, signed rows and non-negative columns);
     every entry takes the score of its nearest probed frequency."""
     h, w = x.shape[-2:]
     ky = torch.fft.fftfreq(h, d=1.0 / h).round().long()
     kx = torch.fft.rfftfreq(w, d=1.0 / w).round().long()
-    fy = torch.linspace(-(h // 2), (h - 1) // 2, min(cfg.heatmap_grid, h)).round().long().unique()
-    fx = torch.linspace(0, w // 2, min(cfg.heatmap_grid // 2 + 1, w // 2 + 1)).round().long().unique()
-    heat = torch.as_tensor(fourier_heatmap(model, x[:cfg.heatmap_n], y[:cfg.heatmap_n], cfg.heatmap_norm,
-                                           freqs=(fy, fx), seed=cfg.seed), dtype=torch.float64)
+    hm = cfg.heatmap
+    fy = torch.linspace(-(h // 2), (h - 1) // 2, min(hm.grid, h)).round().long().unique()
+    fx = torch.linspace(0, w // 2, min(hm.grid // 2 + 1, w // 2 + 1)).round().long().unique()
+    heat = torch.as_tensor(fourier_heatmap(model, x[:hm.n], y[:hm.n], hm.norm, freqs=(fy, fx), seed=cfg.seed),
+                           dtype=torch.float64)
     rows = (ky[:, None] - fy[None]).abs().argmin(dim=1)
     cols = (kx[:, None] - fx[None]).abs().argmin(dim=1)
     return heat[rows][:, cols]
@@ -143,14 +141,9 @@ def heatmap_scores(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: Cont
 
 def dataset_orders(mask: torch.Tensor, width: int, heat: torch.Tensor, grad: torch.Tensor,
                    seed: int) -> dict[str, torch.Tensor]:
-    """The :data:`ORDERS` of the rfft entries of one mask (H, Wm) for images of ``width`` (each int64 (F,)): mask
-    value, radius (nearest first), random, heat map (most sensitive first) and gradient (largest ``-dCE/dM``
-    first); ``heat`` and ``grad``: (H, W//2+1) scores."""
-    h, wm = heat.shape
-    return {"mask": order_by(as_rfft(mask, width), seed=seed),
-            "radius": order_by(rfft_radius(h, width), descending=False, seed=seed),
-            "random": random_order((), h, wm, seed),
-            "heatmap": order_by(heat, seed=seed), "gradient": order_by(grad, seed=seed)}
+    """Every registered order (:data:`~freqbias.frequency_orders.ORDERS`) of the rfft entries of one mask (H, Wm)
+    for images of ``width``, each int64 (F,); ``heat`` and ``grad``: (H, W//2+1) scores."""
+    return orders_of(OrderContext(mask=mask, width=width, heat=heat, grad=grad, seed=seed))
 
 
 def curves(net: nn.Module, z: torch.Tensor, target: torch.Tensor, orders: Mapping[str, torch.Tensor],
@@ -174,16 +167,26 @@ def areas(curve: Mapping[str, Mapping[str, torch.Tensor]], budgets: list[float])
     return {name: {k: area(c, budgets).tolist() for k, c in per.items()} for name, per in curve.items()}
 
 
+def net_of(model: Classifier | nn.Sequential) -> nn.Module:
+    """The net a mask acts before, in a model from pixels to logits: ``model.net`` of a
+    :class:`~freqbias.models.Classifier`, ``model[1]`` of ``nn.Sequential(normalize, net)``."""
+    if isinstance(model, Classifier):
+        return model.net
+    if isinstance(model, nn.Sequential) and len(model) == 2:
+        return model[1]
+    raise TypeError(f"expected a Classifier or nn.Sequential(normalize, net), got {type(model).__name__}")
+
+
 def faithfulness(model: nn.Module, x_test: torch.Tensor, y_test: torch.Tensor, dataset_mask: torch.Tensor,
                  single: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None, cfg: ControlsConfig,
-                 normalise: Callable[[torch.Tensor], torch.Tensor]) -> dict:
+                 normalise: Callable[[torch.Tensor], torch.Tensor], net: nn.Module | None = None) -> dict:
     """Faithfulness of the dataset mask (curves on the first ``cfg.faith_n`` test images ``x_test``, pixels,
     against their labels) and of the single-image masks ``single = (x, target, masks)`` (pixels (n, C, H, W),
     targets (n,), masks (n, H, Wm); per image orders, against the target). Returns per image areas and the mean
-    curves: ``{"dataset": {"areas": ..., "curves": {order: {kind: [B]}}}, "single": ..., "budgets": [B]}``.
-    ``model``: pixels -> logits, ``model.net`` or ``model[1]`` the net the masks act before (a
-    :class:`~freqbias.models.Classifier` or ``nn.Sequential(normalize, net)``)."""
-    net, b = (model.net if hasattr(model, "net") else model[1]), cfg.budgets
+    curves: ``{"dataset": {"areas": ..., "curves": {order: {kind: [B]}}}, "single": ..., "budgets": [B]}``, one
+    ``order`` per registered order (:data:`~freqbias.frequency_orders.ORDERS`). ``model``: pixels -> logits (the
+    heat map's); ``net``: the net the masks act before, on ``normalise``'s output (None: :func:`net_of` the model)."""
+    net, b = (net_of(model) if net is None else net), cfg.budgets
     x, y = x_test[:cfg.faith_n], y_test[:cfg.faith_n]
     z = normalise(x)
     heat = heatmap_scores(model, x, y, cfg)
@@ -196,15 +199,9 @@ def faithfulness(model: nn.Module, x_test: torch.Tensor, y_test: torch.Tensor, d
     if single is not None and len(single[0]):
         xs, target, masks = single
         zs = normalise(xs)
-        n, (h, w) = len(zs), zs.shape[-2:]
         fine = torch.isfinite(masks.flatten(1)).all(dim=1)
-        mask_scores = torch.where(fine[:, None, None], as_rfft(masks.cpu(), w).double(), torch.zeros(()))
-        wm = w // 2 + 1
-        orders = {"mask": order_by(mask_scores, seed=cfg.seed),
-                  "radius": order_by(rfft_radius(h, w).expand(n, h, wm), descending=False, seed=cfg.seed),
-                  "random": random_order((n,), h, wm, cfg.seed),
-                  "heatmap": order_by(heat.expand(n, h, wm), seed=cfg.seed),
-                  "gradient": order_by(gradient_scores(net, zs, target, per_image=True), seed=cfg.seed)}
+        grad = gradient_scores(net, zs, target, per_image=True)
+        orders = orders_of(OrderContext(mask=masks.cpu(), width=zs.shape[-1], heat=heat, grad=grad, seed=cfg.seed))
         c = curves(net, zs, target, orders, b)
         out["single"] = {"areas": areas(c, b), "curves": _mean_curves(c), "finite": fine.tolist()}
     return out

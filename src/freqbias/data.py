@@ -208,14 +208,28 @@ def _rgb_to_gray(x: torch.Tensor) -> torch.Tensor:
 # The planted dataset (ground truth for the mask method: freqbias.planted)
 
 
-def load_planted(root: str | None, download: bool, cache_dir: Path, image_size: int = 28, num_classes: int = 4,
-                 n_train: int = 6000, n_test: int = 1000, seed: int = 0,
-                 band: PlantedBand = PlantedBand()) -> RawDataset:
-    """The planted dataset as a registry entry (train and test from different seeds)."""
-    x_train, y_train = make_planted(n_train, image_size, num_classes, seed, band)
-    x_test, y_test = make_planted(n_test, image_size, num_classes, seed + 10_000, band)
+@dataclass(frozen=True)
+class PlantedData:
+    """The planted dataset's size and draw (``data.planted``): ``num_classes`` orientations, ``n_train`` and
+    ``n_test`` images (test drawn with ``seed + 10_000``), its frequency ``band``."""
+
+    num_classes: int = 4
+    n_train: int = 6000
+    n_test: int = 1000
+    seed: int = 0
+    band: PlantedBand = PlantedBand()
+
+
+def load_planted(root: str | None, download: bool, cache_dir: Path, image_size: int = 28,
+                 planted: PlantedData = PlantedData()) -> RawDataset:
+    """The planted dataset as a registry entry (train and test from different seeds); ``root``, ``download``
+    and ``cache_dir`` are unused (synthetic). Images uint8 (N, 1, image_size, image_size)."""
+    p = planted
+    x_train, y_train = make_planted(p.n_train, image_size, p.num_classes, p.seed, p.band)
+    x_test, y_test = make_planted(p.n_test, image_size, p.num_classes, p.seed + 10_000, p.band)
     return RawDataset(x_train, y_train, x_test, y_test,
-                      classes=[f"{round(180 * c / num_classes)} deg" for c in range(num_classes)], source="synthetic")
+                      classes=[f"{round(180 * c / p.num_classes)} deg" for c in range(p.num_classes)],
+                      source="synthetic")
 
 
 DATA_HINTS = {  # how to get each dataset, for error messages
@@ -281,6 +295,11 @@ class DataConfig:
         fields = {k: float(v) for k, v in self.planted.items() if k in PlantedBand.__dataclass_fields__}
         return PlantedBand(**fields)
 
+    def planted_data(self) -> PlantedData:
+        """``data.planted`` as the planted loader's :class:`PlantedData`."""
+        counts = {k: int(self.planted[k]) for k in ("num_classes", "n_train", "n_test", "seed") if k in self.planted}
+        return PlantedData(**counts, band=self.planted_band())
+
 
 def load_raw(cfg: DataConfig, cache_dir: Path) -> RawDataset:
     """Load the configured source dataset through the registry (``data.root``, when set, must exist)."""
@@ -290,8 +309,7 @@ def load_raw(cfg: DataConfig, cache_dir: Path) -> RawDataset:
     if cfg.dataset == "imagenette":
         return loader(cfg.root, cfg.download, cache_dir, image_size=cfg.image_size)
     if cfg.dataset == "planted":
-        extra = {k: int(cfg.planted[k]) for k in ("num_classes", "n_train", "n_test", "seed") if k in cfg.planted}
-        return loader(cfg.root, cfg.download, cache_dir, image_size=cfg.image_size, band=cfg.planted_band(), **extra)
+        return loader(cfg.root, cfg.download, cache_dir, image_size=cfg.image_size, planted=cfg.planted_data())
     return loader(cfg.root, cfg.download, cache_dir)
 
 

@@ -1,4 +1,5 @@
-"""Frequency orders and binary masks of a given budget: the pieces of the masks' controls (:mod:`freqbias.controls`).
+"""Binary masks of a given budget on the rfft grid and a net's predictions under them: the pieces of the masks' controls
+(:mod:`freqbias.controls`).
 
 Everything here lives on the UNSHIFTED rfft grid (H, W//2+1) of H x W images: a binary mask keeps or drops
 whole rfft entries, and entry ``(ky, kx)`` off the DC / Nyquist columns stands for the pair ``k, -k`` of the full
@@ -6,11 +7,11 @@ plane. A *budget* is a share of the full H x W plane, counted with :meth:`freqbi
 (the weights of the rfft entries, summing to 1), so a budget of 0.1 keeps 10 % of the full plane's
 frequencies whatever the layout the compared mask was fitted in. An *order* is a permutation of the
 H * (W//2+1) entries, most important first; :func:`keep_masks` turns an order and a list of budgets into the
-binary masks that keep its first entries (insertion) and :func:`order_by` builds orders from scores, ties
-broken by a seeded random permutation (so no order inherits the radial order through its ties).
+binary masks that keep its first entries (insertion). The orders themselves, :func:`order_by` and the registry
+of named orders are in :mod:`freqbias.frequency_orders` (re-exported here: ``order_by``, ``random_order``,
+``rfft_radius``, ``as_rfft``).
 
-Extension point: a new order is a score per rfft entry passed to :func:`order_by`
-(see :func:`freqbias.controls.dataset_orders`).
+Extension point: a new order is one :func:`freqbias.frequency_orders.register_order` call.
 """
 
 from __future__ import annotations
@@ -21,51 +22,17 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .frequency_orders import as_rfft, order_by, random_order, rfft_radius
 from .loops import BATCH_SIZE, batches, frozen
 from .parametrisation import Rfft
+
+__all__ = ["area", "as_rfft", "budget", "correct_under", "disc_like", "gradient_scores", "keep_masks", "order_by",
+           "predictions_under", "random_like", "random_order", "rfft_radius", "rfft_weights", "support_mask"]
 
 
 def rfft_weights(h: int, w: int) -> torch.Tensor:
     """(H, W//2+1) float64: the share of the full plane each rfft entry stands for (sums to 1)."""
     return Rfft(h, w).weights(dtype=torch.float64)
-
-
-def rfft_radius(h: int, w: int) -> torch.Tensor:
-    """(H, W//2+1) float64: distance of every rfft entry from the zero frequency, cycles per image."""
-    ky = torch.fft.fftfreq(h, d=1.0 / h, dtype=torch.float64)
-    kx = torch.fft.rfftfreq(w, d=1.0 / w, dtype=torch.float64)
-    return torch.sqrt(ky[:, None] ** 2 + kx[None, :] ** 2)
-
-
-def as_rfft(mask: torch.Tensor, width: int) -> torch.Tensor:
-    """Masks (..., H, Wm) in the rfft or the full layout as rfft masks (..., H, W//2+1) with the same effect: a
-    full mask acts through the mean of ``M(k)`` and ``M(-k)`` (the real part of its filter), which the rfft entry
-    holds."""
-    wr = width // 2 + 1
-    if mask.shape[-1] == wr:
-        return mask
-    full, h = mask, mask.shape[-2]
-    neg_rows = (-torch.arange(h, device=mask.device)) % h
-    neg_cols = (-torch.arange(width, device=mask.device)) % width
-    mirrored = full[..., neg_rows, :][..., neg_cols]
-    return (0.5 * (full + mirrored))[..., :wr]
-
-
-def order_by(scores: torch.Tensor, descending: bool = True, seed: int = 0) -> torch.Tensor:
-    """Orders of rfft entries by ``scores`` (..., H, Wm): int64 (..., H * Wm) of flat indices, highest score
-    first (``descending``) or lowest first; ties (and NaN, last) in a seeded random order."""
-    flat = scores.detach().double().cpu().flatten(-2)
-    flat = torch.where(torch.isnan(flat), torch.tensor(-torch.inf if descending else torch.inf, dtype=flat.dtype), flat)
-    gen = torch.Generator().manual_seed(seed)
-    perm = torch.stack([torch.randperm(flat.shape[-1], generator=gen) for _ in range(flat[..., 0].numel())])
-    perm = perm.view(*flat.shape[:-1], flat.shape[-1])
-    shuffled = torch.gather(flat, -1, perm)
-    return torch.gather(perm, -1, shuffled.argsort(dim=-1, descending=descending, stable=True))
-
-
-def random_order(shape: tuple[int, ...], h: int, wm: int, seed: int) -> torch.Tensor:
-    """Uniformly random orders: int64 (*shape, H * Wm)."""
-    return order_by(torch.zeros(*shape, h, wm), seed=seed)
 
 
 def keep_masks(order: torch.Tensor, weights: torch.Tensor, budgets: Sequence[float]) -> torch.Tensor:

@@ -31,6 +31,9 @@ from .claims import control_row, judge
 from .na import NA
 from .parametrisation import Parametrisation
 from .runs import AggregateConfig, Run
+from .verdicts import Direction
+
+ABOVE = Direction.ABOVE  # every control claim: the difference is > 0
 
 ONE_SEED = "one trained seed: no second network of the recipe to compare with (train.seeds lists one)"
 NOT_FITTED = "the randomisation check was not fitted (controls.randomised: false, or no single-image masks)"
@@ -104,9 +107,9 @@ def randomisation_results(run: Run, controls: Mapping[str, ControlsData | Yardst
     why = NOT_FITTED if not fitted else ONE_SEED if len(seeds) < 2 else (
         "no standard model's masks on another seed's images (yardstick stage)")
     parts = [judge("N: seed-to-seed - re-initialised rank correlation (paired per image)",
-                   _estimate(paired_n["N"], cfg, why) if yard else Estimate(NA(why), NA(why), NA(why)), 0.0, ">")]
+                   _estimate(paired_n["N"], cfg, why) if yard else Estimate(NA(why), NA(why), NA(why)), 0.0, ABOVE)]
     secondary = [judge(f"{v}: N seed-to-seed - {v} re-initialised rank correlation", _estimate(paired_n[v], cfg, why)
-                       if yard else Estimate(NA(why), NA(why), NA(why)), 0.0, ">") for v in run.others]
+                       if yard else Estimate(NA(why), NA(why), NA(why)), 0.0, ABOVE) for v in run.others]
     cascade_rows, figure = _cascade(run, std, fitted, yard, cfg)
     stopped = [float(std[s].randomised["converged"].float().mean()) for s in fitted]
     modal = [std[s].randomised["modal_share"] for s in fitted]

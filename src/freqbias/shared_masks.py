@@ -16,7 +16,7 @@ the rule to hold or enough right for it to hold whatever the rest give (:func:`s
 (and masks, bit for bit) as scoring all, with fewer forward passes. Most of the saving is on the checks that miss
 (about half of a fit settled on the rule's boundary), which stop early; a check that meets the rule saves little
 (about 5 % of a model's check time on the default profile), since the images most at risk, scored first, include
-the clean-wrong ones. Two methods (``method``):
+the clean-wrong ones. Two methods (``method``, :data:`freqbias.fit_methods.METHODS`; a new one is one class there):
 
 - ``"constrained"`` (default): ``lam_g`` is a multiplier on the sparsity term set by the rule itself:
   multiplied by ``lam_factor`` after a check that met it, divided by it after one that did not (dual
@@ -51,13 +51,15 @@ from tqdm.auto import tqdm
 
 from . import runtime
 from .class_rule import Foreign, foreign_of, push_gradients, score_push
+from .fit_methods import METHODS, FitMethod
 from .fitting import MaskAdam, check_images, clean_ce, loss_terms, mask_loss
 from .fourier import predict
 from .frozen import fitting_copy
-from .loops import BATCH_SIZE, batches, one_cycle_lr
+from .loops import BATCH_SIZE, batches
 from .parametrisation import Parametrisation, Rfft, check_parametrisation
 
-METHODS = ("constrained", "fixed")
+__all__ = ["METHODS", "SharedMaskConfig", "SharedMasks", "class_groups", "fit_shared_masks", "fold_groups",
+           "min_correct", "prune", "score_rule"]
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,11 @@ class SharedMaskConfig:
             raise ValueError(f"lam_factor must be > 1, got {self.lam_factor}")
         if not 0 < self.pct_start < 1:
             raise ValueError(f"pct_start must be in (0, 1), got {self.pct_start}")
+
+    @property
+    def fit_method(self) -> FitMethod:
+        """The :class:`~freqbias.fit_methods.FitMethod` named by ``method``."""
+        return METHODS[self.method]
 
 
 @dataclass
@@ -188,14 +195,14 @@ class _GroupFit:
     per image the CE at its last check (clean CE at first; checks score the highest first) and its own
     generator, so that its draws (and so its mask) do not depend on which other groups are fitted. A class
     mask's ``foreign`` images (:class:`~freqbias.class_rule.Foreign`) with their clean probabilities of
-    its class ``p0`` (n_f,) add the rule's second side."""
+    its class ``p0`` (n_f,) add the rule's second side (``foreign = (Foreign, p0)``, :func:`foreign_of`)."""
 
     def __init__(self, row: int, index: torch.Tensor, y: torch.Tensor, ce0: torch.Tensor, pred0: torch.Tensor,
-                 init: torch.Tensor, cfg: SharedMaskConfig, foreign: Foreign | None = None,
-                 p0: torch.Tensor | None = None):
+                 init: torch.Tensor, cfg: SharedMaskConfig,
+                 foreign: tuple[Foreign | None, torch.Tensor | None] = (None, None)):
+        f, p0 = foreign
         self.row, self.index, self.size = row, index, len(index)
-        self.foreign, self.p0 = (foreign, p0) if foreign is not None and len(foreign.index) and len(index) else (
-            None, None)
+        self.foreign, self.p0 = (f, p0) if f is not None and len(f.index) and len(index) else (None, None)
         self.correct0 = int((pred0[index] == y[index]).sum())
         self.need = min_correct(self.correct0, cfg.acc_ratio)
         self.best, self.best_mean, self.ref_mean = init.clone(), 1.0, 1.0
@@ -316,9 +323,10 @@ def fit_shared_masks(net: nn.Module, z: torch.Tensor, y: torch.Tensor, groups: S
     ce0[used], pred0[used] = clean_ce(net, z[used], y[used], cfg.eval_batch_size)
     b = cfg.batch_size
     param = par.init(len(groups), device=dev, dtype=z.dtype)
-    adam = MaskAdam(param, cfg.lr, warmup=cfg.check_every if cfg.method == "constrained" else 1)
+    method = cfg.fit_method
+    adam = MaskAdam(param, cfg.lr, warmup=method.warmup(cfg))
     fits = [_GroupFit(g, index, y, ce0, pred0, param[g], cfg,
-                      *foreign_of(net, z, pred0, f, cfg.push_tol, cfg.eval_batch_size))
+                      foreign_of(net, z, pred0, f, cfg.push_tol, cfg.eval_batch_size))
             for g, (index, f) in enumerate(zip(groups, foreign))]
     active = [fit for fit in fits if fit.size]
     bar = tqdm(total=cfg.max_steps, desc=desc, unit="step", disable=not runtime.progress())
@@ -327,8 +335,7 @@ def fit_shared_masks(net: nn.Module, z: torch.Tensor, y: torch.Tensor, groups: S
             break
         # step: every active mask on a minibatch of its own group, a few groups per forward pass
         act = torch.tensor([fit.row for fit in active], device=dev)
-        if cfg.method == "fixed":
-            adam.lr[:] = one_cycle_lr(step, cfg.max_steps, cfg.lr, cfg.pct_start)
+        method.set_lr(adam, step, cfg)
         idx = torch.stack([fit.draw(b) for fit in active])
         grad = torch.cat([_gradient(net, z[idx[c]].flatten(0, 1), y[idx[c]].flatten(), ce0[idx[c]].flatten(),
                                     param[act[c]], torch.stack([fit.lam for fit in active[c]]), par)
@@ -342,13 +349,8 @@ def fit_shared_masks(net: nn.Module, z: torch.Tensor, y: torch.Tensor, groups: S
             mask = param[fit.row].clone()
             met, mean = fit.check(step, net, z, y, mask, par, adam.lr[fit.row].item(), cfg.eval_batch_size)
             fit.keep_sparsest(mask, mean, met)
-            if cfg.method == "constrained":
-                fit.adjust_lambda(met, cfg.lam_factor)
-            if not fit.plateaued(cfg.tol, cfg.patience):
-                continue
-            if cfg.method == "constrained" and fit.cuts < cfg.lr_cuts:
-                fit.refine(adam)
-            else:
+            method.after_check(fit, met, cfg)
+            if fit.plateaued(cfg.tol, cfg.patience) and not method.continues(fit, adam, cfg):
                 fit.stop()
                 active.remove(fit)
         bar.set_postfix(active=len(active), mean=f"{min(fit.best_mean for fit in fits):.3f}")

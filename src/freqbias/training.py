@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -19,19 +19,22 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import runtime
-from .attacks import PGD, AttackConfig
+from .attacks import PGD, AttackConfig, RobustEval
 from .config import MissingParam, ParamError, Section, unknown_key
 from .data import to_float
 from .loops import BATCH_SIZE, batches, frozen, one_cycle, predict
 from .perf import fast_bf16
 from .variants import VARIANTS, AugmentConfig
 
+Labelled = tuple[torch.Tensor, torch.Tensor]  # images x uint8 (N, C, H, W) and labels y int64 (N,), as load_split
+
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The ``train`` section of params.yaml: shared settings, the base augmentation ``train.augment``
-    and each variant's own settings ``train.variant.<V>`` (``attack``: A's PGD, ``augment``'s
-    ``scale`` / ``translate`` / ``degrees`` / ``noise_std``: S's, T's, R's, G's; docs in params.yaml)."""
+    """The ``train`` section of params.yaml: shared settings, the base augmentation ``train.augment``, each
+    variant's own settings ``train.variant.<V>`` parsed by its registered settings type (``settings``: variant
+    -> settings object, :mod:`freqbias.variants`; A's is its PGD, :attr:`attack`) and the evaluate stage's
+    attacks ``train.eval`` (docs in params.yaml)."""
 
     arch: str
     variants: list[str]
@@ -41,12 +44,21 @@ class TrainConfig:
     lr: float
     weight_decay: float
     pct_start: float
-    attack: AttackConfig
     augment: AugmentConfig
-    eval_eps: list[float]
-    eval_steps: int
-    eval_n: int
+    settings: Mapping[str, Any]
+    evaluation: RobustEval
     amp: bool | None = None
+
+    @property
+    def attack(self) -> AttackConfig:
+        """A's PGD (``train.variant.A``: also the study's attack, recorded in the aggregate's summary)."""
+        return self.settings["A"]
+
+    def settings_of(self, variant: str) -> Any:
+        """Variant ``variant``'s own settings (ParamError naming ``train.variant.<V>`` when it has no entry)."""
+        if variant not in self.settings:
+            raise missing_entry(f"train.variant.{variant}")
+        return self.settings[variant]
 
     def amp_on(self, device: torch.device, log: Callable[[str], None] = print) -> bool:
         """Whether to train under bf16 autocast on ``device``: ``amp`` null (auto) = on for CUDA only; an
@@ -63,27 +75,13 @@ class TrainConfig:
         from .models import ARCHITECTURES
 
         sec = Section(params, "train")
-        aug, ev = sec.sub("augment"), sec.sub("eval")
         variants = sec.choices("variants", VARIANTS)
         missing = [v for v in ("N", "A") if v not in variants]
         if missing:
             raise ParamError(f"train.variants: must include N and A (N is the reference of every difference, A the "
                              f"adversarial model; both pick the single images), missing {', '.join(missing)}")
-        own = read_variant_settings(sec, variants)
-        crop = aug.numbers("crop_scale", [1.0, 1.0], length=2, min=0)
-        defaults = AugmentConfig()
-        scale = own["S"].numbers("scale", length=2, min=0) if "S" in own else list(defaults.scale)
-        for key, (lo, hi) in ((aug.key("crop_scale"), crop), ("train.variant.S.scale", scale)):
-            if not 0 < lo <= hi:
-                raise ParamError(f"{key}: need 0 < low <= high, got {[lo, hi]}")
-        if crop[1] > 1:
-            raise ParamError(f"train.augment.crop_scale: high must be <= 1, got {crop[1]}")
-        translate = own["T"].numbers("translate", length=2, min=0) if "T" in own else defaults.translate
-        degrees = own["R"].number("degrees", min=0, max=180) if "R" in own else defaults.degrees
-        noise_std = own["G"].number("noise_std", min=0) if "G" in own else defaults.noise_std
-        augment = AugmentConfig(hflip=aug.boolean("hflip", True), crop_scale=tuple(crop), scale=tuple(scale),
-                                translate=tuple(translate), degrees=degrees, noise_std=noise_std)
-        attack = AttackConfig.from_section(own["A"])
+        settings = read_variant_settings(sec, variants)
+        augment = AugmentConfig.from_section(sec.sub("augment"))
         seeds = sec.numbers("seeds", integer=True, min=0)
         if not seeds:
             raise ParamError("train.seeds: must list at least one seed, got []")
@@ -95,26 +93,30 @@ class TrainConfig:
             epochs=sec.integer("epochs", min=1), batch_size=sec.integer("batch_size", min=1),
             lr=sec.number("lr", min=0, strict_min=True), weight_decay=sec.number("weight_decay", 0.0, min=0),
             pct_start=sec.number("pct_start", min=0, max=1, strict_min=True),
-            attack=attack, augment=augment,
-            eval_eps=ev.numbers("eps", min=0), eval_steps=ev.integer("steps", min=1), eval_n=ev.integer("n", min=1),
+            augment=augment, settings=settings, evaluation=RobustEval.from_section(sec.sub("eval")),
             amp=None if sec.raw("amp", None) is None else sec.boolean("amp"),
         )
 
 
-def read_variant_settings(sec: Section, variants: list[str]) -> dict[str, Section]:
-    """The sections ``train.variant.<V>``: one per registered variant (``{}`` for one without settings),
-    required for every variant of ``variants`` and for A (its PGD is also the robust evaluation's and the
-    study's attack). Each train stage depends on its own entry only (dvc.yaml), so that changing one
-    variant's setting retrains that variant alone."""
+def read_variant_settings(sec: Section, variants: list[str]) -> dict[str, Any]:
+    """Each entry ``train.variant.<V>`` parsed by its registered variant's settings type (variant -> settings):
+    an entry is required for every variant of ``variants`` and for A (its PGD is also the study's attack).
+    Each train stage depends on its own entry only (dvc.yaml), so that changing one variant's setting retrains
+    that variant alone."""
     table = sec.sub("variant")
     for name in table.data:
         if name not in VARIANTS:
             raise unknown_key(table.key(str(name)), VARIANTS)
     for name in dict.fromkeys([*variants, "A"]):
         if name not in table.data:
-            raise MissingParam(table.key(name), f"{table.key(name)}: missing (every variant of train.variants "
-                                                f"needs an entry; {{}} when it has no settings)")
-    return {name: table.sub(name) for name in table.data}
+            raise missing_entry(table.key(name))
+    return {name: VARIANTS[name].read(table.sub(name)) for name in table.data}
+
+
+def missing_entry(key: str) -> MissingParam:
+    """The error for a variant without its entry ``key`` (``train.variant.<V>``)."""
+    return MissingParam(key, f"{key}: missing (every variant of train.variants needs an entry; {{}} when it has no "
+                             "settings)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -141,15 +143,19 @@ def random_affine(x: torch.Tensor, g: torch.Generator, *, degrees: float = 0.0, 
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def augment_batch(x: torch.Tensor, variant: str, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:
-    """Base augmentation (flip, resized crop) plus the variant's own (:mod:`freqbias.variants`): the
-    variant's ``warp`` joins the base warp (one resampling), then its ``augment`` runs. x: pixels in [0, 1]."""
+def augment_batch(x: torch.Tensor, variant: str, cfg: AugmentConfig, g: torch.Generator,
+                  settings: Any = None) -> torch.Tensor:
+    """Base augmentation ``cfg`` (flip, resized crop) plus the variant's own (:mod:`freqbias.variants`), set by
+    its ``settings`` (default: its settings type's defaults): the variant's ``warp`` joins the base warp (one
+    resampling), then its ``augment`` runs. x: pixels in [0, 1] (B, C, H, W); randomness from ``g`` only."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; registered: {', '.join(VARIANTS)}")
     spec = VARIANTS[variant]
+    if settings is None and (spec.warp is not None or spec.augment is not None):
+        settings = spec.settings()
     lo, hi = cfg.crop_scale
     zoom = (1 / math.sqrt(hi), 1 / math.sqrt(lo))  # keeping area a of the image = zooming by 1/sqrt(a)
-    warp: dict[str, Any] = dict(spec.warp(cfg)) if spec.warp is not None else {}
+    warp = spec.warp_args(settings)
     if "scale" in warp:
         warp["scale"] = (warp["scale"][0] * zoom[0], warp["scale"][1] * zoom[1])
     elif zoom != (1.0, 1.0):
@@ -159,9 +165,7 @@ def augment_batch(x: torch.Tensor, variant: str, cfg: AugmentConfig, g: torch.Ge
     elif cfg.hflip:  # a flip alone needs no resampling
         flip = (torch.rand(len(x), generator=g) < 0.5).to(x.device).view(-1, 1, 1, 1)
         x = torch.where(flip, x.flip(-1), x)
-    if spec.augment is not None:
-        x = spec.augment(x, cfg, g)
-    return x
+    return spec.apply(x, settings, g)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -218,19 +222,21 @@ class TrainResult:
     seconds: float
 
 
-def train_model(model: nn.Module, variant: str, cfg: TrainConfig, seed: int, x_train: torch.Tensor,
-                y_train: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor, std: float,
-                log: Callable[[str], None] = print) -> TrainResult:
-    """Train ``model`` as ``variant`` with Adam + OneCycle; keep the weights of the epoch with the best
-    val accuracy (never test). x: uint8 (N, C, H, W)."""
+def train_model(model: nn.Module, variant: str, cfg: TrainConfig, seed: int, train: Labelled, val: Labelled,
+                std: float, log: Callable[[str], None] = print) -> TrainResult:
+    """Train ``model`` as ``variant`` (with its own settings, :meth:`TrainConfig.settings_of`) with Adam + OneCycle
+    on the ``train`` split; keep the weights of the epoch with the best accuracy on ``val`` (never test).
+    Splits: (x uint8 (N, C, H, W), y (N,)); ``std``: the dataset's pixel std (an attack in normalised units)."""
     if variant not in VARIANTS:
         raise ParamError(f"train.variants: unknown variant {variant!r}; allowed: {', '.join(VARIANTS)}")
+    spec, own = VARIANTS[variant], cfg.settings_of(variant)
+    (x_train, y_train), (x_val, y_val) = train, val
     device = next(model.parameters()).device
     # The uint8 dataset is small enough to live on the accelerator: augmentation then runs there too,
     # and no loader workers or pinned-memory copies are needed per batch.
     x_train, y_train = x_train.to(device), y_train.to(device)
     g = torch.Generator().manual_seed(seed)
-    attack = cfg.attack.build(std) if VARIANTS[variant].adversarial else None
+    attack = own.build(std) if spec.adversarial else None
     amp = cfg.amp_on(device, log)
     layout = runtime.fast_layout(device)
     model.to(memory_format=layout)
@@ -247,7 +253,7 @@ def train_model(model: nn.Module, variant: str, cfg: TrainConfig, seed: int, x_t
         for s in tqdm(batches(len(x_train), cfg.batch_size), total=steps_per_epoch, leave=False,
                       desc=f"epoch {epoch}", unit="batch", disable=not bars):
             idx = order[s].to(device)
-            xb = augment_batch(to_float(x_train[idx]), variant, cfg.augment, g)
+            xb = augment_batch(to_float(x_train[idx]), variant, cfg.augment, g, own)
             yb = y_train[idx]
             loss, logits = train_step(model, xb, yb, opt, sched, attack, g, amp)
             loss_sum += loss.item() * len(idx)
