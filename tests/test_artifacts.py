@@ -119,7 +119,7 @@ def test_metrics_with_zero_clean_accuracy_are_json(tmp_path):
                              kept=torch.ones(3, dtype=torch.bool), mean_mask=torch.ones(3))
     absent = {"n_images": 0, "converged": None, "history": []}
     records = MaskGroups({**RECORD, "mean": 1.0}, [RECORD] * 2, [RECORD] * 3 + [absent])
-    metrics = masks_metrics(LoadedModel("N-s0", None, META), 0, Rfft(H, W).kind, scores, records,
+    metrics = masks_metrics(LoadedModel("N-s0", None, META), 0, Rfft(H, W), scores, records,
                             single_metrics(clean, 3, {"masked_agreement": 1.0}), 1.23)
     save_json(metrics, tmp_path / "m.json")
     back = json.loads((tmp_path / "m.json").read_text())

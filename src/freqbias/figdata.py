@@ -144,7 +144,7 @@ def faithfulness_curves(controls: Mapping[str, Mapping]) -> tuple[dict, dict[str
     out: dict = {}
     na: dict[str, str] = {}
     for name, c in controls.items():
-        faith = getattr(c, "faithfulness", None) or {}
+        faith = (c.get("faithfulness") if isinstance(c, Mapping) else getattr(c, "faithfulness", None)) or {}
         have = {s: faith[s]["curves"] for s in FAITH_SOURCES if s in faith}
         if not have:
             na[f"faithfulness/{name}"] = "no finite mask to order"

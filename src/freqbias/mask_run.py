@@ -162,7 +162,7 @@ def fit_model_masks(subject: LoadedModel, seed: int, sel: Selection, splits: Spl
         evaluation["adv_masked_agreement"] = float(adv.kept.float().mean())
     log(f"single-image masks on {len(target)} images (of {sel.pool} screened): {evaluation}")
 
-    metrics = masks_metrics(subject, seed, par.kind, scores, records,
+    metrics = masks_metrics(subject, seed, par, scores, records,
                             single_metrics(clean, single_cfg.max_steps, evaluation), time.perf_counter() - t0)
     metrics["seconds_shared"] = round(t_shared, 1)   # the dataset, fold and class masks' batched fit (cost study)
     reasons = {f"{split}_ratio": f"{split} clean accuracy is 0: masked / clean is undefined"
@@ -206,13 +206,13 @@ def single_metrics(clean: SingleMaskResult, cap: int, evaluation: Mapping[str, f
             "single_mask_mean": float(clean.mean_mask.mean()), **{f"single_{k}": v for k, v in evaluation.items()}}
 
 
-def masks_metrics(subject: LoadedModel, seed: int, kind: str, scores: Mapping[str, float],
+def masks_metrics(subject: LoadedModel, seed: int, par: Parametrisation, scores: Mapping[str, float],
                   records: MaskGroups[Mapping[str, Any]], single: Mapping[str, Any], seconds: float) -> dict[str, Any]:
     """The masks stage's metrics JSON (``metrics/masks/<model>.json``) from the shared masks' ``records``
     (:class:`freqbias.shared_masks.SharedMasks`, by group) and the single-image part (:func:`single_metrics`):
     accuracies clean / under the dataset mask (``scores``; ``*_ratio`` = masked / clean, None when clean accuracy
     is 0), each kind's mean, support, smallest entry, steps and whether it converged (``*_converged``: the share
-    of masks that stopped by their rule); masks in layout ``kind``."""
+    of masks that stopped by their rule); masks in ``par``."""
     dataset, folds = records.dataset, records.folds
     fitted = [r for r in records.classes if r["n_images"]]  # an absent class has no mask
 
@@ -224,7 +224,7 @@ def masks_metrics(subject: LoadedModel, seed: int, kind: str, scores: Mapping[st
 
     return {
         "model": subject.name, "variant": subject.meta.get("variant", "external"),
-        "seed": subject.meta.get("seed", seed), "kind": kind,
+        "seed": subject.meta.get("seed", seed), "kind": par.kind,
         **scores,
         "val_ratio": ratio_or_none(scores["val_masked_acc"], scores["val_clean_acc"]),
         "test_ratio": ratio_or_none(scores["test_masked_acc"], scores["test_clean_acc"]),

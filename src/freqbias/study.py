@@ -38,14 +38,14 @@ REFERENCE: tuple[Reference, ...] = (
 )
 
 
-def reference(kind: str, field: str) -> Reference:
-    """The :data:`REFERENCE` entry of ``key == (kind, field)``."""
-    return next(r for r in REFERENCE if r.key == (kind, field))
+def reference(table: str, field: str) -> Reference:
+    """The :data:`REFERENCE` entry of ``key == (table, field)``."""
+    return next(r for r in REFERENCE if r.key == (table, field))
 
 
-def _both(kind: str, field: str) -> str:
+def _both(table: str, field: str) -> str:
     """``"<VGG>% / <ResNet>%"`` of one reference number."""
-    r = reference(kind, field)
+    r = reference(table, field)
     return f"{r.vgg}% / {r.resnet}%"
 
 
