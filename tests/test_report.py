@@ -51,14 +51,18 @@ def test_report_renders_every_figure_it_names(results: Path, tmp_path: Path):
 def test_faithfulness_figure_draws_each_model_and_names_what_is_missing(tmp_path: Path):
     """The faithfulness figure from the controls stage's mean curves: one row per model, an n/a panel naming why
     a model has none; no figure at all (with the reason) without any controls."""
+    from freqbias.artifacts import ControlsData
     from freqbias.figdata import faithfulness_curves
     from freqbias.plots import faithfulness
 
     budgets = [0.0, 0.5, 1.0]
     curve = {o: {"insertion": [0.1, 0.6, 0.9], "deletion": [0.9, 0.3, 0.1]} for o in ("mask", "radius", "random")}
-    controls = {"N-s0": {"faithfulness": {"budgets": budgets, "dataset": {"curves": curve},
-                                          "single": {"curves": curve}}},
-                "A-s0": {"faithfulness": {"budgets": budgets}}}
+    def measured(name: str, faithfulness: dict) -> ControlsData:
+        return ControlsData(name, [], faithfulness, [], {}, {})
+
+    both = {"budgets": budgets, "dataset": {"curves": curve}, "single": {"curves": curve}}
+    controls = {"N-s0": measured("N-s0", both),
+                "A-s0": measured("A-s0", {"budgets": budgets})}
     data, na = faithfulness_curves(controls)
     assert set(data) == {"budgets", "N-s0"} and na == {"faithfulness/A-s0": "no finite mask to order"}
     assert data["N-s0"]["single"]["radius"]["deletion"].tolist() == pytest.approx([0.9, 0.3, 0.1])

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from .artifacts import ControlsData, YardstickData
 from .bands import (
     BandStats,
     shifted_full,
@@ -136,7 +137,7 @@ def figure_data(run: Run, img: SeedImages, outcomes: Mapping[str, Mapping[str, n
 FAITH_SOURCES = ("dataset", "single")  # the controls stage's faithfulness sources (dataset mask, single-image masks)
 
 
-def faithfulness_curves(controls: Mapping[str, Mapping]) -> tuple[dict, dict[str, str]]:
+def faithfulness_curves(controls: Mapping[str, ControlsData | YardstickData]) -> tuple[dict, dict[str, str]]:
     """The faithfulness figure's data from the controls stage's measurements per model name (``controls``, in
     report order): ``{"budgets": (B,) shares of the plane, model: {source: {order: {kind: (B,)}}}}`` with the mean
     insertion / deletion curves (:func:`freqbias.controls.faithfulness`), and the reasons for what is missing
@@ -144,7 +145,7 @@ def faithfulness_curves(controls: Mapping[str, Mapping]) -> tuple[dict, dict[str
     out: dict = {}
     na: dict[str, str] = {}
     for name, c in controls.items():
-        faith = (c.get("faithfulness") if isinstance(c, Mapping) else getattr(c, "faithfulness", None)) or {}
+        faith = getattr(c, "faithfulness", None) or {}  # a YardstickData has none
         have = {s: faith[s]["curves"] for s in FAITH_SOURCES if s in faith}
         if not have:
             na[f"faithfulness/{name}"] = "no finite mask to order"
