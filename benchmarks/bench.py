@@ -52,11 +52,11 @@ from torch.utils.flop_counter import FlopCounterMode
 from freqbias import fitting, fourier, loops
 from freqbias.config import load_params
 from freqbias.frozen import fitting_copy
-from freqbias.mask_run import MasksConfig
 from freqbias.models import build_model
 from freqbias.parametrisation import Parametrisation
 from freqbias.perf import best_seconds, matmul_peak
 from freqbias.runtime import fast_layout
+from freqbias.stage_masks import MasksConfig
 from freqbias.training import TrainConfig, train_step
 
 REPO = Path(__file__).resolve().parents[1]

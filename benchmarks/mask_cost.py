@@ -47,12 +47,12 @@ from freqbias.config import load_params  # noqa: E402
 from freqbias.fitting import fit_single_masks  # noqa: E402
 from freqbias.frozen import fitting_copy  # noqa: E402
 from freqbias.mask_groups import shared_groups  # noqa: E402
-from freqbias.mask_run import MasksConfig  # noqa: E402
 from freqbias.models import build_model  # noqa: E402
 from freqbias.perf import best_seconds  # noqa: E402
 from freqbias.profiles import deep_merge, load_profile  # noqa: E402
 from freqbias.shared_masks import fit_shared_masks  # noqa: E402
-from freqbias.single_image import SelectConfig  # noqa: E402
+from freqbias.stage_masks import MasksConfig  # noqa: E402
+from freqbias.stage_selection import SelectConfig  # noqa: E402
 
 NEVER = 10**9  # patience that no fit reaches: every step runs
 

@@ -5,24 +5,24 @@ Usage: ``python stages/aggregate.py``. Reads params ``aggregate`` (and ``train.v
 ``data/prepared``; writes ``results/*.csv``, ``results/curves/`` (with the tables of ``dvc plots``,
 :mod:`freqbias.plot_data`), ``results/claims.json``, ``results/summary.json`` (with this machine's fp32 matmul
 peak, :mod:`freqbias.perf`) and
-``results/figdata.pt`` (see :mod:`freqbias.aggregate`).
+``results/figdata.pt`` (see :mod:`freqbias.stage_aggregate`).
 """
 
 import freqbias._interrupt  # noqa: F401  # isort: skip  (first: Ctrl-C while importing ends with one line)
 import time
 
 from freqbias import paths, runtime
-from freqbias.aggregate import run_aggregate, write_results
 from freqbias.artifacts import ControlsData, YardstickData
 from freqbias.cli import run_stage, setup_logging
 from freqbias.config import Section, load_params
-from freqbias.data import load_split
+from freqbias.data import load_splits
 from freqbias.io import load_json
 from freqbias.measures import load_records
 from freqbias.perf import matmul_peak
 from freqbias.plot_data import load_histories, plot_tables
 from freqbias.runs import AggregateConfig
-from freqbias.single_image import SelectConfig
+from freqbias.stage_aggregate import run_aggregate, write_results
+from freqbias.stage_selection import SelectConfig
 from freqbias.training import TrainConfig
 
 
@@ -36,7 +36,7 @@ def main() -> None:
     cfg = AggregateConfig.from_params(params, (size, size))
     train = TrainConfig.from_params(params)
     records = load_records(train.variants, train.seeds, runtime.device())
-    splits = {s: load_split(s) for s in ("val", "test")}
+    splits = load_splits("val", "test")
     select = SelectConfig.from_params(params).attack.build(manifest["std"][0])  # rebuilds old files' PGD images
     controls = {r.name: ControlsData.load(paths.controls_file(r.name)) for r in records}
     controls.update({paths.yardstick_file(s).stem: YardstickData.load(paths.yardstick_file(s)) for s in train.seeds})

@@ -3,7 +3,7 @@
 Usage: ``python stages/controls.py --model N-s0 --seed 0``. Reads params ``controls`` and ``masks`` (the isotropic
 masks are fitted with the dataset masks' method and rule, the randomisation check's masks like the
 single-image masks); reads ``models/<model>.pt``, ``masks/<model>/`` and ``data/prepared``; writes
-``controls/<model>.pt`` and ``metrics/controls/<model>.json`` (see :mod:`freqbias.control_run`).
+``controls/<model>.pt`` and ``metrics/controls/<model>.json`` (see :mod:`freqbias.stage_controls`).
 """
 
 import freqbias._interrupt  # noqa: F401  # isort: skip  (first: Ctrl-C while importing ends with one line)
@@ -13,11 +13,11 @@ from freqbias import paths, runtime
 from freqbias.artifacts import LoadedModel, MaskSet
 from freqbias.cli import run_stage, setup_logging
 from freqbias.config import load_params
-from freqbias.control_run import run_controls
 from freqbias.controls import ControlsConfig
-from freqbias.data import load_split
+from freqbias.data import load_splits
 from freqbias.io import save_json
-from freqbias.mask_run import MasksConfig
+from freqbias.stage_controls import run_controls
+from freqbias.stage_masks import MasksConfig
 
 
 @run_stage
@@ -30,7 +30,7 @@ def main() -> None:
     params = load_params()
     cfg, masks_cfg = ControlsConfig.from_params(params), MasksConfig.from_params(params)
     subject = LoadedModel.load(args.model, runtime.device())
-    splits = {s: load_split(s) for s in ("val", "test")}
+    splits = load_splits("val", "test")
     out = run_controls(subject, MaskSet.load(args.model), splits, cfg, masks_cfg, args.seed,
                        standard=args.model == paths.model_name("N", args.seed), log=log.info)
     out.data.save(paths.controls_file(args.model))

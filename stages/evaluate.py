@@ -2,7 +2,7 @@
 
 Usage: ``python stages/evaluate.py --variant N --seed 0``. Reads params ``train.eval`` (its own attacks, not A's
 training attack) and ``models/<variant>-s<seed>.pt``; writes ``metrics/evaluate/<variant>-s<seed>.json``
-(:func:`freqbias.evaluation.evaluate_model`). Its own stage, so that a change of the evaluation retrains no model
+(:func:`freqbias.stage_evaluate.evaluate_model`). Its own stage, so that a change of the evaluation retrains no model
 and a change of A's training re-evaluates A alone."""
 
 import freqbias._interrupt  # noqa: F401  # isort: skip  (first: Ctrl-C while importing ends with one line)
@@ -13,8 +13,8 @@ from freqbias.artifacts import load_checkpoint
 from freqbias.cli import run_stage, setup_logging
 from freqbias.config import load_params
 from freqbias.data import load_split
-from freqbias.evaluation import evaluate_model
 from freqbias.io import save_json
+from freqbias.stage_evaluate import evaluate_model
 from freqbias.training import TrainConfig
 
 

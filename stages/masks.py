@@ -4,7 +4,7 @@ Usage: ``python stages/masks.py --model A-s0 --seed 0`` (or ``--model external/<
 checkpoint). The single-image masks use the images the select stage chose for ``--seed``
 (``selections/s<seed>.pt``). Reads params ``masks.kind``, ``masks.dataset`` and ``masks.single``; writes
 ``masks/<model>/{dataset,class,single}.pt`` and
-``metrics/masks/<model>.json`` (see :mod:`freqbias.mask_run`).
+``metrics/masks/<model>.json`` (see :mod:`freqbias.stage_masks`).
 """
 
 import freqbias._interrupt  # noqa: F401  # isort: skip  (first: Ctrl-C while importing ends with one line)
@@ -14,10 +14,10 @@ from freqbias import paths, runtime
 from freqbias.artifacts import LoadedModel
 from freqbias.cli import run_stage, setup_logging
 from freqbias.config import load_params
-from freqbias.data import load_split
+from freqbias.data import load_splits
 from freqbias.io import save_json
-from freqbias.mask_run import MasksConfig, fit_model_masks
-from freqbias.single_image import load_selection
+from freqbias.stage_masks import MasksConfig, fit_model_masks
+from freqbias.stage_selection import load_selection
 
 
 @run_stage
@@ -32,7 +32,7 @@ def main() -> None:
 
     standard_name = paths.model_name("N", args.seed)
     subject = LoadedModel.load(args.model, device)
-    splits = {s: load_split(s) for s in ("val", "test")}
+    splits = load_splits("val", "test")
     sel = load_selection(paths.selection_file(args.seed), splits["test"][0])
     out = fit_model_masks(subject, args.seed, sel, splits, cfg, adv_masks=args.model == standard_name, log=log.info)
 

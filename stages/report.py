@@ -12,8 +12,8 @@ from freqbias import paths
 from freqbias.cli import run_stage, setup_logging
 from freqbias.config import load_params
 from freqbias.io import save_text
-from freqbias.report import ReportConfig, git_commit, load_results, render
 from freqbias.report_figures import make_figures
+from freqbias.stage_report import ReportConfig, git_commit, load_results, render
 
 
 @run_stage

@@ -1,7 +1,7 @@
 """select: the test images of the single-image masks of every model of one seed.
 
 Usage: ``python stages/selection.py --seed 0`` (not select.py: as a script's sibling it would shadow the
-standard library's ``select``). The study's rule (:func:`freqbias.single_image.select_images`):
+standard library's ``select``). The study's rule (:func:`freqbias.stage_selection.select_images`):
 the first ``masks.select.n_images`` test images on which ``models/N-s<seed>.pt`` and ``models/A-s<seed>.pt``
 are equally right or wrong and on which the selection's PGD (``masks.select``) flips N. Writes
 ``selections/s<seed>.pt``. With ``masks.select.keep`` true an existing selection is kept as it is
@@ -17,7 +17,7 @@ from freqbias.cli import run_stage, setup_logging
 from freqbias.config import load_params
 from freqbias.data import load_split
 from freqbias.io import load_json
-from freqbias.single_image import SelectConfig, save_selection, select_images
+from freqbias.stage_selection import SelectConfig, save_selection, select_images
 
 
 @run_stage

@@ -14,10 +14,10 @@ from freqbias import paths, runtime
 from freqbias.artifacts import save_checkpoint
 from freqbias.cli import run_stage, setup_logging
 from freqbias.config import ParamError, load_params
-from freqbias.data import load_split
+from freqbias.data import load_splits
 from freqbias.io import load_json, save_csv, save_json
 from freqbias.models import build_model, count_parameters
-from freqbias.train_run import train_metrics
+from freqbias.stage_train import train_metrics
 from freqbias.training import TrainConfig, train_model
 
 
@@ -33,7 +33,7 @@ def main() -> None:
     if args.variant not in cfg.variants:
         raise ParamError(f"train.variants: {args.variant!r} is not listed ({cfg.variants})")
 
-    train, val = load_split("train"), load_split("val")
+    train, val = load_splits("train", "val").values()
     manifest = load_json(paths.manifest_file(), "manifest", dict)
     device = runtime.device()
     torch.manual_seed(args.seed)

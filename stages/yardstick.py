@@ -14,10 +14,10 @@ from freqbias import paths, runtime
 from freqbias.artifacts import load_checkpoint
 from freqbias.cli import run_stage, setup_logging
 from freqbias.config import Section, load_params
-from freqbias.control_run import yardstick
 from freqbias.data import load_split
-from freqbias.mask_run import MasksConfig
-from freqbias.single_image import load_selection
+from freqbias.stage_masks import MasksConfig
+from freqbias.stage_selection import load_selection
+from freqbias.stage_yardstick import yardstick
 
 
 @run_stage

@@ -1,4 +1,4 @@
-"""Tests of freqbias.aggregate: params, and small runs of the whole aggregation on random models."""
+"""Tests of freqbias.stage_aggregate: params, and small runs of the whole aggregation on random models."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from freqbias import aggregate as ag
 from freqbias import bands as bd
 from freqbias import measures as ms
 from freqbias import probe as pb
+from freqbias import stage_aggregate as ag
 from freqbias.artifacts import SingleMasks
+from freqbias.baselines import HeatmapConfig
 from freqbias.config import DataError, ParamError
+from freqbias.mask_groups import MaskGroups
 from freqbias.models import build_model
 from freqbias.na import NA, csv_rows
 from freqbias.parametrisation import Rfft
@@ -83,15 +85,16 @@ def synthetic_run(variants=("N", "A", "R"), seeds=(0,), n_img: int = 12, classes
     return records, {"val": (x[:20], y[:20]), "test": (x, y)}, [f"class {k}" for k in range(classes)]
 
 
-def fit_records(classes: int) -> dict:
+def fit_records(classes: int) -> MaskGroups[dict]:
     """Shared-mask fitting records as the masks stage writes them (:mod:`freqbias.shared_masks`)."""
     rec = {"n_images": 10, "clean_acc": 0.9, "masked_acc": 0.9, "met": True, "converged": True, "steps": 30,
            "mean": 0.5, "support": 0.6, "min": 0.0, "lam": 0.3, "history": []}
-    return {"dataset": rec, "folds": [rec] * 3, "classes": [rec] * classes}
+    return MaskGroups(rec, [rec] * 3, [rec] * classes)
 
 
 SMALL = ag.AggregateConfig(n_boot=20, accuracy_n=None, probe_max_iter=20, probe_folds=3, probe_permutations=2,
-                           filter_n=10, filter_radii=(3.0, 9.0), heatmap_n=5, heatmap_grid=3, figure_images=3)
+                           filter_n=10, filter_radii=(3.0, 9.0), heatmap=HeatmapConfig(n=5, grid=3, norm=3.0),
+                           figure_images=3)
 
 
 def test_run_aggregate_on_random_models(tmp_path):

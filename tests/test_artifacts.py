@@ -1,4 +1,4 @@
-"""freqbias.artifacts (the masks stage's files as types) and freqbias.mask_run (the masks stage's work):
+"""freqbias.artifacts (the masks stage's files as types) and freqbias.stage_masks (the masks stage's work):
 save / load round trips, files in the older dict format, and one small real run of the masks stage's
 library call whose outputs aggregate's loader reads back."""
 
@@ -20,11 +20,11 @@ from freqbias.config import DataError, load_params
 from freqbias.fitting import SingleMaskResult
 from freqbias.io import save_json, save_torch
 from freqbias.mask_groups import MaskGroups
-from freqbias.mask_run import MasksConfig, fit_model_masks, masks_metrics, ratio_or_none, single_metrics
 from freqbias.measures import dataset_correct, load_records
 from freqbias.models import build_model
 from freqbias.parametrisation import Rfft
-from freqbias.single_image import load_selection, save_selection, select_images
+from freqbias.stage_masks import MasksConfig, fit_model_masks, masks_metrics, ratio_or_none, single_metrics
+from freqbias.stage_selection import load_selection, save_selection, select_images
 
 H = W = 28
 WM = W // 2 + 1

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from freqbias import aggregate as ag
 from freqbias import bands as bd
 from freqbias import baselines as bl
+from freqbias import stage_aggregate as ag
 from freqbias.parametrisation import Rfft
 
 H = W = 28

@@ -14,10 +14,10 @@ import torch
 from conftest import REPO, run, run_script
 from freqbias.data import DataConfig
 from freqbias.fitting import SingleMaskConfig, fit_single_masks
-from freqbias.mask_run import MasksConfig
 from freqbias.models import build_model
 from freqbias.shared_masks import SharedMaskConfig, fit_shared_masks
-from freqbias.single_image import SelectConfig
+from freqbias.stage_masks import MasksConfig
+from freqbias.stage_selection import SelectConfig
 from freqbias.training import TrainConfig
 
 TOY = ("--threads", "1", "--repeats", "1", "--inner", "1", "--batch", "8", "--groups", "2")  # bench.py's toy size

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from freqbias import aggregate as ag
 from freqbias import bands as bd
 from freqbias import claims as cl
 from freqbias import probe as pb
+from freqbias import stage_aggregate as ag
 from freqbias.na import NA
 from freqbias.parametrisation import Rfft
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from freqbias import aggregate as ag
-from freqbias import report as rp
+from freqbias import stage_aggregate as ag
+from freqbias import stage_report as rp
 from freqbias.na import NA, cell
 from test_aggregate import SMALL, synthetic_run
 

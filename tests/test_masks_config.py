@@ -10,9 +10,9 @@ import pytest
 
 from freqbias.config import ParamError, load_params
 from freqbias.fitting import bytes_per_image
-from freqbias.mask_run import MasksConfig
 from freqbias.models import build_model
 from freqbias.parametrisation import Full, Rfft
+from freqbias.stage_masks import MasksConfig
 
 PARAMS = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
 

@@ -8,17 +8,17 @@ import math
 import pytest
 import torch
 
-from freqbias import aggregate as ag
 from freqbias import paths
+from freqbias import stage_aggregate as ag
 from freqbias.artifacts import LoadedModel, save_checkpoint
 from freqbias.attacks import PGD
 from freqbias.config import ParamError, load_params
 from freqbias.io import save_json
-from freqbias.mask_run import MasksConfig, fit_model_masks
 from freqbias.measures import load_records
 from freqbias.models import build_model
 from freqbias.parametrisation import PARAMETRISATIONS, Parametrisation, Rfft, register_parametrisation
-from freqbias.single_image import load_selection, save_selection, select_images
+from freqbias.stage_masks import MasksConfig, fit_model_masks
+from freqbias.stage_selection import load_selection, save_selection, select_images
 from test_aggregate import SMALL
 from test_artifacts import META, H, W
 

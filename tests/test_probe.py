@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from freqbias import probe as pb
-from freqbias.aggregate import AggregateConfig
 from freqbias.na import NA
+from freqbias.stage_aggregate import AggregateConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -1,4 +1,4 @@
-"""Tests of freqbias.report and freqbias.plots: the report renders every figure it names, from the
+"""Tests of freqbias.stage_report and freqbias.plots: the report renders every figure it names, from the
 aggregate outputs alone, with the claims and the reference numbers."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from conftest import git_commit, run
-from freqbias import aggregate as ag
-from freqbias import report as rp
+from freqbias import stage_aggregate as ag
+from freqbias import stage_report as rp
 from freqbias.config import DataError, ParamError
 from test_aggregate import SMALL, synthetic_run
 

@@ -9,7 +9,8 @@ import torch
 from freqbias.attacks import PGD
 from freqbias.models import build_model
 from freqbias.parametrisation import Rfft
-from freqbias.single_image import evaluate_single_masks, select_images
+from freqbias.single_image import evaluate_single_masks
+from freqbias.stage_selection import select_images
 
 
 def _constant_model(label: int = 1) -> torch.nn.Module:

@@ -13,7 +13,8 @@ import torch
 import yaml
 
 from conftest import git_commit, make_project, run
-from freqbias import plots, report
+from freqbias import plots
+from freqbias import stage_report as report
 from freqbias.attacks import AttackConfig
 from freqbias.config import ParamError
 from freqbias.training import TrainConfig, augment_batch, random_affine

@@ -12,8 +12,8 @@ import math
 import pytest
 
 from freqbias import claims as cl
-from freqbias.aggregate import _json_safe, claim_metrics
 from freqbias.na import NA
+from freqbias.stage_aggregate import _json_safe, claim_metrics
 from freqbias.study import CLAIMS, REFERENCE, reference
 from freqbias.textfmt import FIXED, PERCENT, PERCENT_NUMBER, PLAIN, SIGNED, ci, fmt, markdown_table
 from freqbias.verdicts import VERDICT_RULE, Direction, Verdict, verdict

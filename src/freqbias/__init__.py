@@ -19,12 +19,14 @@ neural networks through Fourier masks" (Front. AI 2022), organised as one module
 - :mod:`freqbias.variants` the registry of training variants (N, A, S, T, R, G): label, colour, augmentation, PGD
   or not
 - :mod:`freqbias.training` the shared augmentation, the training loop, evaluation
-- :mod:`freqbias.train_run` the train stage's metrics of one trained model
-- :mod:`freqbias.evaluation` the evaluate stage's clean and PGD accuracy of one trained model
+- :mod:`freqbias.stage_train` the train stage's metrics of one trained model
+- :mod:`freqbias.stage_evaluate` the evaluate stage's clean and PGD accuracy of one trained model
 - :mod:`freqbias.fourier`  Fourier masks: parametrisations, statistics, masked prediction
 - :mod:`freqbias.fitting`  fitting masks: loss, stopping rule, dataset/class/single-image fitting, ``masks`` params
-- :mod:`freqbias.single_image` the study's image selection; complements and restoration on PGD images
-- :mod:`freqbias.mask_run` the masks stage's work for one model
+- :mod:`freqbias.stage_selection` the selection stage: the study's image selection, saved and loaded
+- :mod:`freqbias.single_image` what single-image masks keep: complements and restoration on PGD images
+- :mod:`freqbias.stage_masks` the masks stage's work for one model
+- :mod:`freqbias.stage_yardstick` the yardstick stage: a trained seed's single-image masks on another seed's images
 - :mod:`freqbias.na`       missing values with their reasons (``n/a (reason)``)
 - :mod:`freqbias.bootstrap` percentile bootstrap intervals over images, seeds and strata
 - :mod:`freqbias.band_geometry` radial/angular band geometry, band energies of one mask
@@ -36,10 +38,10 @@ neural networks through Fourier masks" (Front. AI 2022), organised as one module
 - :mod:`freqbias.claims`   the claims of docs/study.md with their verdicts
 - :mod:`freqbias.tables`   the aggregate stage's result tables
 - :mod:`freqbias.figdata`  the arrays the report's figures need
-- :mod:`freqbias.aggregate` the aggregate stage: order of the measurements, results/
+- :mod:`freqbias.stage_aggregate` the aggregate stage: order of the measurements, results/
 - :mod:`freqbias.plots`    one function per figure
 - :mod:`freqbias.report_figures` the report's params and figures
-- :mod:`freqbias.report`   the markdown report
+- :mod:`freqbias.stage_report`   the markdown report
 - :mod:`freqbias.profiles` named overlays on params.yaml (paper, cifar10, tiny)
 - :mod:`freqbias._interrupt` Ctrl-C ends a stage with one line and exit status 130 from its first line on, imports
   included
@@ -47,7 +49,7 @@ neural networks through Fourier masks" (Front. AI 2022), organised as one module
   its class
 - :mod:`freqbias.control_claims` The controls in the aggregate stage: tables, claims 9-11 and the plain-words
   findings of ...
-- :mod:`freqbias.control_run` The controls stage's work for one model (docs/study.md, "Controls"): equal-budget ...
+- :mod:`freqbias.stage_controls` The controls stage's work for one model (docs/study.md, "Controls"): equal-budget ...
 - :mod:`freqbias.controls` Controls for the masks of one model: what a learned mask shows beyond a plain low-pass ...
 - :mod:`freqbias.findings` The report's "What the masks show, and what they do not" section: the controls' verdicts
   ...
@@ -71,8 +73,9 @@ neural networks through Fourier masks" (Front. AI 2022), organised as one module
 - :mod:`freqbias.textfmt` How the report writes numbers and tables: one Style per way of writing a number, and the ...
 - :mod:`freqbias.verdicts` Verdicts and the directions claims are judged in, as small str-valued types
 
-Module names: a stage's work is in the module named after its concept (``mask_run``: masks, ``control_run``:
-controls and yardstick, ``train_run`` / ``evaluation``, ``aggregate``, ``report``); ``sweep`` is the one
+Module names: the work of stage X (``stages/X.py``) beyond plain library calls is in ``freqbias.stage_X``
+(``stage_train``, ``stage_evaluate``, ``stage_selection``, ``stage_masks``, ``stage_controls``, ``stage_yardstick``,
+``stage_aggregate``, ``stage_report``; fetch needs none); every other module is a concept. ``sweep`` is the one
 command-line tool over finished experiments (``python -m freqbias.sweep``). This file runs nothing: it is no
 stage's dependency (tests/test_dependencies.py).
 """

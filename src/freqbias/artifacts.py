@@ -148,7 +148,7 @@ class MaskSet:
 
 @dataclass
 class ControlsData(_Artifact):
-    """The controls stage's measurements of one model, ``controls/<model>.pt`` (:mod:`freqbias.control_run`;
+    """The controls stage's measurements of one model, ``controls/<model>.pt`` (:mod:`freqbias.stage_controls`;
     rows and dicts as documented there): ``equal_budget`` (one row per mask: the dataset mask, then its folds),
     ``faithfulness``, ``class_specificity`` (one row per class), ``default_class``, ``isotropic`` (``masks`` (G, R),
     ``rfft``, ``records``: one per fold); the standard model's also ``randomised`` and ``cascade`` (None for every

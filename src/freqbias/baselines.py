@@ -19,12 +19,9 @@ from torch import nn
 
 from .data import to_float
 from .loops import batches, predict
-from .na import NA
 
 if TYPE_CHECKING:
     from .config import Section
-    from .measures import ModelRecord
-    from .runs import AggregateConfig
 
 
 def radial_distance(h: int, w: int) -> torch.Tensor:
@@ -181,26 +178,3 @@ def heatmap_mask_correlation(heatmap: np.ndarray | torch.Tensor, mask_full_shift
     if a.std() == 0 or b.std() == 0:
         return float("nan")
     return float(np.corrcoef(a, b)[0, 1])
-
-
-def frequency_baselines(record: ModelRecord, x: torch.Tensor, y: torch.Tensor, cfg: AggregateConfig) -> dict:
-    """Low- and high-pass filtered accuracy over ``cfg.filter_radii`` (first ``filter_n`` images), the
-    Fourier heat map (first ``heatmap_n`` images, ``heatmap_grid`` frequencies per axis) and its
-    Spearman correlation with the model's dataset mask (shifted full plane), an :class:`~freqbias.na.NA`
-    with the reason when undefined (a NaN in the mask, or either side constant)."""
-    xf, yf = x[:cfg.filter_n], y[:cfg.filter_n]
-    xh, yh = x[:cfg.heatmap_n], y[:cfg.heatmap_n]
-    heat = fourier_heatmap(record.model, xh, yh, cfg.heatmap_norm, cfg.heatmap_grid, seed=cfg.seed)
-    full = torch.fft.fftshift(record.par.to_full(record.dataset_mask), dim=(-2, -1))
-    if not torch.isfinite(full).all():
-        corr: float | NA = NA("non-finite entries in the dataset mask")
-    else:
-        corr = heatmap_mask_correlation(heat, full)
-        if not math.isfinite(corr):
-            why = ["constant heat map (the same error at every frequency)"] * bool(np.ptp(heat) == 0)
-            why += ["dataset mask constant at the heat map's frequencies (e.g. all zero or all one)"] * (
-                not why or bool(full.max() == full.min()))
-            corr = NA(f"{' and '.join(why)}: rank correlation undefined")
-    return {"low": filtered_accuracy(record.model, xf, yf, cfg.filter_radii, "low"),
-            "high": filtered_accuracy(record.model, xf, yf, cfg.filter_radii, "high"),
-            "heatmap": heat, "heatmap_corr": corr}

@@ -1,6 +1,6 @@
 """The controls in the aggregate stage: tables, claims 9-11 and the plain-words findings of the report's
 "What the masks show" section (docs/study.md, "Controls"). Measurements come from the controls stage
-(:mod:`freqbias.control_run`, one ``controls/<model>.pt`` per model).
+(:mod:`freqbias.stage_controls`, one ``controls/<model>.pt`` per model).
 
 - Claim 9, *equal budget*: per model, the test accuracy of the fold masks' binary support minus that of a
   low-pass disc keeping as many frequencies (interval over folds and seeds); the learned mask itself beside.
@@ -165,15 +165,15 @@ def controls_results(run: Run, controls: Mapping[str, ControlsData | YardstickDa
                      ) -> tuple[dict[str, list[dict]], list[dict], dict]:
     """The controls' tables (``equal_budget``, ``isotropic``, ``faithfulness``, ``class_specificity``,
     ``randomisation``, ``randomisation_cascade``), claims 9-11 and the cascade's figure data for the models of
-    ``run`` (:class:`freqbias.aggregate.Run`) whose controls were measured (``controls``: model name -> the
+    ``run`` (:class:`freqbias.stage_aggregate.Run`) whose controls were measured (``controls``: model name -> the
     controls stage's data)."""
     cfg = run.cfg
     have = {v: [controls[run.by[v, s].name] for s in run.seeds] for v in run.variants
             if all(run.by[v, s].name in controls for s in run.seeds)}
     ordered = {r.name: controls[r.name] for r in run.records if r.name in controls}
-    free = {v: [np.array([f["mean"] if f.get("n_images") else math.nan for f in run.by[v, s].fit_records["folds"]])
+    free = {v: [np.array([f["mean"] if f.get("n_images") else math.nan for f in run.by[v, s].fit_records.folds])
                 for s in run.seeds] for v in have}
-    free_by_name = {r.name: np.array([f["mean"] if f.get("n_images") else math.nan for f in r.fit_records["folds"]])
+    free_by_name = {r.name: np.array([f["mean"] if f.get("n_images") else math.nan for f in r.fit_records.folds])
                     for r in run.records if r.name in controls}
     tables = {"equal_budget": equal_budget_table(ordered), "isotropic": isotropic_table(ordered, free_by_name),
               "faithfulness": faithfulness_table(ordered, cfg),

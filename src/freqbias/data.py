@@ -372,6 +372,11 @@ def load_split(split: str, root: Path = paths.ROOT) -> tuple[torch.Tensor, torch
     return blob["x"], blob["y"]
 
 
+def load_splits(*splits: str, root: Path = paths.ROOT) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """The prepared ``splits`` by name (:func:`load_split` each): ``{"val": (x, y), ...}``."""
+    return {s: load_split(s, root) for s in splits}
+
+
 def to_float(x: torch.Tensor) -> torch.Tensor:
     """Images as pixels in [0, 1]: uint8 (0..255) -> float32 divided by 255; float images are returned as they are."""
     return x.float().div_(255) if x.dtype == torch.uint8 else x

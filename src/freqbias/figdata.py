@@ -40,7 +40,7 @@ def figure_data(run: Run, img: SeedImages, outcomes: Mapping[str, Mapping[str, n
     single-image masks averaged over seeds; class masks and example images of the first seed), band
     curves (3, bands) = estimate / lo / hi, accuracies, probe embeddings, filtered accuracy, heat maps.
     What cannot be drawn is left out and ``na`` says why: ``na[figure]`` for a whole figure (named as in
-    :func:`freqbias.report.make_figures`), ``na["<figure>/<series>"]`` for one series or panel."""
+    :func:`freqbias.stage_report.make_figures`), ``na["<figure>/<series>"]`` for one series or panel."""
     w, s0 = run.image_size[1], run.seeds[0]
     std_rec, adv_rec = run.by["N", s0], run.by["A", s0]
     na: dict[str, str] = {}
@@ -129,7 +129,7 @@ def figure_data(run: Run, img: SeedImages, outcomes: Mapping[str, Mapping[str, n
         "filtered": {"radii": _t(run.cfg.filter_radii),
                      **{r.name: {"low": _t(baselines[r.name]["low"]), "high": _t(baselines[r.name]["high"])}
                         for r in run.records}},
-        "heatmaps": {"freqs": heatmap_frequencies(w, run.cfg.heatmap_grid), **heat},
+        "heatmaps": {"freqs": heatmap_frequencies(w, run.cfg.heatmap.grid), **heat},
         "na": na,
     }
 

@@ -24,9 +24,10 @@ from .config import DataError, ParamError
 from .data import to_float
 from .fourier import binary_complement, predict
 from .io import load_json
+from .mask_groups import MaskGroups
 from .models import Classifier
 from .parametrisation import Parametrisation, parametrisation
-from .single_image import select_images
+from .stage_selection import select_images
 
 
 @dataclass
@@ -36,7 +37,7 @@ class ModelRecord:
     single-image masks (:class:`freqbias.artifacts.SingleMasks`), all in parametrisation ``par`` (the
     artifacts' ``kind`` for the model's image size), on the CPU; ``model``
     in eval mode on the stage's device. ``fit_records``: the shared masks' fitting records
-    (``{"dataset": record, "folds": [...], "classes": [...]}``, :class:`freqbias.shared_masks.SharedMasks`).
+    by role (:class:`freqbias.mask_groups.MaskGroups` of :class:`freqbias.shared_masks.SharedMasks` records).
     ``dataset_correct``: the masks stage's per-image correctness without and with the dataset mask
     (``DatasetMask.correct``; None in older files)."""
 
@@ -51,7 +52,7 @@ class ModelRecord:
     train_metrics: dict
     mask_metrics: dict
     fold_masks: torch.Tensor
-    fit_records: dict
+    fit_records: MaskGroups[dict]
     dataset_correct: dict | None = None
 
 
@@ -85,7 +86,7 @@ def load_records(variants: Sequence[str], seeds: Sequence[int], device: torch.de
                 train_metrics={**load_json(metrics["train"], "metrics file", dict),
                                **load_json(metrics["evaluate"], "metrics file", dict)},
                 mask_metrics=load_json(metrics["masks"], "metrics file", dict), fold_masks=dataset.folds,
-                fit_records={"dataset": dataset.record, "folds": dataset.fold_records, "classes": classes.records},
+                fit_records=MaskGroups(dataset.record, dataset.fold_records, classes.records),
                 dataset_correct=dataset.correct))
     return records
 
@@ -106,7 +107,7 @@ def seed_images(standard: ModelRecord, adversarial: ModelRecord, x_test: torch.T
     """Rebuild the images the masks of one seed were fitted on.
 
     ``single.pt`` stores the test indices; PGD images are taken from it when stored (``x_adv``),
-    else regenerated with the masks stage's rule and seed (:func:`freqbias.single_image.select_images`)
+    else regenerated with the masks stage's rule and seed (:func:`freqbias.stage_selection.select_images`)
     and checked against the stored indices (:class:`DataError` on a mismatch)."""
     single = standard.single
     index = single.index

@@ -1,6 +1,6 @@
 """Figures of the report, one function per figure (matplotlib, Agg backend).
 
-Every function takes arrays from ``results/figdata.pt`` (written by :mod:`freqbias.aggregate`) or rows of
+Every function takes arrays from ``results/figdata.pt`` (written by :mod:`freqbias.stage_aggregate`) or rows of
 a results table, writes one PNG atomically to ``path`` and returns ``path``. Masks arrive SHIFTED
 (``fftshift``: zero frequency in the centre, ky down, kx right); images are pixels, (n, C, H, W).
 Missing data never stop a figure: a panel or series without finite values is drawn as "n/a" with its

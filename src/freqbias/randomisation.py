@@ -4,7 +4,7 @@ The similarity of two masks of one image is the Spearman rank correlation of the
 (:func:`similarity`). Its yardstick is not a fixed number but the similarity of two independently trained networks
 of the same recipe on the same images: the standard model of seed s' has its own masks on its selected images
 (masks stage), and the standard model of the seed before it (cyclically) fitted its masks on those images too
-(yardstick stage: :func:`freqbias.control_run.yardstick`). The masks depend on the trained weights when a
+(yardstick stage: :func:`freqbias.stage_yardstick.yardstick`). The masks depend on the trained weights when a
 re-initialised network's masks (``randomised``, BatchNorm recalibrated) are less similar to the trained masks than the
 other seed's are: the paired difference per image, seed-to-seed minus re-initialised, with a nested interval over
 seeds, then images (:func:`freqbias.bootstrap.nested_interval`). With one seed there is no yardstick and the claim
@@ -12,7 +12,8 @@ is not measured.
 
 The cascade (Adebayo et al. 2018's cascading randomisation, top-down) re-initialises the top k layer groups,
 k = 1 .. L; its curve (similarity to the trained masks against k, beside the seed-to-seed band) shows from which
-layer down the masks stop resembling the trained network's. Controls stage: :func:`freqbias.control_run.randomisation`.
+layer down the masks stop resembling the trained network's.
+Controls stage: :func:`freqbias.stage_controls.randomisation`.
 """
 
 from __future__ import annotations

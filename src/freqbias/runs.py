@@ -3,7 +3,7 @@ aggregation with their context (:class:`Run`).
 
 Their own module so that imports run one way: :mod:`freqbias.bands`, :mod:`freqbias.baselines`,
 :mod:`freqbias.claims`, :mod:`freqbias.figdata`, :mod:`freqbias.probe` and :mod:`freqbias.tables` take
-these types, and :mod:`freqbias.aggregate` imports them all.
+these types, and :mod:`freqbias.stage_aggregate` imports them all.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 
 from .band_geometry import band_centres, empty_bands
+from .baselines import HeatmapConfig
 from .config import ParamError, Section
 
 if TYPE_CHECKING:
@@ -36,9 +37,7 @@ class AggregateConfig:
     probe_max_iter: int = 200
     filter_n: int = 300
     filter_radii: tuple[float, ...] = (1, 2, 4, 6, 9, 14)
-    heatmap_n: int = 100
-    heatmap_grid: int = 7
-    heatmap_norm: float = 3.0
+    heatmap: HeatmapConfig = HeatmapConfig(n=100, grid=7, norm=3.0)
     figure_images: int = 8
     ratio_min: float = 0.99
     small_ratio: float = 0.5
@@ -57,8 +56,7 @@ class AggregateConfig:
             probe_folds=probe.integer("folds", min=2), probe_permutations=probe.integer("permutations", min=1),
             probe_weight_decay=probe.number("weight_decay", min=0), probe_max_iter=probe.integer("max_iter", min=1),
             filter_n=filt.integer("n", min=1), filter_radii=tuple(filt.numbers("radii", min=0)),
-            heatmap_n=heat.integer("n", min=1), heatmap_grid=heat.integer("grid", min=1),
-            heatmap_norm=heat.number("norm", min=0, strict_min=True),
+            heatmap=HeatmapConfig.from_section(heat),
             figure_images=sec.integer("figure_images", min=1),
             ratio_min=claims.number("ratio_min", min=0), small_ratio=claims.number("small_ratio", min=0),
             agreement_min=claims.number("agreement_min", min=0, max=1), ssim_max=claims.number("ssim_max", max=1),

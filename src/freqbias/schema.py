@@ -29,10 +29,10 @@ def _read_all(params: Mapping[str, Any]) -> None:
     from .checkpoints import checkpoints_from_params
     from .controls import ControlsConfig
     from .data import DataConfig
-    from .mask_run import MasksConfig
-    from .report import ReportConfig
     from .runs import AggregateConfig
-    from .single_image import SelectConfig
+    from .stage_masks import MasksConfig
+    from .stage_report import ReportConfig
+    from .stage_selection import SelectConfig
     from .training import TrainConfig
 
     size = DataConfig.from_params(params).image_size  # prepared images are resized to data.image_size

@@ -1,4 +1,5 @@
-"""Single-image analysis (docs/study.md, "Three kinds of mask", kind 3): which images to use, and what their masks keep.
+"""Single-image analysis (docs/study.md, "Three kinds of mask", kind 3): what the masks keep, on clean and PGD images
+(which images: :mod:`freqbias.stage_selection`).
 
 Images are pixels in [0, 1] (N, C, H, W); masks are unshifted (see :mod:`freqbias.fourier`) and act
 on the normalised image ``model.normalize(x)``.
@@ -7,91 +8,12 @@ on the normalised image ``model.normalize(x)``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Mapping
 
 import torch
 from torch import nn
 
-from .attacks import PGD, AttackConfig
-from .data import to_float
 from .fourier import agreement, binary_complement
-from .io import load_torch, save_torch
-from .loops import batches
 from .parametrisation import Parametrisation
-
-
-@dataclass
-class Selection:
-    """Chosen images: ``index`` into the split (n,), clean images ``x`` and their PGD versions
-    ``x_adv`` (against the standard model), both pixels in [0, 1] (n, C, H, W), true labels ``y``."""
-
-    index: torch.Tensor
-    x: torch.Tensor
-    x_adv: torch.Tensor
-    y: torch.Tensor
-    pool: int
-
-
-@dataclass(frozen=True)
-class SelectConfig:
-    """``masks.select``: how many images (``n_images``), the selection's own PGD (``attack``) and ``keep``
-    (keep a selection already made, :func:`save_selection`)."""
-
-    n_images: int
-    attack: AttackConfig
-    keep: bool = False
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> "SelectConfig":
-        from .config import Section
-
-        sec = Section(params, "masks.select")
-        return cls(n_images=sec.integer("n_images", min=1), attack=AttackConfig.from_section(sec),
-                   keep=sec.boolean("keep", False))
-
-
-def save_selection(sel: Selection, path: str | Path) -> None:
-    """Write the select stage's output ``selections/s<seed>.pt``: the chosen test ``index``, labels ``y``,
-    PGD images ``x_adv`` and ``pool`` (the clean images are the test split's, :func:`load_selection`)."""
-    save_torch({"index": sel.index.cpu(), "y": sel.y.cpu(), "x_adv": sel.x_adv.cpu(), "pool": sel.pool}, path)
-
-
-def load_selection(path: str | Path, x_test: torch.Tensor) -> Selection:
-    """The selection written by :func:`save_selection`, its clean images taken from ``x_test`` (uint8 or
-    [0, 1] pixels (N, C, H, W)), everything on the CPU; one line naming the select stage when it is missing
-    or unreadable (:func:`freqbias.io.load_torch`)."""
-    d = load_torch(path, "selection")
-    return Selection(index=d["index"], x=to_float(x_test[d["index"]]), x_adv=d["x_adv"], y=d["y"], pool=d["pool"])
-
-
-def select_images(standard: nn.Module, adversarial: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                  attack: PGD, n: int, seed: int = 0, batch_size: int = 500) -> Selection:
-    """The study's rule: the first ``n`` images (in split order) on which the standard and the
-    adversarially trained model are equally right or wrong, and on which PGD flips the standard
-    model's prediction. ``x`` uint8 or [0, 1] pixels and ``y`` on any device: batches move to the
-    models' device; ``index`` and ``y`` come back on ``y``'s device, ``x`` / ``x_adv`` on the models'.
-    Fewer than ``n`` when the split runs out."""
-    g = torch.Generator().manual_seed(seed)
-    device = next(standard.parameters()).device
-    chosen, adv, seen = [], [], 0
-    for s in batches(len(x), batch_size):
-        xb, yb = to_float(x[s].to(device)), y[s].to(device)
-        with torch.no_grad():
-            pred_n, pred_a = standard(xb).argmax(1), adversarial(xb).argmax(1)
-        x_adv = attack.perturb(standard, xb, pred_n, g)
-        with torch.no_grad():
-            flipped = standard(x_adv).argmax(1) != pred_n
-        ok = ((pred_n == yb) == (pred_a == yb)) & flipped
-        chosen.append(torch.arange(s.start, s.stop)[ok.cpu()])
-        adv.append(x_adv[ok])
-        seen = s.stop
-        if sum(len(c) for c in chosen) >= n:
-            break
-    index, x_adv = torch.cat(chosen)[:n], torch.cat(adv)[:n]
-    xs = to_float(x[index.to(x.device)].to(device))
-    return Selection(index=index, x=xs, x_adv=x_adv, y=y[index.to(y.device)], pool=seen)
 
 
 def evaluate_single_masks(net: nn.Module, z: torch.Tensor, target: torch.Tensor, masks: torch.Tensor,

@@ -105,8 +105,8 @@ def fit_table(run: Run) -> list[dict]:
     rows = []
     for r in run.records:
         rec = r.fit_records
-        named = [("dataset", rec["dataset"])] + [(f"fold:{k}", f) for k, f in enumerate(rec["folds"])] + [
-            (f"class:{run.class_names[k]}", c) for k, c in enumerate(rec["classes"])]
+        named = [("dataset", rec.dataset)] + [(f"fold:{k}", f) for k, f in enumerate(rec.folds)] + [
+            (f"class:{run.class_names[k]}", c) for k, c in enumerate(rec.classes)]
         for label, f in named:
             cells = {k: f.get(k, NA("no images of this class in the fit set")) for k in FIT_COLUMNS}
             if f.get("converged") is None:

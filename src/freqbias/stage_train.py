@@ -1,5 +1,5 @@
 """The train stage's metrics of a trained model (``metrics/train/<model>.json``: best epoch, val accuracy, time);
-the evaluate stage's are :mod:`freqbias.evaluation`'s."""
+the evaluate stage's are :mod:`freqbias.stage_evaluate`'s."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-from .artifacts import ControlsData, LoadedModel, MaskSet, YardstickData
+from .artifacts import ControlsData, LoadedModel, MaskSet
 from .controls import (
     ControlsConfig,
     cascade,
@@ -34,11 +34,10 @@ from .fitting import SingleMaskConfig, fit_single_masks
 from .fourier import predict
 from .frozen import fitting_copy
 from .mask_groups import shared_groups
-from .mask_run import MasksConfig
 from .models import Classifier
 from .parametrisation import Isotropic
 from .shared_masks import fit_shared_masks
-from .single_image import Selection
+from .stage_masks import MasksConfig
 
 Splits = Mapping[str, tuple[torch.Tensor, torch.Tensor]]
 
@@ -67,7 +66,7 @@ def run_controls(subject: LoadedModel, masks: MaskSet, splits: Splits, cfg: Cont
                  seed: int, *, standard: bool, log: Callable[[str], None] = lambda m: None) -> ModelControls:
     """All controls of ``subject`` (its model on the stage's device) and its ``masks``. ``standard``: the
     standard model, whose stage also fits the randomisation check's masks (:func:`randomisation`; its yardstick is
-    the yardstick stage's, :func:`yardstick`). The fit groups are the masks stage's own
+    the yardstick stage's, :func:`freqbias.stage_yardstick.yardstick`). The fit groups are the masks stage's own
     (:func:`freqbias.mask_groups.shared_groups`, same seed)."""
     name, model, meta = subject.name, subject.model, subject.meta
     dataset, classes, single = masks.dataset, masks.classes, masks.single
@@ -111,7 +110,7 @@ def run_controls(subject: LoadedModel, masks: MaskSet, splits: Splits, cfg: Cont
                                                 seconds=time.perf_counter() - t0))
 
 
-def _fit_own(model: Classifier, x: torch.Tensor, single_cfg: SingleMaskConfig) -> dict[str, Any]:
+def fit_own_masks(model: Classifier, x: torch.Tensor, single_cfg: SingleMaskConfig) -> dict[str, Any]:
     """Single-image masks of ``model`` on pixels ``x`` (n, C, H, W) keeping its own prediction, as the masks stage
     fits them (one batch): masks, target, steps, kept and whether each stopped by its rule (``converged``)."""
     z = model.normalize(x.to(next(model.parameters()).device))
@@ -132,29 +131,19 @@ def randomisation(model: Classifier, images: tuple[torch.Tensor, torch.Tensor], 
     - ``cascade``: the top k layer groups re-initialised, k = 1 .. L - 1 (``layers``: the groups' names from the
       top), on the first ``cfg.cascade_n`` images (k = L is ``randomised``).
 
-    The yardstick (another trained seed's masks on these images) is the yardstick stage's: :func:`yardstick`."""
+    The yardstick (another trained seed's masks on these images) is the yardstick stage's:
+    :func:`freqbias.stage_yardstick.yardstick`."""
     x, index = images
     groups = layer_groups(model.net)
-    rand = _fit_own(randomised(model, seed, calibrate), x, single_cfg)
+    rand = fit_own_masks(randomised(model, seed, calibrate), x, single_cfg)
     counts = torch.bincount(rand["target"])
     out: dict[str, Any] = {"randomised": {**rand, "index": index, "modal_share": float(counts.max() / len(x))}}
     m = min(cfg.cascade_n, len(x))
     if m and len(groups) > 1:
         out["cascade"] = {"layers": [name for name, _ in groups], "index": index[:m],
-                          "steps": [_fit_own(cascade(model, seed, k, calibrate), x[:m], single_cfg)
+                          "steps": [fit_own_masks(cascade(model, seed, k, calibrate), x[:m], single_cfg)
                                     for k in range(1, len(groups))]}
     return out
-
-
-def yardstick(model: Classifier, seed: int, selection: Selection | None, single_cfg: SingleMaskConfig,
-              reason: str = "") -> YardstickData:
-    """Claim 11's yardstick (the yardstick stage): the trained standard ``model``'s single-image masks on the
-    images another seed's models were selected on (``selection`` of seed ``seed``), fitted as the masks stage
-    fits them; the aggregate stage compares them with that seed's own masks: two trained networks of one recipe
-    on the same images. ``selection`` None (one seed): none, ``na`` = ``reason``."""
-    if selection is None:
-        return YardstickData(na=reason)
-    return YardstickData(**_fit_own(model, selection.x, single_cfg), seed=seed, index=selection.index)
 
 
 def _mean(values: list[float]) -> float | None:

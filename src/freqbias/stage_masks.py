@@ -24,7 +24,8 @@ from .fourier import predict
 from .mask_groups import MaskGroups, foreign_images, shared_groups
 from .parametrisation import PARAMETRISATIONS, Parametrisation
 from .shared_masks import METHODS, SharedMaskConfig, fit_shared_masks
-from .single_image import Selection, evaluate_single_masks
+from .single_image import evaluate_single_masks
+from .stage_selection import Selection
 
 Splits = Mapping[str, tuple[torch.Tensor, torch.Tensor]]
 
@@ -107,7 +108,7 @@ def fit_model_masks(subject: LoadedModel, seed: int, sel: Selection, splits: Spl
       all of these in one batched fit (:func:`freqbias.shared_masks.fit_shared_masks` over
       :class:`~freqbias.mask_groups.MaskGroups`);
     - single-image masks: on the study's test images ``sel``, chosen by the select stage with N and A
-      (:func:`freqbias.single_image.select_images`); target = the model's own prediction. With
+      (:func:`freqbias.stage_selection.select_images`); target = the model's own prediction. With
       ``adv_masks`` (the standard model) also the masks of the PGD images.
 
     ``splits``: ``{"val": (x, y), "test": (x, y)}``. Logs one line per kind of mask through ``log``."""
