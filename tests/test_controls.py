@@ -13,6 +13,7 @@ import torch
 from torch.nn import functional as F
 
 from freqbias import controls as ct
+from freqbias import frequency_orders as fo
 from freqbias import orders as od
 from freqbias import shared_masks as sm
 from freqbias.data import to_float
@@ -90,7 +91,7 @@ def test_faithfulness_mask_order_beats_the_radial_order():
     assert areas["mask"]["insertion"] > areas["radius"]["insertion"] + 0.1, areas
     assert areas["mask"]["deletion"] < areas["radius"]["deletion"] - 0.1, areas
     assert areas["mask"]["insertion"] > areas["random"]["insertion"] + 0.1, areas
-    assert set(areas) == set(ct.ORDERS) and len(out["dataset"]["curves"]["mask"]["insertion"]) == CFG.steps + 1
+    assert set(areas) == set(fo.ORDERS) and len(out["dataset"]["curves"]["mask"]["insertion"]) == CFG.steps + 1
     curve = out["dataset"]["curves"]["mask"]
     assert curve["insertion"][-1] == curve["deletion"][0]  # everything kept = nothing removed: clean accuracy
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from freqbias import fourier as fm
+from freqbias import frequency_orders as fo
 from freqbias import orders as od
 from freqbias.parametrisation import Full, Rfft
 from test_fourier import _net
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.mark.parametrize("h,w", [(28, 28), (9, 7), (8, 10)])
 def test_weights_and_radius(h, w):
-    weights, radius = od.rfft_weights(h, w), od.rfft_radius(h, w)
+    weights, radius = od.rfft_weights(h, w), fo.rfft_radius(h, w)
     assert weights.shape == radius.shape == (h, w // 2 + 1)
     assert torch.isclose(weights.sum(), torch.tensor(1.0, dtype=torch.float64))
     assert radius[0, 0] == 0 and radius[1, 0] == 1 and radius[-1, 0] == 1  # row -1 is ky = -1
@@ -23,12 +24,12 @@ def test_weights_and_radius(h, w):
 
 def test_order_by_sorts_and_breaks_ties_at_random():
     scores = torch.tensor([[3.0, 1.0, 1.0], [1.0, 1.0, 2.0]])
-    order = od.order_by(scores)
+    order = fo.order_by(scores)
     assert order[:2].tolist() == [0, 5] and sorted(order.tolist()) == list(range(6))
-    ties = {tuple(od.order_by(scores, seed=s)[2:].tolist()) for s in range(12)}
+    ties = {tuple(fo.order_by(scores, seed=s)[2:].tolist()) for s in range(12)}
     assert len(ties) > 1  # the four tied entries come in several orders
-    assert od.order_by(scores, descending=False)[-1] == 0
-    batch = od.order_by(torch.stack([scores, -scores]))
+    assert fo.order_by(scores, descending=False)[-1] == 0
+    batch = fo.order_by(torch.stack([scores, -scores]))
     assert batch.shape == (2, 6) and batch[0, 0] == 0 and batch[1, -1] == 0
 
 
@@ -36,7 +37,7 @@ def test_order_by_sorts_and_breaks_ties_at_random():
 def test_keep_masks_respect_the_budget(w):
     h = 28
     weights = od.rfft_weights(h, w)
-    order = od.random_order((), h, w // 2 + 1, seed=3)
+    order = fo.random_order((), h, w // 2 + 1, seed=3)
     budgets = [0.0, 0.1, 0.37, 1.0]
     keep = od.keep_masks(order, weights, budgets)
     assert keep.shape == (4, h, w // 2 + 1)
@@ -59,7 +60,7 @@ def test_disc_and_random_match_the_support_size():
     randoms = od.random_like(mask, w, draws=3, seed=1)
     for m in (disc, *randoms):
         assert size - 2 / (h * w) - 1e-9 <= od.budget(m, weights) <= size + 1e-9
-    radius = od.rfft_radius(h, w)
+    radius = fo.rfft_radius(h, w)
     assert radius[disc > 0].max() <= radius[disc == 0].min()  # a disc: every kept entry nearer than every dropped
     assert not torch.equal(randoms[0], randoms[1])
 
@@ -68,10 +69,10 @@ def test_as_rfft_of_a_full_mask_has_the_same_effect():
     torch.manual_seed(1)
     z = torch.randn(3, 1, 10, 12)
     full = torch.rand(10, 12)
-    via_rfft = Rfft(10, 12).apply(z, od.as_rfft(full, 12))
+    via_rfft = Rfft(10, 12).apply(z, fo.as_rfft(full, 12))
     assert torch.allclose(via_rfft, Full(10, 12).apply(z, full), atol=1e-5)
     rfft = torch.rand(10, 7)
-    assert od.as_rfft(rfft, 12) is rfft
+    assert fo.as_rfft(rfft, 12) is rfft
 
 
 def test_correct_under_matches_predict():

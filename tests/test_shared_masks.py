@@ -63,7 +63,7 @@ def test_config_rejects_bad_values(kw, match):
 def test_config_defaults_and_methods():
     cfg = _cfg()
     assert cfg.method == "constrained" and cfg.lam_factor > 1 and cfg.parametrisation is Rfft
-    assert _cfg(method="fixed").method == "fixed" and set(sm.METHODS) == {"constrained", "fixed"}
+    assert _cfg(method="fixed").method == "fixed" and set(fit_methods.METHODS) == {"constrained", "fixed"}
     assert isinstance(cfg.fit_method, fit_methods.Constrained) and isinstance(_cfg(method="fixed").fit_method,
                                                                                 fit_methods.Fixed)
 
@@ -380,7 +380,7 @@ def test_a_new_fit_method_is_one_class_and_one_entry(halving):
     (no warm-up) and its stop at the first plateau."""
     net, z, y = _data()
     cfg = _cfg(method="halving", max_steps=60, patience=2, lr_cuts=3)
-    assert cfg.fit_method is halving and "halving" in sm.METHODS
+    assert cfg.fit_method is halving and "halving" in fit_methods.METHODS
     rec = sm.fit_shared_masks(net, z, y, [torch.arange(24)], cfg).records[0]
     hist = rec["history"]
     assert [h["lam"] for h in hist] == pytest.approx([cfg.lam / 2 ** k for k in range(len(hist))])

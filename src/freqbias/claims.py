@@ -25,12 +25,10 @@ from .bands import band_thirds, difference_curves, low_energy, pair_reasons
 from .bootstrap import Estimate, defined_estimate, finite_rows, nested_interval, strata_bootstrap
 from .na import NA, NO_IMAGES, first_na
 from .study import CLAIMS
-from .verdicts import Direction, Verdict, verdict
+from .verdicts import ABOVE, BELOW, Direction, Verdict, verdict
 
 if TYPE_CHECKING:
     from .runs import AggregateConfig
-
-ABOVE, BELOW = Direction.ABOVE, Direction.BELOW
 
 CLASS_PUSH_LIMIT = 0.2  # a class mask sending more than this share of other classes' test images into its class is
 #                        flagged (control_claims' class specificity table; the report's "Class masks")

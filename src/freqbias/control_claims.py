@@ -23,9 +23,7 @@ from .bootstrap import defined_estimate
 from .claims import CLASS_PUSH_LIMIT, control_row, judge
 from .randomisation import randomisation_results
 from .runs import AggregateConfig, Run
-from .verdicts import Direction
-
-ABOVE = Direction.ABOVE  # every control claim: the difference is > 0
+from .verdicts import ABOVE  # every control claim: the difference is > 0
 
 NO_CONTROLS = "no controls measured (the controls stage did not run for these models)"
 

@@ -30,7 +30,7 @@ from torch import nn
 
 from .baselines import HeatmapConfig, fourier_heatmap
 from .config import Section
-from .frequency_orders import ORDERS, OrderContext, orders_of
+from .frequency_orders import OrderContext, orders_of
 from .models import Classifier
 from .orders import (
     area,
@@ -45,10 +45,6 @@ from .orders import (
     rfft_weights,
     support_mask,
 )
-
-__all__ = ["ORDERS", "VARIANTS", "ControlsConfig", "areas", "budget_masks", "cascade", "class_specificity", "curves",
-           "dataset_orders", "default_class", "equal_budget", "faithfulness", "heatmap_scores", "layer_groups",
-           "net_of", "randomised", "recalibrate"]
 
 VARIANTS = ("mask", "support", "disc", "random")
 

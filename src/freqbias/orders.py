@@ -8,8 +8,7 @@ plane. A *budget* is a share of the full H x W plane, counted with :meth:`freqbi
 frequencies whatever the layout the compared mask was fitted in. An *order* is a permutation of the
 H * (W//2+1) entries, most important first; :func:`keep_masks` turns an order and a list of budgets into the
 binary masks that keep its first entries (insertion). The orders themselves, :func:`order_by` and the registry
-of named orders are in :mod:`freqbias.frequency_orders` (re-exported here: ``order_by``, ``random_order``,
-``rfft_radius``, ``as_rfft``).
+of named orders are in :mod:`freqbias.frequency_orders`.
 
 Extension point: a new order is one :func:`freqbias.frequency_orders.register_order` call.
 """
@@ -25,9 +24,6 @@ from torch.nn import functional as F
 from .frequency_orders import as_rfft, order_by, random_order, rfft_radius
 from .loops import BATCH_SIZE, batches, frozen
 from .parametrisation import Rfft
-
-__all__ = ["area", "as_rfft", "budget", "correct_under", "disc_like", "gradient_scores", "keep_masks", "order_by",
-           "predictions_under", "random_like", "random_order", "rfft_radius", "rfft_weights", "support_mask"]
 
 
 def rfft_weights(h: int, w: int) -> torch.Tensor:

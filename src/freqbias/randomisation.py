@@ -32,9 +32,7 @@ from .claims import control_row, judge
 from .na import NA
 from .parametrisation import Parametrisation
 from .runs import AggregateConfig, Run
-from .verdicts import Direction
-
-ABOVE = Direction.ABOVE  # every control claim: the difference is > 0
+from .verdicts import ABOVE  # every control claim: the difference is > 0
 
 ONE_SEED = "one trained seed: no second network of the recipe to compare with (train.seeds lists one)"
 NOT_FITTED = "the randomisation check was not fitted (controls.randomised: false, or no single-image masks)"

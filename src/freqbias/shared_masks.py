@@ -58,9 +58,6 @@ from .frozen import fitting_copy
 from .loops import BATCH_SIZE, batches
 from .parametrisation import Parametrisation, Rfft, check_parametrisation
 
-__all__ = ["METHODS", "SharedMaskConfig", "SharedMasks", "class_groups", "fit_shared_masks", "fold_groups",
-           "min_correct", "prune", "score_rule"]
-
 
 @dataclass(frozen=True)
 class SharedMaskConfig:

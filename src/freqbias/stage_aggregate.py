@@ -68,6 +68,30 @@ class AggregateResult:
     figdata: dict = field(default_factory=dict)
 
 
+def frequency_baselines(record: ModelRecord, x: torch.Tensor, y: torch.Tensor, cfg: AggregateConfig) -> dict:
+    """Low- and high-pass filtered accuracy over ``cfg.filter_radii`` (first ``filter_n`` images), the
+    Fourier heat map (``cfg.heatmap``: first ``n`` images, ``grid`` frequencies per axis) and its
+    Spearman correlation with the model's dataset mask (shifted full plane), an :class:`~freqbias.na.NA`
+    with the reason when undefined (a NaN in the mask, or either side constant)."""
+    xf, yf = x[:cfg.filter_n], y[:cfg.filter_n]
+    heat_cfg = cfg.heatmap
+    xh, yh = x[:heat_cfg.n], y[:heat_cfg.n]
+    heat = fourier_heatmap(record.model, xh, yh, heat_cfg.norm, heat_cfg.grid, seed=cfg.seed)
+    full = torch.fft.fftshift(record.par.to_full(record.dataset_mask), dim=(-2, -1))
+    if not torch.isfinite(full).all():
+        corr: float | NA = NA("non-finite entries in the dataset mask")
+    else:
+        corr = heatmap_mask_correlation(heat, full)
+        if not math.isfinite(corr):
+            why = ["constant heat map (the same error at every frequency)"] * bool(np.ptp(heat) == 0)
+            why += ["dataset mask constant at the heat map's frequencies (e.g. all zero or all one)"] * (
+                not why or bool(full.max() == full.min()))
+            corr = NA(f"{' and '.join(why)}: rank correlation undefined")
+    return {"low": filtered_accuracy(record.model, xf, yf, cfg.filter_radii, "low"),
+            "high": filtered_accuracy(record.model, xf, yf, cfg.filter_radii, "high"),
+            "heatmap": heat, "heatmap_corr": corr}
+
+
 def run_aggregate(records: Sequence[ModelRecord], cfg: AggregateConfig,
                   splits: Mapping[str, tuple[torch.Tensor, torch.Tensor]], attack: PGD | None,
                   class_names: Sequence[str], log: Callable[[str], None] = lambda m: None,
@@ -216,27 +240,3 @@ def write_results(res: AggregateResult, folder: Path = paths.RESULTS) -> None:
     save_json(_json_safe(claim_metrics(res.claims)), folder / "metrics.json")
     save_json(_json_safe(res.summary), folder / "summary.json")
     save_torch(res.figdata, folder / "figdata.pt")
-
-
-def frequency_baselines(record: ModelRecord, x: torch.Tensor, y: torch.Tensor, cfg: AggregateConfig) -> dict:
-    """Low- and high-pass filtered accuracy over ``cfg.filter_radii`` (first ``filter_n`` images), the
-    Fourier heat map (``cfg.heatmap``: first ``n`` images, ``grid`` frequencies per axis) and its
-    Spearman correlation with the model's dataset mask (shifted full plane), an :class:`~freqbias.na.NA`
-    with the reason when undefined (a NaN in the mask, or either side constant)."""
-    xf, yf = x[:cfg.filter_n], y[:cfg.filter_n]
-    heat_cfg = cfg.heatmap
-    xh, yh = x[:heat_cfg.n], y[:heat_cfg.n]
-    heat = fourier_heatmap(record.model, xh, yh, heat_cfg.norm, heat_cfg.grid, seed=cfg.seed)
-    full = torch.fft.fftshift(record.par.to_full(record.dataset_mask), dim=(-2, -1))
-    if not torch.isfinite(full).all():
-        corr: float | NA = NA("non-finite entries in the dataset mask")
-    else:
-        corr = heatmap_mask_correlation(heat, full)
-        if not math.isfinite(corr):
-            why = ["constant heat map (the same error at every frequency)"] * bool(np.ptp(heat) == 0)
-            why += ["dataset mask constant at the heat map's frequencies (e.g. all zero or all one)"] * (
-                not why or bool(full.max() == full.min()))
-            corr = NA(f"{' and '.join(why)}: rank correlation undefined")
-    return {"low": filtered_accuracy(record.model, xf, yf, cfg.filter_radii, "low"),
-            "high": filtered_accuracy(record.model, xf, yf, cfg.filter_radii, "high"),
-            "heatmap": heat, "heatmap_corr": corr}

@@ -19,11 +19,12 @@ from torch import nn
 from . import runtime
 from .artifacts import ClassMasks, DatasetMask, LoadedModel, MaskSet, SingleMasks
 from .data import to_float
+from .fit_methods import METHODS
 from .fitting import SingleMaskConfig, SingleMaskResult, bytes_per_image, fit_single_masks
 from .fourier import predict
 from .mask_groups import MaskGroups, foreign_images, shared_groups
 from .parametrisation import PARAMETRISATIONS, Parametrisation
-from .shared_masks import METHODS, SharedMaskConfig, fit_shared_masks
+from .shared_masks import SharedMaskConfig, fit_shared_masks
 from .single_image import evaluate_single_masks
 from .stage_selection import Selection
 

@@ -28,7 +28,7 @@ class Style:
             return str(value)
         if not math.isfinite(value):
             return str(NA("not a finite number"))
-        return f"{value * self.scale if self.scale != 1 else value:{self.spec}}{self.suffix}"
+        return f"{value * self.scale:{self.spec}}{self.suffix}"
 
     def interval(self, est: float | NA, lo: float | NA, hi: float | NA) -> str:
         """``est [lo, hi]``; the estimate's n/a when it is missing, ``est (interval n/a: <reason>)`` when an end is."""

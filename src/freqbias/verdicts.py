@@ -69,6 +69,9 @@ class Direction(_Text):
         return Verdict.HOLDS if claimed else Verdict.DOES_NOT_HOLD if against else Verdict.INCONCLUSIVE
 
 
+ABOVE, BELOW = Direction.ABOVE, Direction.BELOW
+
+
 def verdict(estimate: float, lo: float, hi: float, threshold: float = 0.0,
             direction: Direction | str = Direction.ABOVE) -> Verdict:
     """Verdict on the claim ``quantity <direction> threshold`` from its estimate and interval [lo, hi]
@@ -84,6 +87,6 @@ def verdict(estimate: float, lo: float, hi: float, threshold: float = 0.0,
 
 VERDICT_RULE = ("A part holds when its whole {level}% interval lies on the claimed side of the threshold, does "
                 "not hold when the interval lies entirely on the other side (touching the threshold included), "
-                "and is inconclusive otherwise (claims.verdict). A claim holds when all its parts hold, does not "
+                "and is inconclusive otherwise (verdicts.verdict). A claim holds when all its parts hold, does not "
                 "hold when any part does not hold, and is inconclusive otherwise; 'not measured' when this run "
                 "lacks a model or images a part needs.")
