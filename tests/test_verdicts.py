@@ -21,7 +21,8 @@ from freqbias.textfmt import FIXED, PERCENT, PERCENT_NUMBER, PLAIN, SIGNED, ci, 
 from freqbias.verdicts import VERDICT_RULE, Direction, Verdict, verdict
 
 TEXT = {Verdict.HOLDS: "holds", Verdict.INCONCLUSIVE: "inconclusive", Verdict.DOES_NOT_HOLD: "does not hold",
-        Verdict.NOT_MEASURED: "not measured", Direction.ABOVE: ">", Direction.BELOW: "<"}
+        Verdict.NOT_MEASURED: "not measured", Verdict.NEGLIGIBLE: "negligible", Direction.ABOVE: ">",
+        Direction.BELOW: "<"}
 
 
 @pytest.mark.parametrize("member,text", list(TEXT.items()))
@@ -37,7 +38,7 @@ def test_a_verdict_or_direction_is_written_as_its_string(member, text):
 
 
 def test_verdict_codes_and_combination():
-    assert [v.code for v in Verdict] == [1, 0, -1, None]
+    assert [v.code for v in Verdict] == [1, 0, -1, None, -0.5]
     assert Verdict.combine([Verdict.HOLDS, "holds"]) is Verdict.HOLDS
     assert Verdict.combine(["holds", "inconclusive"]) is Verdict.INCONCLUSIVE
     assert Verdict.combine(["inconclusive", "not measured", "does not hold"]) is Verdict.DOES_NOT_HOLD
@@ -45,6 +46,44 @@ def test_verdict_codes_and_combination():
     assert Verdict.combine(iter([])) is Verdict.combine(["not measured"]) is Verdict.NOT_MEASURED
     with pytest.raises(ValueError):
         Verdict.combine(["maybe"])
+
+
+@pytest.mark.parametrize("lo,hi,threshold,direction,expected", [
+    (-0.01, 0.015, 0.0, Direction.ABOVE, Verdict.NEGLIGIBLE),       # within +-0.02 around 0: no effect that big
+    (-0.02, 0.02, 0.0, Direction.BELOW, Verdict.NEGLIGIBLE),        # the bounds themselves count as within
+    (-0.5, 0.5, 0.0, Direction.ABOVE, Verdict.INCONCLUSIVE),        # as wide as +-0.5: nothing learned
+    (-0.01, 0.03, 0.0, Direction.ABOVE, Verdict.INCONCLUSIVE),      # an effect of 0.03 is not ruled out
+    (0.005, 0.015, 0.0, Direction.ABOVE, Verdict.HOLDS),            # clear of 0: the side is settled, small or not
+    (0.005, 0.015, 0.0, Direction.BELOW, Verdict.DOES_NOT_HOLD),
+    (0.975, 1.005, 0.99, Direction.ABOVE, Verdict.NEGLIGIBLE),      # around a threshold other than 0
+    (0.965, 1.005, 0.99, Direction.ABOVE, Verdict.INCONCLUSIVE),
+])
+def test_negligible_is_an_interval_within_the_threshold_plus_minus_delta(lo, hi, threshold, direction, expected):
+    assert direction.judge(lo, hi, threshold, 0.02) is expected
+    assert verdict((lo + hi) / 2, lo, hi, threshold, direction, 0.02) is expected
+    assert direction.judge(lo, hi, threshold) is not Verdict.NEGLIGIBLE   # without a delta: the three outcomes
+
+
+def test_negligible_in_a_claim():
+    """The claim is the conjunction of its parts: a part that does not hold decides; else a negligible part (an
+    effect the claim needs is absent to within delta); else all must hold."""
+    assert Verdict.combine(["holds", "negligible"]) is Verdict.NEGLIGIBLE
+    assert Verdict.combine(["inconclusive", "negligible"]) is Verdict.NEGLIGIBLE
+    assert Verdict.combine(["negligible", "does not hold"]) is Verdict.DOES_NOT_HOLD
+    assert Verdict.combine(["negligible", "not measured"]) is Verdict.NEGLIGIBLE
+    assert Verdict.combine(["holds", "inconclusive"]) is Verdict.INCONCLUSIVE
+    with pytest.raises(ValueError):
+        verdict(0.0, -0.1, 0.1, 0.0, Direction.ABOVE, 0.0)
+    parts = [cl.part("a", 0.5, 0.2, 0.8, 0.0, ">", delta=0.05),
+             cl.part("b", 0.001, -0.008, 0.009, 0.0, "<", per_seed=[(0.001, -0.008, 0.009, 4), (0.0, -0.2, 0.2, 4)])]
+    row = cl.claim_row(2, parts)
+    assert row["verdict"] is Verdict.NEGLIGIBLE and "within +-0.01" in row["note"]   # b gets claim 2's delta
+    b = row["parts"][1]
+    assert b["delta"] == cl.DELTAS[2].value and b["delta_reason"] == cl.DELTAS[2].reason
+    assert [s["verdict"] for s in b["per_seed"]] == ["negligible", "inconclusive"]
+    assert row["parts"][0]["delta"] == 0.05 and row["parts"][0]["half_width"] == pytest.approx(0.3)
+    assert all(p["delta"] > 0 and p["delta_reason"] for p in cl.claim_row(8, [cl.part("c", 0.3, 0.2, 0.4, 0.5, "<")])[
+        "parts"])
 
 
 @pytest.mark.parametrize("direction,lo,hi,expected", [

@@ -24,7 +24,7 @@ import numpy as np
 from .bands import band_thirds, difference_curves, low_energy, pair_reasons
 from .bootstrap import Estimate, defined_estimate, finite_rows, nested_interval, strata_bootstrap
 from .na import NA, NO_IMAGES, first_na
-from .study import CLAIMS
+from .study import CLAIMS, DELTAS, SSIM_DELTA, Delta
 from .verdicts import ABOVE, BELOW, Direction, Verdict, verdict
 
 if TYPE_CHECKING:
@@ -37,34 +37,59 @@ CLASS_PUSH_LIMIT = 0.2  # a class mask sending more than this share of other cla
 UNDEFINED = "the statistic or its interval is undefined on this run's data (not a finite number)"
 
 
-def _judged(estimate: float | NA, lo: float | NA, hi: float | NA, threshold: float, direction: Direction
-            ) -> tuple[list[float], Verdict]:
+def _judged(estimate: float | NA, lo: float | NA, hi: float | NA, threshold: float, direction: Direction,
+            delta: float | None = None) -> tuple[list[float], Verdict]:
     """``[estimate, lo, hi]`` as floats (the interval widened to include the estimate, which a non-linear
     statistic's interval can miss) and the verdict, NOT_MEASURED when a value is not finite."""
     values = [float(v) for v in (estimate, lo, hi)]
     if not all(math.isfinite(v) for v in values):
         return values, Verdict.NOT_MEASURED
     values[1], values[2] = min(values[1], values[0]), max(values[2], values[0])
-    return values, verdict(*values, threshold, direction)
+    return values, verdict(*values, threshold, direction, delta)
+
+
+def _delta(delta: Delta | float | None) -> tuple[float | None, str]:
+    """(value, reason) of a part's smallest effect of interest."""
+    if delta is None or isinstance(delta, Delta):
+        return (delta.value, delta.reason) if delta else (None, "")
+    return float(delta), ""
 
 
 def part(statistic: str, estimate: float | NA, lo: float | NA, hi: float | NA, threshold: float,
-         direction: Direction | str, undefined: str = UNDEFINED, per_seed: Sequence[tuple] = ()) -> dict:
+         direction: Direction | str, undefined: str = UNDEFINED, per_seed: Sequence[tuple] = (),
+         delta: Delta | float | None = None) -> dict:
     """One judged statistic: ``verdict`` from :func:`verdict`, or NOT_MEASURED when a value is missing,
     with its ``reason``: that of an :class:`~freqbias.na.NA` value, else ``undefined`` (a non-finite
     number). ``per_seed``: each seed's ``(estimate, lo, hi[, n])`` (interval over its own n folds or images), judged
-    the same way: the part lists them and counts the seeds in which it holds (``seeds_holding`` of ``seeds``)."""
+    the same way: the part lists them and counts the seeds in which it holds (``seeds_holding`` of ``seeds``).
+    ``delta``: the part's smallest effect of interest (:class:`~freqbias.study.Delta`, or a number): NEGLIGIBLE
+    when the interval lies within ``threshold +- delta``; when None, :func:`claim_row` gives the part its claim's
+    (:data:`~freqbias.study.DELTAS`). The part carries ``delta``, ``delta_reason`` and ``half_width`` (half the
+    interval's width)."""
     na = first_na((estimate, lo, hi))
     direction = Direction(direction)
-    values, judged = _judged(estimate, lo, hi, threshold, direction)
+    value, why = _delta(delta)
+    values, judged = _judged(estimate, lo, hi, threshold, direction, value)
     out = {"statistic": statistic, "estimate": values[0], "lo": values[1], "hi": values[2],
            "threshold": threshold, "direction": direction, "verdict": judged,
-           "reason": "" if judged is not Verdict.NOT_MEASURED else na.reason if na else undefined}
+           "reason": "" if judged is not Verdict.NOT_MEASURED else na.reason if na else undefined,
+           "delta": value, "delta_reason": why,
+           "half_width": (values[2] - values[1]) / 2 if judged is not Verdict.NOT_MEASURED else math.nan}
     if per_seed:
         seeds = [dict(zip(("estimate", "lo", "hi"), v), verdict=j, **({"n": int(p[3])} if len(p) > 3 else {}))
-                 for p in per_seed for v, j in [_judged(*p[:3], threshold, direction)]]
+                 for p in per_seed for v, j in [_judged(*p[:3], threshold, direction, value)]]
         out.update(per_seed=seeds, seeds_holding=sum(s["verdict"] is Verdict.HOLDS for s in seeds), seeds=len(seeds))
     return out
+
+
+def with_delta(p: dict, delta: Delta | float) -> dict:
+    """The part ``p`` (:func:`part`) judged again with the smallest effect of interest ``delta``, and its seeds."""
+    value, why = _delta(delta)
+    per_seed = [(s["estimate"], s["lo"], s["hi"], *([s["n"]] if "n" in s else [])) for s in p.get("per_seed", [])]
+    values = (p["estimate"], p["lo"], p["hi"]) if p["verdict"] is not Verdict.NOT_MEASURED else (math.nan,) * 3
+    new = part(p["statistic"], *values, p["threshold"], p["direction"], p["reason"] or UNDEFINED, per_seed,
+               Delta(value, why))
+    return {**p, **{k: new[k] for k in new if k not in ("reason",)}, "reason": p["reason"]}
 
 
 def part_variant(statistic: str) -> str | None:
@@ -75,9 +100,9 @@ def part_variant(statistic: str) -> str | None:
 
 
 def judge(statistic: str, est: Estimate, threshold: float, direction: Direction | str,
-          undefined: str = UNDEFINED) -> dict:
+          undefined: str = UNDEFINED, delta: Delta | float | None = None) -> dict:
     """:func:`part` of an :class:`~freqbias.bootstrap.Estimate`, with its per-seed estimates."""
-    return part(statistic, *est, threshold, direction, undefined, getattr(est, "per_seed", ()))
+    return part(statistic, *est, threshold, direction, undefined, getattr(est, "per_seed", ()), delta)
 
 
 def claim_row(number: int, parts: list[dict], info: dict | None = None, missing: str = "",
@@ -86,6 +111,8 @@ def claim_row(number: int, parts: list[dict], info: dict | None = None, missing:
     note when this run does not reproduce the claim. ``secondary``: parts of a second, labelled line
     (the same statistics on other masks), reported beside the claim but not in its verdict."""
     text, study = CLAIMS[number]
+    parts = [p if p.get("delta") is not None else with_delta(p, DELTAS[number]) for p in parts]
+    secondary = [p if p.get("delta") is not None else with_delta(p, DELTAS[number]) for p in secondary or []]
     combined = Verdict.combine(p["verdict"] for p in parts)
     if not parts and not missing:
         missing = "nothing this run could measure"
@@ -93,9 +120,12 @@ def claim_row(number: int, parts: list[dict], info: dict | None = None, missing:
                                    "threshold": math.nan, "direction": "", "reason": missing}
     failed = [p["statistic"] for p in parts if p["verdict"] == Verdict.DOES_NOT_HOLD]
     open_ = [p["statistic"] for p in parts if p["verdict"] == Verdict.INCONCLUSIVE]
+    small = [f"{p['statistic']} (within +-{p['delta']:g})" for p in parts if p["verdict"] == Verdict.NEGLIGIBLE]
     unmeasured = [f"{p['statistic']} ({p['reason']})" for p in parts if p["verdict"] == Verdict.NOT_MEASURED]
     notes = ([f"This run disagrees with the study: {'; '.join(failed)} (interval on the wrong side of the threshold)."]
              if failed else [])
+    notes += [f"No effect beyond the smallest of interest (interval within the threshold +- delta): "
+              f"{'; '.join(small)}."] if small else []
     notes += [f"Not settled by this run (interval contains the threshold): {'; '.join(open_)}."] if open_ else []
     notes += [f"Not measured: {'; '.join(unmeasured)}."] if unmeasured else []
     notes += [f"{missing[0].upper()}{missing[1:]}."] if missing else []
@@ -103,7 +133,7 @@ def claim_row(number: int, parts: list[dict], info: dict | None = None, missing:
             "lo": head["lo"], "hi": head["hi"], "threshold": head["threshold"], "direction": head["direction"],
             "reason": head["reason"] or (missing if combined is Verdict.NOT_MEASURED else ""),
             "verdict": combined, "study": study, "note": " ".join(notes), "parts": parts,
-            "secondary": secondary or [], "info": info or {}, **seeds_holding(parts)}
+            "secondary": secondary, "info": info or {}, **seeds_holding(parts)}
 
 
 def seeds_holding(parts: Sequence[dict]) -> dict:
@@ -393,7 +423,7 @@ def claim_texture(outcomes: Sequence[Mapping[str, np.ndarray]], cfg: AggregateCo
     parts = [judge("masked agreement (N)", _outcome_estimate([o["masked"] for o in outcomes], cfg),
                   cfg.agreement_min, ABOVE),
              judge("SSIM(x, masked x) (N)",
-                   _outcome_estimate([o["ssim"] for o in outcomes], cfg), cfg.ssim_max, BELOW)]
+                   _outcome_estimate([o["ssim"] for o in outcomes], cfg), cfg.ssim_max, BELOW, delta=SSIM_DELTA)]
     corr = defined_estimate([o["corr"] for o in outcomes], None, cfg.n_boot, cfg.alpha, cfg.seed, empty=NO_IMAGES,
                             undefined="constant masked images: pixel correlation undefined")
     if isinstance(corr[0], NA):

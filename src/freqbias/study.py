@@ -2,6 +2,8 @@
 
 :data:`REFERENCE` holds every number the study reports (as published, in %); the report prints it next to this
 run's values, and the ``study`` column of claims 1, 5, 6 and 8 (:data:`CLAIMS`) is written from it.
+:data:`DELTAS` holds each claim's smallest effect of interest (:class:`Delta`, a number with its reason): a part whose
+whole interval lies within its threshold +- delta is "negligible" (:mod:`freqbias.verdicts`).
 """
 
 from __future__ import annotations
@@ -87,3 +89,40 @@ CLAIMS: dict[int, tuple[str, str]] = {
     11: ("Control: the masks depend on the trained weights (Adebayo et al. 2018's randomisation check).",
          "not measured by the study (no sanity check)"),
 }
+
+
+@dataclass(frozen=True)
+class Delta:
+    """A claim part's smallest effect of interest, in the unit of its statistic, with the reason for the number: a
+    part whose whole interval lies within ``threshold +- value`` is "negligible" (no effect of that size either
+    way; :meth:`freqbias.verdicts.Direction.judge`)."""
+
+    value: float
+    reason: str
+
+
+_MASKED_LOSS = sorted(float(_VAL_CLEAN[v]) - float(_VAL_MASKED[v]) for v in _VAL_CLEAN)
+
+ACCURACY_DELTA = Delta(0.01, "one point of accuracy or agreement: the study's own dataset masks lost at "
+                       f"most {_MASKED_LOSS[-1]:.2f} points of val accuracy (REFERENCE) and "
+                       "it reads that as keeping the accuracy, so a difference under one point is below anything it "
+                       "calls an effect")
+RATIO_DELTA = Delta(0.01, "one point of the clean accuracy: the study's masked / clean ratios lie within one point "
+                    "of 1 (REFERENCE); a ratio within 0.01 of the threshold is at the claim's margin")
+ENERGY_DELTA = Delta(0.01, "a band-energy difference under 0.01 cannot be told from what size alone leaves after "
+                     "size-matching: two budgets of one set of masks (the same network, only the size differs) "
+                     "differ size-matched by about 0.01 in the low rings (tests/test_size_matched.py, docs/study.md "
+                     "'Band statistics at equal size'); about 3 % of a mask's squared energy moved between thirds of "
+                     "the rings at a typical ring energy of 0.3")
+SHARE_DELTA = Delta(0.05, "a share within 0.45-0.55 is no majority worth the name 'most images' (one image in "
+                    "twenty beyond a coin flip); the project's choice")
+SSIM_DELTA = Delta(0.05, "a tenth of the SSIM threshold 0.5; the project's choice, no perceptual study behind it")
+MEAN_DELTA = Delta(0.01, "one percent of the plane's frequencies (8 of 784 at 28 x 28): below the difference between "
+                   "two fold masks of one network")
+CORRELATION_DELTA = Delta(0.05, "0.05 on Spearman's scale: about 11 swaps of neighbouring rings in the ranking of "
+                          "14 band energies (one swap moves it by 12 / (14 x 195) = 0.0044); the project's choice")
+
+# claim number -> the smallest effect of interest of its parts (claim 8's SSIM part: SSIM_DELTA)
+DELTAS: dict[int, Delta] = {1: RATIO_DELTA, 2: ENERGY_DELTA, 3: ENERGY_DELTA, 4: ENERGY_DELTA, 5: ACCURACY_DELTA,
+                            6: ACCURACY_DELTA, 7: SHARE_DELTA, 8: ACCURACY_DELTA, 9: ACCURACY_DELTA, 10: MEAN_DELTA,
+                            11: CORRELATION_DELTA}
