@@ -223,15 +223,28 @@ def test_the_first_source_decides_and_the_second_is_a_labelled_line():
 
 
 def test_claim_1_accuracy_ratio():
+    """Per variant, masked / clean on the held-out test split with a t interval over seeds (val beside); the claim
+    holds when every variant's part holds."""
     rng = np.random.default_rng(0)
-    clean = (rng.random((400, 3)) < 0.8).astype(float)
-    same = cl.claim_accuracy({"val": (clean, clean), "test": (clean, clean)}, CFG)
-    assert same["verdict"] == "holds" and same["estimate"] == 1.0 and len(same["parts"]) == 3
+    models = [f"{v}-s{s}" for v in "NA" for s in range(3)]
+    clean = (rng.random((400, 6)) < 0.8).astype(float)
+    same = cl.claim_accuracy({"val": (clean, clean), "test": (clean, clean)}, CFG, models)
+    assert same["verdict"] == "holds" and same["estimate"] == 1.0 and len(same["parts"]) == 2
+    assert [p["statistic"] for p in same["parts"]] == ["N: masked / clean accuracy (test, held out)",
+                                                       "A: masked / clean accuracy (test, held out)"]
+    assert [p["seeds"] for p in same["parts"]] == [3, 3] and len(same["secondary"]) == 2
+    assert "intersection-union" in same["info"]["multiplicity"]
     worse = clean.copy()
-    worse[: 150, 1] = 0                                   # model 1 loses many correct answers under its mask
-    c1 = cl.claim_accuracy({"val": (clean, clean), "test": (clean, worse)}, CFG)
-    assert c1["verdict"] == "does not hold" and c1["estimate"] < 0.9
-    assert [p["verdict"] for p in c1["parts"]] == ["does not hold", "holds", "does not hold"]
+    worse[:150, 3:] = 0                                   # A loses many correct answers under its mask, every seed
+    c1 = cl.claim_accuracy({"val": (clean, clean), "test": (clean, worse)}, CFG, models)
+    assert c1["verdict"] == "does not hold" and [p["verdict"] for p in c1["parts"]] == ["holds", "does not hold"]
+    assert c1["parts"][1]["estimate"] < 0.9 and [p["verdict"] for p in c1["secondary"]] == ["holds", "holds"]
+    one_seed = worse.copy()
+    one_seed[:, 4] = clean[:, 4]                          # A fine in seed 1 only: 3 seeds cannot tell
+    mixed = cl.claim_accuracy({"test": (clean, one_seed)}, CFG, models)
+    assert mixed["parts"][1]["verdict"] == "inconclusive" and mixed["parts"][1]["seeds_holding"] == 1
+    unnamed = cl.claim_accuracy({"test": (clean[:, :2], clean[:, :2])}, CFG)   # no names: each model its own variant
+    assert len(unnamed["parts"]) == 2 and unnamed["verdict"] == "holds"
 
 
 def test_claims_5_and_8_from_outcomes():

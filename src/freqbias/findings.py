@@ -30,11 +30,12 @@ def _list(names: Sequence[str]) -> str:
     return ", ".join(names) if names else "none"
 
 
-def _verdict_sentence(claim: Mapping[str, Any], holds: str, fails: str, open_: str) -> str:
+def _verdict_sentence(claim: Mapping[str, Any], holds: str, fails: str, open_: str,
+                      negligible: str = "no difference beyond the smallest of interest (negligible)") -> str:
     groups = _by_verdict(claim)
     parts = []
-    for verdict, text in ((Verdict.HOLDS, holds), (Verdict.DOES_NOT_HOLD, fails), (Verdict.INCONCLUSIVE, open_),
-                          (Verdict.NOT_MEASURED, str(Verdict.NOT_MEASURED))):
+    for verdict, text in ((Verdict.HOLDS, holds), (Verdict.DOES_NOT_HOLD, fails), (Verdict.NEGLIGIBLE, negligible),
+                          (Verdict.INCONCLUSIVE, open_), (Verdict.NOT_MEASURED, str(Verdict.NOT_MEASURED))):
         if groups.get(verdict):
             parts.append(f"{text} for {_list(groups[verdict])}")
     return "; ".join(parts) + "." if parts else "Not measured on this run."

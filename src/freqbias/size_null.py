@@ -83,7 +83,8 @@ def size_table(claims: Sequence[Mapping[str, Any]]) -> list[dict]:
     for c in claims:
         if c["claim"] not in SIZE_CLAIMS:
             continue
-        # keyed without claim 3's wedge numbers: the most positive wedge may differ between raw and size-matched
+        # keyed without wedge numbers (claim 3's tested wedges are chosen per seed and may differ between raw and
+        # size-matched)
         parts = {re.sub(r"wedge \d+", "wedge", p["statistic"]): p
                  for p in [*c.get("parts", []), *c.get("secondary", [])]}
         for name, sized in parts.items():
