@@ -20,6 +20,7 @@ per-model tables over thousands of images, where they cover.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable, Sequence
 
@@ -131,8 +132,10 @@ def t_cdf(t: float, df: float) -> float:
     return 1.0 - tail if t > 0 else tail
 
 
+@functools.lru_cache(maxsize=1024)
 def t_quantile(p: float, df: float) -> float:
-    """Student's t quantile: ``t`` with ``t_cdf(t, df) = p`` (0 < p < 1), by bisection to 1e-12."""
+    """Student's t quantile: ``t`` with ``t_cdf(t, df) = p`` (0 < p < 1), by bisection to 1e-12 (cached: the claims
+    and the coverage simulations ask for the same few quantiles many times)."""
     if not 0 < p < 1 or df <= 0:
         raise ValueError(f"need 0 < p < 1 and df > 0, got p={p}, df={df}")
     if p <= 0.5:  # symmetric: bisect in the upper half, where the tail is computed accurately
