@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from freqbias.bootstrap import t_quantile  # noqa: E402
+from freqbias.bootstrap import t_quantile, variance_components  # noqa: E402
 
 SEEDS = (2, 3, 4, 5, 6)
 SCALES = (0.25, 0.5, 1.0, 2.0)
@@ -46,15 +46,11 @@ def components(claims: list[dict]) -> list[dict]:
         for p in claim.get("parts", []) + claim.get("secondary", []):
             seeds = [s for s in p.get("per_seed", []) if all(isinstance(s.get(k), (int, float)) and
                                                              math.isfinite(s[k]) for k in ("estimate", "lo", "hi"))]
-            if len(seeds) < 2 or any(s.get("n", 0) < 2 for s in seeds):
-                continue
-            e = np.array([s["estimate"] for s in seeds])
-            se = np.array([(s["hi"] - s["lo"]) / (2 * t_quantile(1 - ALPHA / 2, s["n"] - 1)) for s in seeds])
-            w, b = float(np.mean(se ** 2)), float(np.var(e, ddof=1))
-            if b + w <= 0:  # constant in every seed (e.g. an agreement of 1 everywhere): nothing to design for
+            split = variance_components([(s["estimate"], s["lo"], s["hi"], s.get("n", 0)) for s in seeds], ALPHA)
+            if split is None or sum(split) <= 0:  # constant in every seed (e.g. an agreement of 1): nothing to design
                 continue
             out.append({"claim": claim["claim"], "statistic": p["statistic"], "seeds": len(seeds),
-                        "between": max(0.0, b - w), "within": w})
+                        "between": split[0], "within": split[1]})
     return out
 
 

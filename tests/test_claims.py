@@ -283,3 +283,22 @@ def test_probe_on_class_carrying_masks_beats_the_permuted_control():
     c6 = cl.claim_probe({"N": [result], "A": [NA("too few images per class")]}, CFG)
     assert c6["parts"][0]["verdict"] == "holds" and result["test_acc"] > 0.8
     assert c6["verdict"] == "holds" and "Not probed: A (too few images per class)." in c6["note"]
+
+
+def test_an_inconclusive_part_says_how_many_seeds_would_settle_it():
+    """At the run's own between- and within-seed variances (read back from the per-seed intervals) and the estimate
+    as measured: the fewest seeds whose t interval would lie clear of the threshold (or within +- delta)."""
+    from freqbias.bootstrap import nested_interval, seeds_to_settle, t_quantile
+
+    rng = np.random.default_rng(0)
+    groups = [rng.normal(m, 0.02, (4, 1)) for m in (0.005, 0.03, 0.015)]   # 3 seeds x 4 folds
+    est = nested_interval(groups, lambda m: float(m[0]), CFG.alpha)
+    p = cl.judge("x", est, 0.0, ">", delta=0.001)
+    assert p["verdict"] == "inconclusive" and p["alpha"] == CFG.alpha
+    s, var = p["seeds_to_settle"], p["variance_between"] + p["variance_within"]
+    assert s > 3 and p["variance_within"] > 0
+    assert t_quantile(1 - CFG.alpha / 2, s - 1) * np.sqrt(var / s) < p["estimate"]            # settles at s
+    assert t_quantile(1 - CFG.alpha / 2, s - 2) * np.sqrt(var / (s - 1)) >= p["estimate"]     # not one seed fewer
+    assert seeds_to_settle(0.0, 0.0, None, 1.0, 1.0, 0.05) is None                            # no effect, no delta
+    assert seeds_to_settle(0.0, 0.0, 0.5, 1.0, 1.0, 0.05) == 34                               # negligible at 34
+    assert "seeds_to_settle" not in cl.judge("x", est, 0.0, ">", delta=1.0)                   # already settled

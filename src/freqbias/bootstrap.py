@@ -35,6 +35,7 @@ class Estimate(tuple):
     seed, n its folds or images (in the order of the groups given; empty when not computed per seed)."""
 
     per_seed: tuple
+    alpha: float | None = None   # the level 1 - alpha of the intervals, where known (nested_interval)
 
     def __new__(cls, estimate: Any, lo: Any, hi: Any, per_seed: Sequence[tuple] = ()) -> "Estimate":
         self = super().__new__(cls, (estimate, lo, hi))
@@ -184,9 +185,11 @@ def nested_interval(groups: Sequence[np.ndarray], f: Callable[[np.ndarray], Any]
         raise ValueError("nested_interval needs at least one non-empty group")
     per_seed = [(*jackknife_t(g, f, alpha), len(g)) for g in groups]
     if len(groups) == 1:
-        return Estimate(*per_seed[0][:3], per_seed=per_seed)
-    top = jackknife_t(np.stack([g.mean(axis=0) for g in groups]), f, alpha)
-    return Estimate(*top, per_seed=per_seed)
+        out = Estimate(*per_seed[0][:3], per_seed=per_seed)
+    else:
+        out = Estimate(*jackknife_t(np.stack([g.mean(axis=0) for g in groups]), f, alpha), per_seed=per_seed)
+    out.alpha = alpha   # the level of the per-seed intervals (claims.part reads the variances back from them)
+    return out
 
 
 def strata_bootstrap(arrays: Sequence[np.ndarray], f: Callable[[list[np.ndarray]], float], n_boot: int = 2000,
@@ -238,3 +241,33 @@ def defined_estimate(groups: Sequence[np.ndarray], f: Callable[[np.ndarray], Any
 
 def ci_row(prefix: str, est: Estimate) -> dict:
     return {prefix: est[0], f"{prefix}_lo": est[1], f"{prefix}_hi": est[2]}
+
+
+def variance_components(per_seed: Sequence[Sequence[float]], alpha: float) -> tuple[float, float] | None:
+    """``(between, within)``: the variance of one seed's estimate split into what lives inside a network and what
+    between networks, from each seed's ``(estimate, lo, hi, n)`` (a t interval over its n folds or images at level
+    ``1 - alpha``). within ``w = mean_s se_s^2`` (``se_s = (hi_s - lo_s) / (2 t_{n_s - 1})``); between ``b = max(0,
+    var_s(e_s) - w)``. None with fewer than 2 finite seeds or a seed with n < 2 (benchmarks/seed_design.py)."""
+    seeds = [s for s in per_seed if len(s) > 3 and all(math.isfinite(float(v)) for v in s[:3])]
+    if len(seeds) < 2 or len(seeds) != len(per_seed) or any(int(s[3]) < 2 for s in seeds):
+        return None
+    e = np.array([float(s[0]) for s in seeds])
+    se = np.array([(float(s[2]) - float(s[1])) / (2 * t_quantile(1 - alpha / 2, int(s[3]) - 1)) for s in seeds])
+    w = float(np.mean(se ** 2))
+    return max(0.0, float(np.var(e, ddof=1)) - w), w
+
+
+def seeds_to_settle(estimate: float, threshold: float, delta: float | None, between: float, within: float,
+                    alpha: float, max_seeds: int = 100) -> int | None:
+    """The fewest seeds S (2 to ``max_seeds``) whose top-level t interval, ``estimate +- t_{S-1} sqrt((between +
+    within) / S)`` (the run's own variances, the estimate as measured), would settle a part: lie clear of
+    ``threshold`` (holds or does not hold) or within ``threshold +- delta`` (negligible). None when no S up to
+    ``max_seeds`` would, or when the variances are 0 (then the run's own seeds already settle it)."""
+    gap, var = abs(estimate - threshold), between + within
+    if var <= 0 or not math.isfinite(gap):
+        return None
+    for s in range(2, max_seeds + 1):
+        half = t_quantile(1 - alpha / 2, s - 1) * math.sqrt(var / s)
+        if gap > half or (delta is not None and gap + half <= delta):
+            return s
+    return None

@@ -23,7 +23,14 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 import numpy as np
 
 from .bands import band_thirds, low_energy, pair_reasons
-from .bootstrap import Estimate, defined_estimate, finite_rows, nested_interval
+from .bootstrap import (
+    Estimate,
+    defined_estimate,
+    finite_rows,
+    nested_interval,
+    seeds_to_settle,
+    variance_components,
+)
 from .na import NA, NO_IMAGES, first_na
 from .study import CLAIMS, DELTAS, SSIM_DELTA, Delta
 from .verdicts import ABOVE, BELOW, Direction, Verdict, verdict
@@ -58,7 +65,7 @@ def _delta(delta: Delta | float | None) -> tuple[float | None, str]:
 
 def part(statistic: str, estimate: float | NA, lo: float | NA, hi: float | NA, threshold: float,
          direction: Direction | str, undefined: str = UNDEFINED, per_seed: Sequence[tuple] = (),
-         delta: Delta | float | None = None) -> dict:
+         delta: Delta | float | None = None, alpha: float | None = None) -> dict:
     """One judged statistic: ``verdict`` from :func:`verdict`, or NOT_MEASURED when a value is missing,
     with its ``reason``: that of an :class:`~freqbias.na.NA` value, else ``undefined`` (a non-finite
     number). ``per_seed``: each seed's ``(estimate, lo, hi[, n])`` (interval over its own n folds or images), judged
@@ -66,7 +73,8 @@ def part(statistic: str, estimate: float | NA, lo: float | NA, hi: float | NA, t
     ``delta``: the part's smallest effect of interest (:class:`~freqbias.study.Delta`, or a number): NEGLIGIBLE
     when the interval lies within ``threshold +- delta``; when None, :func:`claim_row` gives the part its claim's
     (:data:`~freqbias.study.DELTAS`). The part carries ``delta``, ``delta_reason`` and ``half_width`` (half the
-    interval's width)."""
+    interval's width). ``alpha`` (the level of the per-seed intervals): an inconclusive part with per-seed values
+    also says how many seeds would settle it (``seeds_to_settle``, :func:`_power`)."""
     na = first_na((estimate, lo, hi))
     direction = Direction(direction)
     value, why = _delta(delta)
@@ -80,7 +88,22 @@ def part(statistic: str, estimate: float | NA, lo: float | NA, hi: float | NA, t
         seeds = [dict(zip(("estimate", "lo", "hi"), v), verdict=j, **({"n": int(p[3])} if len(p) > 3 else {}))
                  for p in per_seed for v, j in [_judged(*p[:3], threshold, direction, value)]]
         out.update(per_seed=seeds, seeds_holding=sum(s["verdict"] is Verdict.HOLDS for s in seeds), seeds=len(seeds))
+        if alpha is not None:
+            out["alpha"] = alpha
+        if judged is Verdict.INCONCLUSIVE and alpha is not None:
+            out.update(_power(values[0], threshold, value, per_seed, alpha))
     return out
+
+
+def _power(estimate: float, threshold: float, delta: float | None, per_seed: Sequence[tuple], alpha: float) -> dict:
+    """For an inconclusive part: how many seeds would settle it at the run's own between- and within-seed variances
+    of a seed's estimate (:func:`~freqbias.bootstrap.variance_components`), its estimate as measured
+    (:func:`~freqbias.bootstrap.seeds_to_settle`; None: not within 100 seeds)."""
+    split = variance_components([tuple(p) for p in per_seed], alpha)
+    if split is None:
+        return {}
+    return {"variance_between": split[0], "variance_within": split[1],
+            "seeds_to_settle": seeds_to_settle(estimate, threshold, delta, *split, alpha)}
 
 
 def with_delta(p: dict, delta: Delta | float) -> dict:
@@ -89,8 +112,10 @@ def with_delta(p: dict, delta: Delta | float) -> dict:
     per_seed = [(s["estimate"], s["lo"], s["hi"], *([s["n"]] if "n" in s else [])) for s in p.get("per_seed", [])]
     values = (p["estimate"], p["lo"], p["hi"]) if p["verdict"] is not Verdict.NOT_MEASURED else (math.nan,) * 3
     new = part(p["statistic"], *values, p["threshold"], p["direction"], p["reason"] or UNDEFINED, per_seed,
-               Delta(value, why))
-    return {**p, **{k: new[k] for k in new if k not in ("reason",)}, "reason": p["reason"]}
+               Delta(value, why), p.get("alpha"))
+    out = {**p, **{k: new[k] for k in new if k not in ("reason",)}, "reason": p["reason"]}
+    return out if new["verdict"] is Verdict.INCONCLUSIVE else {
+        k: v for k, v in out.items() if k not in ("seeds_to_settle", "variance_between", "variance_within")}
 
 
 def part_variant(statistic: str) -> str | None:
@@ -103,7 +128,8 @@ def part_variant(statistic: str) -> str | None:
 def judge(statistic: str, est: Estimate, threshold: float, direction: Direction | str,
           undefined: str = UNDEFINED, delta: Delta | float | None = None) -> dict:
     """:func:`part` of an :class:`~freqbias.bootstrap.Estimate`, with its per-seed estimates."""
-    return part(statistic, *est, threshold, direction, undefined, getattr(est, "per_seed", ()), delta)
+    return part(statistic, *est, threshold, direction, undefined, getattr(est, "per_seed", ()), delta,
+                getattr(est, "alpha", None))
 
 
 def claim_row(number: int, parts: list[dict], info: dict | None = None, missing: str = "",
@@ -349,7 +375,8 @@ def claim_angular(sources: Sources, cfg: AggregateConfig) -> dict:
                 why = NA(f"one seed with one {_rows(label)[1]}: nothing to choose the wedges on")
             return [part(n, why, why, why, 0.0, d) for n, d in zip(labels, (ABOVE, ABOVE, BELOW))]
         est = nested_interval([v for v, _ in held_out_wedges(kept)], None, cfg.alpha)
-        return [part(name, e, lo, hi, 0.0, d, per_seed=[(p[0][i], p[1][i], p[2][i], p[3]) for p in est.per_seed])
+        return [part(name, e, lo, hi, 0.0, d, per_seed=[(p[0][i], p[1][i], p[2][i], p[3]) for p in est.per_seed],
+                     alpha=cfg.alpha)
                 for i, (name, e, lo, hi, d) in enumerate(zip(labels, *est, (ABOVE, ABOVE, BELOW)))]
 
     def info(angular):
