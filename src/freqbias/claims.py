@@ -158,6 +158,7 @@ def claim_row(number: int, parts: list[dict], info: dict | None = None, missing:
     notes += [f"{missing[0].upper()}{missing[1:]}."] if missing else []
     return {"claim": number, "text": text, "statistic": head["statistic"], "estimate": head["estimate"],
             "lo": head["lo"], "hi": head["hi"], "threshold": head["threshold"], "direction": head["direction"],
+            "delta": head.get("delta"), "half_width": head.get("half_width", math.nan),
             "reason": head["reason"] or (missing if combined is Verdict.NOT_MEASURED else ""),
             "verdict": combined, "study": study, "note": " ".join(notes), "parts": parts,
             "secondary": secondary, "info": info or {}, **seeds_holding(parts)}
@@ -385,9 +386,10 @@ def claim_angular(sources: Sources, cfg: AggregateConfig) -> dict:
             return {"wedges": wedges}
         kept = finite_rows(differences(angular))
         curve = (nested_interval(kept, None, cfg.alpha / (wedges // 2)) if kept else None)
-        extra = {"sign_changes": sign_changes(np.asarray(curve[0])), "curve": np.asarray(curve[0]).tolist(),
-                 "curve_lo": np.asarray(curve[1]).tolist(), "curve_hi": np.asarray(curve[2]).tolist(),
-                 "tested_wedges": [w for _, chosen in held_out_wedges(kept) for w in chosen]} if curve else {}
+        extra = {"sign_changes": sign_changes(np.asarray(curve[0])),
+                 "curve": "; ".join(f"{e:+.3f} [{lo:+.3f}, {hi:+.3f}]" for e, lo, hi in zip(*map(np.ravel, curve))),
+                 "tested_wedges (top / bottom per unit)": ", ".join(
+                     f"{t} / {b}" for _, chosen in held_out_wedges(kept) for t, b in chosen)} if curve else {}
         return {**extra, "wedges": wedges, "distinct_wedges": wedges // 2, "simultaneous_level": 1 - cfg.alpha}
     return _by_source(3, sources, make, info)
 

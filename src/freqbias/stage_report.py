@@ -78,23 +78,55 @@ def claims_section(claims: Sequence[Mapping], rule: str) -> str:
     """The claims table (headline part and combined verdict), the verdict rule, and per claim its parts,
     extra values and the note saying where this run disagrees or what it could not measure."""
     rows = [[c["claim"], c["text"], c["statistic"], PLAIN.judged(c),
-             f"{c['direction']} {_g(c['threshold'])}" if c["direction"] else "", f"**{c['verdict']}**",
+             f"{c['direction']} {_g(c['threshold'])}" + (f", negligible within +-{_g(c['delta'])}" if c.get("delta")
+                                                          else "") if c["direction"] else "", f"**{c['verdict']}**",
              f"{c['seeds_holding']} of {c['seeds']}" if "seeds" in c else "n/a (no per-seed interval)", c["study"]]
             for c in claims]
     details = []
     for c in claims:
-        lines = [f"- {p['statistic']}: {PLAIN.judged(p)}, claimed {p['direction']} {_g(p['threshold'])}: "
-                 f"{p['verdict']}{_per_seed(p)}" for p in c["parts"]] or [
+        lines = [f"- {p['statistic']}: {PLAIN.judged(p)}, claimed {p['direction']} {_g(p['threshold'])}"
+                 f"{_delta(p)}: {p['verdict']}{_per_seed(p)}{_settle(p)}" for p in c["parts"]] or [
                      f"- no part measured: {c.get('reason') or c['note'] or 'not measured'}"]
         lines += [f"- second line, not in the verdict: {p['statistic']}: {PLAIN.judged(p)}, claimed {p['direction']} "
-                  f"{_g(p['threshold'])}: {p['verdict']}{_per_seed(p)}" for p in c.get("secondary", [])]
+                  f"{_g(p['threshold'])}{_delta(p)}: {p['verdict']}{_per_seed(p)}{_settle(p)}"
+                  for p in c.get("secondary", [])]
         if c["info"]:
             lines.append("- also: " + ", ".join(f"{k} = {_g(v)}" for k, v in c["info"].items()))
         if c["note"]:
             lines.append(f"- note: {c['note']}")
         details.append(f"**Claim {c['claim']}: {c['verdict']}.**\n" + "\n".join(lines))
     return "\n\n".join([_table(["#", "claim", "statistic (headline part)", "estimate [interval]", "rule", "verdict",
-                                "holds in seeds", "study"], rows), f"**Verdict rule.** {rule}", *details])
+                                "holds in seeds", "study"], rows), f"**Verdict rule.** {rule}", POOLED_VS_SEEDS,
+                         *details])
+
+
+POOLED_VS_SEEDS = (
+    "**Why the pooled verdict can differ from the per-seed ones.** A part's verdict is judged on one t interval over "
+    "the seeds' means (S - 1 degrees of freedom: 2 with 3 seeds, where t = 4.30 at 95 %); each seed's own verdict "
+    "on an interval over that seed's folds or images (3 or 95 degrees of freedom in the default run), which holds the "
+    "network fixed and "
+    "so leaves out how much another training run would differ. So every seed can hold while the pooled interval, "
+    "wide from few seeds and from the spread between them, contains the threshold (the pooled verdict asks more: "
+    "that the recipe, not these networks, has the effect); and a pooled interval can hold while a seed's own does "
+    "not, when that seed's folds are few and noisy. Where a part is inconclusive, 'seeds to settle' says how many "
+    "seeds would settle it at this run's own between- and within-seed variances with the estimate as measured.")
+
+
+def _delta(p: Mapping[str, Any]) -> str:
+    """`` (negligible within +-delta; interval half-width h)`` of a part with a delta, else ""."""
+    if p.get("delta") is None:
+        return ""
+    half = p.get("half_width")
+    return (f" (negligible within +-{_g(p['delta'])}"
+            + (f"; interval half-width {_g(half)}" if isinstance(half, (int, float)) and math.isfinite(half) else "")
+            + ")")
+
+
+def _settle(p: Mapping[str, Any]) -> str:
+    """``; seeds to settle: S`` of an inconclusive part (``more than 100`` when none up to 100 would), else ""."""
+    if "seeds_to_settle" not in p:
+        return ""
+    return f"; seeds to settle: {p['seeds_to_settle'] if p['seeds_to_settle'] is not None else 'more than 100'}"
 
 
 def _per_seed(p: Mapping[str, Any]) -> str:
