@@ -321,7 +321,7 @@ def held_out_wedges(groups: Sequence[np.ndarray]) -> list[tuple[np.ndarray, list
     Choosing on one other unit, not on all others, keeps the units' test values uncorrelated under a flat curve:
     unit u's value depends on units u and u - 1 only, and has mean 0 given u - 1 whatever was chosen, so the t
     interval over units keeps its level (choosing on all other seeds made the held-out values correlated: 5-10 % of
-    flat curves held at a nominal 2.5 % per side, against 2-4.5 % this way; tests/test_claims.py). Returns per seed
+    flat curves held at a nominal 2.5 % per side, against 2-4.5 % this way; docs/study.md, 'Claim 3'). Returns per seed
     ``(values (n_s, 3), chosen)``: per row [top - bottom, top, bottom] at its unit's wedges, and the ``(top,
     bottom)`` wedges of each unit (one per seed, or one per row)."""
     def at(g: np.ndarray, top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
