@@ -31,6 +31,7 @@ data:
 	fi
 
 repro: setup
+	@python -m freqbias.lockfile
 	dvc repro
 
 lint: setup

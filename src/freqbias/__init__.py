@@ -45,6 +45,7 @@ neural networks through Fourier masks" (Front. AI 2022), organised as one module
 - :mod:`freqbias.profiles` named overlays on params.yaml (paper, cifar10, tiny)
 - :mod:`freqbias._interrupt` Ctrl-C ends a stage with one line and exit status 130 from its first line on, imports
   included
+- :mod:`freqbias.lockfile` ``make repro`` first sets aside a ``dvc.lock`` that a Ctrl-C left damaged
 - :mod:`freqbias.class_rule` The second side of a class mask's rule: it must not send other classes' images into
   its class
 - :mod:`freqbias.control_claims` The controls in the aggregate stage: tables, claims 9-11 and the plain-words
