@@ -118,6 +118,23 @@ class Parametrisation:
         """Clamp masks to [0, 1] in place (after every optimiser step); return them."""
         return m.clamp_(0.0, 1.0)
 
+    def project_budget(self, m: torch.Tensor, budget: torch.Tensor | float, iters: int = 40) -> torch.Tensor:
+        """The nearest masks (in the plane-weighted L2 norm) to ``m`` (G, *shape) that lie in [0, 1] with full-plane
+        mean exactly ``budget`` (G,) or a scalar, in (0, 1]: ``clamp(m - tau_g, 0, 1)`` with ``tau_g`` found by
+        bisection (``iters`` halvings of a bracket of width <= 2, float64). A budget mask's size is set here, not by
+        where an optimiser stopped (:mod:`freqbias.budgeted`)."""
+        weights = self.weights(device=m.device, dtype=torch.float64)
+        flat = m.detach().to(torch.float64).reshape(len(m), -1)
+        w = weights.reshape(-1)
+        target = torch.as_tensor(budget, dtype=torch.float64, device=m.device).expand(len(m))
+        lo, hi = flat.min(dim=1).values - 1.0, flat.max(dim=1).values   # mean(lo) = 1 >= target >= 0 = mean(hi)
+        for _ in range(iters):
+            tau = (lo + hi) / 2
+            above = ((flat - tau[:, None]).clamp(0.0, 1.0) * w).sum(dim=1) > target
+            lo, hi = torch.where(above, tau, lo), torch.where(above, hi, tau)
+        out = (flat - ((lo + hi) / 2)[:, None]).clamp(0.0, 1.0)
+        return out.reshape(m.shape).to(m.dtype)
+
 
 PARAMETRISATIONS: dict[str, type[Parametrisation]] = {}
 

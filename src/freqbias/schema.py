@@ -26,6 +26,7 @@ from .config import MissingParam, ParamError, recording, unknown_key
 
 def _read_all(params: Mapping[str, Any]) -> None:
     """Run every section reader on ``params`` (imported here: the readers' modules import config)."""
+    from .budget_curve import LadderConfig
     from .checkpoints import checkpoints_from_params
     from .controls import ControlsConfig
     from .data import DataConfig
@@ -39,6 +40,8 @@ def _read_all(params: Mapping[str, Any]) -> None:
     checkpoints_from_params(params)
     TrainConfig.from_params(params)
     MasksConfig.from_params(params)
+    if "budgets" in params:
+        LadderConfig.from_params(params)
     ControlsConfig.from_params(params)
     SelectConfig.from_params(params)
     AggregateConfig.from_params(params, (size, size))

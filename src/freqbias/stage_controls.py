@@ -36,7 +36,6 @@ from .frozen import fitting_copy
 from .mask_groups import shared_groups
 from .models import Classifier
 from .parametrisation import Isotropic
-from .shared_masks import fit_shared_masks
 from .stage_masks import MasksConfig
 
 Splits = Mapping[str, tuple[torch.Tensor, torch.Tensor]]
@@ -54,12 +53,11 @@ class ModelControls:
 def fit_isotropic(net: nn.Module, z_val: torch.Tensor, y_val: torch.Tensor, groups: list[torch.Tensor],
                   masks_cfg: MasksConfig, seed: int, desc: str) -> dict[str, Any]:
     """The sparsest isotropic masks (one value per ring) of ``groups``, fitted with the dataset masks' method and
-    rule (:func:`freqbias.shared_masks.fit_shared_masks` with :class:`~freqbias.parametrisation.Isotropic`):
+    rule (:meth:`freqbias.stage_masks.MasksConfig.sparsest` with :class:`~freqbias.parametrisation.Isotropic`):
     ``{"masks": ring profiles (G, R), "rfft": the same as rfft masks (G, H, W//2+1), "records": [...]}``."""
-    cfg = dataclasses.replace(masks_cfg.dataset, parametrisation=Isotropic, seed=seed)
-    fit = fit_shared_masks(net, z_val, y_val, groups, cfg, desc=desc)
+    masks, records = masks_cfg.sparsest(net, z_val, y_val, groups, seed, parametrisation=Isotropic, desc=desc)
     par = Isotropic(*z_val.shape[-2:])
-    return {"masks": fit.masks.cpu(), "rfft": par.expand(fit.masks).cpu(), "records": fit.records}
+    return {"masks": masks.cpu(), "rfft": par.expand(masks).cpu(), "records": records}
 
 
 def run_controls(subject: LoadedModel, masks: MaskSet, splits: Splits, cfg: ControlsConfig, masks_cfg: MasksConfig,

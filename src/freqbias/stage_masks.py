@@ -18,6 +18,7 @@ from torch import nn
 
 from . import runtime
 from .artifacts import ClassMasks, DatasetMask, LoadedModel, MaskSet, SingleMasks
+from .budget_curve import BudgetPlan, sparsest
 from .data import to_float
 from .fit_methods import METHODS
 from .fitting import SingleMaskConfig, SingleMaskResult, bytes_per_image, fit_single_masks
@@ -36,7 +37,9 @@ class MasksConfig:
     """The ``masks`` section of params.yaml: the masks' parametrisation (the class named by ``masks.kind``,
     :data:`freqbias.parametrisation.PARAMETRISATIONS`), the shared-mask fit (dataset, folds, classes) and
     the single-image fit. ``class_other_n``: other classes' val images each class mask must not push into its
-    class (0: none, the study's one-sided rule; :mod:`freqbias.class_rule`)."""
+    class (0: none, the study's one-sided rule; :mod:`freqbias.class_rule`). ``budget``: budgeted fits
+    (:mod:`freqbias.budget_curve`, ``masks.budget``): with ``budget.search`` the dataset, fold and class masks are the
+    sparsest budget by search rather than ``dataset``'s penalised fit (None: the penalised fit)."""
 
     parametrisation: type[Parametrisation]
     dataset: SharedMaskConfig
@@ -45,6 +48,7 @@ class MasksConfig:
     class_fit_n: int
     single: SingleMaskConfig
     class_other_n: int = 0
+    budget: BudgetPlan | None = None
 
     @classmethod
     def from_params(cls, params: dict) -> "MasksConfig":
@@ -66,10 +70,28 @@ class MasksConfig:
             pct_start=s.number("pct_start", min=0, max=1, strict_min=True), max_steps=s.integer("max_steps", min=1),
             tol=s.number("tol", min=0), tol_gap=s.number("tol_gap", min=0), patience=s.integer("patience", min=1),
             parametrisation=chosen)
+        budget = (None if sec.raw("budget", None) is None else
+                  BudgetPlan.from_section(sec.sub("budget"), chosen, dataset.acc_ratio, dataset.push_tol))
         return cls(parametrisation=chosen, dataset=dataset,
                    dataset_fit_n=d.integer("fit_n", None, min=1, optional=True), folds=d.integer("folds", 4, min=2),
                    class_fit_n=d.integer("class_fit_n", min=1), single=single,
-                   class_other_n=d.integer("class_other_n", 0, min=0))
+                   class_other_n=d.integer("class_other_n", 0, min=0), budget=budget)
+
+    def sparsest(self, net: nn.Module, z: torch.Tensor, y: torch.Tensor, groups: Sequence[torch.Tensor], seed: int,
+                 foreign: Sequence[tuple[torch.Tensor, int] | None] | None = None,
+                 parametrisation: type[Parametrisation] | None = None,
+                 desc: str = "shared masks") -> tuple[torch.Tensor, list[dict]]:
+        """The sparsest shared masks of ``groups`` (indices into normalised images ``z`` with labels ``y``) that meet
+        the rule: by budget search (``budget.search``, :func:`freqbias.budget_curve.sparsest`) or by
+        ``dataset``'s penalised fit (:func:`freqbias.shared_masks.fit_shared_masks`); (G, *shape) and one record
+        per group. ``parametrisation``: another than the masks' (the isotropic control)."""
+        par = parametrisation or self.parametrisation
+        if self.budget is not None and self.budget.search:
+            plan = dataclasses.replace(self.budget, fit=dataclasses.replace(self.budget.fit, parametrisation=par))
+            return sparsest(net, z, y, groups, plan, seed, foreign, desc)
+        fit = fit_shared_masks(net, z, y, groups, dataclasses.replace(self.dataset, seed=seed, parametrisation=par),
+                               desc=desc, foreign=foreign)
+        return fit.masks, fit.records
 
     def single_for(self, net: nn.Module, image_shape: tuple[int, int, int], *, chunk_size: int,
                    memory_mb: float | None) -> SingleMaskConfig:
@@ -127,11 +149,11 @@ def fit_model_masks(subject: LoadedModel, seed: int, sel: Selection, splits: Spl
     groups = shared_groups(y_val, n_fit, cfg.folds, cfg.class_fit_n, k, seed)
     torch.manual_seed(seed)
     foreign = foreign_images(y_val, k, cfg.class_other_n, cfg.class_fit_n) if cfg.class_other_n else [None] * k
-    shared = fit_shared_masks(net, z_val, y_val, groups.flat(), dataclasses.replace(cfg.dataset, seed=seed),
-                              desc=f"{name} shared masks",
-                              foreign=MaskGroups(None, [None] * cfg.folds, foreign).flat())
+    flat_masks, flat_records = cfg.sparsest(net, z_val, y_val, groups.flat(), seed,
+                                            MaskGroups(None, [None] * cfg.folds, foreign).flat(),
+                                            desc=f"{name} shared masks")
     t_shared = time.perf_counter() - t0
-    masks, records = groups.like(shared.masks), groups.like(shared.records)
+    masks, records = groups.like(flat_masks), groups.like(flat_records)
     correct = {split: torch.stack([predict(net, z, m, par) == y for m in (None, masks.dataset)]).cpu()
                for split, z, y in (("val", z_val, y_val), ("test", z_te, y_te))}
     scores = {f"{split}_{what}": c[row].float().mean().item()

@@ -94,7 +94,9 @@ def accuracy_table(run: Run, splits: Mapping[str, tuple[torch.Tensor, torch.Tens
     return list(rows.values()), acc, mask_na
 
 
-FIT_COLUMNS = ("n_images", "clean_acc", "masked_acc", "met", "converged", "steps", "mean", "support", "min", "lam")
+FIT_COLUMNS = ("n_images", "clean_acc", "masked_acc", "met", "converged", "steps", "mean", "support", "min", "lam",
+               "budget", "rounds_converged", "floor")
+NOT_THIS_METHOD = "not a quantity of this fit method (lam: the penalised fit's; budget, rounds: the budget search's)"
 
 
 def fit_table(run: Run) -> list[dict]:
@@ -108,7 +110,8 @@ def fit_table(run: Run) -> list[dict]:
         named = [("dataset", rec.dataset)] + [(f"fold:{k}", f) for k, f in enumerate(rec.folds)] + [
             (f"class:{run.class_names[k]}", c) for k, c in enumerate(rec.classes)]
         for label, f in named:
-            cells = {k: f.get(k, NA("no images of this class in the fit set")) for k in FIT_COLUMNS}
+            absent = NA(NOT_THIS_METHOD if f.get("n_images") else "no images of this class in the fit set")
+            cells = {k: absent if f.get(k) is None else f[k] for k in FIT_COLUMNS}
             if f.get("converged") is None:
                 cells["converged"] = NA("no images of this class in the fit set")
             rows.append({"model": r.name, "variant": r.variant, "seed": r.seed, "mask": label, **cells})
