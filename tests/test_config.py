@@ -260,6 +260,7 @@ def test_fetch_stage_missing_dataset_exit_2(tmp_path):
 
 STAGES = {"fetch": [], "train": ["--variant", "N", "--seed", "0"], "evaluate": ["--variant", "N", "--seed", "0"],
           "selection": ["--seed", "0"], "masks": ["--model", "N-s0", "--seed", "0"],
+          "budgets": ["--model", "N-s0", "--seed", "0"],
           "controls": ["--model", "N-s0", "--seed", "0"], "yardstick": ["--seed", "0"], "aggregate": [], "report": []}
 
 

@@ -62,5 +62,5 @@ def test_exp_show_has_claim_columns(project: Path) -> None:
     # the mid rings (its variant, None for a comparison, and a not-measured code are nulls: dvc drops them)
     assert set(metrics["claim_2"]["part_2"]) == {"estimate", "lo", "hi", "verdict_code", "seeds_holding"}
     assert metrics["claim_9"]["part_2"]["variant"] == "A"
-    codes = {"holds": 1, "inconclusive": 0, "does not hold": -1, "not measured": None}
+    codes = {"holds": 1, "inconclusive": 0, "negligible": -0.5, "does not hold": -1, "not measured": None}
     assert all(m.get("verdict_code") == codes[m["verdict"]] for m in metrics.values())

@@ -107,7 +107,8 @@ def test_adding_a_variant_trains_only_it(project: Path, tmp_path: Path) -> None:
     params["train"]["variants"].append("S")
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     due = set(re.findall(r"^(\S+):$", run(["dvc", "status"], root).stdout, re.M))
-    own = {f"{stage}@S-{s}" for stage in ("train", "evaluate", "masks", "controls") for s in params["train"]["seeds"]}
+    own = {f"{stage}@S-{s}" for stage in ("train", "evaluate", "masks", "budgets", "controls")
+           for s in params["train"]["seeds"]}
     assert due == own | {"aggregate"}, due
 
 
@@ -125,7 +126,7 @@ def test_report_names_existing_figures_and_eleven_claims(project: Path) -> None:
     claims = json.loads((project / "results/claims.json").read_text())
     assert [c["claim"] for c in claims] == list(range(1, 12))  # the study's 8, then the controls 9-11
     assert "## What the masks show, and what they do not" in text and "## Controls" in text
-    assert all(c["verdict"] in ("holds", "does not hold", "inconclusive", "not measured") for c in claims)
+    assert all(c["verdict"] in ("holds", "does not hold", "inconclusive", "negligible", "not measured") for c in claims)
     assert (project / "results/figdata.pt").exists() and not list(project.rglob("*.tmp"))
 
 

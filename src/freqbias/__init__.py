@@ -25,7 +25,10 @@ neural networks through Fourier masks" (Front. AI 2022), organised as one module
 - :mod:`freqbias.fitting`  fitting masks: loss, stopping rule, dataset/class/single-image fitting, ``masks`` params
 - :mod:`freqbias.stage_selection` the selection stage: the study's image selection, saved and loaded
 - :mod:`freqbias.single_image` what single-image masks keep: complements and restoration on PGD images
+- :mod:`freqbias.budgeted` budgeted masks: the best mask at a fixed size, and the sparsest size by search
+- :mod:`freqbias.budget_curve` accuracy against budget: a model's budget ladder and its masks at equal budget
 - :mod:`freqbias.stage_masks` the masks stage's work for one model
+- :mod:`freqbias.stage_budgets` the budgets stage's work for one model: its budget ladder and equal-budget folds
 - :mod:`freqbias.stage_yardstick` the yardstick stage: a trained seed's single-image masks on another seed's images
 - :mod:`freqbias.na`       missing values with their reasons (``n/a (reason)``)
 - :mod:`freqbias.bootstrap` percentile bootstrap intervals over images, seeds and strata
@@ -36,6 +39,8 @@ neural networks through Fourier masks" (Front. AI 2022), organised as one module
 - :mod:`freqbias.probe`    linear probe from single-image masks to the class
 - :mod:`freqbias.baselines` filtered accuracy, Fourier heat map, heat map vs mask correlation
 - :mod:`freqbias.claims`   the claims of docs/study.md with their verdicts
+- :mod:`freqbias.budget_results` the aggregate's budget tables: accuracy against budget, X - N at equal budget
+- :mod:`freqbias.budget_report` the report's budget section and its two figures
 - :mod:`freqbias.tables`   the aggregate stage's result tables
 - :mod:`freqbias.figdata`  the arrays the report's figures need
 - :mod:`freqbias.stage_aggregate` the aggregate stage: order of the measurements, results/
@@ -75,8 +80,8 @@ neural networks through Fourier masks" (Front. AI 2022), organised as one module
 - :mod:`freqbias.verdicts` Verdicts and the directions claims are judged in, as small str-valued types
 
 Module names: the work of stage X (``stages/X.py``) beyond plain library calls is in ``freqbias.stage_X``
-(``stage_train``, ``stage_evaluate``, ``stage_selection``, ``stage_masks``, ``stage_controls``, ``stage_yardstick``,
-``stage_aggregate``, ``stage_report``; fetch needs none); every other module is a concept. ``sweep`` is the one
-command-line tool over finished experiments (``python -m freqbias.sweep``). This file runs nothing: it is no
-stage's dependency (tests/test_dependencies.py).
+(``stage_train``, ``stage_evaluate``, ``stage_selection``, ``stage_masks``, ``stage_budgets``, ``stage_controls``,
+``stage_yardstick``, ``stage_aggregate``, ``stage_report``; fetch needs none); every other module is a concept.
+``sweep`` is the one command-line tool over finished experiments (``python -m freqbias.sweep``). This file runs
+nothing: it is no stage's dependency (tests/test_dependencies.py).
 """

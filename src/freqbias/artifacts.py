@@ -147,6 +147,26 @@ class MaskSet:
 
 
 @dataclass
+class BudgetLadder(_Artifact):
+    """The budgets stage's ladder of one model, ``budgets/<model>.pt`` (:func:`freqbias.budget_curve.budget_ladder`):
+    ``budgets`` (B,) ascending, ``masks`` (B, *shape) in parametrisation ``kind`` with their fit ``records``,
+    ``rows`` (held-out scores per budget), ``claims_budget`` and the fold masks at it, ``folds`` (F, *shape) with
+    ``fold_records``."""
+
+    STAGE = "budgets"
+
+    model: str
+    kind: str
+    budgets: list[float]
+    masks: torch.Tensor
+    records: list[dict]
+    rows: list[dict]
+    claims_budget: float
+    folds: torch.Tensor
+    fold_records: list[dict]
+
+
+@dataclass
 class ControlsData(_Artifact):
     """The controls stage's measurements of one model, ``controls/<model>.pt`` (:mod:`freqbias.stage_controls`;
     rows and dicts as documented there): ``equal_budget`` (one row per mask: the dataset mask, then its folds),

@@ -18,7 +18,7 @@ import torch
 from torch.nn import functional as F
 
 from . import paths
-from .artifacts import MaskSet, SingleMasks, load_checkpoint
+from .artifacts import BudgetLadder, MaskSet, SingleMasks, load_checkpoint
 from .attacks import PGD
 from .config import DataError, ParamError
 from .data import to_float
@@ -39,7 +39,8 @@ class ModelRecord:
     in eval mode on the stage's device. ``fit_records``: the shared masks' fitting records
     by role (:class:`freqbias.mask_groups.MaskGroups` of :class:`freqbias.shared_masks.SharedMasks` records).
     ``dataset_correct``: the masks stage's per-image correctness without and with the dataset mask
-    (``DatasetMask.correct``; None in older files)."""
+    (``DatasetMask.correct``; None in older files). ``budgets``: the budgets stage's ladder and fold masks at equal
+    budget (:class:`freqbias.artifacts.BudgetLadder` as a dict; None when ``budgets/<model>.pt`` is absent)."""
 
     name: str
     variant: str
@@ -54,6 +55,7 @@ class ModelRecord:
     fold_masks: torch.Tensor
     fit_records: MaskGroups[dict]
     dataset_correct: dict | None = None
+    budgets: dict | None = None
 
 
 def load_records(variants: Sequence[str], seeds: Sequence[int], device: torch.device,
@@ -87,7 +89,9 @@ def load_records(variants: Sequence[str], seeds: Sequence[int], device: torch.de
                                **load_json(metrics["evaluate"], "metrics file", dict)},
                 mask_metrics=load_json(metrics["masks"], "metrics file", dict), fold_masks=dataset.folds,
                 fit_records=MaskGroups(dataset.record, dataset.fold_records, classes.records),
-                dataset_correct=dataset.correct))
+                dataset_correct=dataset.correct,
+                budgets=BudgetLadder.load(ladder).to_dict() if (ladder := paths.budget_file(name, root)).exists()
+                else None))
     return records
 
 

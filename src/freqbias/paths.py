@@ -11,6 +11,7 @@ checks that the two agree)::
     selections/s<seed>.pt                              select (the single-image masks' images)
     masks/<model>/{dataset,class,single}.pt            masks
     metrics/masks/<model>.json                         masks
+    budgets/<model>.pt, metrics/budgets/<model>.json   budgets (the budget ladder)
     controls/<model>.pt, metrics/controls/<model>.json controls
     results/                                           aggregate
     reports/report.md, reports/figures/                report
@@ -30,6 +31,7 @@ CACHE = Path("data/cache")
 MODELS = Path("models")
 EXTERNAL = MODELS / "external"
 MASKS = Path("masks")
+BUDGETS = Path("budgets")
 CONTROLS = Path("controls")
 METRICS = Path("metrics")
 RESULTS = Path("results")
@@ -101,6 +103,16 @@ def mask_metrics(model: str, root: Path = ROOT) -> Path:
     return root / METRICS / "masks" / f"{model}.json"
 
 
+def budget_file(model: str, root: Path = ROOT) -> Path:
+    """The budgets stage's ladder of a model: ``budgets/<model>.pt``."""
+    return root / BUDGETS / f"{model}.pt"
+
+
+def budget_metrics(model: str, root: Path = ROOT) -> Path:
+    """The budgets stage's metrics of a model: ``metrics/budgets/<model>.json``."""
+    return root / METRICS / "budgets" / f"{model}.json"
+
+
 def controls_file(model: str, root: Path = ROOT) -> Path:
     """The controls stage's measurements of a model: ``controls/<model>.pt``."""
     return root / CONTROLS / f"{model}.pt"
@@ -140,6 +152,8 @@ def _owners() -> list[tuple[re.Pattern, str]]:
         (rf"(?:^|/){MASKS}/external/[^/]+/[^/]+$", "masks-external"),
         (rf"(?:^|/){MASKS}/{model}/[^/]+$", r"masks@\1-\2"),
         (rf"(?:^|/){CONTROLS}/{model}\.pt$", r"controls@\1-\2"),
+        (rf"(?:^|/){BUDGETS}/{model}\.pt$", r"budgets@\1-\2"),
+        (rf"(?:^|/){METRICS}/budgets/{model}\.json$", r"budgets@\1-\2"),
         (rf"(?:^|/){METRICS}/evaluate/{model}\.json$", r"evaluate@\1-\2"),
         (rf"(?:^|/){SELECTIONS}/s(\d+)\.pt$", r"select@\1"),
         (rf"(?:^|/){METRICS}/controls/{model}\.json$", r"controls@\1-\2"),

@@ -69,6 +69,19 @@ def make_figures(fig: Mapping, tables: Mapping[str, Sequence[Mapping]], folder: 
     add("accuracy", "Clean vs dataset-masked accuracy per model on the val images the mask was fitted on and on "
         "held-out test images, re-scored by the aggregate stage (bars: 95% bootstrap intervals over images).",
         lambda p: plots.accuracy_bars(fig["accuracy"], p, dpi))
+    from . import budget_report
+    pooled = [r for r in tables.get("budget_accuracy_pooled") or [] if r.get("budget") not in (None, "")]
+    if pooled:
+        add("budget_accuracy", "Accuracy against budget: held-out masked / clean test accuracy of each variant's "
+            "budgeted masks (solid; a budget is the mask's full-plane mean) and of a centred low-pass disc of the same "
+            "budget (dashed), mean over seeds with its 95% t interval over seeds (shaded); dotted: claim 1's 0.99.",
+            lambda p: budget_report.draw_accuracy(pooled, p, dpi))
+        add("budget_bands", "Band energy X - N at equal budget: the ladder's dataset masks of each variant minus N's "
+            "at the same budget, mean over the low (solid) and mid (dashed) thirds of the rings, mean over seeds with "
+            "95% t intervals over seeds (bars). Raw energies (mask normalised by its Frobenius norm); mask size "
+            "cannot produce these differences.",
+            lambda p: budget_report.draw_bands([r for r in tables.get("budget_bands") or []
+                                                if r.get("budget") not in (None, "")], p, dpi))
     for profile, unit in (("radial", "ring centre (cycles / image)"), ("angular", "wedge centre (degrees)")):
         add(f"{profile}_differences", f"{profile.capitalize()} band energy of each variant's masks minus the "
             "standard model's: mean paired difference over the dataset masks' folds with its 95% interval over "

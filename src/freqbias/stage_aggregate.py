@@ -25,6 +25,7 @@ from . import paths
 from .attacks import PGD
 from .bands import band_statistics, band_tables, energy_table, mask_energies, twin_energies
 from .baselines import filtered_accuracy, fourier_heatmap, heatmap_mask_correlation
+from .budget_results import band_rows, curve_rows, equal_budget_source, ladder_frame, pooled_rows
 from .claims import (
     SINGLE,
     claim_accuracy,
@@ -144,6 +145,16 @@ def run_aggregate(records: Sequence[ModelRecord], cfg: AggregateConfig,
                      f"dataset masks, {n_folds} folds": bands.fold_per_seed[p],
                      f"{SINGLE}, size-matched": bands.excess(p, folds=False), SINGLE: bands.per_seed[p]}
                  for p in ("radial", "angular")}
+    equal = equal_budget_source(run)   # the fold masks at one budget: size cannot differ (budget_results)
+    if equal is not None:
+        for p in by_source:
+            by_source[p][equal[0]] = equal[1][p]
+    ladder = ladder_frame(run)
+    res.tables["budget_accuracy"] = ladder.to_dict("records")
+    res.tables["budget_accuracy_pooled"] = pooled_rows(ladder, cfg.alpha)
+    res.tables["budget_bands"] = band_rows(run)
+    res.curves.update({"budget_accuracy": c} if (c := curve_rows(res.tables["budget_accuracy_pooled"])) else {})
+    lap("budgets")
     res.claims = [
         claim_accuracy(acc, cfg, [r.name for r in records], masked_na),
         claim_radial(by_source["radial"], cfg),

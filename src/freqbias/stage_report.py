@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from . import paths
+from . import budget_report, paths
 from .config import DataError
 from .findings import controls_section, controls_tables
 from .io import load_csv, load_json, load_torch
@@ -28,6 +28,7 @@ from .textfmt import markdown_table as _table
 from .variants import label as variant_label
 
 TABLES = ("accuracy", "mask_fits", "single_image", "probe", "heatmaps", "equal_budget", "isotropic", "faithfulness",
+          "budget_accuracy_pooled", "budget_bands",
           "class_specificity", "size_matched")
 
 def load_results(folder: Path = paths.RESULTS) -> tuple[dict, list[dict], dict, dict[str, list[dict]]]:
@@ -285,6 +286,7 @@ def render(summary: Mapping, claims: Sequence[Mapping], tables: Mapping[str, Seq
         "probe numbers: re-evaluated by the aggregate stage.\n\n" + ref,
         "## Claims\n\n" + claims_section(claims, summary["verdict_rule"]),
         "## What the masks show, and what they do not\n\n" + controls_section(claims, tables),
+        "## Masks at equal budget\n\n" + budget_report.section(tables, claims),
         "## Figures\n\n" + figs,
         f"## Tables\n\n### Dataset masks\n\nRe-scored on the first {acc_n.get('val')} val images (the dataset mask "
         f"was fitted on {fitted}) and the first {acc_n.get('test')} test images (held out); "
