@@ -101,7 +101,8 @@ def test_run_aggregate_on_random_models(tmp_path):
     records, splits, names = synthetic_run()
     res = ag.run_aggregate(records, SMALL, splits, attack=None, class_names=names)
     assert [c["claim"] for c in res.claims] == list(range(1, 12))
-    assert all(c["verdict"] in ("holds", "does not hold", "inconclusive", "negligible", "not measured") for c in res.claims)
+    assert all(c["verdict"] in ("holds", "does not hold", "inconclusive", "negligible", "not measured")
+               for c in res.claims)
     single = {(r["model"], r["metric"]): r["value"] for r in res.tables["single_image"]}
     assert single["N-s0", "target_ok"] == 1.0 and ("A-s0", "pgd") not in single and ("N-s0", "restored") in single
     assert {r["variant"] for r in res.tables["band_differences"]} == {"A", "R"}
