@@ -83,6 +83,7 @@ def test_band_rows_find_a_planted_low_pass_difference_at_equal_budget() -> None:
             assert r["difference"] == pytest.approx(0.0, abs=1e-12)
     table = budget_report.bands_table(rows)
     assert "A - N" in table and "budget 0.2" in table
+    assert all("[" in line for line in table.splitlines()[2:])   # every cell with its interval over seeds
 
 
 def test_equal_budget_source_gives_fold_energies_per_seed_for_every_variant() -> None:

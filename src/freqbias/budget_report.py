@@ -23,8 +23,9 @@ def _value(row: Mapping[str, Any], key: str) -> float:
     return math.nan if isinstance(v, NA) or v is None else float(v)
 
 
-def _interval(row: Mapping[str, Any], key: str, style=PLAIN) -> str:
-    est, lo, hi = (_value(row, k) for k in (key, f"{key}_lo", f"{key}_hi"))
+def _interval(row: Mapping[str, Any], key: str, style=PLAIN, bounds: tuple[str, str] | None = None) -> str:
+    """``est [lo, hi]`` of ``row[key]`` with its bounds ``<key>_lo`` / ``<key>_hi`` (or the columns ``bounds``)."""
+    est, lo, hi = (_value(row, k) for k in (key, *(bounds or (f"{key}_lo", f"{key}_hi"))))
     if not math.isfinite(est):
         return f"n/a ({row.get('reason') or 'not measured'})"
     return f"{style(est)} [{style(lo)}, {style(hi)}]" if math.isfinite(lo) else style(est)
@@ -57,7 +58,8 @@ def bands_table(rows: Sequence[Mapping[str, Any]]) -> str:
     budgets = sorted({_value(r, "budget") for r in rows})
     keys = list(dict.fromkeys((r["variant"], r["rings"]) for r in rows))
     cells = {(r["variant"], r["rings"], _value(r, "budget")): r for r in rows}
-    body = [[f"{v} - N", rings] + [_interval(cells[v, rings, b], "difference", SIGNED) if (v, rings, b) in cells
+    body = [[f"{v} - N", rings] + [_interval(cells[v, rings, b], "difference", SIGNED, ("lo", "hi"))
+                                   if (v, rings, b) in cells
                                    else "n/a" for b in budgets] for v, rings in keys]
     return markdown_table(["difference", "rings"] + [f"budget {b:g}" for b in budgets], body)
 

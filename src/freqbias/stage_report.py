@@ -143,7 +143,7 @@ def header_section(summary: Mapping, cfg: ReportConfig, commit: str, generated: 
     """Title and the table of what was run."""
     counts = summary.get("counts", {})
     masks = summary.get("masks", {})
-    single, dataset = masks.get("single", {}), masks.get("dataset", {})
+    single, dataset, budget = masks.get("single", {}), masks.get("dataset", {}), masks.get("budget", {})
     acfg = summary["config"]
     attack = summary.get("train", {}).get("attack", {})
     agg_seconds = sum(summary["aggregate_seconds"].values())
@@ -164,10 +164,15 @@ def header_section(summary: Mapping, cfg: ReportConfig, commit: str, generated: 
         ["seeds", ", ".join(map(str, summary["seeds"]))],
         ["PGD (variant A; single-image x_A)", f"L-inf eps {v(attack.get('eps'))}, step {v(attack.get('alpha'))}, "
                                               f"{v(attack.get('steps'))} steps, {v(attack.get('units'))} units"],
-        ["masks", f"{summary['kind']} layout; dataset: {v(dataset.get('method'))} method (lam "
-                  f"{v(dataset.get('lam'))}{' at the start' if dataset.get('method') == 'constrained' else ''}), "
-                  f"lr {v(dataset.get('lr'))}, fit on {v(dataset.get('fit_n'), 'all')} val images and on "
-                  f"{v(dataset.get('folds'))} folds of them, <= {v(dataset.get('max_steps'))} steps; "
+        ["masks", f"{summary['kind']} layout; dataset: " + (
+                  f"sparsest budget by search (down by {v(budget.get('step'))} from the identity, then "
+                  f"{v(budget.get('rounds'))} bisections; <= {v(budget.get('max_steps'))} steps a round)"
+                  if budget.get("search") else
+                  f"{v(dataset.get('method'))} method (lam {v(dataset.get('lam'))}"
+                  f"{' at the start' if dataset.get('method') == 'constrained' else ''}), lr {v(dataset.get('lr'))}, "
+                  f"<= {v(dataset.get('max_steps'))} steps")
+                 + f", fit on {v(dataset.get('fit_n'), 'all')} val images and on "
+                  f"{v(dataset.get('folds'))} folds of them; "
                   f"single-image: lam {v(single.get('lam'))}, lr {v(single.get('lr'))}, "
                   f"<= {v(single.get('max_steps'))} steps, "
                   f"{', '.join(map(str, summary['single_n'].values()))} images per seed"],
