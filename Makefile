@@ -40,8 +40,9 @@ lint: setup
 # One pytest-xdist worker per core; each test file runs whole on one worker (its module fixtures,
 # e.g. the end-to-end dvc runs, once), with one torch thread per worker, longest end-to-end files
 # first (tests/conftest.py; --no-loadscope-reorder keeps that order). Tests marked `bench` (bench.py's
-# torch.compile rows: minutes on a cold cache) run in `make test-bench` only.
-PYTEST := python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder
+# torch.compile rows: minutes on a cold cache) run in `make test-bench` only. --durations: the 25 slowest
+# tests close the output (and CI logs)
+PYTEST := python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder --durations=25
 
 test: setup lint
 	$(PYTEST) -m "not bench"
