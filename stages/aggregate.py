@@ -42,7 +42,8 @@ def main() -> None:
     controls.update({paths.yardstick_file(s).stem: YardstickData.load(paths.yardstick_file(s)) for s in train.seeds})
     result = run_aggregate(records, cfg, splits, select, manifest["classes"], log.info, controls=controls)
     histories = load_histories([r.name for r in records])
-    result.curves.update(plot_tables(result.curves, result.tables["mask_fits"], histories))  # dvc plots' tables
+    # dvc plots' tables
+    result.curves.update(plot_tables(result.curves, result.tables["mask_fits"], histories, result.claims))
     result.summary.update({
         "dataset": manifest["dataset"], "source": manifest.get("source"), "counts": manifest["counts"],
         "arch": train.arch, "train": {"epochs": train.epochs, "attack": train.attack.__dict__},

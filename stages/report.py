@@ -22,7 +22,7 @@ def main() -> None:
     t0 = time.perf_counter()
     cfg = ReportConfig.from_params(load_params())
     figdata, claims, summary, tables = load_results(paths.RESULTS)
-    figures = make_figures(figdata, tables, paths.figures_dir(), cfg)
+    figures = make_figures(figdata, tables, paths.figures_dir(), cfg, claims)
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     text = render(summary, claims, tables, figures, cfg, git_commit(), generated, time.perf_counter() - t0)
     save_text(text, paths.report_file())

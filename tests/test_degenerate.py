@@ -33,7 +33,7 @@ def aggregate_and_report(records, splits, names, folder: Path) -> tuple[str, lis
     ag.write_results(res, folder / "results")
     figdata, claims, summary, tables = rp.load_results(folder / "results")
     cfg = rp.ReportConfig(dpi=30, panel_images=2)
-    figures = rp.make_figures(figdata, tables, folder / "figures", cfg)
+    figures = rp.make_figures(figdata, tables, folder / "figures", cfg, claims)
     text = rp.render(summary, claims, tables, figures, cfg, "abc1234", "today")
     for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
         assert (folder / link).read_bytes()[:4] == b"\x89PNG", link

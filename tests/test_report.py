@@ -31,11 +31,21 @@ def results(tmp_path_factory) -> Path:
 def test_report_renders_every_figure_it_names(results: Path, tmp_path: Path):
     cfg = rp.ReportConfig(dpi=40, panel_images=2)
     figdata, claims, summary, tables = rp.load_results(results)
-    figures = rp.make_figures(figdata, tables, tmp_path / "figures", cfg)
+    figures = rp.make_figures(figdata, tables, tmp_path / "figures", cfg, claims)
     text = rp.render(summary, claims, tables, figures, cfg, "abc1234", "today", 1.0)
     (tmp_path / "report.md").write_text(text)
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
-    assert len(links) == len([f for f in figures if not f.na]) >= 12 and len(figures) >= 13
+    assert len(links) == len([f for f in figures if not f.na]) >= 13 and len(figures) >= 14
+    assert figures[0].name == "claims.png"                    # the claims figure comes first
+    body = text.split("## Appendix A.", 1)[0]                   # read in two minutes: short, no wall of prose
+    assert len(body.splitlines()) <= 250
+    long = [p for p in re.split(r"\n\n|\n- ", body) if not p.startswith("|") and len(p.split()) > 120]
+    assert not long, [p[:80] for p in long]
+    assert "## Appendix D. Figures per model" in text
+    for link in links:                                         # readable at page width: no strip of panels
+        from PIL import Image
+        width, height = Image.open(tmp_path / link).size
+        assert max(width / height, height / width) <= 3, (link, width, height)
     for link in links:
         png = tmp_path / link
         assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", link
@@ -93,10 +103,16 @@ def test_report_has_header_reference_numbers_and_claims(results: Path, tmp_path:
     figdata, claims, summary, tables = rp.load_results(results)
     text = rp.render(summary, claims, tables, [], cfg, "abc1234", "today")
     assert text.startswith(f"# {cfg.title}") and "`abc1234`" in text and "N (standard), A (adversarial), R" in text
+    found = text.split("## What this run found", 1)[1].split("\n## ", 1)[0]   # the answer comes first
+    assert text.index("## What this run found") < text.index("## Set-up") < text.index("## Claims")
+    assert len(text[:text.index("## Set-up")].splitlines()) <= 20
+    for c in claims:
+        assert f"claim {c['claim']} " in found.lower(), f"claim {c['claim']} missing from the summary"
     assert "| clean val accuracy, N | 89.56 | - | 50.0 |" in text            # study vs this run (masks metrics)
     assert "| clean val accuracy, S | 86.62 | - | not trained |" in text
     assert "| single-image: complement keeps the prediction (N) | 55.5 | 58.3 |" in text
-    claim_rows = [line for line in text.splitlines() if re.match(r"^\| [1-8] \| ", line)]
+    claims_table = text.split("## Claims", 1)[1].split("\n## ", 1)[0]
+    claim_rows = [line for line in claims_table.splitlines() if re.match(r"^\| [1-8] \| ", line)]
     assert len(claim_rows) == 8
     assert "**Verdict rule.** A part holds when its whole 95% interval" in text
     for c in claims:

@@ -101,3 +101,18 @@ def test_size_table_pairs_each_size_matched_part_with_its_raw_one():
     assert low["size_share"] == pytest.approx(0.8833, abs=1e-4) and low["size_matched_verdict"] == "inconclusive"
     assert rows[1]["by_size"] == pytest.approx(0.02)                     # wedges paired whatever their index
     assert rows[2]["size_matched"] is None and rows[2]["reason"] == "no images"
+
+
+def test_no_share_of_a_raw_value_whose_interval_contains_zero():
+    """'4930.9 % of the raw value given by size alone' of a raw +0.001 [-0.02, 0.02] means nothing: n/a, why."""
+    from freqbias.size_null import size_table
+
+    def part(name, est, half):
+        return {"statistic": name, "estimate": est, "lo": est - half, "hi": est + half, "verdict": "inconclusive"}
+    claims = [{"claim": 2, "parts": [part("low (folds, size-matched)", -0.05, 0.01),
+                                     part("mid (folds, size-matched)", 0.05, 0.01)],
+               "secondary": [part("low (folds)", 0.001, 0.02), part("mid (folds)", 0.1, 0.02)]}]
+    near_zero, clear = size_table(claims)
+    assert near_zero["size_share"] is None and "interval contains 0" in near_zero["reason"]
+    assert near_zero["by_size"] == pytest.approx(0.051)                  # the difference itself is still given
+    assert clear["size_share"] == pytest.approx(0.5) and clear["reason"] == ""

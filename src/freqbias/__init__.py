@@ -47,6 +47,8 @@ neural networks through Fourier masks" (Front. AI 2022), organised as one module
 - :mod:`freqbias.plots`    one function per figure
 - :mod:`freqbias.report_figures` the report's params and figures
 - :mod:`freqbias.stage_report`   the markdown report
+- :mod:`freqbias.headline` the report's opening "What this run found", generated from the claims
+- :mod:`freqbias.claims_figure` one figure for every claim, and its dvc plots table (each part's margin)
 - :mod:`freqbias.profiles` named overlays on params.yaml (paper, cifar10, tiny)
 - :mod:`freqbias._interrupt` Ctrl-C ends a stage with one line and exit status 130 from its first line on, imports
   included

@@ -30,6 +30,20 @@ def _list(names: Sequence[str]) -> str:
     return ", ".join(names) if names else "none"
 
 
+def _compact(models: Sequence[str]) -> str:
+    """Model names grouped by variant: ``["N-s0", "N-s1", "A-s2"]`` -> ``"N x2, A-s2"``; "none" when empty."""
+    groups: dict[str, list[str]] = {}
+    for m in models:
+        groups.setdefault(m.rsplit("-s", 1)[0] if "-s" in m else m, []).append(m)
+    return ", ".join(f"{g} x{len(ms)}" if len(ms) > 1 else ms[0] for g, ms in groups.items()) or "none"
+
+
+def _parts_table(parts: Sequence[Mapping[str, Any]], what: str) -> str:
+    """One row per part: the statistic, its estimate [interval] and verdict (a claim's parts as a table)."""
+    return markdown_table([what, "estimate [95% interval]", "verdict"],
+                          [[p["statistic"], SIGNED.judged(p), p["verdict"]] for p in parts]) if parts else ""
+
+
 def _verdict_sentence(claim: Mapping[str, Any], holds: str, fails: str, open_: str,
                       negligible: str = "no difference beyond the smallest of interest (negligible)") -> str:
     groups = _by_verdict(claim)
@@ -50,12 +64,12 @@ def equal_budget_words(claim: Mapping[str, Any], rows: Sequence[Mapping[str, Any
         numbers.append(f"{r['model']} {PERCENT(cell(r, 'test_support'))} vs disc {PERCENT(cell(r, 'test_disc'))} "
                        f"(random {PERCENT(cell(r, 'test_random'))})")
     detail = "; ".join(f"{_part_model(p['statistic'])} {SIGNED.judged(p)}" for p in claim.get("parts", []))
+    del numbers, detail  # per model: the Controls appendix's equal-budget table
     return ("**Equal budget (claim 9).** The frequencies a mask keeps, compared with a low-pass disc keeping as many: "
             + _verdict_sentence(claim, "the learned set keeps more test accuracy than the disc",
                                 "the learned set keeps less than the disc", "no difference shown")
-            + f" Support minus disc, fold masks: {detail or 'n/a'}. Dataset masks, test accuracy: "
-            + ("; ".join(numbers) or "n/a") + ". Where the learned set is no better than the disc, a mask's "
-            "size says as much as its shape: the mask is a low-pass filter of that size.")
+            + " Where the learned set is no better than the disc, a mask's size says as much as its shape: the mask "
+            "is a low-pass filter of that size.\n\n" + _parts_table(claim.get("parts", []), "support - disc"))
 
 
 def _compare(m: Mapping[str, Any], rad: Mapping[str, Any]) -> str | None:
@@ -94,14 +108,17 @@ def order_words(rows: Sequence[Mapping[str, Any]]) -> str:
             verdicts[verdict].append(key)
             lines.append(f"{key}: insertion {PLAIN(cell(m, 'insertion'))} vs {PLAIN(cell(rad, 'insertion'))}, "
                          f"deletion {PLAIN(cell(m, 'deletion'))} vs {PLAIN(cell(rad, 'deletion'))}")
+    del lines  # the areas themselves: the Controls appendix's faithfulness table
+    rows = [[label, *(_compact([k.split(" (")[0] for k in verdicts[v] if k.endswith(f"({label})")])
+                      for v in ("better", "worse", "mixed", "same"))]
+            for label in ("dataset masks", "single-image masks")]
     return ("**Order (faithfulness).** Keeping frequencies in the order of the mask's values, against keeping the "
             "lowest first (insertion area, higher is better; deletion area, lower is better; a difference counts "
-            f"when the intervals do not overlap): the mask's order is better for {_list(verdicts['better'])}; worse "
-            f"for {_list(verdicts['worse'])}; better on one curve and worse on the other for "
-            f"{_list(verdicts['mixed'])}; not distinguishable for {_list(verdicts['same'])}. "
-            + ("; ".join(lines) + "." if lines else "")
-            + " Where the radial order is as good or better, the values inside a mask's support rank frequencies no "
-              "better than their distance from the origin does.")
+            "when the intervals do not overlap). Where the radial order is as good or better, the values inside a "
+            "mask's support rank frequencies no better than their distance from the origin does. Models (x: how "
+            "many seeds) by outcome:\n\n"
+            + markdown_table(["masks", "mask order better", "worse", "better on one curve, worse on the other",
+                              "not distinguishable"], rows))
 
 
 def isotropic_words(claim: Mapping[str, Any]) -> str:
@@ -127,41 +144,38 @@ def randomisation_words(claim: Mapping[str, Any]) -> str:
               f"re-initialised network {PLAIN(info['re_initialised'])}."
               if all(isinstance(info.get(k), (int, float)) for k in ("seed_to_seed", "re_initialised")) else "")
     return ("**Model randomisation (claim 11).** Per image, the rank correlation of the radial band energies of "
-            "N's mask with the mask of another trained seed of N on the same image (the yardstick: what the recipe "
-            "reproduces) and with the mask of the same architecture with re-initialised weights: "
+            "N's mask with another trained seed's mask (the yardstick) and with a re-initialised network's: "
             + _verdict_sentence(claim, "the masks depend on the trained weights (a random network's masks are "
                                 "less alike than another trained network's)", "a random network's masks are as "
                                 "alike as another trained network's", "not settled")
             + f" Seed-to-seed minus re-initialised: {SIGNED.judged(head)}{seeds}.{levels}{modal_words}"
-            + (f" The other variants' masks against the re-initialised network's, minus N's seed-to-seed: {others}."
-               if others else "")
-            + " The cascade figure shows the similarity as the layers are re-initialised from the top down.")
+            + " The cascade figure shows the similarity as the layers are re-initialised from the top down."
+            + ("\n\n" + _parts_table(claim.get("secondary", []), "other variants: N seed-to-seed - X re-initialised")
+               if others else ""))
 
 
 def size_words(rows: Sequence[Mapping[str, Any]]) -> str:
     """Claims 2, 3, 4 and 7 at equal size (results/size_matched.csv): per statistic and source, the raw value,
     the size-matched one (energy minus the radial twin's) and the share of the raw value size alone gives."""
-    items, survive, lost = [], [], []
+    table, survive, lost = [], [], []
     for r in rows:
         raw, sized, share = cell(r, "raw"), cell(r, "size_matched"), cell(r, "size_share")
         if isinstance(raw, NA) or isinstance(sized, NA):
-            items.append(f"claim {r['claim']}, {r['statistic']}: n/a ({r.get('reason') or 'not measured'})")
+            table.append([r["claim"], r["statistic"], str(NA(r.get("reason") or "not measured")), "", "", "", ""])
             continue
-        items.append(f"claim {r['claim']}, {r['statistic']}: raw {SIGNED(raw)}, size-matched "
-                     f"{SIGNED.column(r, 'size_matched')}"
-                     + ("" if isinstance(share, NA) else f", {PERCENT(share)} of the raw value given by size alone"))
+        table.append([r["claim"], r["statistic"], SIGNED.column(r, "raw"), r.get("raw_verdict", ""),
+                      SIGNED.column(r, "size_matched"), r.get("size_matched_verdict", ""), PERCENT(share)])
         if r.get("raw_verdict") == Verdict.HOLDS:
-            (survive if r.get("size_matched_verdict") == Verdict.HOLDS else lost).append(f"claim {r['claim']} "
-                                                                                 f"({r['statistic']})")
+            (survive if r.get("size_matched_verdict") == Verdict.HOLDS else lost).append(f"claim {r['claim']}")
     if not rows:
         return "**Size (claims 2-4, 7).** n/a (no size-matched statistics in this run)."
     return ("**Size (claims 2-4, 7).** A mask that keeps fewer frequencies, all near the origin, has more of its "
-            "normalised energy in the low rings whatever the network needs. Each band statistic is therefore also "
-            "computed on size-matched energies: a mask's energy minus that of its radial twin (the same values laid "
-            "out by distance from the origin, largest nearest), which a difference in size alone cannot move; the "
-            "size-matched statistic is the verdict. Raw parts that hold and still hold at equal size: "
-            f"{_list(survive)}; that hold raw but not at equal size (size explains them): {_list(lost)}. "
-            + "; ".join(items) + ".")
+            "normalised energy in the low rings whatever the network needs; size-matched energies (a mask's minus "
+            "its radial twin's) cannot be moved by size alone, and they give the verdict. Raw parts that hold and "
+            f"still hold at equal size: {_list(sorted(set(survive)))}; that hold raw but not at equal size (size "
+            f"explains them): {_list(sorted(set(lost)))}.\n\n"
+            + markdown_table(["claim", "statistic (raw source)", "raw [95%]", "raw verdict", "size-matched [95%]",
+                              "size-matched verdict", "share given by size"], table))
 
 
 def class_words(rows: Sequence[Mapping[str, Any]]) -> str:

@@ -10,11 +10,14 @@ as a band; blank cells are left out). Tables:
 - ``shares_radial``: share of images whose single-image mask has more energy than N's, per ring (claim 7);
 - ``filtered``: low- and high-pass filtered test accuracy per model (no masks);
 - ``training``: validation and train accuracy per epoch per model (``metrics/train/<model>.csv``);
-- ``sparsity``: mean mask value per model of its dataset, fold, class and single-image masks (``mask_fits``).
+- ``sparsity``: mean mask value per model of its dataset, fold, class and single-image masks (``mask_fits``);
+- ``claims``: per part of every claim its margin, how many interval half-widths its estimate lies on the claimed
+  side of its threshold (> 1: holds), coloured by verdict (the report's claims figure, :mod:`freqbias.claims_figure`).
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -80,8 +83,32 @@ def load_histories(models: Sequence[str], root: Path = paths.ROOT) -> dict[str, 
             if (f := paths.train_history(m, root)).exists()}
 
 
+def margin(part: Mapping[str, Any]) -> float:
+    """(estimate - threshold) / half-width, signed so that > 0 is the claimed side; NaN when not measured."""
+    values = [_number(part.get(k)) for k in ("estimate", "lo", "hi", "threshold")]
+    if any(v is None for v in values):
+        return math.nan
+    est, lo, hi, thr = values
+    half = (hi - lo) / 2
+    sign = 1.0 if part.get("direction") == ">" else -1.0
+    return sign * (est - thr) / half if half > 0 else sign * math.copysign(math.inf, est - thr)
+
+
+def claims_rows(claims: Sequence[Mapping[str, Any]]) -> list[dict]:
+    """``results/curves/claims.csv``: per part ``part`` ("2.1": claim 2, part 1), ``series`` (its verdict) and
+    ``margin`` (None when not measured or infinite: blank in the CSV)."""
+    rows = []
+    for c in claims:
+        for i, p in enumerate(c.get("parts", []), start=1):
+            m = margin(p)
+            rows.append({"part": f"{c['claim']}.{i}", "series": p["verdict"],
+                         "margin": m if math.isfinite(m) else None})
+    return rows
+
+
 def plot_tables(curves: CurveRows, fits: Sequence[Mapping[str, Any]],
-                histories: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, list[dict]]:
+                histories: Mapping[str, Sequence[Mapping[str, Any]]],
+                claims: Sequence[Mapping[str, Any]] = ()) -> dict[str, list[dict]]:
     """The tables of this module's docstring, by name (written as ``results/curves/<name>.csv``), from the
     aggregate's per-series ``curves``, the ``mask_fits`` rows and the training ``histories``."""
     filtered = []
@@ -96,5 +123,6 @@ def plot_tables(curves: CurveRows, fits: Sequence[Mapping[str, Any]],
         "filtered": filtered,
         "training": training_rows(histories),
         "sparsity": sparsity_rows(fits),
+        "claims": claims_rows(claims),
     }
     return {name: rows for name, rows in tables.items() if rows}

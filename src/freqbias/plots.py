@@ -9,6 +9,7 @@ reason (``na`` arguments: series -> reason, from the figure data's ``na``), a Na
 
 from __future__ import annotations
 
+import re
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,27 +106,35 @@ def accuracy_bars(acc: Mapping[str, Sequence], path: Path, dpi: int = 110) -> Pa
     """Clean vs masked (dataset mask) accuracy per model on val and test, with intervals.
     ``acc``: ``models`` and per split ``<split>_clean``, ``<split>_clean_lo``, ... as in accuracy.csv."""
     models = list(acc["models"])
-    x = np.arange(len(models))
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(models) + 2), 3.4))
+    per_row = 6                                            # rows of panels, not one strip of bars
+    rows = max(1, -(-len(models) // per_row))
+    fig, axes = plt.subplots(rows, 1, figsize=(max(5.0, 1.1 * min(per_row, len(models)) + 2), 2.6 * rows + 0.6),
+                             squeeze=False, sharey=True)
     bars = [("val", "clean", "tab:gray"), ("val", "masked", "tab:cyan"), ("test", "clean", "dimgray"),
             ("test", "masked", "tab:blue")]
     width = 0.8 / len(bars)
-    for i, (split, what, color) in enumerate(bars):
-        key = f"{split}_{what}"
-        est = np.asarray(acc[key], dtype=float)
-        err = np.abs(np.stack([est - np.asarray(acc[f"{key}_lo"], float), np.asarray(acc[f"{key}_hi"], float) - est]))
-        missing = ~np.isfinite(est)
-        ax.bar(x + (i - 1.5) * width, np.where(missing, 0.0, est), width, yerr=np.where(np.isfinite(err), err, 0.0),
-               color=color, label=f"{split} {what}", capsize=2)
-        for j in np.flatnonzero(missing):  # the table below the figure says why
-            ax.text(x[j] + (i - 1.5) * width, 0.02, "n/a", rotation=90, ha="center", va="bottom", fontsize=7)
-    ax.set_xticks(x, models)
-    ax.set_ylabel("accuracy")
     lows = np.concatenate([np.asarray(acc[f"{s}_{w}_lo"], float) for s, w, _ in bars])
     lowest = float(np.min(lows)) if np.isfinite(lows).all() else 0.0  # n/a bars are drawn from 0
-    ax.set_ylim(max(0.0, lowest - 0.1), 1.0)
-    ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.1), frameon=False)
-    ax.set_title("Clean vs dataset-masked accuracy (95% bootstrap intervals)", fontsize=9)
+    for r, ax in enumerate(axes[:, 0]):
+        idx = np.arange(r * per_row, min(len(models), (r + 1) * per_row))
+        x = np.arange(len(idx))
+        for i, (split, what, color) in enumerate(bars):
+            key = f"{split}_{what}"
+            est = np.asarray(acc[key], dtype=float)[idx]
+            err = np.abs(np.stack([est - np.asarray(acc[f"{key}_lo"], float)[idx],
+                                   np.asarray(acc[f"{key}_hi"], float)[idx] - est]))
+            missing = ~np.isfinite(est)
+            ax.bar(x + (i - 1.5) * width, np.where(missing, 0.0, est), width,
+                   yerr=np.where(np.isfinite(err), err, 0.0), color=color, label=f"{split} {what}", capsize=2)
+            for j in np.flatnonzero(missing):  # the table below the figure says why
+                ax.text(x[j] + (i - 1.5) * width, 0.02, "n/a", rotation=90, ha="center", va="bottom", fontsize=7)
+        ax.set_xticks(x, [models[j] for j in idx], fontsize=8)
+        ax.set_ylabel("accuracy")
+        ax.set_ylim(max(0.0, lowest - 0.1), 1.0)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0, 0].legend(fontsize=7, ncol=4, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    fig.suptitle("Clean vs dataset-masked accuracy (95% bootstrap intervals over images)", fontsize=9)
+    fig.tight_layout()
     return _save(fig, path, dpi)
 
 
@@ -314,10 +323,15 @@ def heatmaps(freqs: torch.Tensor, maps: Mapping[str, Mapping], path: Path, dpi: 
     centre), one panel per model, titled with the Spearman correlation with its dataset mask (n/a with
     the reason, ``na[model]``, when undefined)."""
     models = list(maps)
-    fig, axes = plt.subplots(1, len(models), figsize=(2.2 * len(models) + 0.8, 2.6), squeeze=False)
+    cols = min(6, max(1, len(models)))                     # a grid, not a strip: readable at page width
+    rows = -(-len(models) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.0 * cols + 0.8, 2.6 * rows), squeeze=False,
+                             gridspec_kw={"hspace": 0.55})
     f = np.asarray(freqs)
     ticks = np.unique(np.linspace(0, len(f) - 1, min(len(f), 5)).round().astype(int))
-    for ax, m in zip(axes[0], models):
+    for ax in axes.flat[len(models):]:
+        ax.axis("off")
+    for ax, m in zip(axes.flat, models):
         im = ax.imshow(np.asarray(maps[m]["map"]), cmap="magma", vmin=0, vmax=1)
         corr = maps[m]["corr"]
         why = textwrap.shorten((na or {}).get(m, "undefined"), 40, placeholder="...")
@@ -326,8 +340,9 @@ def heatmaps(freqs: torch.Tensor, maps: Mapping[str, Mapping], path: Path, dpi: 
         ax.set_yticks(ticks, f[ticks])
         ax.set_xlabel("kx", fontsize=7)
         ax.tick_params(labelsize=6)
-    axes[0, 0].set_ylabel("ky", fontsize=7)
-    fig.colorbar(im, ax=axes[0].tolist(), fraction=0.02, label="error rate")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("ky", fontsize=7)
+    fig.colorbar(im, ax=axes.ravel().tolist(), fraction=0.02, label="error rate")
     return _save(fig, path, dpi)
 
 
@@ -336,23 +351,28 @@ FAITH_PANELS = (("dataset", "insertion"), ("dataset", "deletion"), ("single", "i
 
 def faithfulness(curves: Mapping, path: Path, dpi: int = 110, na: Mapping[str, str] | None = None) -> Path:
     """Insertion (keep the first share of the plane) and deletion (remove it) curves per frequency order: one row
-    per model, columns dataset mask (test accuracy vs labels) and single-image masks (agreement with the
-    target); an n/a panel names why a model has none (``na[model]``)."""
+    per variant (the mean curve of its seeds' models ``<V>-s<seed>``), columns dataset mask (test accuracy vs
+    labels) and single-image masks (agreement with the target); an n/a panel names why a variant has none
+    (``na[model]`` of its first model)."""
     budgets = np.asarray(curves["budgets"])
-    models = [m for m in curves if m != "budgets"] + list(na or {})
-    fig, axes = plt.subplots(len(models), 4, figsize=(11.0, 2.0 * len(models) + 0.6), squeeze=False, sharex=True)
+    groups: dict[str, list[str]] = {}                      # one row per variant: its seeds' mean curves
+    for m in [m for m in curves if m != "budgets"] + list(na or {}):
+        groups.setdefault(re.sub(r"-s\d+$", "", m), []).append(m)
+    fig, axes = plt.subplots(len(groups), 4, figsize=(11.0, 2.0 * len(groups) + 0.6), squeeze=False, sharex=True)
     orders: list[str] = []
-    for row, m in zip(axes, models):
+    for row, (g, members) in zip(axes, groups.items()):
         for ax, (source, kind) in zip(row, FAITH_PANELS):
-            per = curves.get(m, {}).get(source)
-            if per is None:
-                _na_panel(ax, (na or {}).get(m, "not measured"), f"{m}: {source} {kind}")
+            measured = [curves[m][source] for m in members if curves.get(m, {}).get(source) is not None]
+            if not measured:
+                _na_panel(ax, (na or {}).get(members[0], "not measured"), f"{g}: {source} {kind}")
                 continue
-            for order, c in per.items():
+            for order in dict.fromkeys(o for per in measured for o in per):
                 orders += [order] if order not in orders else []
-                ax.plot(budgets, np.asarray(c[kind]), color=f"C{orders.index(order)}", lw=1.3, label=order)
+                mean = np.mean([np.asarray(per[order][kind]) for per in measured if order in per], axis=0)
+                ax.plot(budgets, mean, color=f"C{orders.index(order)}", lw=1.3, label=order)
             ax.set_ylim(-0.02, 1.02)
-            ax.set_title(f"{m}: {source} {kind}", fontsize=8)
+            ax.set_title(f"{g}: {source} {kind}" + (f" (mean of {len(measured)})" if len(measured) > 1 else ""),
+                         fontsize=8)
             ax.tick_params(labelsize=7)
     for ax in axes[-1]:
         ax.set_xlabel("share of the plane kept / removed", fontsize=8)
@@ -361,7 +381,7 @@ def faithfulness(curves: Mapping, path: Path, dpi: int = 110, na: Mapping[str, s
     if labels:
         fig.legend(handles, labels, loc="upper center", ncol=len(labels), fontsize=8, title="order",
                    title_fontsize=8)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (2.0 * len(models) + 0.6)))
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (2.0 * len(groups) + 0.6)))
     return _save(fig, path, dpi)
 
 

@@ -34,11 +34,18 @@ class Figure:
     name: str
     caption: str
     na: str = ""
+    appendix: bool = False   # drawn in the report's appendix (detail per model), not its body
+
+
+APPENDIX = frozenset({"single_panel", "seen_through_masks", "class_masks", "filtered_accuracy", "heatmaps",
+                      "faithfulness", "cascade"})
+"""Figures of detail (per model or per image) that the report draws in its appendix."""
 
 
 def make_figures(fig: Mapping, tables: Mapping[str, Sequence[Mapping]], folder: Path,
-                 cfg: ReportConfig) -> list[Figure]:
-    """Render every figure into ``folder``; return them in report order with captions."""
+                 cfg: ReportConfig, claims: Sequence[Mapping] = ()) -> list[Figure]:
+    """Render every figure into ``folder``; return them in report order with captions (the claims figure first,
+    when ``claims`` are given)."""
     from . import plots  # matplotlib (0.3 s): imported by the report stage only, not by every stage's params check
 
     out: list[Figure] = []
@@ -48,17 +55,25 @@ def make_figures(fig: Mapping, tables: Mapping[str, Sequence[Mapping]], folder: 
     na: Mapping[str, str] = fig.get("na", {})
 
     def add(name: str, caption: str, draw: Callable[[Path], Path]) -> None:
+        appendix = name in APPENDIX
         if name in na:  # nothing to draw: the report says why instead
             (folder / f"{name}.png").unlink(missing_ok=True)
-            out.append(Figure(f"{name}.png", caption, na[name]))
+            out.append(Figure(f"{name}.png", caption, na[name], appendix))
             return
         draw(folder / f"{name}.png")
-        out.append(Figure(f"{name}.png", caption))
+        out.append(Figure(f"{name}.png", caption, appendix=appendix))
 
     def series_na(name: str) -> dict[str, str]:
         """``{series: reason}`` of the series or panels of figure ``name`` that have no data."""
         return {k.split("/", 1)[1]: v for k, v in na.items() if k.startswith(f"{name}/")}
 
+    if claims:
+        from . import claims_figure
+        add("claims", "Every claim at a glance: one panel per claim, one row per part of its verdict (secondary lines "
+            "are in the Claims section): the pooled estimate with its 95% t interval over training seeds, coloured "
+            "by the part's verdict; black line: the part's threshold; shaded: its negligible band (threshold +- "
+            "delta); small dots: each seed's own estimate. Units are the part's own (accuracy ratio, energy "
+            "difference, share, correlation).", lambda p: claims_figure.draw(claims, p, dpi))
     add("mask_grid_dataset", "Dataset masks of every model (top, mean over seeds; shifted, zero frequency in the "
         "centre) and their differences from the standard model's mask X - N (bottom; red: X keeps more).",
         lambda p: plots.mask_grid(fig["dataset_masks"], p, "Dataset masks", dpi))
@@ -82,11 +97,12 @@ def make_figures(fig: Mapping, tables: Mapping[str, Sequence[Mapping]], folder: 
             "cannot produce these differences.",
             lambda p: budget_report.draw_bands([r for r in tables.get("budget_bands") or []
                                                 if r.get("budget") not in (None, "")], p, dpi))
-    for profile, unit in (("radial", "ring centre (cycles / image)"), ("angular", "wedge centre (degrees)")):
+    for profile, unit, claims_of in (("radial", "ring centre (cycles / image)", "claims 2 and 4"),
+                                     ("angular", "wedge centre (degrees)", "claim 3")):
         add(f"{profile}_differences", f"{profile.capitalize()} band energy of each variant's masks minus the "
             "standard model's: mean paired difference over the dataset masks' folds with its 95% interval over "
             "seeds (solid, shaded), the same size-matched (dash-dot, crosses: each mask's energy minus its radial "
-            "twin's, the same values laid out by radius; claims 2-4's verdict) and over single-image masks "
+            f"twin's, the same values laid out by radius; {claims_of}'s verdict) and over single-image masks "
             "(dashed, interval dotted). Energies: mask normalised by its Frobenius norm, L2 norm inside each band.",
             lambda p, profile=profile, unit=unit: plots.band_differences(plots.BandDifferences(
                 fig[f"{profile}_centres"], fig["dataset_diffs"][profile], fig["diffs"][profile],
@@ -102,7 +118,8 @@ def make_figures(fig: Mapping, tables: Mapping[str, Sequence[Mapping]], folder: 
     add("class_masks", "Class masks: one dataset mask per class and model (first seed; shifted, [0, 1]).",
         lambda p: plots.class_masks(fig["class_masks"], names, p, dpi))
     add("band_shares", "Per band, the share of images whose mask (variant X) has more energy than the standard "
-        "model's mask on the same image, with 95% bootstrap intervals; 0.5 dashed.",
+        "model's mask on the same image (raw energies), with 95% t intervals over seeds (over images with one seed); "
+        "0.5 dashed.",
         lambda p: plots.band_shares((fig["radial_centres"], fig["angular_centres"]), fig["shares"], p, dpi,
                                     {q: series_na(f"band_shares_{q}") for q in ("radial", "angular")}))
     probe_model = next((m for m in fig["models"] if m in fig["probe"]), None)
@@ -126,7 +143,8 @@ def make_figures(fig: Mapping, tables: Mapping[str, Sequence[Mapping]], folder: 
         "lower = better), frequencies ranked by the mask's value, by radius (low first), at random, by the Fourier "
         "heat map's sensitivity and by the gradient of the loss w.r.t. an all-ones mask. Dataset mask: first "
         "test images vs their labels; single-image masks: each image's own order, agreement with its target. "
-        "Mean curves; their areas with intervals are in the Controls section's faithfulness table.",
+        "One row per variant: the mean curve of its seeds' models; their areas with intervals are in the Controls "
+        "section's faithfulness table.",
         lambda p: plots.faithfulness(fig["faithfulness"], p, dpi, series_na("faithfulness")))
     add("cascade", "Cascading randomisation (claim 11; Adebayo et al. 2018, top-down): rank correlation of the radial "
         "band energies of the standard model's single-image masks with those of the same network after its top k "

@@ -78,7 +78,8 @@ def size_table(claims: Sequence[Mapping[str, Any]]) -> list[dict]:
     """``results/size_matched.csv``: for each size-matched part of claims 2, 3, 4 and 7 and its raw counterpart
     (the same statistic on the raw energies; the claims' parts and secondary parts): the raw and size-matched
     estimates with their intervals and verdicts, ``by_size`` = raw minus size-matched (for a mean of differences,
-    exactly the same statistic of the twins: what size alone produces) and ``size_share`` (:func:`size_share`)."""
+    exactly the same statistic of the twins: what size alone produces) and ``size_share`` (:func:`size_share`; n/a
+    with its reason where the raw value's interval contains 0)."""
     rows = []
     for c in claims:
         if c["claim"] not in SIZE_CLAIMS:
@@ -101,10 +102,12 @@ def size_table(claims: Sequence[Mapping[str, Any]]) -> list[dict]:
                 continue
             r, s = raw["estimate"], sized["estimate"]
             share = size_share(r, s)
+            why = ("size_share: the raw statistic is 0" if not math.isfinite(share) else
+                   "size_share: the raw value's interval contains 0, so a share of it means nothing"
+                   if raw["lo"] <= 0 <= raw["hi"] else "")
             rows.append({"claim": c["claim"], "statistic": raw["statistic"], "raw": r, "raw_lo": raw["lo"],
                          "raw_hi": raw["hi"], "raw_verdict": raw["verdict"], "size_matched": s,
                          "size_matched_lo": sized["lo"], "size_matched_hi": sized["hi"],
                          "size_matched_verdict": sized["verdict"], "by_size": r - s,
-                         "size_share": share if math.isfinite(share) else None,
-                         "reason": "" if math.isfinite(share) else "size_share: the raw statistic is 0"})
+                         "size_share": None if why else share, "reason": why})
     return rows

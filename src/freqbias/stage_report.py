@@ -2,7 +2,8 @@
 
 Reads ``results/figdata.pt``, ``results/claims.json``, ``results/summary.json`` and the result tables
 (``results/*.csv``); writes ``reports/figures/*.png`` (:mod:`freqbias.report_figures`) and the markdown report:
-a header (data, architecture, variants, seeds, key params, commit, run time), the study's reference
+what this run found (sentences generated from the claims, :mod:`freqbias.headline`) and a glossary, the set-up
+(data, architecture, variants, seeds, key params, commit, run time), the study's reference
 numbers next to this run's, the claims with their verdicts, every figure with a caption, and the
 main tables. A value the run could not measure is shown as ``n/a (<reason>)`` (:mod:`freqbias.na`; an
 empty table cell reads the same, with the row's reason), a figure without data as a note saying why.
@@ -15,7 +16,7 @@ import subprocess
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from . import budget_report, paths
+from . import budget_report, headline, paths
 from .config import DataError
 from .findings import controls_section, controls_tables
 from .io import load_csv, load_json, load_torch
@@ -76,29 +77,49 @@ def _g(v: Any) -> str:
 
 
 def claims_section(claims: Sequence[Mapping], rule: str) -> str:
-    """The claims table (headline part and combined verdict), the verdict rule, and per claim its parts,
-    extra values and the note saying where this run disagrees or what it could not measure."""
+    """The claims table (headline part and combined verdict), the verdict rule and why pooled and per-seed verdicts
+    can differ; every part of every claim is in :func:`claims_appendix`."""
     rows = [[c["claim"], c["text"], c["statistic"], PLAIN.judged(c),
              f"{c['direction']} {_g(c['threshold'])}" + (f", negligible within +-{_g(c['delta'])}" if c.get("delta")
                                                           else "") if c["direction"] else "", f"**{c['verdict']}**",
              f"{c['seeds_holding']} of {c['seeds']}" if "seeds" in c else "n/a (no per-seed interval)", c["study"]]
             for c in claims]
-    details = []
-    for c in claims:
-        lines = [f"- {p['statistic']}: {PLAIN.judged(p)}, claimed {p['direction']} {_g(p['threshold'])}"
-                 f"{_delta(p)}: {p['verdict']}{_per_seed(p)}{_settle(p)}" for p in c["parts"]] or [
-                     f"- no part measured: {c.get('reason') or c['note'] or 'not measured'}"]
-        lines += [f"- second line, not in the verdict: {p['statistic']}: {PLAIN.judged(p)}, claimed {p['direction']} "
-                  f"{_g(p['threshold'])}{_delta(p)}: {p['verdict']}{_per_seed(p)}{_settle(p)}"
-                  for p in c.get("secondary", [])]
-        if c["info"]:
-            lines.append("- also: " + ", ".join(f"{k} = {_g(v)}" for k, v in c["info"].items()))
-        if c["note"]:
-            lines.append(f"- note: {c['note']}")
-        details.append(f"**Claim {c['claim']}: {c['verdict']}.**\n" + "\n".join(lines))
     return "\n\n".join([_table(["#", "claim", "statistic (headline part)", "estimate [interval]", "rule", "verdict",
-                                "holds in seeds", "study"], rows), f"**Verdict rule.** {rule}", POOLED_VS_SEEDS,
-                         *details])
+                                 "holds in seeds", "study"], rows),
+                         "**Verdict rule.** " + rule.replace(" A claim holds", "\n\nA claim holds", 1),
+                         POOLED_VS_SEEDS, "Every part of every claim, with its per-seed values: Appendix A."])
+
+
+def claims_appendix(claims: Sequence[Mapping]) -> str:
+    """Per claim a table of its parts (the verdict's, then the second lines, which are not in the verdict): statistic,
+    estimate [interval], rule, verdict, per-seed estimates and the seeds an inconclusive part would need; then the
+    claim's extra values and its note."""
+    out = []
+    for c in claims:
+        rows = [[line, p["statistic"], PLAIN.judged(p), f"{p['direction']} {_g(p['threshold'])}{_delta(p)}",
+                 p["verdict"], _per_seed(p), _settle(p)]
+                for line, group in (("verdict", c["parts"]), ("second line", c.get("secondary", [])))
+                for p in group]
+        text = f"**Claim {c['claim']}: {c['verdict']}.** {c['text']}"
+        text += "\n\n" + (_table(["line", "statistic", "estimate [interval]", "rule", "verdict", "per seed",
+                                   "seeds to settle"], rows) if rows else
+                           f"No part measured: {c.get('reason') or c['note'] or 'not measured'}.")
+        if c["info"]:
+            text += "\n\nAlso: " + ", ".join(f"{k.replace('_', ' ')} = {_g(v)}" for k, v in c["info"].items()) + "."
+        if c["note"]:
+            text += f"\n\nNote: {c['note']}"
+        out.append(text)
+    return "\n\n".join(out)
+
+
+GLOSSARY = (
+    "*Terms.* A **mask** keeps each Fourier frequency of the input with a weight in [0, 1]; its **size** is its mean "
+    "over the plane. **Dataset masks** are one mask per model fitted on many images (and on disjoint **folds** of "
+    "them); **single-image masks** one per image. **Raw** energies compare masks as fitted; **size-matched** ones "
+    "subtract those of the mask's radial twin (its values re-placed by distance from the origin, largest nearest: what "
+    "its size alone would put in each band); at **equal budget** every mask is fitted at the same size. A verdict "
+    "is **negligible** when the interval lies within the claim's smallest effect of interest: the effect is "
+    "absent, not just unproven. Intervals: 95 %, t over training seeds.")
 
 
 POOLED_VS_SEEDS = (
@@ -106,7 +127,7 @@ POOLED_VS_SEEDS = (
     "the seeds' means (S - 1 degrees of freedom: 2 with 3 seeds, where t = 4.30 at 95 %); each seed's own verdict "
     "on an interval over that seed's folds or images (3 or 95 degrees of freedom in the default run), which holds the "
     "network fixed and "
-    "so leaves out how much another training run would differ. So every seed can hold while the pooled interval, "
+    "so leaves out how much another training run would differ.\n\nSo every seed can hold while the pooled interval, "
     "wide from few seeds and from the spread between them, contains the threshold (the pooled verdict asks more: "
     "that the recipe, not these networks, has the effect); and a pooled interval can hold while a seed's own does "
     "not, when that seed's folds are few and noisy. Where a part is inconclusive, 'seeds to settle' says how many "
@@ -124,23 +145,22 @@ def _delta(p: Mapping[str, Any]) -> str:
 
 
 def _settle(p: Mapping[str, Any]) -> str:
-    """``; seeds to settle: S`` of an inconclusive part (``more than 100`` when none up to 100 would), else ""."""
+    """The seeds that would settle an inconclusive part (``more than 100`` when none up to 100 would), else ""."""
     if "seeds_to_settle" not in p:
         return ""
-    return f"; seeds to settle: {p['seeds_to_settle'] if p['seeds_to_settle'] is not None else 'more than 100'}"
+    return str(p["seeds_to_settle"]) if p["seeds_to_settle"] is not None else "more than 100"
 
 
 def _per_seed(p: Mapping[str, Any]) -> str:
-    """``; per seed: e [lo, hi], ... (holds in k of S)`` for a part with per-seed values, else ""."""
+    """``e [lo, hi]; ... (holds in k of S)`` for a part with per-seed values, else ""."""
     seeds = p.get("per_seed") or []
     if not seeds:
         return ""
-    return (f"; per seed: {', '.join(PLAIN.judged(s) for s in seeds)} (holds in {p['seeds_holding']} of "
-            f"{p['seeds']})")
+    return f"{'; '.join(PLAIN.judged(s) for s in seeds)} (holds in {p['seeds_holding']} of {p['seeds']})"
 
 
 def header_section(summary: Mapping, cfg: ReportConfig, commit: str, generated: str, report_seconds: float) -> str:
-    """Title and the table of what was run."""
+    """``## Set-up``: the table of what was run."""
     counts = summary.get("counts", {})
     masks = summary.get("masks", {})
     single, dataset, budget = masks.get("single", {}), masks.get("dataset", {}), masks.get("budget", {})
@@ -187,7 +207,7 @@ def header_section(summary: Mapping, cfg: ReportConfig, commit: str, generated: 
                      f"{agg_seconds:.0f} s, report {report_seconds:.0f} s; fp32 matmul peak of "
                      f"the machine: {peak} (2048 x 2048, measured by the aggregate stage; scale by yours)"],
     ]
-    return f"# {cfg.title}\n\nReproduction of Karantzas et al. 2022 (docs/study.md).\n\n" + _table(["", ""], rows)
+    return "## Set-up\n\n" + _table(["", ""], rows)
 
 
 def _note(row: Mapping[str, Any], column: str) -> str:
@@ -257,9 +277,13 @@ def render(summary: Mapping, claims: Sequence[Mapping], tables: Mapping[str, Seq
     """The report as markdown; figure links are relative to the report's folder (:data:`FIGURES`)."""
     ref = _table(["quantity (%)", "study: VGG11-BN", "study: ResNet-18", "this run [95% interval]"],
                  [[r.quantity, r.vgg or "-", r.resnet or "-", this_run_value(r.key, tables)] for r in REFERENCE])
-    figs = "\n\n".join(f"### Figure {i}. {f.name[:-4].replace('_', ' ')}\n\n"
-                       + (f"**Not drawn: {NA(f.na)}.**" if f.na else f"![Figure {i}]({FIGURES}/{f.name})")
-                       + f"\n\n*Figure {i}.* {f.caption}" for i, f in enumerate(figures, 1))
+    def figure(i: int, f: Figure) -> str:
+        return (f"### Figure {i}. {f.name[:-4].replace('_', ' ')}\n\n"
+                + (f"**Not drawn: {NA(f.na)}.**" if f.na else f"![Figure {i}]({FIGURES}/{f.name})")
+                + f"\n*Figure {i}.* {f.caption}")
+    numbered = list(enumerate(figures, 1))
+    figs = "\n\n".join(figure(i, f) for i, f in numbered if not f.appendix)
+    more_figs = "\n\n".join(figure(i, f) for i, f in numbered if f.appendix)
     pgd = [k for k in (tables["accuracy"][0] if tables["accuracy"] else {}) if k.startswith("pgd_acc_")]  # per eps
     acc = _table(["model", "val clean", "val masked", "val masked / clean", "test clean", "test masked",
                   "test masked / clean", "mask mean"] + [f"PGD acc, eps {k.removeprefix('pgd_acc_')}" for k in pgd],
@@ -284,6 +308,9 @@ def render(summary: Mapping, claims: Sequence[Mapping], tables: Mapping[str, Seq
     fitted = ("all val images" if fit_n is None else f"the first {fit_n} val images" if fit_n != "missing"
               else "val images (how many: not recorded)")
     return "\n\n".join([
+        f"# {cfg.title}\n\nReproduction of Karantzas et al. 2022 (docs/study.md): does adversarial training make an "
+        "image classifier rely on other Fourier frequencies, as read through learned masks over the input's spectrum?",
+        "## What this run found\n\n" + headline.section(claims) + "\n\n" + GLOSSARY,
         header_section(summary, cfg, commit, generated, report_seconds),
         "## Reference numbers\n\nThe study's numbers (Imagenette, 5 classes, 128 x 128; docs/study.md) next to this "
         "run's. Dataset, resolution and architecture differ, so levels are not expected to match; the claims below "
@@ -293,8 +320,9 @@ def render(summary: Mapping, claims: Sequence[Mapping], tables: Mapping[str, Seq
         "## What the masks show, and what they do not\n\n" + controls_section(claims, tables),
         "## Masks at equal budget\n\n" + budget_report.section(tables, claims),
         "## Figures\n\n" + figs,
-        f"## Tables\n\n### Dataset masks\n\nRe-scored on the first {acc_n.get('val')} val images (the dataset mask "
-        f"was fitted on {fitted}) and the first {acc_n.get('test')} test images (held out); "
+        "## Appendix A. Every part of every claim\n\n" + claims_appendix(claims),
+        f"## Appendix B. Tables\n\n### Dataset masks\n\nRe-scored on the first {acc_n.get('val')} val images (the "
+        f"dataset mask was fitted on {fitted}) and the first {acc_n.get('test')} test images (held out); "
         "intervals: bootstrap over images.\n\n" + acc,
         "### Mask fits\n\nFull-plane mean, support (share above 1e-3) and smallest entry of each model's dataset "
         "mask; whether each shared mask stopped by its rule (results/mask_fits.csv has every mask).\n\n"
@@ -310,7 +338,8 @@ def render(summary: Mapping, claims: Sequence[Mapping], tables: Mapping[str, Seq
         "permuted (per image, the mean over the permutations; sd: over the permutations); chance: the "
         "majority-class share of the probed images. Intervals: bootstrap over images.\n\n" + probe,
         "### Fourier heat maps\n\n" + heat,
-        "## Controls\n\n" + controls_tables(tables),
+        "## Appendix C. Controls\n\n" + controls_tables(tables),
+        *(["## Appendix D. Figures per model\n\n" + more_figs] if more_figs else []),
     ]) + "\n"
 
 

@@ -91,6 +91,18 @@ CLAIMS: dict[int, tuple[str, str]] = {
 }
 
 
+# The report's opening section ("What this run found", freqbias.headline): the study's questions, each with the
+# claims that answer it, in reading order. A new claim joins one question here.
+QUESTIONS: tuple[tuple[str, tuple[int, ...]], ...] = (
+    ("Do the masks keep the networks' accuracy?", (1,)),
+    ("Does adversarial training move the dataset masks' energy from mid to low frequencies?", (2,)),
+    ("Does the difference depend on direction?", (3,)),
+    ("Do the other augmentations differ from A as the study says?", (4,)),
+    ("What do single-image masks show?", (5, 6, 7, 8)),
+    ("Do the controls support reading the masks as the network's frequency use?", (9, 10, 11)),
+)
+
+
 @dataclass(frozen=True)
 class Delta:
     """A claim part's smallest effect of interest, in the unit of its statistic, with the reason for the number: a
