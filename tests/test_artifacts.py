@@ -135,7 +135,12 @@ def tiny_masks_config() -> MasksConfig:
     params["masks"]["dataset"].update(fit_n=30, folds=2, class_fit_n=4, batch_size=8, max_steps=10, check_every=5,
                                       patience=1)
     params["masks"]["single"].update(max_steps=3)
+    params["masks"]["budget"].update(TINY_BUDGET)  # the budget search's own caps (default: up to 11 fits of 60 steps)
     return MasksConfig.from_params(params)
+
+
+TINY_BUDGET = {"step": 0.25, "rounds": 1, "budget_min": 0.05, "max_steps": 10, "check_every": 5, "eval_n": 16,
+               "patience": 1}
 
 
 def test_fit_model_masks_writes_what_aggregate_reads(tmp_path):

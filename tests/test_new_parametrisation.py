@@ -20,7 +20,7 @@ from freqbias.parametrisation import PARAMETRISATIONS, Parametrisation, Rfft, re
 from freqbias.stage_masks import MasksConfig, fit_model_masks
 from freqbias.stage_selection import load_selection, save_selection, select_images
 from test_aggregate import SMALL
-from test_artifacts import META, H, W
+from test_artifacts import META, TINY_BUDGET, H, W
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -117,4 +117,5 @@ def _masks_params() -> dict:
     params = load_params(paths.ROOT / "params.yaml")["masks"]
     params["dataset"].update(fit_n=30, folds=2, class_fit_n=4, batch_size=8, max_steps=10, check_every=5, patience=1)
     params["single"].update(max_steps=3)
+    params["budget"].update(TINY_BUDGET)
     return params
