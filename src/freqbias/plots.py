@@ -154,36 +154,52 @@ class BandDifferences:
 
 
 def band_differences(curves: BandDifferences, xlabel: str, path: Path, title: str, dpi: int = 110) -> Path:
-    """Band energy of each variant minus N (:class:`BandDifferences`): dataset masks (solid, interval shaded), the
-    same size-matched (dash-dot with crosses) and single-image masks (dashed, interval dotted). A variant without
-    a curve has a legend entry saying why."""
-    fig, ax = plt.subplots(figsize=(6.0, 3.4))
+    """Band energy of each variant minus N (:class:`BandDifferences`), one panel per variant: dataset masks (solid,
+    interval shaded), the same size-matched (dash-dot with crosses) and single-image masks (dashed, interval
+    dotted). A curve a variant lacks is named with its reason in the panel."""
+    variants = list(dict.fromkeys([*curves.dataset, *curves.single, *curves.dataset_na, *curves.single_na]))
+    cols = min(3, max(1, len(variants)))
+    rows = max(1, -(-len(variants) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.6 * rows + 0.7), squeeze=False, sharex=True,
+                             sharey=True)
     x = np.asarray(curves.centres)
-    dataset_diffs, single_diffs, size_matched = curves.dataset, curves.single, curves.size_matched
-    na, single_na = curves.dataset_na, curves.single_na
-    for v in dict.fromkeys([*dataset_diffs, *single_diffs, *na, *single_na]):
-        if v in dataset_diffs:
-            est, lo, hi = np.asarray(dataset_diffs[v])
-            ax.plot(x, est, color=_color(v), marker="o", ms=3, label=f"{v} - N")
+    for ax, v in zip(axes.flat, variants):
+        missing = []
+        if v in curves.dataset:
+            est, lo, hi = np.asarray(curves.dataset[v])
+            ax.plot(x, est, color=_color(v), marker="o", ms=3, label="dataset masks")
             ax.fill_between(x, lo, hi, color=_color(v), alpha=0.2, lw=0)
-        elif v in na:
-            ax.plot([], [], color=_color(v), marker="o", ms=3, label=textwrap.fill(f"{v} - N: n/a ({na[v]})", 40))
-        if v in size_matched:
-            ax.plot(x, np.asarray(size_matched[v])[0], color=_color(v), ls="-.", marker="x", ms=3, lw=1)
-        if v in single_diffs:
-            est, lo, hi = np.asarray(single_diffs[v])
-            ax.plot(x, est, color=_color(v), ls="--", lw=1)
+        elif v in curves.dataset_na:
+            missing.append(f"dataset masks: n/a ({curves.dataset_na[v]})")
+        if v in curves.size_matched:
+            ax.plot(x, np.asarray(curves.size_matched[v])[0], color=_color(v), ls="-.", marker="x", ms=3, lw=1,
+                    label="size-matched")
+        if v in curves.single:
+            est, lo, hi = np.asarray(curves.single[v])
+            ax.plot(x, est, color=_color(v), ls="--", lw=1, label="single-image masks")
             ax.plot(x, lo, color=_color(v), ls=":", lw=0.6)
             ax.plot(x, hi, color=_color(v), ls=":", lw=0.6)
-        elif v in single_na:
-            ax.plot([], [], color=_color(v), ls="--", lw=1,
-                    label=textwrap.fill(f"{v} - N single-image: n/a ({single_na[v]})", 40))
-    ax.axhline(0, color="gray", lw=0.8)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("energy difference")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    ax.set_title(f"{title}\nsolid: dataset masks (shaded: interval); dash-dot: size-matched; dashed: "
-                 "single-image masks (dotted: interval)", fontsize=9)
+        elif v in curves.single_na:
+            missing.append(f"single-image: n/a ({curves.single_na[v]})")
+        if missing:
+            ax.text(0.5, 0.5, textwrap.fill("; ".join(missing), 40), transform=ax.transAxes, ha="center",
+                    va="center", fontsize=6.5, color="dimgray")
+        ax.axhline(0, color="gray", lw=0.8)
+        ax.set_title(f"{v} - N", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=7)
+    for ax in axes.flat[len(variants):]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel(xlabel, fontsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("energy difference", fontsize=8)
+    handles, labels = next((a.get_legend_handles_labels() for a in axes.flat if a.get_legend_handles_labels()[1]),
+                           ([], []))
+    if labels:
+        fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=7, frameon=False)
+    fig.suptitle(f"{title} (shaded / dotted: 95% interval)", fontsize=9)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     return _save(fig, path, dpi)
 
 
@@ -224,16 +240,27 @@ def seen_through_masks(through: Mapping[str, torch.Tensor], path: Path, n: int, 
     return _save(fig, path, dpi)
 
 
-def class_masks(masks: Mapping[str, torch.Tensor], class_names: Sequence[str], path: Path, dpi: int = 110) -> Path:
-    """Class masks: one row per variant, one column per class (shifted, [0, 1])."""
+def class_masks(masks: Mapping[str, torch.Tensor], class_names: Sequence[str], path: Path, dpi: int = 110,
+                capped: frozenset[tuple[str, str]] = frozenset()) -> Path:
+    """Class masks: one row per model, one column per class (shifted, [0, 1], one colour bar); a mask in
+    ``capped`` ((model, class name): its fit hit the step cap, or found nothing sparser than the identity) is
+    framed in red and labelled "not converged"."""
     variants = list(masks)
     k = masks[variants[0]].shape[0]
-    fig, axes = plt.subplots(len(variants), k, figsize=(1.25 * k + 0.6, 1.3 * len(variants) + 0.4), squeeze=False)
+    fig, axes = plt.subplots(len(variants), k, figsize=(1.25 * k + 1.2, 1.3 * len(variants) + 0.5), squeeze=False)
     for i, v in enumerate(variants):
         for j in range(k):
             _image(axes[i, j], masks[v][j], class_names[j] if i == 0 else "", "viridis", 0, 1)
-        axes[i, 0].set_ylabel(v, rotation=0, labelpad=12, fontsize=9)
-    fig.suptitle("Class masks (one per class and model)", fontsize=9)
+            if (v, class_names[j]) in capped:
+                for spine in axes[i, j].spines.values():
+                    spine.set(visible=True, color="red", lw=2)
+                axes[i, j].text(0.5, 0.04, "not converged", transform=axes[i, j].transAxes, ha="center",
+                                fontsize=6, color="red", backgroundcolor="white")
+        axes[i, 0].set_ylabel(v, rotation=0, labelpad=14, fontsize=9)
+    image = _first_image(axes)
+    if image is not None:
+        fig.colorbar(image, ax=axes.ravel().tolist(), fraction=0.02, label="mask value")
+    fig.suptitle("Class masks (one per class and model; red frame: the fit did not converge)", fontsize=9)
     return _save(fig, path, dpi)
 
 
@@ -283,10 +310,10 @@ def probe_results(rows: Sequence[Mapping], embedding: Mapping | None, class_name
     if any(measured):
         ax.axhline(np.mean([number(r["chance"]) for r, ok in zip(rows, measured) if ok]), color="k", ls="--", lw=0.8,
                    label="chance")
-    ax.set_xticks(x, [r["model"] for r in rows])
+    ax.set_xticks(x, [r["model"] for r in rows], rotation=90 if len(rows) > 6 else 0, fontsize=7)  # no overlap
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("probe test accuracy")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, ncol=3, loc="upper center")
     ax.set_title("Linear probe on single-image masks", fontsize=9)
     ax = axes[1]
     if embedding is not None:
@@ -299,21 +326,30 @@ def probe_results(rows: Sequence[Mapping], embedding: Mapping | None, class_name
         _na_panel(ax, "no model probed", "probe outputs (PCA)")
     ax.set_xlabel("PC 1")
     ax.set_ylabel("PC 2")
+    fig.tight_layout()
     return _save(fig, path, dpi)
 
 
 def filtered_accuracy(radii: torch.Tensor, curves: Mapping[str, Mapping[str, torch.Tensor]], path: Path,
                       dpi: int = 110) -> Path:
-    """Accuracy on low-pass (left) and high-pass (right) filtered test images vs cut-off radius, per model."""
-    fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.2), sharey=True)
+    """Accuracy on low-pass (left) and high-pass (right) filtered test images vs cut-off radius, one line per
+    variant (the mean of its seeds' models ``<V>-s<seed>``)."""
+    groups: dict[str, list[str]] = {}                      # one line per variant: the mean of its seeds' models
+    for model in curves:
+        groups.setdefault(re.sub(r"-s\d+$", "", model), []).append(model)
+    fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.4), sharey=True)
     for ax, kind in zip(axes, ("low", "high")):
-        for model, c in curves.items():
-            ax.plot(np.asarray(radii), np.asarray(c[kind]), color=_color(model), marker="o", ms=3, label=model)
+        for g, models in groups.items():
+            mean = np.mean([np.asarray(curves[m][kind], dtype=float) for m in models], axis=0)
+            ax.plot(np.asarray(radii), mean, color=_color(models[0]), marker="o", ms=3,
+                    label=g + (f" (mean of {len(models)})" if len(models) > 1 else ""))
         ax.set_xlabel("cut-off radius (cycles / image)")
         ax.set_title(f"{kind}-pass filtered", fontsize=9)
         ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
     axes[0].set_ylabel("test accuracy")
-    axes[1].legend(fontsize=7)
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
     return _save(fig, path, dpi)
 
 
@@ -405,7 +441,11 @@ def cascade(curve: Mapping, path: Path, dpi: int = 110) -> Path:
                   fontsize=7)
     ax.set_xlabel("layer groups re-initialised from the top (k; its lowest layer)", fontsize=8)
     ax.set_ylabel("rank correlation with trained masks", fontsize=8)
-    ax.set_ylim(-1.02, 1.02)
-    ax.legend(fontsize=7, loc="lower left")
+    values = [*np.asarray(curve["lo"], float), *np.asarray(curve["hi"], float), 0.0]
+    if not isinstance(yard, str):
+        values += [float(yard[1]), float(yard[2])]
+    finite = [v for v in values if np.isfinite(v)]
+    ax.set_ylim(max(-1.02, min(finite) - 0.08), min(1.02, max(finite) + 0.08))  # the data's range, 0 included
+    ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     return _save(fig, path, dpi)

@@ -4,6 +4,7 @@ result tables, with its caption, or says why a figure has no data (:class:`Figur
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -100,7 +101,8 @@ def make_figures(fig: Mapping, tables: Mapping[str, Sequence[Mapping]], folder: 
     for profile, unit, claims_of in (("radial", "ring centre (cycles / image)", "claims 2 and 4"),
                                      ("angular", "wedge centre (degrees)", "claim 3")):
         add(f"{profile}_differences", f"{profile.capitalize()} band energy of each variant's masks minus the "
-            "standard model's: mean paired difference over the dataset masks' folds with its 95% interval over "
+            "standard model's, one panel per variant: mean paired difference over the dataset masks' folds with its "
+            "95% interval over "
             "seeds (solid, shaded), the same size-matched (dash-dot, crosses: each mask's energy minus its radial "
             f"twin's, the same values laid out by radius; {claims_of}'s verdict) and over single-image masks "
             "(dashed, interval dotted). Energies: mask normalised by its Frobenius norm, L2 norm inside each band.",
@@ -115,8 +117,18 @@ def make_figures(fig: Mapping, tables: Mapping[str, Sequence[Mapping]], folder: 
     add("seen_through_masks", "The same test images seen through each model's own single-image mask (pixel "
         "units, each image min-max scaled): what the network needs to keep its prediction.",
         lambda p: plots.seen_through_masks(fig["through"], p, cfg.panel_images, dpi))
-    add("class_masks", "Class masks: one dataset mask per class and model (first seed; shifted, [0, 1]).",
-        lambda p: plots.class_masks(fig["class_masks"], names, p, dpi))
+    capped = frozenset((r["model"], r["mask"].removeprefix("class:")) for r in tables.get("mask_fits") or []
+                       if str(r.get("mask", "")).startswith("class:") and str(r.get("converged")) == "False")
+    first: dict[str, str] = {}     # the figure's row of a variant is its first seed's model (figdata.figure_data)
+    for m in fig.get("models", []):
+        found = re.fullmatch(r"(.+)-s(\d+)", m)
+        if found and (found[1] not in first or int(found[2]) < int(first[found[1]].rsplit("-s", 1)[1])):
+            first[found[1]] = m
+    capped = frozenset((v, c) for v, m in first.items() for model, c in capped if model == m)
+    add("class_masks", "Class masks: one dataset mask per class and model (first seed; shifted, zero frequency in "
+        "the centre; colour: mask value in [0, 1]); a red frame marks a mask whose fit did not converge (hit its step "
+        "cap, or found nothing sparser than the identity).",
+        lambda p: plots.class_masks(fig["class_masks"], names, p, dpi, capped))
     add("band_shares", "Per band, the share of images whose mask (variant X) has more energy than the standard "
         "model's mask on the same image (raw energies), with 95% t intervals over seeds (over images with one seed); "
         "0.5 dashed.",
@@ -130,7 +142,7 @@ def make_figures(fig: Mapping, tables: Mapping[str, Sequence[Mapping]], folder: 
         "outputs (logits) on every probed image.",
         lambda p: plots.probe_results(tables["probe"], embedding, names, p, dpi))
     add("filtered_accuracy", "Test accuracy on ideal low-pass (left) and high-pass (right; zero frequency kept) "
-        "filtered images vs the cut-off radius.",
+        "filtered images vs the cut-off radius, one line per variant (the mean of its seeds' models).",
         lambda p: plots.filtered_accuracy(fig["filtered"]["radii"],
                                           {m: c for m, c in fig["filtered"].items() if m != "radii"}, p, dpi))
     add("heatmaps", "Fourier heat maps (Yin et al. 2019): test error when one Fourier basis image of fixed L2 "
