@@ -310,3 +310,22 @@ def test_claims_9_and_10_read_fold_rows_and_each_variants_own_masks():
     iso_rows = [r for r in tables["isotropic"] if r["model"] == "A-s1"]
     assert [(r["fold"], r["free_mean"]) for r in iso_rows] == [(1, pytest.approx(0.51)), (2, pytest.approx(0.53)),
                                                               (3, pytest.approx(0.55))]
+
+
+def test_claim_9_leaves_out_fold_masks_that_keep_the_whole_plane():
+    """A fold mask whose support is the whole plane has a disc of its size that is the identity: support - disc is
+    a 0 that says nothing (the committed run's 'does not hold' at 0 [0, 0]). Such folds are left out; a variant
+    whose folds all keep the whole plane is n/a with that reason, never a verdict."""
+    from freqbias.control_claims import WHOLE_PLANE, claim_equal_budget
+
+    def data(name: str, budgets: list[float]) -> ControlsData:
+        rows = [_budget_row(0, 0.0)] + [{**_budget_row(k + 1, 0.2 if b < 1 else 0.0), "budget": b}
+                                        for k, b in enumerate(budgets)]
+        return ControlsData(model=name, equal_budget=rows, faithfulness={}, class_specificity=[], default_class={},
+                            isotropic={})
+    by_variant = {"N": [data(f"N-s{s}", [1.0, 1.0, 1.0]) for s in (0, 1)],
+                  "A": [data(f"A-s{s}", [0.3, 1.0, 0.2 + 0.01 * s]) for s in (0, 1)]}
+    c9 = claim_equal_budget(by_variant, CFG)
+    n, a = c9["parts"]
+    assert n["verdict"] == "not measured" and n["reason"] == WHOLE_PLANE, n
+    assert a["estimate"] == pytest.approx(0.2) and a["verdict"] == "holds", a   # the full-support fold is left out

@@ -57,14 +57,24 @@ def equal_budget_table(controls: Mapping[str, ControlsData]) -> list[dict]:
     return rows
 
 
+FULL_SUPPORT = 1 - 1e-6   # a fold mask whose support's share of the plane reaches this keeps every frequency
+WHOLE_PLANE = ("every fold mask keeps the whole plane (no exact zero): its support and a disc of its size are both "
+               "the identity, so there is nothing to compare")
+
+
 def _difference(by_variant: Mapping[str, Sequence[ControlsData]], a: str, b: str,
                 cfg: AggregateConfig) -> dict[str, tuple]:
-    """Per variant, ``a - b`` of the fold masks' test accuracies: estimate and interval over folds (and seeds)."""
+    """Per variant, ``a - b`` of the fold masks' test accuracies: estimate and interval over folds (and seeds). A
+    fold mask whose support is the whole plane is left out (NaN): the disc of its size is the identity, and its
+    difference would be a 0 that says nothing; n/a (:data:`WHOLE_PLANE`) when every fold is such."""
     out = {}
     for v, controls in by_variant.items():
-        diffs = [x - y for x, y in zip(_fold_values(controls, a), _fold_values(controls, b))]
+        partial = [np.where(budget < FULL_SUPPORT, 1.0, math.nan) for budget in _fold_values(controls, "budget")]
+        diffs = [(x - y) * keep for x, y, keep in zip(_fold_values(controls, a), _fold_values(controls, b), partial)]
+        finite = any(np.isfinite(x - y).any() for x, y in zip(_fold_values(controls, a), _fold_values(controls, b)))
         out[v] = defined_estimate([d[:, None] for d in diffs], lambda m: float(m[0]), **_boot(cfg),
-                                  empty="no fold masks", undefined="no fold mask with a finite accuracy")
+                                  empty="no fold masks", undefined=WHOLE_PLANE if finite else
+                                  "no fold mask with a finite accuracy")
     return out
 
 
