@@ -42,8 +42,8 @@ def test_report_renders_every_figure_it_names(results: Path, tmp_path: Path):
     long = [p for p in re.split(r"\n\n|\n- ", body) if not p.startswith("|") and len(p.split()) > 120]
     assert not long, [p[:80] for p in long]
     assert "## Appendix D. Figures per model" in text
+    from PIL import Image
     for link in links:                                         # readable at page width: no strip of panels
-        from PIL import Image
         width, height = Image.open(tmp_path / link).size
         assert max(width / height, height / width) <= 3, (link, width, height)
     for link in links:

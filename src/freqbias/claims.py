@@ -186,7 +186,7 @@ def ratio(num: float, den: float) -> float:
     return num / den if den > 0 else math.nan
 
 
-def _variant_seed(name: str) -> tuple[str, str]:
+def variant_seed(name: str) -> tuple[str, str]:
     """A model name's (variant, seed): ``"N-s0"`` -> ``("N", "0")``; any other name (a fetched checkpoint) is a
     variant of its own with one seed."""
     match = re.fullmatch(r"(.+)-s(\d+)", name)
@@ -209,7 +209,7 @@ def claim_accuracy(acc: Mapping[str, tuple[np.ndarray, np.ndarray]], cfg: Aggreg
     names = list(models) or [f"model {i}" for i in range(next(iter(acc.values()))[0].shape[1])]
     by_variant: dict[str, list[int]] = {}
     for j, name in enumerate(names):
-        by_variant.setdefault(_variant_seed(name)[0], []).append(j)
+        by_variant.setdefault(variant_seed(name)[0], []).append(j)
     left_out: list[str] = []
     undefined = "masked / clean undefined (clean accuracy 0 in a seed or a jackknife subsample)"
 

@@ -12,14 +12,14 @@ experiment moved.
 from __future__ import annotations
 
 import math
-import re
 import textwrap
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from .headline import source
+
 COLOURS = {"holds": "tab:green", "does not hold": "tab:red", "negligible": "tab:blue", "inconclusive": "tab:gray",
            "not measured": "lightgray"}
-_SOURCE = re.compile(r"\s*\([^()]*masks[^()]*\)\s*$")  # a statistic's closing mask source, left out of labels
 
 
 def _number(v: Any) -> float:
@@ -29,7 +29,8 @@ def _number(v: Any) -> float:
 
 def label(part: Mapping[str, Any], width: int = 34) -> str:
     """A part's statistic without its mask source, wrapped to two lines of ``width`` characters."""
-    lines = textwrap.wrap(_SOURCE.sub("", part["statistic"]), width)
+    named = source(part["statistic"])
+    lines = textwrap.wrap(part["statistic"].removesuffix(f" ({named})") if named else part["statistic"], width)
     return "\n".join(lines[:2]) + (" ..." if len(lines) > 2 else "")
 
 

@@ -69,12 +69,12 @@ def _difference(by_variant: Mapping[str, Sequence[ControlsData]], a: str, b: str
     difference would be a 0 that says nothing; n/a (:data:`WHOLE_PLANE`) when every fold is such."""
     out = {}
     for v, controls in by_variant.items():
-        partial = [np.where(budget < FULL_SUPPORT, 1.0, math.nan) for budget in _fold_values(controls, "budget")]
-        diffs = [(x - y) * keep for x, y, keep in zip(_fold_values(controls, a), _fold_values(controls, b), partial)]
-        finite = any(np.isfinite(x - y).any() for x, y in zip(_fold_values(controls, a), _fold_values(controls, b)))
+        raw = [x - y for x, y in zip(_fold_values(controls, a), _fold_values(controls, b))]
+        budgets = _fold_values(controls, "budget")
+        diffs = [np.where(budget < FULL_SUPPORT, d, math.nan) for d, budget in zip(raw, budgets)]
         out[v] = defined_estimate([d[:, None] for d in diffs], lambda m: float(m[0]), **_boot(cfg),
-                                  empty="no fold masks", undefined=WHOLE_PLANE if finite else
-                                  "no fold mask with a finite accuracy")
+                                  empty="no fold masks", undefined=WHOLE_PLANE if any(np.isfinite(d).any() for d in raw)
+                                  else "no fold mask with a finite accuracy")
     return out
 
 

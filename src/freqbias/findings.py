@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from .claims import CLASS_PUSH_LIMIT
+from .claims import CLASS_PUSH_LIMIT, variant_seed
 from .frequency_orders import order_label
 from .na import NA, cell
 from .textfmt import FIXED, PERCENT, PLAIN, SIGNED, markdown_table
@@ -34,7 +34,7 @@ def _compact(models: Sequence[str]) -> str:
     """Model names grouped by variant: ``["N-s0", "N-s1", "A-s2"]`` -> ``"N x2, A-s2"``; "none" when empty."""
     groups: dict[str, list[str]] = {}
     for m in models:
-        groups.setdefault(m.rsplit("-s", 1)[0] if "-s" in m else m, []).append(m)
+        groups.setdefault(variant_seed(m)[0], []).append(m)
     return ", ".join(f"{g} x{len(ms)}" if len(ms) > 1 else ms[0] for g, ms in groups.items()) or "none"
 
 
@@ -55,16 +55,9 @@ def _verdict_sentence(claim: Mapping[str, Any], holds: str, fails: str, open_: s
     return "; ".join(parts) + "." if parts else "Not measured on this run."
 
 
-def equal_budget_words(claim: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> str:
-    """Claim 9 in words, with each model's support / disc / random test accuracies of its dataset mask."""
-    numbers = []
-    for r in rows:
-        if r.get("mask") != "dataset":
-            continue
-        numbers.append(f"{r['model']} {PERCENT(cell(r, 'test_support'))} vs disc {PERCENT(cell(r, 'test_disc'))} "
-                       f"(random {PERCENT(cell(r, 'test_random'))})")
-    detail = "; ".join(f"{_part_model(p['statistic'])} {SIGNED.judged(p)}" for p in claim.get("parts", []))
-    del numbers, detail  # per model: the Controls appendix's equal-budget table
+def equal_budget_words(claim: Mapping[str, Any]) -> str:
+    """Claim 9 in words, and its parts (support - disc of the fold masks, per variant) as a table; the per-model
+    accuracies are in the Controls appendix's equal-budget table."""
     return ("**Equal budget (claim 9).** The frequencies a mask keeps, compared with a low-pass disc keeping as many: "
             + _verdict_sentence(claim, "the learned set keeps more test accuracy than the disc",
                                 "the learned set keeps less than the disc", "no difference shown")
@@ -89,36 +82,28 @@ def _compare(m: Mapping[str, Any], rad: Mapping[str, Any]) -> str | None:
 
 
 def order_words(rows: Sequence[Mapping[str, Any]]) -> str:
-    """Faithfulness: does the mask's own ranking of frequencies beat the radial (low first) ranking?"""
-    lines: list[str] = []
-    verdicts: dict[str, list[str]] = {"better": [], "worse": [], "mixed": [], "same": []}
+    """Faithfulness: does the mask's own ranking of frequencies beat the radial (low first) ranking? A table of the
+    models by outcome, per mask source; the areas are in the Controls appendix's faithfulness table."""
+    outcomes = ("better", "worse", "mixed", "same")
+    table = []
     for source, label in (("dataset", "dataset masks"), ("single", "single-image masks")):
         by_model: dict[str, dict[str, Mapping[str, Any]]] = {}
         for r in rows:
             if r.get("source") == source and r.get("order"):
                 by_model.setdefault(r["model"], {})[r["order"]] = r
+        models: dict[str, list[str]] = {o: [] for o in outcomes}
         for model, orders in by_model.items():
-            if "mask" not in orders or "radius" not in orders:
-                continue
-            m, rad = orders["mask"], orders["radius"]
-            verdict = _compare(m, rad)
-            if verdict is None:
-                continue
-            key = f"{model} ({label})"
-            verdicts[verdict].append(key)
-            lines.append(f"{key}: insertion {PLAIN(cell(m, 'insertion'))} vs {PLAIN(cell(rad, 'insertion'))}, "
-                         f"deletion {PLAIN(cell(m, 'deletion'))} vs {PLAIN(cell(rad, 'deletion'))}")
-    del lines  # the areas themselves: the Controls appendix's faithfulness table
-    rows = [[label, *(_compact([k.split(" (")[0] for k in verdicts[v] if k.endswith(f"({label})")])
-                      for v in ("better", "worse", "mixed", "same"))]
-            for label in ("dataset masks", "single-image masks")]
+            outcome = _compare(orders["mask"], orders["radius"]) if {"mask", "radius"} <= set(orders) else None
+            if outcome is not None:
+                models[outcome].append(model)
+        table.append([label, *(_compact(models[o]) for o in outcomes)])
     return ("**Order (faithfulness).** Keeping frequencies in the order of the mask's values, against keeping the "
             "lowest first (insertion area, higher is better; deletion area, lower is better; a difference counts "
             "when the intervals do not overlap). Where the radial order is as good or better, the values inside a "
             "mask's support rank frequencies no better than their distance from the origin does. Models (x: how "
             "many seeds) by outcome:\n\n"
             + markdown_table(["masks", "mask order better", "worse", "better on one curve, worse on the other",
-                              "not distinguishable"], rows))
+                              "not distinguishable"], table))
 
 
 def isotropic_words(claim: Mapping[str, Any]) -> str:
@@ -136,7 +121,6 @@ def randomisation_words(claim: Mapping[str, Any]) -> str:
     info = claim.get("info", {})
     seeds = (f" (holds in {head['seeds_holding']} of {head['seeds']} seeds on their own images)"
              if "seeds" in head else "")
-    others = "; ".join(f"{_part_model(p['statistic'])} {SIGNED.judged(p)}" for p in claim.get("secondary", []))
     modal = info.get("re_initialised_modal_class_share")
     modal_words = (f" The re-initialised network (BatchNorm recalibrated on val images) gives its most frequent "
                    f"class to {PERCENT(float(modal))} of the images." if isinstance(modal, (int, float)) else "")
@@ -151,7 +135,7 @@ def randomisation_words(claim: Mapping[str, Any]) -> str:
             + f" Seed-to-seed minus re-initialised: {SIGNED.judged(head)}{seeds}.{levels}{modal_words}"
             + " The cascade figure shows the similarity as the layers are re-initialised from the top down."
             + ("\n\n" + _parts_table(claim.get("secondary", []), "other variants: N seed-to-seed - X re-initialised")
-               if others else ""))
+               if claim.get("secondary") else ""))
 
 
 def size_words(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -199,7 +183,7 @@ def controls_section(claims: Sequence[Mapping[str, Any]], tables: Mapping[str, S
         "Each statement below is chosen by this run's numbers (the controls' claims and tables; docs/study.md, "
         "\"Controls\", says why each control is there and how a positive control on planted data shows it can "
         "fail).",
-        equal_budget_words(by[9], tables.get("equal_budget", [])),
+        equal_budget_words(by[9]),
         order_words(tables.get("faithfulness", [])),
         size_words(tables.get("size_matched", [])),
         isotropic_words(by[10]),

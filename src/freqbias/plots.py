@@ -9,7 +9,6 @@ reason (``na`` arguments: series -> reason, from the figure data's ``na``), a Na
 
 from __future__ import annotations
 
-import re
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from .claims import variant_seed  # noqa: E402
 from .io import atomic_path  # noqa: E402
 from .na import number  # noqa: E402
 from .variants import colour as variant_colour  # noqa: E402
@@ -336,7 +336,7 @@ def filtered_accuracy(radii: torch.Tensor, curves: Mapping[str, Mapping[str, tor
     variant (the mean of its seeds' models ``<V>-s<seed>``)."""
     groups: dict[str, list[str]] = {}                      # one line per variant: the mean of its seeds' models
     for model in curves:
-        groups.setdefault(re.sub(r"-s\d+$", "", model), []).append(model)
+        groups.setdefault(variant_seed(model)[0], []).append(model)
     fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.4), sharey=True)
     for ax, kind in zip(axes, ("low", "high")):
         for g, models in groups.items():
@@ -393,7 +393,7 @@ def faithfulness(curves: Mapping, path: Path, dpi: int = 110, na: Mapping[str, s
     budgets = np.asarray(curves["budgets"])
     groups: dict[str, list[str]] = {}                      # one row per variant: its seeds' mean curves
     for m in [m for m in curves if m != "budgets"] + list(na or {}):
-        groups.setdefault(re.sub(r"-s\d+$", "", m), []).append(m)
+        groups.setdefault(variant_seed(m)[0], []).append(m)
     fig, axes = plt.subplots(len(groups), 4, figsize=(11.0, 2.0 * len(groups) + 0.6), squeeze=False, sharex=True)
     orders: list[str] = []
     for row, (g, members) in zip(axes, groups.items()):

@@ -4,11 +4,11 @@ result tables, with its caption, or says why a figure has no data (:class:`Figur
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from .claims import variant_seed
 from .config import Section
 
 
@@ -121,9 +121,7 @@ def make_figures(fig: Mapping, tables: Mapping[str, Sequence[Mapping]], folder: 
                        if str(r.get("mask", "")).startswith("class:") and str(r.get("converged")) == "False")
     first: dict[str, str] = {}     # the figure's row of a variant is its first seed's model (figdata.figure_data)
     for m in fig.get("models", []):
-        found = re.fullmatch(r"(.+)-s(\d+)", m)
-        if found and (found[1] not in first or int(found[2]) < int(first[found[1]].rsplit("-s", 1)[1])):
-            first[found[1]] = m
+        first.setdefault(variant_seed(m)[0], m)
     capped = frozenset((v, c) for v, m in first.items() for model, c in capped if model == m)
     add("class_masks", "Class masks: one dataset mask per class and model (first seed; shifted, zero frequency in "
         "the centre; colour: mask value in [0, 1]); a red frame marks a mask whose fit did not converge (hit its step "
