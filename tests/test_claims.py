@@ -12,6 +12,7 @@ from freqbias import bands as bd
 from freqbias import claims as cl
 from freqbias import probe as pb
 from freqbias import stage_aggregate as ag
+from freqbias.claim_registry import by_key
 from freqbias.na import NA
 from freqbias.parametrisation import Rfft
 
@@ -60,10 +61,10 @@ def test_part_and_combined_verdicts():
     assert cl.Verdict.combine(["inconclusive", "does not hold"]) == "does not hold"
     assert cl.Verdict.combine(["holds", "not measured"]) == "inconclusive"
     assert cl.Verdict.combine([]) == cl.Verdict.combine(["not measured"]) == "not measured"
-    row = cl.claim_row(5, [cl.part("a", 0.5, 0.2, 0.8, 0.0, ">"), cl.part("b", 0.1, -0.1, 0.3, 0.0, ">")])
+    row = cl.claim_row("complement", [cl.part("a", 0.5, 0.2, 0.8, 0.0, ">"), cl.part("b", 0.1, -0.1, 0.3, 0.0, ">")])
     assert row["verdict"] == "inconclusive" and row["statistic"] == "a"
     assert row["note"] == "Not settled by this run (interval contains the threshold): b."
-    assert row["study"] == cl.CLAIMS[5][1]
+    assert row["study"] == by_key("complement").study
 
 
 def test_sign_changes_on_a_circle():

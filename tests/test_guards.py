@@ -299,7 +299,8 @@ def test_claims_9_and_10_read_fold_rows_and_each_variants_own_masks():
                 faithfulness={}, class_specificity=[], default_class={"dc_class": 0, "dc_share": [1.0, 0.0]},
                 isotropic={"records": iso})
     run = Run(records, CFG, ["a", "b"], (SIZE, SIZE))
-    tables, (c9, c10, _), _ = controls_results(run, controls)
+    tables, rows, _ = controls_results(run, controls)
+    c9, c10 = rows["disc"], rows["isotropic"]
     assert [p["statistic"].split(":")[0] for p in c9["parts"]] == ["N", "A"]
     for p in c9["parts"]:
         assert p["estimate"] == pytest.approx(0.205) and p["verdict"] == "holds"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 
 from freqbias import headline
-from freqbias.study import QUESTIONS
+from freqbias.claim_registry import questions
 
 
 def part(statistic: str, verdict: str, est: float = 0.1, settle: int | None = None) -> dict:
@@ -38,7 +38,7 @@ def claims(raw: str = "holds", sized: str = "inconclusive") -> list[dict]:
 def test_every_claim_is_named_once_with_its_verdict_and_estimate():
     text = headline.section(claims())
     bullets = text.splitlines()
-    assert len(bullets) == len(QUESTIONS) + 1 <= 8
+    assert len(bullets) == len(questions()) + 1 <= 8
     for n in range(1, 12):
         assert f"laim {n} " in text
     assert "Claim 2 is inconclusive (A - N low rings (dataset masks, 4 folds, size-matched): 0.1 [0.05, 0.15]" in text

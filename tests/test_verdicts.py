@@ -14,9 +14,10 @@ import re
 import pytest
 
 from freqbias import claims as cl
+from freqbias.claim_registry import CLAIMS, by_key, to_json
 from freqbias.na import NA
-from freqbias.stage_aggregate import _json_safe, claim_metrics
-from freqbias.study import CLAIMS, REFERENCE, reference
+from freqbias.stage_aggregate import claim_metrics
+from freqbias.study import REFERENCE, reference
 from freqbias.textfmt import FIXED, PERCENT, PERCENT_NUMBER, PLAIN, SIGNED, ci, fmt, markdown_table
 from freqbias.verdicts import VERDICT_RULE, Direction, Verdict, verdict
 
@@ -76,14 +77,14 @@ def test_negligible_in_a_claim():
         verdict(0.0, -0.1, 0.1, 0.0, Direction.ABOVE, 0.0)
     parts = [cl.part("a", 0.5, 0.2, 0.8, 0.0, ">", delta=0.05),
              cl.part("b", 0.001, -0.008, 0.009, 0.0, "<", per_seed=[(0.001, -0.008, 0.009, 4), (0.0, -0.2, 0.2, 4)])]
-    row = cl.claim_row(2, parts)
+    row = cl.claim_row("radial", parts)
     assert row["verdict"] is Verdict.NEGLIGIBLE and "within +-0.01" in row["note"]   # b gets claim 2's delta
     b = row["parts"][1]
-    assert b["delta"] == cl.DELTAS[2].value and b["delta_reason"] == cl.DELTAS[2].reason
+    assert b["delta"] == by_key("radial").delta.value and b["delta_reason"] == by_key("radial").delta.reason
     assert [s["verdict"] for s in b["per_seed"]] == ["negligible", "inconclusive"]
     assert row["parts"][0]["delta"] == 0.05 and row["parts"][0]["half_width"] == pytest.approx(0.3)
-    assert all(p["delta"] > 0 and p["delta_reason"] for p in cl.claim_row(8, [cl.part("c", 0.3, 0.2, 0.4, 0.5, "<")])[
-        "parts"])
+    texture = cl.claim_row("texture", [cl.part("c", 0.3, 0.2, 0.4, 0.5, "<")])
+    assert all(p["delta"] > 0 and p["delta_reason"] for p in texture["parts"])
 
 
 @pytest.mark.parametrize("direction,lo,hi,expected", [
@@ -99,9 +100,9 @@ def test_direction_judges_an_interval_touching_the_threshold_as_not_on_the_claim
 def test_claims_json_and_metrics_keep_their_strings():
     parts = [cl.part("a", 0.5, 0.2, 0.8, 0.0, Direction.ABOVE, per_seed=[(0.5, 0.2, 0.8)]),
              cl.part("b", 0.5, 0.2, 0.8, 0.0, "<")]
-    row = cl.claim_row(2, parts)
+    row = cl.claim_row("radial", parts)
     assert row["verdict"] is Verdict.DOES_NOT_HOLD and parts[1]["direction"] is Direction.BELOW
-    text = json.dumps(_json_safe([row]))
+    text = json.dumps(to_json([row]))
     assert '"verdict": "does not hold"' in text and '"direction": ">"' in text and "Verdict" not in text
     back = json.loads(text)
     assert claim_metrics(back) == claim_metrics([row])
@@ -115,14 +116,15 @@ def test_claims_json_and_metrics_keep_their_strings():
 
 def test_the_study_numbers_have_one_source():
     """The claims' ``study`` column is written from REFERENCE: these are the texts claims.json always held."""
-    assert CLAIMS[1][1] == ("VGG11-BN val: masked / clean from 0.992 (A) to 1.001 (S), min 0.992; fitted and scored "
-                            "on the same images")
-    assert CLAIMS[5][1] == ("masked 100% / 100%, complement 55.5% / 58.3%, PGD 0% / 0%, restored 58.7% / 74.3% "
-                            "(VGG / ResNet)")
-    assert CLAIMS[6][1] == "probe test accuracy 82.2% / 78.4% vs about 20% with permuted labels (chance 20%)"
-    assert CLAIMS[8][1] == ("masked images keep the prediction 100% / 100%; they look texture-like (shown, not "
-                            "measured)")
-    assert sorted(CLAIMS) == list(range(1, 12)) and cl.CLAIMS is CLAIMS
+    study = {c.key: c.study for c in CLAIMS}
+    assert study["accuracy"] == ("VGG11-BN val: masked / clean from 0.992 (A) to 1.001 (S), min 0.992; fitted and "
+                                 "scored on the same images")
+    assert study["complement"] == ("masked 100% / 100%, complement 55.5% / 58.3%, PGD 0% / 0%, restored 58.7% / "
+                                   "74.3% (VGG / ResNet)")
+    assert study["probe"] == "probe test accuracy 82.2% / 78.4% vs about 20% with permuted labels (chance 20%)"
+    assert study["texture"] == ("masked images keep the prediction 100% / 100%; they look texture-like (shown, not "
+                                "measured)")
+    assert [c.number for c in CLAIMS] == list(range(1, 12)) and len({c.key for c in CLAIMS}) == len(CLAIMS)
     assert len({r.key for r in REFERENCE}) == len(REFERENCE) == 17
     assert reference("single", "complement").resnet == "58.3"
 

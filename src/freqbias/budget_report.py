@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from .claim_registry import claim_of
 from .na import NA, number
 from .textfmt import PLAIN, SIGNED, markdown_table
 
@@ -80,7 +81,8 @@ def routes_table(claims: Sequence[Mapping[str, Any]]) -> str:
     equal budget, and whether the routes that measured it agree."""
     rows = []
     for c in claims:
-        if c.get("claim") not in (2, 3, 4):
+        known = claim_of(c)
+        if known is None or not known.routes:
             continue
         by: dict[str, dict[str, str]] = {}
         for p in [*c.get("parts", []), *c.get("secondary", [])]:

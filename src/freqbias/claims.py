@@ -5,7 +5,7 @@ direction, reason, verdict, study, note, parts, info}``. A claim has one or more
 an interval judged by :func:`~freqbias.verdicts.verdict` in a :class:`~freqbias.verdicts.Direction`; the row shows
 its first part, and its verdict is :meth:`~freqbias.verdicts.Verdict.combine` of its parts' (NOT_MEASURED when
 the run lacks what a part needs: the part's ``reason`` says what, and the claim's ``note`` repeats it). The
-claims' texts and the study's values are in :mod:`freqbias.study`.
+claims' texts, the study's values and their smallest effects of interest are in :mod:`freqbias.claim_registry`.
 Energies are band energies of UNSHIFTED masks (:mod:`freqbias.bands`), per seed (n_images, bands),
 paired by image across variants; images whose energies or outcomes are undefined are left out.
 
@@ -31,8 +31,9 @@ from .bootstrap import (
     seeds_to_settle,
     variance_components,
 )
+from .claim_registry import Claim, ClaimRow, Part, by_key
 from .na import NA, NO_IMAGES, first_na
-from .study import CLAIMS, DELTAS, SSIM_DELTA, Delta
+from .study import SSIM_DELTA, Delta
 from .verdicts import ABOVE, BELOW, Direction, Verdict, verdict
 
 if TYPE_CHECKING:
@@ -72,7 +73,7 @@ def part(statistic: str, estimate: float | NA, lo: float | NA, hi: float | NA, t
     the same way: the part lists them and counts the seeds in which it holds (``seeds_holding`` of ``seeds``).
     ``delta``: the part's smallest effect of interest (:class:`~freqbias.study.Delta`, or a number): NEGLIGIBLE
     when the interval lies within ``threshold +- delta``; when None, :func:`claim_row` gives the part its claim's
-    (:data:`~freqbias.study.DELTAS`). The part carries ``delta``, ``delta_reason`` and ``half_width`` (half the
+    (its registry entry's ``delta``). The part carries ``delta``, ``delta_reason`` and ``half_width`` (half the
     interval's width). ``alpha`` (the level of the per-seed intervals): an inconclusive part with per-seed values
     also says how many seeds would settle it (``seeds_to_settle``, :func:`_power`)."""
     na = first_na((estimate, lo, hi))
@@ -132,14 +133,15 @@ def judge(statistic: str, est: Estimate, threshold: float, direction: Direction 
                 getattr(est, "alpha", None))
 
 
-def claim_row(number: int, parts: list[dict], info: dict | None = None, missing: str = "",
-              secondary: list[dict] | None = None) -> dict:
+def claim_row(claim: Claim | str, parts: list[Part], info: dict | None = None, missing: str = "",
+              secondary: list[Part] | None = None) -> ClaimRow:
     """A claims.json row: the first part as headline, the combined verdict, the study's value and a plain
     note when this run does not reproduce the claim. ``secondary``: parts of a second, labelled line
-    (the same statistics on other masks), reported beside the claim but not in its verdict."""
-    text, study = CLAIMS[number]
-    parts = [p if p.get("delta") is not None else with_delta(p, DELTAS[number]) for p in parts]
-    secondary = [p if p.get("delta") is not None else with_delta(p, DELTAS[number]) for p in secondary or []]
+    (the same statistics on other masks), reported beside the claim but not in its verdict. ``claim``: its
+    registry entry (or key)."""
+    claim = by_key(claim) if isinstance(claim, str) else claim
+    parts = [p if p.get("delta") is not None else with_delta(p, claim.delta) for p in parts]
+    secondary = [p if p.get("delta") is not None else with_delta(p, claim.delta) for p in secondary or []]
     combined = Verdict.combine(p["verdict"] for p in parts)
     if not parts and not missing:
         missing = "nothing this run could measure"
@@ -156,11 +158,12 @@ def claim_row(number: int, parts: list[dict], info: dict | None = None, missing:
     notes += [f"Not settled by this run (interval contains the threshold): {'; '.join(open_)}."] if open_ else []
     notes += [f"Not measured: {'; '.join(unmeasured)}."] if unmeasured else []
     notes += [f"{missing[0].upper()}{missing[1:]}."] if missing else []
-    return {"claim": number, "text": text, "statistic": head["statistic"], "estimate": head["estimate"],
+    return {"key": claim.key, "claim": claim.number, "title": claim.title, "text": claim.text,
+            "statistic": head["statistic"], "estimate": head["estimate"],
             "lo": head["lo"], "hi": head["hi"], "threshold": head["threshold"], "direction": head["direction"],
             "delta": head.get("delta"), "half_width": head.get("half_width", math.nan),
             "reason": head["reason"] or (missing if combined is Verdict.NOT_MEASURED else ""),
-            "verdict": combined, "study": study, "note": " ".join(notes), "parts": parts,
+            "verdict": combined, "study": claim.study, "note": " ".join(notes), "parts": parts,
             "secondary": secondary, "info": info or {}, **seeds_holding(parts)}
 
 
@@ -174,10 +177,10 @@ def seeds_holding(parts: Sequence[dict]) -> dict:
             "seeds": len(per[0])}
 
 
-def control_row(number: int, parts: list[dict], **kw: Any) -> dict:
+def control_row(claim: Claim | str, parts: list[Part], **kw: Any) -> ClaimRow:
     """:func:`claim_row` for a control, which the study never measured: its note says where the control fails,
     not that the study is contradicted."""
-    row = claim_row(number, parts, **kw)
+    row = claim_row(claim, parts, **kw)
     row["note"] = row["note"].replace("This run disagrees with the study:", "The control is not passed:")
     return row
 
@@ -241,8 +244,8 @@ def claim_accuracy(acc: Mapping[str, tuple[np.ndarray, np.ndarray]], cfg: Aggreg
     secondary = [p for split in acc if split != headline for p in ratio_parts(split)]
     info = {"variants": len(by_variant), "multiplicity": "intersection-union: holds when every variant's part "
             "holds, each at level alpha, no correction"}
-    return claim_row(1, parts, info, missing=f"left out where masked / clean is undefined: {'; '.join(left_out)}"
-                     if left_out else "", secondary=secondary)
+    missing = f"left out where masked / clean is undefined: {'; '.join(left_out)}" if left_out else ""
+    return claim_row("accuracy", parts, info, missing=missing, secondary=secondary)
 
 
 def _low_mid_diffs(radial: Mapping[str, Sequence[np.ndarray]], v: str, bands: np.ndarray) -> list[np.ndarray]:
@@ -272,13 +275,13 @@ def _energy_estimate(groups: Sequence[np.ndarray], cfg: AggregateConfig, f=None,
     return defined_estimate(groups, f, cfg.n_boot, cfg.alpha, cfg.seed, empty=empty, undefined=undefined)
 
 
-def _by_source(number: int, sources: Sources, make_parts, info=None, missing: str = "") -> dict:
+def _by_source(claim: str, sources: Sources, make_parts, info=None, missing: str = "") -> dict:
     """A claim row whose parts come from ``make_parts(energies, label)`` on the first source (the verdict)
     and, as the secondary line, on the second; ``info(energies)`` of the first source."""
     labels = list(sources)
     parts = make_parts(sources[labels[0]], labels[0])
     secondary = [p for label in labels[1:] for p in make_parts(sources[label], label)]
-    return claim_row(number, parts, info(sources[labels[0]]) if info else {}, missing, secondary)
+    return claim_row(claim, parts, info(sources[labels[0]]) if info else {}, missing, secondary)
 
 
 def claim_radial(sources: Sources, cfg: AggregateConfig) -> dict:
@@ -290,7 +293,7 @@ def claim_radial(sources: Sources, cfg: AggregateConfig) -> dict:
                       _energy_estimate(_low_mid_diffs(radial, "A", low), cfg, label=label), 0.0, ABOVE),
                 judge(f"A - N mean energy over mid rings {mid[0]}-{mid[-1]} ({label})",
                       _energy_estimate(_low_mid_diffs(radial, "A", mid), cfg, label=label), 0.0, BELOW)]
-    return _by_source(2, sources, make)
+    return _by_source("radial", sources, make)
 
 
 def sign_changes(curve: np.ndarray) -> int:
@@ -391,7 +394,7 @@ def claim_angular(sources: Sources, cfg: AggregateConfig) -> dict:
                  "tested_wedges (top / bottom per unit)": ", ".join(
                      f"{t} / {b}" for _, chosen in held_out_wedges(kept) for t, b in chosen)} if curve else {}
         return {**extra, "wedges": wedges, "distinct_wedges": wedges // 2, "simultaneous_level": 1 - cfg.alpha}
-    return _by_source(3, sources, make, info)
+    return _by_source("angular", sources, make, info)
 
 
 def claim_augmentations(sources: Sources, cfg: AggregateConfig) -> dict:
@@ -434,7 +437,7 @@ def claim_augmentations(sources: Sources, cfg: AggregateConfig) -> dict:
         sign = sign_of(radial)
         return {"sign_of_A_minus_N_low": sign} if math.isfinite(sign) else {}
     absent = [v for v in "RTS" if v not in next(iter(sources.values()))]
-    return _by_source(4, sources, make, info,
+    return _by_source("augmentations", sources, make, info,
                       missing=f"variant(s) {', '.join(absent)} not trained in this run" if absent else "")
 
 
@@ -447,7 +450,8 @@ def claim_complement(outcomes: Sequence[Mapping[str, np.ndarray]], cfg: Aggregat
     if all("restored" in o for o in outcomes):
         parts.append(judge("PGD image: clean-mask restored - unmasked agreement (N)",
                            _outcome_estimate([o["restored"] - o["pgd"] for o in outcomes], cfg), 0.0, ABOVE))
-    return claim_row(5, parts, _outcome_means(outcomes, ("masked", "complement", "pgd", "restored", "restored_binary")))
+    means = _outcome_means(outcomes, ("masked", "complement", "pgd", "restored", "restored_binary"))
+    return claim_row("complement", parts, means)
 
 
 def _outcome_estimate(groups: Sequence[np.ndarray], cfg: AggregateConfig) -> Estimate:
@@ -487,7 +491,7 @@ def claim_probe(probes: Mapping[str, Sequence[dict | NA]], cfg: AggregateConfig)
                  for r in probed]
         parts.append(judge(f"probe test - permuted test accuracy ({v})",
                            nested_interval(diffs, None, cfg.alpha), 0.0, ABOVE))
-    return claim_row(6, parts, missing=f"not probed: {'; '.join(skipped)}" if skipped else "")
+    return claim_row("probe", parts, missing=f"not probed: {'; '.join(skipped)}" if skipped else "")
 
 
 def claim_low_share(radial: Mapping[str, Sequence[np.ndarray]], cfg: AggregateConfig,
@@ -508,7 +512,7 @@ def claim_low_share(radial: Mapping[str, Sequence[np.ndarray]], cfg: AggregateCo
 
     raw_part = judge("share of images with A low-ring energy > N's", _energy_estimate(share(raw), cfg), 0.5, ABOVE)
     if twin is None:
-        return claim_row(7, [raw_part])
+        return claim_row("low_share", [raw_part])
 
     def excess(v: str, s: int) -> np.ndarray:
         e, t = radial[v][s], twin[v][s]
@@ -517,7 +521,7 @@ def claim_low_share(radial: Mapping[str, Sequence[np.ndarray]], cfg: AggregateCo
 
     sized = judge(f"share of images with A low-ring energy > N's ({SINGLE}, size-matched)",
                   _energy_estimate(share(excess), cfg), 0.5, ABOVE)
-    return claim_row(7, [sized], secondary=[raw_part])
+    return claim_row("low_share", [sized], secondary=[raw_part])
 
 
 def claim_texture(outcomes: Sequence[Mapping[str, np.ndarray]], cfg: AggregateConfig) -> dict:
@@ -530,5 +534,6 @@ def claim_texture(outcomes: Sequence[Mapping[str, np.ndarray]], cfg: AggregateCo
     corr = defined_estimate([o["corr"] for o in outcomes], None, cfg.n_boot, cfg.alpha, cfg.seed, empty=NO_IMAGES,
                             undefined="constant masked images: pixel correlation undefined")
     if isinstance(corr[0], NA):
-        return claim_row(8, parts, {"pixel_correlation": str(corr[0])})
-    return claim_row(8, parts, dict(zip(("pixel_correlation", "pixel_correlation_lo", "pixel_correlation_hi"), corr)))
+        return claim_row("texture", parts, {"pixel_correlation": str(corr[0])})
+    keys = ("pixel_correlation", "pixel_correlation_lo", "pixel_correlation_hi")
+    return claim_row("texture", parts, dict(zip(keys, corr)))

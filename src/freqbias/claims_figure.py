@@ -68,7 +68,8 @@ def draw(claims: Sequence[Mapping[str, Any]], path: Path, dpi: int = 110) -> Pat
         ax.set_ylim(len(parts) - 0.5, -0.6)
         ax.tick_params(axis="x", labelsize=7)
         ax.grid(axis="x", alpha=0.3)
-        ax.set_title(textwrap.shorten(f"Claim {c['claim']}: {c['verdict']}. {c['text']}", 66), fontsize=8,
+        head = f"Claim {c['claim']}" + (f" ({c['title']})" if c.get("title") else "")
+        ax.set_title(textwrap.shorten(f"{head}: {c['verdict']}. {c['text']}", 66), fontsize=8,
                      loc="left", color=COLOURS.get(c["verdict"], "black"))
         if not parts:
             ax.text(0.5, 0.5, f"no part measured: {c.get('reason') or c.get('note') or 'n/a'}"[:80],

@@ -20,6 +20,7 @@ import numpy as np
 
 from .artifacts import ControlsData, YardstickData
 from .bootstrap import defined_estimate
+from .claim_registry import ClaimRow
 from .claims import CLASS_PUSH_LIMIT, control_row, judge
 from .randomisation import randomisation_results
 from .runs import AggregateConfig, Run
@@ -84,7 +85,7 @@ def claim_equal_budget(by_variant: Mapping[str, Sequence[ControlsData]], cfg: Ag
     learned = _difference(by_variant, "test_mask", "test_disc", cfg)
     parts = [judge(f"{v}: support - disc test accuracy (fold masks)", est, 0.0, ABOVE) for v, est in support.items()]
     secondary = [judge(f"{v}: learned mask - disc test accuracy", est, 0.0, ABOVE) for v, est in learned.items()]
-    return control_row(9, parts, secondary=secondary)
+    return control_row("disc", parts, secondary=secondary)
 
 
 def claim_isotropic(by_variant: Mapping[str, Sequence[ControlsData]], free: Mapping[str, Sequence[np.ndarray]],
@@ -104,7 +105,7 @@ def claim_isotropic(by_variant: Mapping[str, Sequence[ControlsData]], free: Mapp
     records = [r for cs in by_variant.values() for c in cs for r in c.isotropic["records"] if r.get("n_images")]
     stuck = sum(not r["converged"] for r in records)
     info = {"isotropic_not_converged": f"{stuck} of {len(records)}" if stuck else "none"}
-    return control_row(10, parts, info=info,
+    return control_row("isotropic", parts, info=info,
                         missing=f"{stuck} of {len(records)} isotropic masks hit the step cap (their mean is an upper "
                                 "bound on the sparsest isotropic mask's)" if stuck else "")
 
@@ -170,11 +171,11 @@ def class_table(controls: Mapping[str, ControlsData], class_names: Sequence[str]
 
 
 def controls_results(run: Run, controls: Mapping[str, ControlsData | YardstickData]
-                     ) -> tuple[dict[str, list[dict]], list[dict], dict]:
+                     ) -> tuple[dict[str, list[dict]], dict[str, ClaimRow], dict]:
     """The controls' tables (``equal_budget``, ``isotropic``, ``faithfulness``, ``class_specificity``,
-    ``randomisation``, ``randomisation_cascade``), claims 9-11 and the cascade's figure data for the models of
-    ``run`` (:class:`freqbias.stage_aggregate.Run`) whose controls were measured (``controls``: model name -> the
-    controls stage's data)."""
+    ``randomisation``, ``randomisation_cascade``), claims 9-11 (key -> row) and the cascade's figure data for the
+    models of ``run`` (:class:`freqbias.stage_aggregate.Run`) whose controls were measured (``controls``: model name
+    -> the controls stage's data)."""
     cfg = run.cfg
     have = {v: [controls[run.by[v, s].name] for s in run.seeds] for v in run.variants
             if all(run.by[v, s].name in controls for s in run.seeds)}
@@ -191,4 +192,5 @@ def controls_results(run: Run, controls: Mapping[str, ControlsData | YardstickDa
     for name, rows_ in tables.items():  # a table with no row says why (an empty CSV cannot)
         if not rows_:
             tables[name] = [{"model": "", "reason": NO_CONTROLS if not controls else "nothing to measure on this run"}]
-    return tables, [claim_equal_budget(have, cfg), claim_isotropic(have, free, cfg), claim_11], figure
+    rows = [claim_equal_budget(have, cfg), claim_isotropic(have, free, cfg), claim_11]
+    return tables, {row["key"]: row for row in rows}, figure

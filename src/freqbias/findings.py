@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+from .claim_registry import by_key, find
 from .claims import CLASS_PUSH_LIMIT, variant_seed
 from .frequency_orders import order_label
 from .na import NA, cell
@@ -176,18 +177,18 @@ def class_words(rows: Sequence[Mapping[str, Any]]) -> str:
 
 def controls_section(claims: Sequence[Mapping[str, Any]], tables: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
     """The section's markdown; "not measured" when the run has no controls (claims 9-11 absent)."""
-    by = {c["claim"]: c for c in claims}
-    if not all(k in by for k in (9, 10, 11)):
+    disc, isotropic, weights = (find(claims, by_key(k)) for k in ("disc", "isotropic", "randomisation"))
+    if disc is None or isotropic is None or weights is None:
         return "Not measured: this run has no controls (claims 9-11)."
     return "\n\n".join([
         "Each statement below is chosen by this run's numbers (the controls' claims and tables; docs/study.md, "
         "\"Controls\", says why each control is there and how a positive control on planted data shows it can "
         "fail).",
-        equal_budget_words(by[9]),
+        equal_budget_words(disc),
         order_words(tables.get("faithfulness", [])),
         size_words(tables.get("size_matched", [])),
-        isotropic_words(by[10]),
-        randomisation_words(by[11]),
+        isotropic_words(isotropic),
+        randomisation_words(weights),
         class_words(tables.get("class_specificity", [])),
     ])
 

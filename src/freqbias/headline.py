@@ -1,8 +1,8 @@
 """What this run found: the report's opening bullets, generated from the claims (``results/claims.json``).
 
-One bullet per question of :data:`freqbias.study.QUESTIONS` (at most ~8 sentences in all), each naming the claims
-it rests on with their verdict and headline part (``estimate [lo, hi]``). A claim whose parts come from several
-mask sources (the statistic's closing parenthesis: "dataset masks, 4 folds, size-matched", "... equal budget
+One bullet per study question (:func:`freqbias.claim_registry.questions`; at most ~8 sentences in all), each naming
+the claims it rests on with their verdict and headline part (``estimate [lo, hi]``). A claim whose parts come from
+several mask sources (the statistic's closing parenthesis: "dataset masks, 4 folds, size-matched", "... equal budget
 0.05", "single-image masks", ...) also gets one verdict per source, so a reader sees where the raw masks and the
 masks at equal size disagree; a last bullet names what this run did not settle and how many seeds would. Nothing
 here is written by hand about the results: change a verdict in the claims and the sentences change.
@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping, Sequence
 
-from .study import QUESTIONS
+from .claim_registry import claim_of, questions
 from .textfmt import PLAIN
 from .verdicts import Verdict
 
@@ -97,18 +97,16 @@ def _unsettled(claims: Sequence[Mapping[str, Any]]) -> str:
 
 
 def what_this_run_found(claims: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The bullets (markdown) of the report's opening section, one per question of :data:`QUESTIONS` whose
-    claims this run has (a claim no question names gets an "Other claims" bullet), then the unsettled claims."""
-    by_number = {c["claim"]: c for c in claims}
-    asked_somewhere = {n for _, numbers in QUESTIONS for n in numbers}
-    others = ("Other claims:", tuple(n for n in by_number if n not in asked_somewhere))  # one not yet placed
+    """The bullets (markdown) of the report's opening section, one per study question (each claim's registry entry
+    names its question) whose claims this run has; a claim the registry does not hold gets an "Other claims" bullet;
+    then the unsettled claims."""
+    asked = [(question, [c for c in claims if claim_of(c) in entries]) for question, entries in questions()]
+    asked.append(("Other claims:", [c for c in claims if claim_of(c) is None]))
     bullets = []
-    for question, numbers in (*QUESTIONS, others):
-        asked = [by_number[n] for n in numbers if n in by_number]
-        if asked:
-            phrases = "; ".join(_claim_phrase(c) for c in asked)
-            bullets.append(f"**{question}** {phrases[0].upper()}{phrases[1:]}."
-                           + "".join(_by_source(c) for c in asked))
+    for question, rows in asked:
+        if rows:
+            phrases = "; ".join(_claim_phrase(c) for c in rows)
+            bullets.append(f"**{question}** {phrases[0].upper()}{phrases[1:]}." + "".join(_by_source(c) for c in rows))
     return bullets + [_unsettled(claims)]
 
 

@@ -118,7 +118,7 @@ def randomisation_results(run: Run, controls: Mapping[str, ControlsData | Yardst
             "yardstick_stopped_by_rule": _yardstick_stopped(controls, why)}
     capped = (f"{1 - float(np.mean(stopped)):.0%} of the re-initialised model's masks hit the step cap"
               if stopped and float(np.mean(stopped)) < 1 else "")
-    claim = control_row(11, parts, info=info, missing=capped, secondary=secondary)
+    claim = control_row("randomisation", parts, info=info, missing=capped, secondary=secondary)
     return {"randomisation": rows, "randomisation_cascade": cascade_rows}, claim, figure
 
 

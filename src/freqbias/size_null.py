@@ -25,6 +25,7 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from .band_geometry import angular_band_index, band_energies, radial_band_index
+from .claim_registry import claim_of
 from .parametrisation import Parametrisation
 
 
@@ -71,18 +72,19 @@ def size_share(raw: float, excess: float) -> float:
 
 
 SIZE_MATCHED = ", size-matched"   # the suffix of a source's label whose energies are mask minus twin
-SIZE_CLAIMS = (2, 3, 4, 7)        # the claims on band energies
 
 
 def size_table(claims: Sequence[Mapping[str, Any]]) -> list[dict]:
-    """``results/size_matched.csv``: for each size-matched part of claims 2, 3, 4 and 7 and its raw counterpart
+    """``results/size_matched.csv``: for each size-matched part of the claims on band energies (their registry entry's
+    ``energy``: claims 2, 3, 4 and 7) and its raw counterpart
     (the same statistic on the raw energies; the claims' parts and secondary parts): the raw and size-matched
     estimates with their intervals and verdicts, ``by_size`` = raw minus size-matched (for a mean of differences,
     exactly the same statistic of the twins: what size alone produces) and ``size_share`` (:func:`size_share`; n/a
     with its reason where the raw value's interval contains 0)."""
     rows = []
     for c in claims:
-        if c["claim"] not in SIZE_CLAIMS:
+        known = claim_of(c)
+        if known is None or not known.energy:
             continue
         # keyed without wedge numbers (claim 3's tested wedges are chosen per seed and may differ between raw and
         # size-matched)

@@ -26,18 +26,8 @@ from .attacks import PGD
 from .bands import band_statistics, band_tables, energy_table, mask_energies, twin_energies
 from .baselines import filtered_accuracy, fourier_heatmap, heatmap_mask_correlation
 from .budget_results import band_rows, curve_rows, equal_budget_source, ladder_frame, pooled_rows
-from .claims import (
-    SINGLE,
-    claim_accuracy,
-    claim_angular,
-    claim_augmentations,
-    claim_complement,
-    claim_low_share,
-    claim_probe,
-    claim_radial,
-    claim_texture,
-    part_variant,
-)
+from .claim_registry import Evidence, claim_of, measure_all, to_json
+from .claims import SINGLE, part_variant
 from .control_claims import controls_results
 from .figdata import faithfulness_curves, figure_data
 from .io import save_csv, save_json, save_torch
@@ -155,20 +145,13 @@ def run_aggregate(records: Sequence[ModelRecord], cfg: AggregateConfig,
     res.tables["budget_bands"] = band_rows(run)
     res.curves.update({"budget_accuracy": c} if (c := curve_rows(res.tables["budget_accuracy_pooled"])) else {})
     lap("budgets")
-    res.claims = [
-        claim_accuracy(acc, cfg, [r.name for r in records], masked_na),
-        claim_radial(by_source["radial"], cfg),
-        claim_angular(by_source["angular"], cfg),
-        claim_augmentations(by_source["radial"], cfg),
-        claim_complement(n_outcomes, cfg),
-        claim_probe(probes, cfg),
-        claim_low_share(bands.per_seed["radial"], cfg, bands.twin_per_seed["radial"]),
-        claim_texture(n_outcomes, cfg),
-    ]
-    res.tables["size_matched"] = size_table(res.claims)
     control_tables, control_rows, cascade_figure = controls_results(run, controls or {})
+    res.claims = measure_all(Evidence(
+        cfg=cfg, acc=acc, models=[r.name for r in records], masked_na=masked_na, sources=by_source,
+        radial_single=bands.per_seed["radial"], radial_twins=bands.twin_per_seed["radial"], outcomes=n_outcomes,
+        probes=probes, controls=control_rows))
+    res.tables["size_matched"] = size_table(res.claims)
     res.tables.update(control_tables)
-    res.claims += control_rows
     lap("claims")
     res.figdata = figure_data(run, images[run.seeds[0]], outcomes, probes, baselines, bands, res.tables["accuracy"])
     measured = controls or {}
@@ -194,22 +177,6 @@ def run_aggregate(records: Sequence[ModelRecord], cfg: AggregateConfig,
     return res
 
 
-def _json_safe(obj: Any) -> Any:
-    """NaN / inf -> None, an NA -> its text "n/a (<reason>)" and numpy scalars -> Python, recursively
-    (strict JSON)."""
-    if isinstance(obj, NA):
-        return str(obj)
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, (np.floating, float)):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
-
-
 def _rounded(rows: list[dict], digits: int = 6) -> list[dict]:
     """Floats rounded to ``digits`` significant digits (readable, stable committed tables); NAs kept."""
     return [{k: float(f"{v:.{digits}g}") if isinstance(v, float) and math.isfinite(v) else v for k, v in row.items()}
@@ -231,7 +198,8 @@ def claim_metrics(claims: Sequence[Mapping[str, Any]]) -> dict:
                        *((f"secondary_{i}", p) for i, p in enumerate(c.get("secondary", []), start=1))]:
             row[key] = {**{k: p.get(k) for k in ("estimate", "lo", "hi", "seeds_holding")},
                         "verdict_code": Verdict(p["verdict"]).code, "variant": part_variant(p["statistic"])}
-        out[f"claim_{c['claim']}"] = row
+        known = claim_of(c)
+        out[known.metric if known else f"claim_{c['claim']}"] = row
     return out
 
 
@@ -247,7 +215,7 @@ def write_results(res: AggregateResult, folder: Path = paths.RESULTS) -> None:
         stale.unlink()
     for name, rows in res.curves.items():
         save_csv(csv_rows(_rounded(rows)), folder / "curves" / f"{name}.csv")
-    save_json(_json_safe(res.claims), folder / "claims.json")
-    save_json(_json_safe(claim_metrics(res.claims)), folder / "metrics.json")
-    save_json(_json_safe(res.summary), folder / "summary.json")
+    save_json(to_json(res.claims), folder / "claims.json")
+    save_json(to_json(claim_metrics(res.claims)), folder / "metrics.json")
+    save_json(to_json(res.summary), folder / "summary.json")
     save_torch(res.figdata, folder / "figdata.pt")

@@ -1,9 +1,10 @@
 """The study's claims and its reference numbers (Karantzas et al. 2022; docs/study.md), each number in one place.
 
 :data:`REFERENCE` holds every number the study reports (as published, in %); the report prints it next to this
-run's values, and the ``study`` column of claims 1, 5, 6 and 8 (:data:`CLAIMS`) is written from it.
-:data:`DELTAS` holds each claim's smallest effect of interest (:class:`Delta`, a number with its reason): a part whose
-whole interval lies within its threshold +- delta is "negligible" (:mod:`freqbias.verdicts`).
+run's values, and the ``study`` column of claims 1, 5, 6 and 8 (:mod:`freqbias.claim_registry`) is written from it.
+The ``*_DELTA`` values are the claims' smallest effects of interest (:class:`Delta`, a number with its reason; each
+claim's entry names its own): a part whose whole interval lies within its threshold +- delta is "negligible"
+(:mod:`freqbias.verdicts`).
 """
 
 from __future__ import annotations
@@ -45,13 +46,13 @@ def reference(table: str, field: str) -> Reference:
     return next(r for r in REFERENCE if r.key == (table, field))
 
 
-def _both(table: str, field: str) -> str:
+def both(table: str, field: str) -> str:
     """``"<VGG>% / <ResNet>%"`` of one reference number."""
     r = reference(table, field)
     return f"{r.vgg}% / {r.resnet}%"
 
 
-def _ratio_range() -> str:
+def ratio_range() -> str:
     """Claim 1's study value: the range over VGG11-BN's variants of masked / clean val accuracy."""
     ratios = {v: float(reference("val_masked_all", v).vgg) / float(reference("val_clean_all", v).vgg)
               for v in _VAL_CLEAN}
@@ -62,46 +63,10 @@ def _ratio_range() -> str:
 
 _SINGLE_NAMES = {"masked": "masked", "complement": "complement", "pgd": "PGD", "restored": "restored"}
 
-# claim number -> (the claim as this project tests it, what the study reports)
-CLAIMS: dict[int, tuple[str, str]] = {
-    1: ("Masked accuracy >= 0.99 x clean accuracy for every model, on held-out images too.", _ratio_range()),
-    2: ("A - N radial energy is positive in the low bands and negative in the mid bands.",
-        "positive in the low rings, negative in the mid rings (dataset masks, 64 rings, 128 x 128 Imagenette)"),
-    3: ("The A - N angular difference is not flat and changes sign with angle.",
-        "not flat; changes sign with angle (dataset masks, 64 wedges)"),
-    4: ("Other augmentations do not necessarily show it: R - N has the opposite sign; T - N is small; "
-        "S - N has A's shape but is smaller.", "R - N opposite to A - N; T - N small; S - N like A - N, smaller"),
-    5: ("The complement of a single-image mask loses most of the agreement; a clean image's mask partly "
-        "restores the prediction on its PGD version.",
-        ", ".join(f"{name} {_both('single', k)}" for k, name in _SINGLE_NAMES.items()) + " (VGG / ResNet)"),
-    6: ("Single-image masks carry class information: probe accuracy well above the permuted-label control.",
-        f"probe test accuracy {_both('probe', 'test_acc')} vs {reference('probe', 'permuted_test_acc').vgg}% with "
-        f"permuted labels (chance {reference('probe', 'chance').vgg}%)"),
-    7: ("Per image, the adversarial model's mask has more low-band energy than the standard one for most images.",
-        "most images (per-band shares shown as a figure; no single number)"),
-    8: ("Images seen through their masks are not recognisable (texture-like) yet are classified the same.",
-        f"masked images keep the prediction {_both('single', 'masked')}; they look texture-like (shown, not "
-        "measured)"),
-    9: ("Control: the frequencies a mask keeps give more test accuracy than a low-pass disc of the same size.",
-        "not measured by the study (no control)"),
-    10: ("Control: the free mask is sparser than the sparsest isotropic (one value per ring) mask.",
-         "not measured by the study (masks differ by direction, shown as angular curves)"),
-    11: ("Control: the masks depend on the trained weights (Adebayo et al. 2018's randomisation check).",
-         "not measured by the study (no sanity check)"),
-}
 
-
-# The report's opening section ("What this run found", freqbias.headline): the study's questions, each with the
-# claims that answer it, in reading order. A new claim joins one question here.
-QUESTIONS: tuple[tuple[str, tuple[int, ...]], ...] = (
-    ("Do the masks keep the networks' accuracy?", (1,)),
-    ("Does adversarial training move the dataset masks' energy from mid to low frequencies?", (2,)),
-    ("Does the difference depend on direction?", (3,)),
-    ("Do the other augmentations differ from A as the study says?", (4,)),
-    ("What do single-image masks show?", (5, 6, 7, 8)),
-    ("Do the controls support reading the masks as the network's frequency use?", (9, 10, 11)),
-)
-
+def single_outcomes_study() -> str:
+    """Claim 5's study value: N's single-image outcomes, VGG / ResNet."""
+    return ", ".join(f"{name} {both('single', k)}" for k, name in _SINGLE_NAMES.items()) + " (VGG / ResNet)"
 
 @dataclass(frozen=True)
 class Delta:
@@ -133,8 +98,3 @@ MEAN_DELTA = Delta(0.01, "one percent of the plane's frequencies (8 of 784 at 28
                    "two fold masks of one network")
 CORRELATION_DELTA = Delta(0.05, "0.05 on Spearman's scale: about 11 swaps of neighbouring rings in the ranking of "
                           "14 band energies (one swap moves it by 12 / (14 x 195) = 0.0044); the project's choice")
-
-# claim number -> the smallest effect of interest of its parts (claim 8's SSIM part: SSIM_DELTA)
-DELTAS: dict[int, Delta] = {1: RATIO_DELTA, 2: ENERGY_DELTA, 3: ENERGY_DELTA, 4: ENERGY_DELTA, 5: ACCURACY_DELTA,
-                            6: ACCURACY_DELTA, 7: SHARE_DELTA, 8: ACCURACY_DELTA, 9: ACCURACY_DELTA, 10: MEAN_DELTA,
-                            11: CORRELATION_DELTA}

@@ -31,12 +31,15 @@ import numpy as np
 import pandas as pd
 
 from .bootstrap import jackknife_t
+from .claim_registry import CLAIMS as REGISTRY
+from .claim_registry import by_key
 from .io import atomic_path
 
 COLUMNS = ["experiment", "rev", "value", "statistic", "series", "estimate", "lo", "hi"]
-CLAIMS = {"claim_2": "A - N energy, low rings (fold masks)", "claim_2.part_2": "A - N energy, mid rings (fold masks)"}
-CONTROLS = {"claim_9": "claim 9: mask vs low-pass disc", "claim_10": "claim 10: free vs isotropic mask",
-            "claim_11": "claim 11: masks vs re-initialised network"}  # headline N; parts per variant
+_RADIAL = by_key("radial")
+CLAIMS = {_RADIAL.metric: "A - N energy, low rings (fold masks)",
+          f"{_RADIAL.metric}.part_2": "A - N energy, mid rings (fold masks)"}
+CONTROLS = {c.metric: f"claim {c.number}: {c.title}" for c in REGISTRY if c.control}  # headline N; parts per variant
 MODEL_STATS = {("masks", "dataset_mask_mean"): "dataset mask sparsity (mean value)",
                ("evaluate", "test_acc"): "clean test accuracy"}
 ALPHA = 0.05  # the per-variant intervals over seeds
