@@ -38,6 +38,7 @@ neural networks through Fourier masks" (Front. AI 2022), organised as one module
 - :mod:`freqbias.measures` per-model measurements: loading masks, what single-image masks keep
 - :mod:`freqbias.probe`    linear probe from single-image masks to the class
 - :mod:`freqbias.baselines` filtered accuracy, Fourier heat map, heat map vs mask correlation
+- :mod:`freqbias.claim_registry` the claims, one entry each (text, study value, delta, question, measure)
 - :mod:`freqbias.claims`   the claims of docs/study.md with their verdicts
 - :mod:`freqbias.budget_results` the aggregate's budget tables: accuracy against budget, X - N at equal budget
 - :mod:`freqbias.budget_report` the report's budget section and its two figures
@@ -76,7 +77,7 @@ neural networks through Fourier masks" (Front. AI 2022), organised as one module
   together
 - :mod:`freqbias.size_null` Band statistics at equal size: the radial twin of a mask, a null that keeps its size
   and ...
-- :mod:`freqbias.study` The study's claims and its reference numbers (Karantzas et al
+- :mod:`freqbias.study` The study's reference numbers and the claims' smallest effects (Karantzas et al
 - :mod:`freqbias.sweep` A sweep report from finished DVC experiments: each headline statistic against the swept param
 - :mod:`freqbias.textfmt` How the report writes numbers and tables: one Style per way of writing a number, and the ...
 - :mod:`freqbias.verdicts` Verdicts and the directions claims are judged in, as small str-valued types

@@ -1,4 +1,4 @@
-"""The study's claims and its reference numbers (Karantzas et al. 2022; docs/study.md), each number in one place.
+"""The study's reference numbers and the claims' smallest effects (Karantzas et al. 2022; docs/study.md).
 
 :data:`REFERENCE` holds every number the study reports (as published, in %); the report prints it next to this
 run's values, and the ``study`` column of claims 1, 5, 6 and 8 (:mod:`freqbias.claim_registry`) is written from it.
