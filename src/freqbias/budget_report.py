@@ -97,6 +97,23 @@ def routes_table(claims: Sequence[Mapping[str, Any]]) -> str:
     return markdown_table(["claim", "statistic (dataset masks, folds)", *(r for r, _ in ROUTES), "routes agree"], rows)
 
 
+def needed_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The budget each variant needs for a share of its clean accuracy (``results/budget_needed.csv``): a sentence
+    and a table (learned mask and low-pass disc, mean [95% t interval over seeds] and per seed); n/a with the
+    reasons."""
+    if not rows:
+        return "Budget needed: n/a (no results/budget_needed.csv in this run)."
+    share = _value(rows[0], "share")
+    body = [[r["variant"], _interval(r, "mask"), r.get("mask_per_seed") or "n/a", _interval(r, "disc"),
+             r.get("disc_per_seed") or "n/a"] for r in rows]
+    return (f"**Budget needed.** The budget at which held-out masked / clean accuracy first reaches {share:g} "
+            "(interpolated in log-budget on the ladder; `aggregate.budget_needed`), mean [95% t interval over seeds]: "
+            "how many frequencies each network needs, read where the curve is steep. (Near 0.99 the curve is flat, "
+            "and where a sparsest mask crosses 0.99 is not reproducible: docs/budget_reliability.md; this crossing "
+            "is tested in docs/ladder_reliability.md.)\n\n"
+            + markdown_table(["variant", "learned mask", "per seed", "low-pass disc", "per seed"], body))
+
+
 def section(tables: Mapping[str, Sequence[Mapping[str, Any]]], claims: Sequence[Mapping[str, Any]]) -> str:
     """The report's "Masks at equal budget" section (markdown)."""
     pooled = [r for r in tables.get("budget_accuracy_pooled") or [] if math.isfinite(_value(r, "budget"))]
@@ -109,6 +126,7 @@ def section(tables: Mapping[str, Sequence[Mapping[str, Any]]], claims: Sequence[
         "need? Held-out masked / clean test accuracy of each model's budgeted mask, pooled over seeds (mean and 95% "
         "t interval over seeds), with a low-pass disc of the same budget (\"disc\") beside it:",
         accuracy_table(pooled),
+        needed_table(tables.get("budget_needed") or []),
         "Band energies at equal budget: X - N mean energy of the same masks over the low and mid thirds of the rings "
         "(95% t interval over seeds, seeds paired by number). Size cannot produce these differences: every mask "
         "has the same size.",

@@ -7,6 +7,10 @@ and writes, with pandas:
   of a low-pass disc of the same budget, and mask minus disc; ``results/budget_accuracy_pooled.csv``: per variant
   and budget the same pooled over seeds with a t interval over seeds: how many frequencies each network needs, and
   whether a learned mask beats a plain low-pass filter of its size (claim 9 at every budget);
+- ``results/budget_needed.csv``: per variant the budget at which held-out masked / clean accuracy first reaches a
+  share (``aggregate.budget_needed``) for the learned masks and for the low-pass discs, with a t interval over seeds:
+  how many frequencies a network needs, read where the curve is steep (the sparsest mask at 0.99 sits where it is
+  flat, and its size is not reproducible: docs/budget_reliability.md);
 - ``results/budget_bands.csv``: per budget and variant X, the X - N mean band energy of the ladder's dataset masks
   over the low and the mid third of the rings, with a t interval over seeds (seeds paired by their number):
   claim 2's statistics at equal budget, where mask size cannot produce a difference;
@@ -19,7 +23,7 @@ fitted without ``masks.budget``) gives n/a rows with the reason.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import pandas as pd
@@ -59,6 +63,47 @@ def ladder_frame(run: Run) -> pd.DataFrame:
                          "mask_minus_disc": math.nan if undefined else m - d, "converged": bool(row["converged"]),
                          "reason": "clean accuracy 0: masked / clean undefined" if undefined else ""})
     return pd.DataFrame(rows)
+
+
+def budget_needed(budgets: Sequence[float], ratios: Sequence[float | None], share: float) -> tuple[float, str]:
+    """The budget at which a curve of masked / clean ``ratios`` (one per budget of the ascending ``budgets``) first
+    reaches ``share``, interpolated linearly in log-budget between the last ladder budget below ``share`` and the
+    first at or above it; NaN with the reason when the curve already reaches it at the smallest budget (the budget
+    needed is at most that), never reaches it, or has an undefined ratio before it does."""
+    for i, (b, r) in enumerate(zip(budgets, ratios)):
+        if r is None or not math.isfinite(r):
+            return math.nan, f"masked / clean undefined at budget {b:g}"
+        if r >= share:
+            if i == 0:
+                return math.nan, f"{share:g} reached already at the smallest budget {b:g}: it needs at most that"
+            b0, r0 = budgets[i - 1], ratios[i - 1]
+            t = (share - r0) / (r - r0)
+            return math.exp(math.log(b0) + t * (math.log(b) - math.log(b0))), ""
+    return math.nan, (f"{share:g} not reached by the largest budget {budgets[-1]:g} ({ratios[-1]:.3f})" if budgets
+                      else "no ladder")
+
+
+def needed_rows(frame: pd.DataFrame, share: float, alpha: float) -> list[dict]:
+    """Rows of ``results/budget_needed.csv`` from :func:`ladder_frame`: per variant the budget needed for ``share``
+    (:func:`budget_needed`) of the learned masks (``mask``) and the low-pass discs (``disc``): the mean over seeds
+    with its t interval, the per-seed values (``mask_per_seed``, ``disc_per_seed``; n/a with the reason) and
+    ``seeds`` (how many had a defined value)."""
+    rows = []
+    for variant, g in frame.dropna(subset=["budget"]).groupby("variant", sort=False):
+        row: dict = {"variant": variant, "share": share}
+        for col, name in (("masked_ratio", "mask"), ("disc_ratio", "disc")):
+            per = [budget_needed(m["budget"].tolist(), m[col].tolist(), share)
+                   for _, m in g.sort_values("budget").groupby("seed", sort=True)]
+            values = np.array([v for v, _ in per], dtype=float)
+            row[name], row[f"{name}_lo"], row[f"{name}_hi"] = _interval(values, alpha)
+            row[f"{name}_per_seed"] = " ".join(f"{v:.3g}" if math.isfinite(v) else "n/a" for v in values)
+            if name == "mask":
+                row["seeds"] = int(np.isfinite(values).sum())
+                row["reason"] = "; ".join(sorted({why for _, why in per if why}))
+        rows.append(row)
+    have = {r["variant"] for r in rows}
+    return rows + [{"variant": v, "share": share, "seeds": 0, "reason": NO_LADDER}
+                   for v in dict.fromkeys(frame["variant"]) if v not in have]
 
 
 def pooled_rows(frame: pd.DataFrame, alpha: float) -> list[dict]:

@@ -43,6 +43,7 @@ class AggregateConfig:
     small_ratio: float = 0.5
     agreement_min: float = 0.9
     ssim_max: float = 0.5
+    budget_needed: float = 0.9
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], image_size: tuple[int, int]) -> "AggregateConfig":
@@ -58,6 +59,7 @@ class AggregateConfig:
             filter_n=filt.integer("n", min=1), filter_radii=tuple(filt.numbers("radii", min=0)),
             heatmap=HeatmapConfig.from_section(heat),
             figure_images=sec.integer("figure_images", min=1),
+            budget_needed=sec.number("budget_needed", min=0, max=1, strict_min=True),
             ratio_min=claims.number("ratio_min", min=0), small_ratio=claims.number("small_ratio", min=0),
             agreement_min=claims.number("agreement_min", min=0, max=1), ssim_max=claims.number("ssim_max", max=1),
         )

@@ -25,7 +25,7 @@ from . import paths
 from .attacks import PGD
 from .bands import band_statistics, band_tables, energy_table, mask_energies, twin_energies
 from .baselines import filtered_accuracy, fourier_heatmap, heatmap_mask_correlation
-from .budget_results import band_rows, curve_rows, equal_budget_source, ladder_frame, pooled_rows
+from .budget_results import band_rows, curve_rows, equal_budget_source, ladder_frame, needed_rows, pooled_rows
 from .claim_registry import Evidence, claim_of, measure_all, to_json
 from .claims import SINGLE, part_variant
 from .control_claims import controls_results
@@ -142,6 +142,7 @@ def run_aggregate(records: Sequence[ModelRecord], cfg: AggregateConfig,
     ladder = ladder_frame(run)
     res.tables["budget_accuracy"] = ladder.to_dict("records")
     res.tables["budget_accuracy_pooled"] = pooled_rows(ladder, cfg.alpha)
+    res.tables["budget_needed"] = needed_rows(ladder, cfg.budget_needed, cfg.alpha)
     res.tables["budget_bands"] = band_rows(run)
     res.curves.update({"budget_accuracy": c} if (c := curve_rows(res.tables["budget_accuracy_pooled"])) else {})
     lap("budgets")

@@ -29,7 +29,7 @@ from .textfmt import markdown_table as _table
 from .variants import label as variant_label
 
 TABLES = ("accuracy", "mask_fits", "single_image", "probe", "heatmaps", "equal_budget", "isotropic", "faithfulness",
-          "budget_accuracy_pooled", "budget_bands",
+          "budget_accuracy_pooled", "budget_bands", "budget_needed",
           "class_specificity", "size_matched")
 
 def load_results(folder: Path = paths.RESULTS) -> tuple[dict, list[dict], dict, dict[str, list[dict]]]:

@@ -1,0 +1,65 @@
+"""freqbias.budget_results.budget_needed / needed_rows: the budget at which a ladder's held-out accuracy first reaches
+a share, interpolated in log-budget; n/a with the reason where the ladder cannot place it; pooled per variant with a
+t interval over seeds; rendered in the report's budget section."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from freqbias.budget_report import needed_table
+from freqbias.budget_results import budget_needed, needed_rows
+
+LADDER = [0.02, 0.05, 0.1, 0.2]
+
+
+def test_the_crossing_is_interpolated_in_log_budget():
+    value, why = budget_needed(LADDER, [0.5, 0.8, 1.0, 1.0], 0.9)
+    assert why == "" and value == pytest.approx(math.exp((math.log(0.05) + math.log(0.1)) / 2))
+    assert budget_needed(LADDER, [0.5, 0.9, 0.95, 1.0], 0.9)[0] == pytest.approx(0.05)   # reached exactly at a rung
+    # the first crossing from below counts, not a later dip and recovery
+    assert budget_needed(LADDER, [0.5, 0.95, 0.85, 0.99], 0.9)[0] < 0.05
+
+
+@pytest.mark.parametrize("ratios,reason", [
+    ([0.95, 0.97, 0.98, 0.99], "reached already at the smallest budget 0.02"),
+    ([0.5, 0.6, 0.7, 0.8], "not reached by the largest budget 0.2 (0.800)"),
+    ([0.5, None, 0.95, 1.0], "masked / clean undefined at budget 0.05"),
+    ([0.5, math.nan, 0.95, 1.0], "masked / clean undefined at budget 0.05"),
+])
+def test_what_the_ladder_cannot_place_is_na_with_its_reason(ratios, reason):
+    value, why = budget_needed(LADDER, ratios, 0.9)
+    assert math.isnan(value) and reason in why
+
+
+def _frame(curves: dict[tuple[str, int], list[float]]) -> pd.DataFrame:
+    return pd.DataFrame([{"model": f"{v}-s{s}", "variant": v, "seed": s, "budget": b, "masked_ratio": r,
+                          "disc_ratio": min(1.0, r + 0.05), "converged": True, "reason": ""}
+                         for (v, s), ratios in curves.items() for b, r in zip(LADDER, ratios)])
+
+
+def test_pooled_per_variant_with_an_interval_over_seeds():
+    frame = _frame({("N", 0): [0.5, 0.7, 0.85, 0.95], ("N", 1): [0.5, 0.72, 0.86, 0.96],
+                    ("N", 2): [0.5, 0.7, 0.84, 0.94], ("A", 0): [0.8, 0.93, 0.97, 0.99],
+                    ("A", 1): [0.82, 0.92, 0.97, 0.99],
+                    ("A", 2): [0.95, 0.97, 0.98, 0.99]})   # A-s2 reaches 0.9 before the ladder starts: n/a
+    frame = frame.iloc[::-1]   # the order of the rows does not matter
+    rows = {r["variant"]: r for r in needed_rows(frame, 0.9, 0.05)}
+    n, a = rows["N"], rows["A"]
+    assert n["seeds"] == 3 and n["mask_lo"] < n["mask"] < n["mask_hi"] and 0.1 < n["mask"] < 0.2
+    assert n["disc"] < n["mask"]                           # the discs here are 0.05 better at every budget
+    assert a["seeds"] == 2 and a["mask"] < 0.05 and "reached already at the smallest budget" in a["reason"]
+    assert a["mask_per_seed"].split()[2] == "n/a" and len(n["mask_per_seed"].split()) == 3
+    text = needed_table(list(rows.values()))
+    assert "first reaches 0.9" in text and "| N | " in text and "| A | " in text
+
+
+def test_a_model_without_a_ladder_is_an_na_row():
+    frame = pd.concat([_frame({("N", 0): [0.5, 0.7, 0.85, 0.95]}),
+                       pd.DataFrame([{"model": "A-s0", "variant": "A", "seed": 0, "budget": math.nan,
+                                      "reason": "no budget ladder"}])])
+    rows = {r["variant"]: r for r in needed_rows(frame, 0.9, 0.05)}
+    assert rows["A"]["seeds"] == 0 and "no budget ladder" in rows["A"]["reason"]
+    assert "n/a" in needed_table([rows["A"]])
