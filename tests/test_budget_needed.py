@@ -50,7 +50,8 @@ def test_pooled_per_variant_with_an_interval_over_seeds():
     n, a = rows["N"], rows["A"]
     assert n["seeds"] == 3 and n["mask_lo"] < n["mask"] < n["mask_hi"] and 0.1 < n["mask"] < 0.2
     assert n["disc"] < n["mask"]                           # the discs here are 0.05 better at every budget
-    assert a["seeds"] == 2 and a["mask"] < 0.05 and "reached already at the smallest budget" in a["reason"]
+    assert a["seeds"] == 2 and a["mask"] < 0.05 and "mask: 0.9 reached already at the smallest budget" in a["reason"]
+    assert "disc: 0.9 reached already" in a["reason"]
     assert a["mask_per_seed"].split()[2] == "n/a" and len(n["mask_per_seed"].split()) == 3
     text = needed_table(list(rows.values()))
     assert "first reaches 0.9" in text and "| N | " in text and "| A | " in text
