@@ -69,6 +69,36 @@ def run_script(cwd: Path, script: str, *args: str) -> int:
         signal.signal(signal.SIGINT, sigint)
 
 
+def repro_in_process(root: Path, fresh: tuple[str, ...] = ()) -> list[str]:
+    """Every stage of ``root``'s dvc.yaml, dependencies first (DVC's own stage graph, params resolved by
+    DVC), run in this process by :func:`run_script` (those named in ``fresh``: by a fresh interpreter,
+    :func:`run`); the names of the stages run. Each must exit 0 and write every output it declares.
+    `dvc repro`'s stage code without its 4-5 s a stage (a fresh interpreter's torch import, DVC's hashing);
+    no dvc.lock is written. For a test whose subject is what the stages compute (a profile, a variant),
+    where another test runs the same pipeline through `dvc repro`."""
+    import shlex
+    import warnings
+
+    import networkx as nx
+    from dvc.repo import Repo
+
+    with warnings.catch_warnings(), Repo(str(root)) as repo:
+        warnings.simplefilter("ignore", DeprecationWarning)  # DVC's own, from its pygtrie calls
+        stages = [(stage.name, stage.cmd, [out.def_path for out in stage.outs])
+                  for stage in nx.dfs_postorder_nodes(repo.index.graph)]
+    for name, cmd, outs in stages:
+        python, script, *args = shlex.split(cmd)
+        assert python == "python", f"{name}: {cmd}"
+        if name in fresh:
+            run(shlex.split(cmd), root)
+        else:
+            code = run_script(root, script, *args)
+            assert code == 0, f"stage {name} ({cmd}) exited {code}"
+        missing = [out for out in outs if not (root / out).exists()]
+        assert not missing, f"stage {name} did not write {missing}"
+    return [name for name, _, _ in stages]
+
+
 def git_commit(root: Path, message: str) -> None:
     run(["git", "add", "-A"], root)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", message], root)
