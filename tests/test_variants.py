@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import git_commit, make_project, run
+from conftest import git_commit, make_project, repro_in_process
 from freqbias import plots
 from freqbias import stage_report as report
 from freqbias.attacks import AttackConfig
@@ -115,7 +115,13 @@ register_variant("V", "brightness", "tab:brown", settings=BrightnessSettings,
 
 
 @pytest.mark.slow
-def test_a_registered_variant_runs_through_the_pipeline(tmp_path: Path) -> None:
+def test_a_registered_variant_runs_through_the_pipeline(tmp_path: Path, registry) -> None:
+    """The copy's variants.py with ENTRY appended, and every stage of the copy's pipeline. V's training runs in a
+    fresh interpreter that imports the copy's library (as `dvc repro` runs it): the file's entry alone registers
+    V there. The other stages run in this process (:func:`conftest.repro_in_process`; the tiny run of
+    test_pipeline covers `dvc repro` itself), where the same entry is executed in the loaded variants module."""
+    import freqbias.variants
+
     root = make_project(tmp_path / "project")
     with (root / "src/freqbias/variants.py").open("a") as f:
         f.write(ENTRY)
@@ -129,9 +135,11 @@ def test_a_registered_variant_runs_through_the_pipeline(tmp_path: Path) -> None:
     params["aggregate"]["n_boot"] = 50
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     git_commit(root, "variant V")
-    with pytest.MonkeyPatch.context() as mp:  # the stages import the copy's library, with its entry
+    exec(compile(ENTRY, str(root / "src/freqbias/variants.py"), "exec"), vars(freqbias.variants))
+    with pytest.MonkeyPatch.context() as mp:  # the fresh interpreter imports the copy's library, with its entry
         mp.setenv("PYTHONPATH", str(root / "src"))
-        run(["dvc", "repro"], root)
+        ran = repro_in_process(root, fresh=("train@V-0",))
+    assert {"train@V-0", "masks@V-0", "controls@V-0", "aggregate", "report"} <= set(ran), ran
 
     assert json.loads((root / "metrics/train/V-s0.json").read_text())["variant"] == "V"
     assert "V (brightness)" in (root / "reports/report.md").read_text()
