@@ -66,7 +66,7 @@ def _delta(delta: Delta | float | None) -> tuple[float | None, str]:
 
 def part(statistic: str, estimate: float | NA, lo: float | NA, hi: float | NA, threshold: float,
          direction: Direction | str, undefined: str = UNDEFINED, per_seed: Sequence[tuple] = (),
-         delta: Delta | float | None = None, alpha: float | None = None) -> dict:
+         delta: Delta | float | None = None, alpha: float | None = None) -> Part:
     """One judged statistic: ``verdict`` from :func:`verdict`, or NOT_MEASURED when a value is missing,
     with its ``reason``: that of an :class:`~freqbias.na.NA` value, else ``undefined`` (a non-finite
     number). ``per_seed``: each seed's ``(estimate, lo, hi[, n])`` (interval over its own n folds or images), judged
@@ -107,7 +107,7 @@ def _power(estimate: float, threshold: float, delta: float | None, per_seed: Seq
             "seeds_to_settle": seeds_to_settle(estimate, threshold, delta, *split, alpha)}
 
 
-def with_delta(p: dict, delta: Delta | float) -> dict:
+def with_delta(p: Part, delta: Delta | float) -> Part:
     """The part ``p`` (:func:`part`) judged again with the smallest effect of interest ``delta``, and its seeds."""
     value, why = _delta(delta)
     per_seed = [(s["estimate"], s["lo"], s["hi"], *([s["n"]] if "n" in s else [])) for s in p.get("per_seed", [])]
@@ -127,7 +127,7 @@ def part_variant(statistic: str) -> str | None:
 
 
 def judge(statistic: str, est: Estimate, threshold: float, direction: Direction | str,
-          undefined: str = UNDEFINED, delta: Delta | float | None = None) -> dict:
+          undefined: str = UNDEFINED, delta: Delta | float | None = None) -> Part:
     """:func:`part` of an :class:`~freqbias.bootstrap.Estimate`, with its per-seed estimates."""
     return part(statistic, *est, threshold, direction, undefined, getattr(est, "per_seed", ()), delta,
                 getattr(est, "alpha", None))
