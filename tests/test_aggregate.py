@@ -16,6 +16,7 @@ from freqbias import probe as pb
 from freqbias import stage_aggregate as ag
 from freqbias.artifacts import SingleMasks
 from freqbias.baselines import HeatmapConfig
+from freqbias.claim_registry import CLAIMS
 from freqbias.config import DataError, ParamError
 from freqbias.mask_groups import MaskGroups
 from freqbias.models import build_model
@@ -100,7 +101,7 @@ SMALL = ag.AggregateConfig(n_boot=20, accuracy_n=None, probe_max_iter=20, probe_
 def test_run_aggregate_on_random_models(tmp_path):
     records, splits, names = synthetic_run()
     res = ag.run_aggregate(records, SMALL, splits, attack=None, class_names=names)
-    assert [c["claim"] for c in res.claims] == list(range(1, 12))
+    assert [c["claim"] for c in res.claims] == [c.number for c in CLAIMS]
     assert all(c["verdict"] in ("holds", "does not hold", "inconclusive", "negligible", "not measured")
                for c in res.claims)
     single = {(r["model"], r["metric"]): r["value"] for r in res.tables["single_image"]}
@@ -112,7 +113,7 @@ def test_run_aggregate_on_random_models(tmp_path):
     assert res.figdata["dataset_masks"]["N"].shape == (H, W) and res.figdata["panel"]["x"].shape[0] == 3
     ag.write_results(res, tmp_path)
     claims = json.loads((tmp_path / "claims.json").read_text())
-    assert len(claims) == 11 and json.loads((tmp_path / "metrics.json").read_text())["claim_1"]["verdict"]
+    assert len(claims) == len(CLAIMS) and json.loads((tmp_path / "metrics.json").read_text())["claim_1"]["verdict"]
     assert (tmp_path / "curves/radial_diff/A.csv").read_text().startswith("band,radius,diff,lo,hi")
     torch.load(tmp_path / "figdata.pt", weights_only=True)           # tensors and plain values only
     (tmp_path / "curves/radial_diff/X.csv").write_text("stale")

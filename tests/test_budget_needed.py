@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from freqbias.budget_report import needed_table
-from freqbias.budget_results import budget_needed, needed_rows
+from freqbias.budget_results import budget_needed, claim_needed, needed_rows
 
 LADDER = [0.02, 0.05, 0.1, 0.2]
 
@@ -64,3 +64,19 @@ def test_a_model_without_a_ladder_is_an_na_row():
     rows = {r["variant"]: r for r in needed_rows(frame, 0.9, 0.05)}
     assert rows["A"]["seeds"] == 0 and "no budget ladder" in rows["A"]["reason"]
     assert "n/a" in needed_table([rows["A"]])
+
+
+def test_claim_12_compares_n_and_a_paired_by_seed():
+    n = {("N", s): [0.4, 0.6, 0.8, 0.95 + 0.01 * s] for s in range(3)}        # N reaches 0.9 between 0.1 and 0.2
+    a = {("A", s): [0.8, 0.93 - 0.01 * s, 0.97, 0.99] for s in range(3)}      # A between 0.02 and 0.05
+    row = claim_needed(_frame({**n, **a}), 0.9, 0.05)
+    assert row["key"] == "budget_needed" and row["verdict"] == "holds" and row["estimate"] > 0.05
+    assert row["parts"][0]["statistic"].startswith("N - A budget needed for 0.9")
+    like_n = {("A", s): [0.4, 0.6, 0.8 + 0.01 * (s - 1), 0.95 + 0.01 * s] for s in range(3)}   # N's, +-1 point at 0.1
+    same = claim_needed(_frame({**n, **like_n}), 0.9, 0.05)
+    assert same["verdict"] in ("negligible", "inconclusive") and abs(same["estimate"]) < 0.01
+    # the break it guards: A placed above N must not hold
+    swapped = {**{("N", s): v for (_, s), v in a.items()}, **{("A", s): v for (_, s), v in n.items()}}
+    assert claim_needed(_frame(swapped), 0.9, 0.05)["verdict"] == "does not hold"
+    one = claim_needed(_frame({("N", 0): n["N", 0], ("A", 0): a["A", 0]}), 0.9, 0.05)
+    assert one["verdict"] == "not measured" and "fewer than 2 seeds" in one["reason"]

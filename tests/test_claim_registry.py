@@ -26,7 +26,8 @@ def constructed(claim: reg.Claim) -> reg.Claim:
                                                                                 0.1, 0.3, 0.0, ">")]))
 
 
-NEW = reg.Claim(12, "new_claim", "a new title", "A new claim: the masks of X are sparser than those of Y.",
+NEXT = len(reg.CLAIMS) + 1   # the number a new claim gets
+NEW = reg.Claim(NEXT, "new_claim", "a new title", "A new claim: the masks of X are sparser than those of Y.",
                 "not measured by the study", Delta(0.02, "a test's choice"), "Y - X mask size",
                 "Is X sparser than Y?",
                 lambda ev: claim_row(NEW, [part("Y - X mean (dataset masks, 4 folds, size-matched)", 0.05, 0.01, 0.09,
@@ -63,19 +64,20 @@ def test_a_row_is_found_by_its_entry_not_its_number():
 
 def test_a_new_claim_is_one_entry(with_new, tmp_path):
     rows = with_new
-    assert [r["claim"] for r in rows] == list(range(1, 13)) and rows[-1]["key"] == "new_claim"
+    assert [r["claim"] for r in rows] == list(range(1, NEXT + 1)) and rows[-1]["key"] == "new_claim"
     new = rows[-1]
     assert new["text"] == NEW.text and new["verdict"] == "inconclusive" and new["parts"][1]["delta"] == 0.02
     metrics = claim_metrics(rows)
     assert metrics[NEW.metric]["part_2"]["estimate"] == pytest.approx(-0.02)
-    assert [r["claim"] for r in size_null.size_table(rows)] == [12]   # energy=True: its size-matched row
+    assert [r["claim"] for r in size_null.size_table(rows)] == [NEXT]   # energy=True: its size-matched row
     bullets = headline.what_this_run_found(rows)
-    assert any(b.startswith("**Is X sparser than Y?** Claim 12 is inconclusive") for b in bullets)
+    assert any(b.startswith(f"**Is X sparser than Y?** Claim {NEXT} is inconclusive") for b in bullets)
     assert not any(b.startswith("**Other claims:**") for b in bullets)
     table = stage_report.claims_section(rows, VERDICT_RULE.format(level="95"))
-    assert f"| 12 | {NEW.text} | Y - X mean (dataset masks, 4 folds, size-matched) |" in table
-    assert "**Claim 12: inconclusive.** A new claim" in stage_report.claims_appendix(rows)
-    assert {r["part"] for r in plot_data.claims_rows(rows) if r["part"].startswith("12.")} == {"12.1", "12.2"}
+    assert f"| {NEXT} | {NEW.text} | Y - X mean (dataset masks, 4 folds, size-matched) |" in table
+    assert f"**Claim {NEXT}: inconclusive.** A new claim" in stage_report.claims_appendix(rows)
+    parts = {r["part"] for r in plot_data.claims_rows(rows) if r["part"].startswith(f"{NEXT}.")}
+    assert parts == {f"{NEXT}.1", f"{NEXT}.2"}
     assert claims_figure.draw(rows, tmp_path / "claims.png").stat().st_size > 0
 
 
@@ -85,13 +87,13 @@ def test_a_new_claim_without_a_question_of_its_own_joins_one(monkeypatch):
     bullets = headline.what_this_run_found(reg.measure_all(reg.Evidence(cfg=None)))
     assert len(bullets) == len(reg.questions()) + 1
     single = next(b for b in bullets if b.startswith(f"**{joined.question}**"))
-    assert "claim 8" in single and "claim 12 is inconclusive" in single
+    assert "claim 8" in single and f"claim {NEXT} is inconclusive" in single
 
 
 def test_a_measure_with_nothing_to_say_leaves_its_claim_out(monkeypatch):
     silent = dataclasses.replace(NEW, measure=lambda ev: None)
     monkeypatch.setattr(reg, "CLAIMS", (*(constructed(c) for c in reg.CLAIMS), silent))
-    assert [r["key"] for r in reg.measure_all(reg.Evidence(cfg=None))][-1] == "randomisation"
+    assert [r["key"] for r in reg.measure_all(reg.Evidence(cfg=None))] == [c.key for c in reg.CLAIMS[:-1]]
 
 
 # a claim looked up by its number: claim_row(2, ...), by[9], c["claim"] in (2, 3, 4), c.get("claim") == 9

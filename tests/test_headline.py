@@ -27,8 +27,8 @@ def claim(number: int, parts: list[dict], secondary: list[dict] | None = None) -
 
 
 def claims(raw: str = "holds", sized: str = "inconclusive") -> list[dict]:
-    """Claims 1-11: claim 2 with a size-matched verdict part and a raw secondary line; the others one part."""
-    out = [claim(n, [part(f"statistic {n}", "holds")]) for n in range(1, 12) if n != 2]
+    """Claims 1-12: claim 2 with a size-matched verdict part and a raw secondary line; the others one part."""
+    out = [claim(n, [part(f"statistic {n}", "holds")]) for n in range(1, 13) if n != 2]
     out.insert(1, claim(2, [part("A - N low rings (dataset masks, 4 folds, size-matched)", sized, settle=9)],
                         [part("A - N low rings (dataset masks, 4 folds)", raw),
                          part("A - N low rings (dataset masks, 4 folds, equal budget 0.05)", sized)]))
@@ -39,7 +39,7 @@ def test_every_claim_is_named_once_with_its_verdict_and_estimate():
     text = headline.section(claims())
     bullets = text.splitlines()
     assert len(bullets) == len(questions()) + 1 <= 8
-    for n in range(1, 12):
+    for n in range(1, 13):
         assert f"laim {n} " in text
     assert "Claim 2 is inconclusive (A - N low rings (dataset masks, 4 folds, size-matched): 0.1 [0.05, 0.15]" in text
     assert all(len(b.split()) <= 120 for b in bullets), max(len(b.split()) for b in bullets)
@@ -66,9 +66,9 @@ def test_unsettled_claims_name_the_seeds_that_would_settle_them():
 
 
 def test_a_claim_no_question_names_still_appears():
-    more = claims() + [claim(12, [part("a new statistic", "does not hold")])]
+    more = claims() + [claim(99, [part("a new statistic", "does not hold")])]
     text = headline.section(more)
-    assert "**Other claims:** Claim 12 does not hold (a new statistic" in text
+    assert "**Other claims:** Claim 99 does not hold (a new statistic" in text
     assert text.splitlines()[-1].startswith("- **Not settled.**")
 
 

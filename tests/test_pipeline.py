@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import copy_project, git_commit, run
+from freqbias.claim_registry import CLAIMS
 
 pytestmark = pytest.mark.slow
 
@@ -124,7 +125,7 @@ def test_report_names_existing_figures_and_eleven_claims(project: Path) -> None:
     for link in links:
         assert (project / "reports" / link).stat().st_size > 0, f"report names a missing figure: {link}"
     claims = json.loads((project / "results/claims.json").read_text())
-    assert [c["claim"] for c in claims] == list(range(1, 12))  # the study's 8, then the controls 9-11
+    assert [c["claim"] for c in claims] == [c.number for c in CLAIMS]  # the study's 8, the controls 9-11, then 12
     assert "## What the masks show, and what they do not" in text and "## Appendix C. Controls" in text
     assert all(c["verdict"] in ("holds", "does not hold", "inconclusive", "negligible", "not measured") for c in claims)
     assert (project / "results/figdata.pt").exists() and not list(project.rglob("*.tmp"))

@@ -29,7 +29,11 @@ import numpy as np
 import pandas as pd
 
 from .band_geometry import band_profiles, band_thirds
-from .bootstrap import jackknife_t
+from .bootstrap import Estimate, jackknife_t
+from .claim_registry import ClaimRow, Part
+from .claims import claim_row, judge
+from .na import NA
+from .verdicts import ABOVE
 
 if TYPE_CHECKING:
     from .runs import Run
@@ -81,6 +85,42 @@ def budget_needed(budgets: Sequence[float], ratios: Sequence[float | None], shar
             return math.exp(math.log(b0) + t * (math.log(b) - math.log(b0))), ""
     return math.nan, (f"{share:g} not reached by the largest budget {budgets[-1]:g} ({ratios[-1]:.3f})" if budgets
                       else "no ladder")
+
+
+def needed_per_seed(frame: pd.DataFrame, share: float, col: str = "masked_ratio"
+                    ) -> dict[str, dict[int, tuple[float, str]]]:
+    """Per variant and seed, the budget needed for ``share`` (:func:`budget_needed`) on the curve ``col`` of
+    :func:`ladder_frame` (``masked_ratio``: the learned masks; ``disc_ratio``: the low-pass discs) and the reason when
+    it is NaN."""
+    out: dict[str, dict[int, tuple[float, str]]] = {}
+    for (variant, seed), m in frame.dropna(subset=["budget"]).sort_values("budget").groupby(["variant", "seed"],
+                                                                                            sort=False):
+        out.setdefault(variant, {})[int(seed)] = budget_needed(m["budget"].tolist(), m[col].tolist(), share)
+    return out
+
+
+def claim_needed(frame: pd.DataFrame, share: float, alpha: float) -> ClaimRow:
+    """Claim 12: A needs a smaller budget than N for ``share`` of its clean accuracy. Per seed (paired by number)
+    N's budget needed minus A's (:func:`needed_per_seed`), its mean with a t interval over seeds, judged > 0; every
+    other variant X's N - X beside it (a second line, not in the verdict). n/a with the reasons where fewer than two
+    seeds have both values."""
+    needed = needed_per_seed(frame, share)
+    base = needed.get("N", {})
+
+    def against(v: str) -> Part:
+        other = needed.get(v, {})
+        pairs = [(base[s][0], other[s][0]) for s in sorted(set(base) & set(other))]
+        values = np.array([n - x for n, x in pairs if math.isfinite(n) and math.isfinite(x)])
+        statistic = f"N - {v} budget needed for {share:g} of clean accuracy (held-out, budget ladder)"
+        if len(values) < 2:
+            why = "; ".join(dict.fromkeys(w for m in (base, other) for _, w in m.values() if w)) or NO_LADDER
+            na = NA(f"fewer than 2 seeds with the budget needed of both N and {v}: {why}")
+            return judge(statistic, Estimate(na, na, na), 0.0, ABOVE)
+        return judge(statistic, Estimate(*_interval(values, alpha)), 0.0, ABOVE)
+
+    others = [v for v in needed if v not in ("N", "A")]
+    return claim_row("budget_needed", [against("A")], secondary=[against(v) for v in others],
+                     info={"share": share})
 
 
 def needed_rows(frame: pd.DataFrame, share: float, alpha: float) -> list[dict]:

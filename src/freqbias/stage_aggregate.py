@@ -150,7 +150,7 @@ def run_aggregate(records: Sequence[ModelRecord], cfg: AggregateConfig,
     res.claims = measure_all(Evidence(
         cfg=cfg, acc=acc, models=[r.name for r in records], masked_na=masked_na, sources=by_source,
         radial_single=bands.per_seed["radial"], radial_twins=bands.twin_per_seed["radial"], outcomes=n_outcomes,
-        probes=probes, controls=control_rows))
+        probes=probes, controls=control_rows, ladder=ladder, budget_needed=cfg.budget_needed))
     res.tables["size_matched"] = size_table(res.claims)
     res.tables.update(control_tables)
     lap("claims")
