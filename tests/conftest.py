@@ -157,14 +157,16 @@ def one_thread():
 # The longest files first, so that under pytest-xdist (``--dist loadfile --no-loadscope-reorder``,
 # ``make test``) the first worker takes the VGG11-BN run while the second builds the shared tiny run
 # (test_pipeline asks for it first), no worker waits for it, and short files fill the end. Seconds: one of two
-# busy cores of a 115 GFLOP/s machine (fresh-clone `make test`, 4ab45c9; `--durations` prints them in CI).
+# busy cores of a 115 GFLOP/s machine (fresh-clone `make test`, 4ab45c9; `--durations` prints them in CI);
+# test_paper_resnet18, test_variants and test_edge_cases: CPU seconds of the file alone on one thread of such a
+# machine after issue 41's cuts (in-process stages, fewer rerun stages).
 LONG_FILES = (
     "test_paper_path.py",      # 335 s: VGG11-BN at 128 x 128, 15 stages
     "test_pipeline.py",        # 430 s + 90 s: builds conftest.tiny_run (37 stages), then its own changes
-    "test_paper_resnet18.py",  # 176 s
-    "test_variants.py",        # 222 s: its own tiny run with a registered variant
+    "test_paper_resnet18.py",  # about 80 s: its stages in process (176 s through dvc repro)
+    "test_variants.py",        # about 115 s: its own tiny pipeline with a registered variant, in process
     "test_shared_masks.py",    # about 110 s: converged fits on planted data, with 1 and 2 threads
-    "test_edge_cases.py",      # about 330 s: on copies of the tiny run (one reruns 14 stages)
+    "test_edge_cases.py",      # about 255 s: on copies of the tiny run (one reruns 10 stages)
     "test_dvc_workflows.py",   # about 140 s: queued experiments, a shared cache
     "test_bench.py",           # 16 s: the benchmarks at toy size, bench.py's fp32 and (native bf16 only) bf16 rows
     "test_degenerate.py",      # 13 s
