@@ -118,7 +118,7 @@ GLOSSARY = (
     "them); **single-image masks** one per image. **Raw** energies compare masks as fitted; **size-matched** ones "
     "subtract those of the mask's radial twin (its values re-placed by distance from the origin, largest nearest: what "
     "its size alone would put in each band); at **equal budget** every mask is fitted at the same size; a network's "
-    "**budget needed** is the size at which such masks first keep a set share of its held-out accuracy. A verdict "
+    "**budget needed** is the size at which such masks first keep a set share of its held-out accuracy.\n\nA verdict "
     "is **negligible** when the interval lies within the claim's smallest effect of interest: the effect is "
     "absent, not just unproven. Intervals: 95 %, t over training seeds.")
 
