@@ -34,7 +34,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def params(**aggregate) -> dict:
     base = {"radial_bands": 14, "angular_bands": 16, "n_boot": 100, "alpha": 0.05, "seed": 0, "accuracy_n": None,
-            "figure_images": 4, "probe": {"folds": 3, "permutations": 2, "weight_decay": 1e-3, "max_iter": 50},
+            "figure_images": 4, "budget_needed": 0.9,
+            "probe": {"folds": 3, "permutations": 2, "weight_decay": 1e-3, "max_iter": 50},
             "filtered": {"n": 10, "radii": [2, 6]}, "heatmap": {"n": 5, "grid": 3, "norm": 2.0},
             "claims": {"ratio_min": 0.99, "small_ratio": 0.5, "agreement_min": 0.9, "ssim_max": 0.5}}
     return {"aggregate": {**base, **aggregate}}
@@ -52,6 +53,8 @@ def test_config_reads_params_and_rejects_empty_bands():
         ag.AggregateConfig.from_params(params(alpha=0), (H, W))
     with pytest.raises(ParamError, match=r"^aggregate\.filtered\.radii"):
         ag.AggregateConfig.from_params(params(filtered={"n": 10, "radii": []}), (H, W))
+    with pytest.raises(ParamError, match=r"^aggregate\.budget_needed"):
+        ag.AggregateConfig.from_params(params(budget_needed=1.5), (H, W))
 
 
 # ----------------------------------------------------------------------------- the whole aggregation, small
