@@ -30,6 +30,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+from budget_reliability import emit, same_size  # noqa: E402  (this folder: the tolerance and the page writer)
 from freqbias.band_geometry import band_profiles, band_thirds  # noqa: E402
 from freqbias.budget_curve import LadderConfig, budget_ladder  # noqa: E402
 from freqbias.budget_results import budget_needed  # noqa: E402
@@ -86,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         folds = [radial(f["folds"]) for f in fits]
         low = [f[:, band_thirds(agg.radial_bands)[0]].mean(-1) for f in folds]   # (F,) per refit
         a, b = needed
-        ok = np.isfinite(a) and np.isfinite(b) and abs(a - b) <= max(0.03, 0.1 * max(a, b))
-        rows.append([name, f"{agg.budget_needed:g}", _fmt(a), _fmt(b), _fmt(abs(a - b)), "yes" if ok else "no",
+        rows.append([name, f"{agg.budget_needed:g}", _fmt(a), _fmt(b), _fmt(abs(a - b)),
+                     "yes" if same_size(a, b) else "no",
                      f"{corr(data[0][0], data[1][0]):.3f}",
                      " ".join(f"{corr(x, y):.2f}" for x, y in zip(folds[0], folds[1])),
                      " / ".join(f"{v.std(ddof=1):.3f}" for v in low),
@@ -108,10 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             "are the budgets stage's). Budget needed: the budget at which held-out masked / clean accuracy first "
             "reaches the share (`aggregate.budget_needed`), interpolated in log-budget on the ladder.\n\n"
             + table + "\n")
-    print(text)
-    if args.out:
-        args.out.write_text(text)
-    return 0
+    return emit(text, args.out)
 
 
 if __name__ == "__main__":

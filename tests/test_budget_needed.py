@@ -45,6 +45,7 @@ def test_pooled_per_variant_with_an_interval_over_seeds():
                     ("N", 2): [0.5, 0.7, 0.84, 0.94], ("A", 0): [0.8, 0.93, 0.97, 0.99],
                     ("A", 1): [0.82, 0.92, 0.97, 0.99],
                     ("A", 2): [0.95, 0.97, 0.98, 0.99]})   # A-s2 reaches 0.9 before the ladder starts: n/a
+    frame.loc[(frame["variant"] == "A") & (frame["budget"] == 0.2), "converged"] = False   # 3 of A's 12 fits capped
     frame = frame.iloc[::-1]   # the order of the rows does not matter
     rows = {r["variant"]: r for r in needed_rows(frame, 0.9, 0.05)}
     n, a = rows["N"], rows["A"]
@@ -53,8 +54,10 @@ def test_pooled_per_variant_with_an_interval_over_seeds():
     assert a["seeds"] == 2 and a["mask"] < 0.05 and "mask: 0.9 reached already at the smallest budget" in a["reason"]
     assert "disc: 0.9 reached already" in a["reason"]
     assert a["mask_per_seed"].split()[2] == "n/a" and len(n["mask_per_seed"].split()) == 3
+    assert n["converged"] == 1 and a["converged"] == 0.75
     text = needed_table(list(rows.values()))
     assert "first reaches 0.9" in text and "| N | " in text and "| A | " in text
+    assert "(75% of fits settled)" in text and text.count("of fits settled") == 1
 
 
 def test_a_model_without_a_ladder_is_an_na_row():

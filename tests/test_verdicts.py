@@ -14,8 +14,8 @@ import re
 import pytest
 
 from freqbias import claims as cl
-from freqbias.claim_registry import CLAIMS, by_key, to_json
-from freqbias.na import NA
+from freqbias.claim_registry import CLAIMS, by_key
+from freqbias.na import NA, to_json
 from freqbias.stage_aggregate import claim_metrics
 from freqbias.study import REFERENCE, reference
 from freqbias.textfmt import FIXED, PERCENT, PERCENT_NUMBER, PLAIN, SIGNED, ci, fmt, markdown_table

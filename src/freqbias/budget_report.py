@@ -32,6 +32,13 @@ def _interval(row: Mapping[str, Any], key: str, style=PLAIN, bounds: tuple[str, 
     return f"{style(est)} [{style(lo)}, {style(hi)}]" if math.isfinite(lo) else style(est)
 
 
+def _settled(row: Mapping[str, Any]) -> str:
+    """`` (67% of fits settled)`` when some of the fits behind ``row`` hit their step cap; "" when all settled or the
+    row has no such share."""
+    share = _value(row, "converged")
+    return f" ({share:.0%} of fits settled)" if math.isfinite(share) and share < 1 else ""
+
+
 def accuracy_table(pooled: Sequence[Mapping[str, Any]]) -> str:
     """Per variant (rows) and budget (columns): masked / clean test accuracy of the budgeted mask with its t
     interval over seeds, and the low-pass disc's of the same budget after "disc"; a fit that did not settle is
@@ -47,8 +54,7 @@ def accuracy_table(pooled: Sequence[Mapping[str, Any]]) -> str:
             if r is None:
                 line.append("n/a (not fitted)")
                 continue
-            flag = "" if _value(r, "converged") == 1 else f" ({_value(r, 'converged'):.0%} of fits settled)"
-            line.append(f"{_interval(r, 'masked_ratio')}; disc {PLAIN(_value(r, 'disc_ratio'))}{flag}")
+            line.append(f"{_interval(r, 'masked_ratio')}; disc {PLAIN(_value(r, 'disc_ratio'))}{_settled(r)}")
         rows.append(line)
     return markdown_table(["variant"] + [f"budget {b:g}" for b in budgets], rows)
 
@@ -104,8 +110,8 @@ def needed_table(rows: Sequence[Mapping[str, Any]]) -> str:
     if not rows:
         return "Budget needed: n/a (no results/budget_needed.csv in this run)."
     share = _value(rows[0], "share")
-    body = [[r["variant"], _interval(r, "mask"), r.get("mask_per_seed") or "n/a", _interval(r, "disc"),
-             r.get("disc_per_seed") or "n/a"] for r in rows]
+    body = [[r["variant"], _interval(r, "mask") + _settled(r), r.get("mask_per_seed") or "n/a",
+             _interval(r, "disc"), r.get("disc_per_seed") or "n/a"] for r in rows]
     return (f"**Budget needed.** The budget at which held-out masked / clean accuracy first reaches {share:g} "
             "(interpolated in log-budget on the ladder; `aggregate.budget_needed`), mean [95% t interval over seeds]: "
             "how many frequencies each network needs, read where the curve is steep. (Near 0.99 the curve is flat, "

@@ -127,19 +127,23 @@ def needed_rows(frame: pd.DataFrame, share: float, alpha: float) -> list[dict]:
     """Rows of ``results/budget_needed.csv`` from :func:`ladder_frame`: per variant the budget needed for ``share``
     (:func:`budget_needed`) of the learned masks (``mask``) and the low-pass discs (``disc``): the mean over seeds
     with its t interval, the per-seed values (``mask_per_seed``, ``disc_per_seed``; n/a where undefined), ``seeds``
-    (how many learned masks had a defined value) and ``reason``: why a seed's value is n/a, per ``mask`` / ``disc``."""
+    (how many learned masks had a defined value), ``converged`` (the share of the variant's ladder fits that settled)
+    and ``reason``: why a seed's value is n/a, per ``mask`` / ``disc``."""
+    curves = {name: needed_per_seed(frame, share, col) for col, name in (("masked_ratio", "mask"),
+                                                                          ("disc_ratio", "disc"))}
+    fitted = frame.dropna(subset=["budget"])
     rows = []
-    for variant, g in frame.dropna(subset=["budget"]).groupby("variant", sort=False):
-        row: dict = {"variant": variant, "share": share}
+    for variant, per_seed in curves["mask"].items():
+        row: dict = {"variant": variant, "share": share,
+                     "converged": float(fitted.loc[fitted["variant"] == variant, "converged"].astype(bool).mean())}
         reasons: dict[str, None] = {}
-        for col, name in (("masked_ratio", "mask"), ("disc_ratio", "disc")):
-            per = [budget_needed(m["budget"].tolist(), m[col].tolist(), share)
-                   for _, m in g.sort_values("budget").groupby("seed", sort=True)]
+        for name, by_variant in curves.items():
+            per = [by_variant[variant][s] for s in sorted(per_seed)]
             values = np.array([v for v, _ in per], dtype=float)
             row[name], row[f"{name}_lo"], row[f"{name}_hi"] = _interval(values, alpha)
             row[f"{name}_per_seed"] = " ".join(f"{v:.3g}" if math.isfinite(v) else "n/a" for v in values)
-            row["seeds"] = row.get("seeds", int(np.isfinite(values).sum()))   # the learned masks'
             reasons.update({f"{name}: {why}": None for _, why in per if why})
+        row["seeds"] = int(np.isfinite([v for v, _ in per_seed.values()]).sum())
         rows.append({**row, "reason": "; ".join(reasons)})
     have = {r["variant"] for r in rows}
     return rows + [{"variant": v, "share": share, "seeds": 0, "reason": NO_LADDER}

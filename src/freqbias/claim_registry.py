@@ -13,14 +13,13 @@ new claim's parts, and the claims table, the figure, the metrics, the opening bu
 (tests/test_claim_registry.py adds one). A claim is found by its entry (:func:`claim_of`), never by its number.
 
 A claim's row (:class:`ClaimRow`) and its parts (:class:`Part`) cross from the aggregate stage to the report as
-``results/claims.json``; they are typed dicts, so that the JSON is the type (:func:`to_json` makes a row strict
-JSON).
+``results/claims.json``; they are typed dicts, so that the JSON is the type (:func:`freqbias.na.to_json` makes a
+row strict JSON).
 """
 
 from __future__ import annotations
 
 import importlib
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence, TypedDict
 
@@ -115,8 +114,7 @@ class Evidence:
     the single-image masks' radial energies and their twins' per variant and seed (claim 7); ``outcomes``: N's
     single-image outcomes per seed (claims 5, 8); ``probes``: per variant, the probe per seed (claim 6);
     ``controls``: claim key -> the row the controls measured (claims 9-11; :mod:`freqbias.control_claims`);
-    ``ladder``: every model's budget ladder (:func:`freqbias.budget_results.ladder_frame`) and ``budget_needed``, the
-    share of clean accuracy whose budget claim 12 compares."""
+    ``ladder``: every model's budget ladder (:func:`freqbias.budget_results.ladder_frame`; claim 12)."""
 
     cfg: Any
     acc: Mapping[str, Any] = field(default_factory=dict)
@@ -129,7 +127,11 @@ class Evidence:
     probes: Mapping[str, Any] = field(default_factory=dict)
     controls: Mapping[str, ClaimRow] = field(default_factory=dict)
     ladder: Any = None
-    budget_needed: float = 0.9
+
+
+def metric(number: int) -> str:
+    """A claim's key in ``results/metrics.json``: ``claim_<number>``."""
+    return f"claim_{number}"
 
 
 def _measure(path: str) -> Callable[..., ClaimRow]:
@@ -160,7 +162,7 @@ class Claim:
     @property
     def metric(self) -> str:
         """Its key in ``results/metrics.json`` (``dvc metrics`` / ``dvc exp show`` columns)."""
-        return f"claim_{self.number}"
+        return metric(self.number)
 
 
 _KEEP = "Do the masks keep the networks' accuracy?"
@@ -234,7 +236,7 @@ CLAIMS: tuple[Claim, ...] = (
           "N - A budget needed for 0.9 of clean accuracy (held-out, budget ladder), paired by seed",
           "How many frequencies does each network need?",
           lambda ev: None if ev.ladder is None else _measure("budget_results.claim_needed")(
-              ev.ladder, ev.budget_needed, ev.cfg.alpha)),
+              ev.ladder, ev.cfg.budget_needed, ev.cfg.alpha)),
 )
 
 
@@ -271,20 +273,3 @@ def questions() -> list[tuple[str, list[Claim]]]:
 def measure_all(evidence: Evidence) -> list[ClaimRow]:
     """Every claim's row (registry order), those with nothing measured on this run left out."""
     return [row for c in CLAIMS if (row := c.measure(evidence)) is not None]
-
-
-def to_json(obj: Any) -> Any:
-    """A row, part or value as strict JSON: NaN / inf -> None, an NA -> its text, numpy scalars -> Python."""
-    from .na import NA
-
-    if isinstance(obj, NA):
-        return str(obj)
-    if isinstance(obj, dict):
-        return {str(k): to_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_json(v) for v in obj]
-    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "shape", None) == ():
-        obj = obj.item()
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    return obj

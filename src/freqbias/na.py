@@ -132,3 +132,18 @@ def cell(row: Mapping[str, Any], column: str) -> float | NA:
         raise row.error(f"column {column!r}: {value!r} is not a {'finite ' if _is_float(value) else ''}number")
     reasons = parse_reasons(row.get(REASON) or "")
     return NA(reasons.get(column) or reasons.get(_base(column, row)) or reasons.get("") or NO_VALUE)
+
+
+def to_json(obj: Any) -> Any:
+    """A row, part or value as strict JSON: NaN / inf -> None, an NA -> its text, numpy scalars -> Python."""
+    if isinstance(obj, NA):
+        return str(obj)
+    if isinstance(obj, dict):
+        return {str(k): to_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_json(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "shape", None) == ():
+        obj = obj.item()
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    return obj

@@ -26,7 +26,7 @@ from .attacks import PGD
 from .bands import band_statistics, band_tables, energy_table, mask_energies, twin_energies
 from .baselines import filtered_accuracy, fourier_heatmap, heatmap_mask_correlation
 from .budget_results import band_rows, curve_rows, equal_budget_source, ladder_frame, needed_rows, pooled_rows
-from .claim_registry import Evidence, claim_of, measure_all, to_json
+from .claim_registry import Evidence, measure_all, metric
 from .claims import SINGLE, part_variant
 from .control_claims import controls_results
 from .figdata import faithfulness_curves, figure_data
@@ -36,7 +36,7 @@ from .measures import (
     seed_images,
     single_outcomes,
 )
-from .na import NA, csv_rows
+from .na import NA, csv_rows, to_json
 from .probe import probe
 from .runs import AggregateConfig, Run
 from .size_null import size_table
@@ -150,7 +150,7 @@ def run_aggregate(records: Sequence[ModelRecord], cfg: AggregateConfig,
     res.claims = measure_all(Evidence(
         cfg=cfg, acc=acc, models=[r.name for r in records], masked_na=masked_na, sources=by_source,
         radial_single=bands.per_seed["radial"], radial_twins=bands.twin_per_seed["radial"], outcomes=n_outcomes,
-        probes=probes, controls=control_rows, ladder=ladder, budget_needed=cfg.budget_needed))
+        probes=probes, controls=control_rows, ladder=ladder))
     res.tables["size_matched"] = size_table(res.claims)
     res.tables.update(control_tables)
     lap("claims")
@@ -199,8 +199,7 @@ def claim_metrics(claims: Sequence[Mapping[str, Any]]) -> dict:
                        *((f"secondary_{i}", p) for i, p in enumerate(c.get("secondary", []), start=1))]:
             row[key] = {**{k: p.get(k) for k in ("estimate", "lo", "hi", "seeds_holding")},
                         "verdict_code": Verdict(p["verdict"]).code, "variant": part_variant(p["statistic"])}
-        known = claim_of(c)
-        out[known.metric if known else f"claim_{c['claim']}"] = row
+        out[metric(c["claim"])] = row
     return out
 
 
