@@ -39,7 +39,6 @@ from freqbias.data import load_splits, to_float  # noqa: E402
 from freqbias.mask_groups import shared_groups  # noqa: E402
 from freqbias.models import load_checkpoint  # noqa: E402
 from freqbias.runs import AggregateConfig  # noqa: E402
-from freqbias.stage_budgets import LADDER_STEPS  # noqa: E402
 from freqbias.stage_masks import MasksConfig  # noqa: E402
 from freqbias.textfmt import markdown_table  # noqa: E402
 
@@ -61,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     params = load_params(REPO / "params.yaml")
     cfg, plan = MasksConfig.from_params(params), LadderConfig.from_params(params)
-    fit_cfg = dataclasses.replace(cfg.budget.fit, max_steps=LADDER_STEPS * cfg.budget.fit.max_steps)
+    fit_cfg = cfg.budget.fit
     splits = load_splits("val", "test", root=REPO)
     (x_val, y_val), (x_te, y_te) = splits["val"], splits["test"]
     rows, started = [], time.perf_counter()

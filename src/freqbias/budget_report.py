@@ -114,9 +114,9 @@ def needed_table(rows: Sequence[Mapping[str, Any]]) -> str:
              _interval(r, "disc"), r.get("disc_per_seed") or "n/a"] for r in rows]
     return (f"**Budget needed.** The budget at which held-out masked / clean accuracy first reaches {share:g} "
             "(interpolated in log-budget on the ladder; `aggregate.budget_needed`), mean [95% t interval over seeds]: "
-            "how many frequencies each network needs, read where the curve is steep. (Near 0.99 the curve is flat, "
-            "and where a sparsest mask crosses 0.99 is not reproducible: docs/budget_reliability.md; this crossing "
-            "is tested in docs/ladder_reliability.md.)\n\n"
+            "how many frequencies each network needs, read where the curve is steep. (Near the study's 0.99 the "
+            "curve is flat, and where a sparsest mask crosses 0.99 did not reproduce: docs/budget_reliability.md; "
+            "this crossing is tested in docs/ladder_reliability.md.)\n\n"
             + markdown_table(["variant", "learned mask", "per seed", "low-pass disc", "per seed"], body))
 
 
@@ -143,9 +143,21 @@ def section(tables: Mapping[str, Sequence[Mapping[str, Any]]], claims: Sequence[
     ])
 
 
-def draw_accuracy(pooled: Sequence[Mapping[str, Any]], path: Path, dpi: int = 110, ratio_min: float = 0.99) -> Path:
+def rule_level(claims: Sequence[Mapping[str, Any]]) -> float | None:
+    """Claim 1's threshold in ``claims`` (claims.json): the masked / clean accuracy the masks' rule keeps; None
+    without that row."""
+    from .claim_registry import by_key, find
+
+    row = find(claims, by_key("accuracy"))
+    parts = (row or {}).get("parts") or []
+    return _value(parts[0], "threshold") if parts else None
+
+
+def draw_accuracy(pooled: Sequence[Mapping[str, Any]], path: Path, dpi: int = 110,
+                  ratio_min: float | None = None) -> Path:
     """One panel per variant: masked / clean test accuracy against budget (log scale) of the budgeted masks (solid,
-    interval shaded) and of the low-pass disc (dashed, interval shaded), the claim-1 threshold dotted."""
+    interval shaded) and of the low-pass disc (dashed, interval shaded), the claim-1 threshold ``ratio_min`` dotted
+    (none when None)."""
     import matplotlib.pyplot as plt
 
     from .plots import _color, _save
@@ -161,7 +173,8 @@ def draw_accuracy(pooled: Sequence[Mapping[str, Any]], path: Path, dpi: int = 11
             est, lo, hi = ([_value(r, k) for r in own] for k in (key, f"{key}_lo", f"{key}_hi"))
             ax.plot(x, est, ls=ls, marker="o", ms=3, color=_color(v) if key == "masked_ratio" else "gray", label=label)
             ax.fill_between(x, lo, hi, color=_color(v) if key == "masked_ratio" else "gray", alpha=0.2, lw=0)
-        ax.axhline(ratio_min, color="black", ls=":", lw=0.8)
+        if ratio_min is not None:
+            ax.axhline(ratio_min, color="black", ls=":", lw=0.8)
         ax.set_xscale("log")
         ax.set_title(v, fontsize=9)
         ax.grid(alpha=0.3)
@@ -172,7 +185,8 @@ def draw_accuracy(pooled: Sequence[Mapping[str, Any]], path: Path, dpi: int = 11
         ax.set_xlabel("budget (full-plane mean)")
     for ax in axes[:, 0]:
         ax.set_ylabel("masked / clean test acc.")
-    fig.suptitle(f"Accuracy against budget (dotted: {ratio_min:g}; shaded: 95% interval over seeds)", fontsize=10)
+    dotted = "" if ratio_min is None else f"dotted: {ratio_min:g}; "
+    fig.suptitle(f"Accuracy against budget ({dotted}shaded: 95% interval over seeds)", fontsize=10)
     fig.tight_layout()
     return _save(fig, path, dpi)
 

@@ -90,8 +90,9 @@ def make_figures(fig: Mapping, tables: Mapping[str, Sequence[Mapping]], folder: 
     if pooled:
         add("budget_accuracy", "Accuracy against budget: held-out masked / clean test accuracy of each variant's "
             "budgeted masks (solid; a budget is the mask's full-plane mean) and of a centred low-pass disc of the same "
-            "budget (dashed), mean over seeds with its 95% t interval over seeds (shaded); dotted: claim 1's 0.99.",
-            lambda p: budget_report.draw_accuracy(pooled, p, dpi))
+            "budget (dashed), mean over seeds with its 95% t interval over seeds (shaded); dotted: claim 1's "
+            "threshold, the masks' rule.",
+            lambda p: budget_report.draw_accuracy(pooled, p, dpi, budget_report.rule_level(claims)))
         add("budget_bands", "Band energy X - N at equal budget: the ladder's dataset masks of each variant minus N's "
             "at the same budget, mean over the low (solid) and mid (dashed) thirds of the rings, mean over seeds with "
             "95% t intervals over seeds (bars). Raw energies (mask normalised by its Frobenius norm); mask size "
