@@ -20,7 +20,6 @@ held-out images:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 from pathlib import Path

@@ -7,7 +7,6 @@ normalised image ``model.normalize(x)`` and returned UNSHIFTED on the CPU (:clas
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from typing import Any, Callable, Mapping
