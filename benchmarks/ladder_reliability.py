@@ -20,6 +20,7 @@ held-out images:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -38,6 +39,7 @@ from freqbias.data import load_splits, to_float  # noqa: E402
 from freqbias.mask_groups import shared_groups  # noqa: E402
 from freqbias.models import load_checkpoint  # noqa: E402
 from freqbias.runs import AggregateConfig  # noqa: E402
+from freqbias.stage_budgets import LADDER_STEPS  # noqa: E402
 from freqbias.stage_masks import MasksConfig  # noqa: E402
 from freqbias.textfmt import markdown_table  # noqa: E402
 
@@ -59,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     params = load_params(REPO / "params.yaml")
     cfg, plan = MasksConfig.from_params(params), LadderConfig.from_params(params)
-    fit_cfg = cfg.budget.fit
+    fit_cfg = dataclasses.replace(cfg.budget.fit, max_steps=LADDER_STEPS * cfg.budget.fit.max_steps)
     splits = load_splits("val", "test", root=REPO)
     (x_val, y_val), (x_te, y_te) = splits["val"], splits["test"]
     rows, started = [], time.perf_counter()

@@ -127,3 +127,14 @@ def test_figures_have_one_panel_per_variant_and_a_readable_aspect(tmp_path: Path
     for path in (budget_report.draw_accuracy(pooled, tmp_path / "acc.png", dpi=40),
                  budget_report.draw_bands(band_rows(run), tmp_path / "bands.png", dpi=40)):
         assert path.exists() and 0.5 < aspect(path) <= 3
+
+
+def test_the_figure_draws_claim_1_s_threshold_from_the_claims_rows() -> None:
+    from freqbias.claims import claim_row, part
+    from freqbias.verdicts import ABOVE
+
+    rows = [claim_row("accuracy", [part("N: masked / clean", 0.95, 0.93, 0.97, 0.9, ABOVE)])]
+    assert budget_report.rule_level(rows) == pytest.approx(0.9)   # the masks' rule, not a constant 0.99
+    rows = [claim_row("accuracy", [part("N: masked / clean", 0.95, 0.93, 0.97, 0.8, ABOVE)])]
+    assert budget_report.rule_level(rows) == pytest.approx(0.8)
+    assert budget_report.rule_level([]) is None

@@ -31,11 +31,17 @@ from .parametrisation import Parametrisation
 
 @dataclass(frozen=True)
 class BudgetPlan:
-    """``masks.budget`` of params.yaml: the budgeted fits' constants (``fit``) and whether the dataset, fold and class
-    masks are the sparsest budget by search (``search``; False: ``masks.dataset``'s penalised fit)."""
+    """``masks.budget`` of params.yaml: the budgeted fits' constants (``fit``), whether the dataset, fold and class
+    masks are the sparsest budget by search (``search``; False: ``masks.dataset``'s penalised fit) and the cap of one
+    search round (``round_steps``; None: ``fit.max_steps``)."""
 
     fit: BudgetConfig
     search: bool
+    round_steps: int | None = None
+
+    def search_fit(self, seed: int) -> BudgetConfig:
+        """The search's fit constants: ``fit`` with the round cap and the fit seed ``seed``."""
+        return dataclasses.replace(self.fit, seed=seed, max_steps=self.round_steps or self.fit.max_steps)
 
     @classmethod
     def from_section(cls, sec: Section, parametrisation: type[Parametrisation], acc_ratio: float,
@@ -50,7 +56,8 @@ class BudgetPlan:
             step=step, rounds=sec.integer("rounds", min=1),
             budget_min=sec.number("budget_min", min=0, max=1, strict_min=True),
             acc_ratio=acc_ratio, push_tol=push_tol, parametrisation=parametrisation)
-        return cls(fit=fit, search=sec.boolean("search", True))
+        return cls(fit=fit, search=sec.boolean("search", True),
+                   round_steps=sec.integer("round_steps", None, min=1, optional=True))
 
 
 @dataclass(frozen=True)
@@ -79,7 +86,7 @@ def sparsest(net: nn.Module, z: torch.Tensor, y: torch.Tensor, groups: Sequence[
              desc: str = "budget search") -> tuple[torch.Tensor, list[dict]]:
     """The sparsest budgeted masks of ``groups`` (:func:`freqbias.budgeted.search_budgets`): (G, *shape) and their
     records, with the record keys of :class:`freqbias.shared_masks.SharedMasks` (``lam`` None: no penalty)."""
-    fit = search_budgets(net, z, y, groups, dataclasses.replace(plan.fit, seed=seed), foreign, desc)
+    fit = search_budgets(net, z, y, groups, plan.search_fit(seed), foreign, desc)
     return fit.masks, [{**r, "lam": None} for r in fit.records]
 
 

@@ -7,6 +7,7 @@ normalised image ``model.normalize(x)`` and returned UNSHIFTED on the CPU (:clas
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from typing import Any, Callable, Mapping
@@ -21,11 +22,15 @@ from .stage_masks import MasksConfig
 
 Splits = Mapping[str, tuple[torch.Tensor, torch.Tensor]]
 
+LADDER_STEPS = 4   # a ladder fit may take this many times a search round's cap (masks.budget.max_steps): a round only
+#                    decides whether a budget meets the rule, the ladder measures (at the round's cap of 60 steps every
+#                    ladder fit of the default run was still improving by more than masks.budget.tol)
+
 
 def fit_model_budgets(subject: LoadedModel, seed: int, splits: Splits, masks_cfg: MasksConfig, cfg: LadderConfig,
                       log: Callable[[str], None] = lambda m: None) -> tuple[BudgetLadder, dict[str, Any]]:
     """The ladder of ``subject`` on the masks stage's fit images and folds (``masks.dataset.fit_n``, ``folds``,
-    grouped with ``seed``), each fit capped at ``masks.budget.max_steps`` (as a search round), scored on the test
+    grouped with ``seed``), each fit capped at :data:`LADDER_STEPS` x ``masks.budget.max_steps``, scored on the test
     split; its artifact and metrics (``seconds``, the share of fits that
     converged, and per budget ``ratio_<budget>`` / ``disc_ratio_<budget>``: masked / clean test accuracy of the
     budgeted mask and of the low-pass disc, None when clean accuracy is 0)."""
@@ -39,8 +44,8 @@ def fit_model_budgets(subject: LoadedModel, seed: int, splits: Splits, masks_cfg
     t0 = time.perf_counter()
     n_fit = min(masks_cfg.dataset_fit_n or len(y_val), len(y_val))
     groups = shared_groups(y_val.cpu(), n_fit, masks_cfg.folds, masks_cfg.class_fit_n, meta["num_classes"], seed)
-    out = budget_ladder(model.net, (z_val, y_val, groups.dataset), groups.folds, (z_te, y_te), masks_cfg.budget.fit,
-                        cfg, seed,
+    fit = dataclasses.replace(masks_cfg.budget.fit, max_steps=LADDER_STEPS * masks_cfg.budget.fit.max_steps)
+    out = budget_ladder(model.net, (z_val, y_val, groups.dataset), groups.folds, (z_te, y_te), fit, cfg, seed,
                         f"{subject.name} budget ladder")
     log("budget ladder, test masked / clean accuracy (low-pass disc of the budget): " + "; ".join(
         f"{r['budget']:g}: {_num(r['masked_ratio'])} ({_num(r['disc_ratio'])})"
