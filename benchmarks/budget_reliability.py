@@ -9,7 +9,7 @@ this refits the dataset and fold masks twice, with two minibatch orders (fit see
 - **search 0.99 / 60**: the sparsest budget by bisection (:func:`freqbias.budget_curve.sparsest`) as committed before
   this page's change: the study's rule 0.99 and a round's cap of 60 steps;
 - **search**: the same with params.yaml's rule and round cap (``masks.dataset.acc_ratio``,
-  ``masks.budget.round_steps``);
+  :data:`freqbias.budget_curve.ROUND_STEPS` x ``masks.budget.max_steps``);
 
 and reports per model and method: the dataset mask's size (full-plane mean) in each refit and their difference
 (the issue's tolerance: 0.03 absolute or 10 %), the Pearson correlation of the two refits' radial band profiles
@@ -33,6 +33,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 from freqbias.band_geometry import band_profiles  # noqa: E402
+from freqbias.budget_curve import ROUND_STEPS  # noqa: E402
 from freqbias.config import load_params  # noqa: E402
 from freqbias.data import load_splits, to_float  # noqa: E402
 from freqbias.mask_groups import shared_groups  # noqa: E402
@@ -65,7 +66,8 @@ def refit(method: str, cfg: MasksConfig, net: torch.nn.Module, z: torch.Tensor, 
     search = method.startswith("search")
     plan = dataclasses.replace(cfg.budget, search=search) if cfg.budget else None
     if plan and method == "search 0.99 / 60":
-        plan = dataclasses.replace(plan, fit=dataclasses.replace(plan.fit, **BEFORE), round_steps=None)
+        before = dataclasses.replace(plan.fit, **BEFORE, max_steps=plan.fit.max_steps // ROUND_STEPS)
+        plan = dataclasses.replace(plan, fit=before)
     masks, _ = dataclasses.replace(cfg, budget=plan).sparsest(net, z, y, groups, seed, desc=f"{method} s{seed}")
     return masks
 
@@ -112,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             "`masks.dataset`'s fit (the masks before budgets); search 0.99 / 60: the sparsest budget by bisection "
             "with the study's rule 0.99 and a round's cap of 60 steps (committed before this page's change); search: "
             f"the same with the committed rule {cfg.dataset.acc_ratio:g} (`masks.dataset.acc_ratio`) and cap "
-            f"{cfg.budget.search_fit(0).max_steps} (`masks.budget.round_steps`), the masks stage's default.\n\n"
+            f"{cfg.budget.search_fit(0).max_steps} (`budget_curve.ROUND_STEPS` x `masks.budget.max_steps`), the masks stage's default.\n\n"
             + table + "\n")
     return emit(text, args.out)
 

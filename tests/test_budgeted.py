@@ -218,20 +218,15 @@ def test_budget_params_are_one_line_errors_naming_the_key() -> None:
     bad = {**params, "masks": {**params["masks"], "budget": {**params["masks"]["budget"], "step": 1.0}}}
     with pytest.raises(ParamError, match="masks.budget.step"):
         MasksConfig.from_params(bad)
-    bad = {**params, "masks": {**params["masks"], "budget": {**params["masks"]["budget"], "round_steps": 0}}}
-    with pytest.raises(ParamError, match="masks.budget.round_steps"):
-        MasksConfig.from_params(bad)
 
 
-def test_a_search_round_has_its_own_cap_and_the_ladder_keeps_max_steps() -> None:
+def test_a_search_round_may_take_twice_max_steps() -> None:
+    from freqbias.budget_curve import ROUND_STEPS
     from freqbias.config import load_params
     from freqbias.stage_masks import MasksConfig
 
     params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
-    budget = params["masks"]["budget"]
     plan = MasksConfig.from_params(params).budget
-    assert plan.fit.max_steps == budget["max_steps"]
-    assert plan.search_fit(3).max_steps == budget["round_steps"] and plan.search_fit(3).seed == 3
-    without = {k: v for k, v in budget.items() if k != "round_steps"}
-    plan = MasksConfig.from_params({**params, "masks": {**params["masks"], "budget": without}}).budget
-    assert plan.search_fit(0).max_steps == budget["max_steps"]
+    assert plan.fit.max_steps == params["masks"]["budget"]["max_steps"]
+    assert plan.search_fit(3).max_steps == ROUND_STEPS * plan.fit.max_steps and plan.search_fit(3).seed == 3
+    assert plan.search_fit(3).acc_ratio == params["masks"]["dataset"]["acc_ratio"]

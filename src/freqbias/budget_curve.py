@@ -28,20 +28,22 @@ from .frequency_orders import as_rfft, order_by, rfft_radius
 from .orders import correct_under, keep_masks, rfft_weights
 from .parametrisation import Parametrisation
 
+ROUND_STEPS = 2   # a search round may take this many times masks.budget.max_steps (a ladder fit 4 x: stage_budgets):
+#                   the first round starts from a uniform mask at budget 0.5, and with 60 steps N-s0's stopped, still
+#                   improving, short of the rule its settled fit meets; later rounds start from a mask that met it
 
 @dataclass(frozen=True)
 class BudgetPlan:
-    """``masks.budget`` of params.yaml: the budgeted fits' constants (``fit``), whether the dataset, fold and class
-    masks are the sparsest budget by search (``search``; False: ``masks.dataset``'s penalised fit) and the cap of one
-    search round (``round_steps``; None: ``fit.max_steps``)."""
+    """``masks.budget`` of params.yaml: the budgeted fits' constants (``fit``) and whether the dataset, fold and class
+    masks are the sparsest budget by search (``search``; False: ``masks.dataset``'s penalised fit)."""
 
     fit: BudgetConfig
     search: bool
-    round_steps: int | None = None
 
     def search_fit(self, seed: int) -> BudgetConfig:
-        """The search's fit constants: ``fit`` with the round cap and the fit seed ``seed``."""
-        return dataclasses.replace(self.fit, seed=seed, max_steps=self.round_steps or self.fit.max_steps)
+        """The search's fit constants: ``fit`` with a round's cap (:data:`ROUND_STEPS` x ``max_steps``) and the fit
+        seed ``seed``."""
+        return dataclasses.replace(self.fit, seed=seed, max_steps=ROUND_STEPS * self.fit.max_steps)
 
     @classmethod
     def from_section(cls, sec: Section, parametrisation: type[Parametrisation], acc_ratio: float,
@@ -56,8 +58,7 @@ class BudgetPlan:
             step=step, rounds=sec.integer("rounds", min=1),
             budget_min=sec.number("budget_min", min=0, max=1, strict_min=True),
             acc_ratio=acc_ratio, push_tol=push_tol, parametrisation=parametrisation)
-        return cls(fit=fit, search=sec.boolean("search", True),
-                   round_steps=sec.integer("round_steps", None, min=1, optional=True))
+        return cls(fit=fit, search=sec.boolean("search", True))
 
 
 @dataclass(frozen=True)
