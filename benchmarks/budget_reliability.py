@@ -114,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
             "`masks.dataset`'s fit (the masks before budgets); search 0.99 / 60: the sparsest budget by bisection "
             "with the study's rule 0.99 and a round's cap of 60 steps (committed before this page's change); search: "
             f"the same with the committed rule {cfg.dataset.acc_ratio:g} (`masks.dataset.acc_ratio`) and cap "
-            f"{cfg.budget.search_fit(0).max_steps} (`budget_curve.ROUND_STEPS` x `masks.budget.max_steps`), the masks stage's default.\n\n"
+            f"{cfg.budget.search_fit(0).max_steps} (`budget_curve.ROUND_STEPS` x `masks.budget.max_steps`), the masks "
+            "stage's default.\n\n"
             + table + "\n")
     return emit(text, args.out)
 
