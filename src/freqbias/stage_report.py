@@ -186,8 +186,9 @@ def header_section(summary: Mapping, cfg: ReportConfig, commit: str, generated: 
         ["PGD (variant A; single-image x_A)", f"L-inf eps {v(attack.get('eps'))}, step {v(attack.get('alpha'))}, "
                                               f"{v(attack.get('steps'))} steps, {v(attack.get('units'))} units"],
         ["masks", f"{summary['kind']} layout; dataset: " + (
-                  f"sparsest budget by search (down by {v(budget.get('step'))} from the identity, then "
-                  f"{v(budget.get('rounds'))} bisections; <= {v(budget.get('max_steps'))} steps a round)"
+                  f"sparsest budget keeping {v(dataset.get('acc_ratio'))} of the clean accuracy on its fit images, "
+                  f"by search (down by {v(budget.get('step'))} from the identity, then {v(budget.get('rounds'))} "
+                  f"bisections; a round's fit <= budget_curve.ROUND_STEPS x {v(budget.get('max_steps'))} steps)"
                   if budget.get("search") else
                   f"{v(dataset.get('method'))} method (lam {v(dataset.get('lam'))}"
                   f"{' at the start' if dataset.get('method') == 'constrained' else ''}), lr {v(dataset.get('lr'))}, "
