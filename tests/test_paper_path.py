@@ -30,7 +30,7 @@ TOY = {
     "masks": {"dataset": {"fit_n": None, "folds": 2, "class_fit_n": 1, "batch_size": 2, "max_steps": 2,
                           "check_every": 1},
               "select": {"n_images": 2, "steps": 2}, "single": {"max_steps": 4, "patience": 2},
-              "budget": {"rounds": 1, "budget_min": 0.1, "batch_size": 2, "max_steps": 2, "check_every": 1,
+              "budget": {"rounds": 1, "budget_min": 0.1, "batch_size": 2, "max_steps": 1, "check_every": 1,
                          "eval_n": 2, "patience": 1}},
     "budgets": {"ladder": [0.1, 0.5], "claims": 0.1, "test_n": 4},
     "controls": {"n": 4, "random_draws": 1, "faith_n": 4, "steps": 2, "heatmap": {"n": 2, "grid": 2},
