@@ -128,9 +128,16 @@ def copy_project(src: Path, dest: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
-    """The tiny profile run end to end (``dvc repro``) and committed, ONCE per pytest run: under
-    pytest-xdist the first worker to ask builds it under a file lock, the others wait, and all share it.
-    Read it, or change a copy (:func:`copy_project`), never the run itself."""
+    """The tiny profile run end to end and committed, ONCE per pytest run: under pytest-xdist the first
+    worker to ask builds it under a file lock, the others wait, and all share it. Read it, or change a copy
+    (:func:`copy_project`), never the run itself.
+
+    Its 37 stages run in this process (:func:`repro_in_process`, DVC's stage graph and params) and `dvc commit`
+    records them (dvc.lock and DVC's run-cache, as `dvc repro` writes them): 130 s instead of `dvc repro`'s
+    330 s on one core of a 110 GFLOP/s machine, most of which was a fresh interpreter's torch import and DVC's
+    bookkeeping per stage. DVC must then find the run up to date (checked here); `dvc repro` itself runs where
+    it is the subject: from scratch in test_paper_path, and on copies of this run (test_pipeline,
+    test_edge_cases, test_lockfile, test_dvc_workflows)."""
     base = tmp_path_factory.getbasetemp()
     shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # the run's common basetemp
     root, done = shared / "tiny-run", shared / "tiny-run.done"
@@ -139,7 +146,10 @@ def tiny_run(tmp_path_factory) -> Path:
             shutil.rmtree(root, ignore_errors=True)  # a build that failed in another worker
             root.mkdir()
             make_project(root)
-            run(["dvc", "repro"], root)
+            repro_in_process(root)
+            run(["dvc", "commit", "--force", "--quiet"], root)
+            status = run(["dvc", "status"], root).stdout
+            assert "up to date" in status, f"dvc status after the tiny run's commit:\n{status[-3000:]}"
             git_commit(root, "tiny run")
             done.touch()
     return root
@@ -155,22 +165,21 @@ def one_thread():
 
 
 # The longest files first, so that under pytest-xdist (``--dist loadfile --no-loadscope-reorder``,
-# ``make test``) the first worker takes the VGG11-BN run while the second builds the shared tiny run
-# (test_pipeline asks for it first), no worker waits for it, and short files fill the end. Seconds: one of two
-# busy cores of a 115 GFLOP/s machine (fresh-clone `make test`, 4ab45c9; `--durations` prints them in CI);
-# test_paper_resnet18, test_variants and test_edge_cases: CPU seconds of the file alone on one thread of such a
-# machine after issue 41's cuts (in-process stages, fewer rerun stages).
+# ``make test``) the first worker builds the shared tiny run (test_pipeline asks for it first) while the second
+# takes the VGG11-BN run, the files that read the tiny run start once it is built, and short files fill the end.
+# Seconds: CPU of the file on one thread of a 110 GFLOP/s machine (issue 41's cuts; `--durations` prints the
+# slowest tests in CI).
 LONG_FILES = (
-    "test_paper_path.py",      # 335 s: VGG11-BN at 128 x 128, 15 stages
-    "test_pipeline.py",        # 430 s + 90 s: builds conftest.tiny_run (37 stages), then its own changes
-    "test_paper_resnet18.py",  # about 80 s: its stages in process (176 s through dvc repro)
-    "test_variants.py",        # about 115 s: its own tiny pipeline with a registered variant, in process
-    "test_shared_masks.py",    # about 110 s: converged fits on planted data, with 1 and 2 threads
-    "test_edge_cases.py",      # about 255 s: on copies of the tiny run (one reruns 10 stages)
-    "test_dvc_workflows.py",   # about 140 s: queued experiments, a shared cache
+    "test_pipeline.py",        # about 135 s for conftest.tiny_run (37 stages in process), then 150 s of its own
+    "test_paper_path.py",      # about 180 s: VGG11-BN at 128 x 128, 15 stages in process
+    "test_edge_cases.py",      # about 250 s: on copies of the tiny run (one reruns 10 stages through dvc repro)
+    "test_dvc_workflows.py",   # about 110 s: queued experiments, a shared cache
+    "test_lockfile.py",        # about 105 s: `make repro` from DVC's run-cache
+    "test_variants.py",        # about 70 s: its own tiny pipeline with a registered variant, in process
+    "test_paper_resnet18.py",  # about 60 s: its stages in process
+    "test_shared_masks.py",    # about 95 s: converged fits on planted data, with 1 and 2 threads
     "test_bench.py",           # 16 s: the benchmarks at toy size, bench.py's fp32 and (native bf16 only) bf16 rows
-    "test_degenerate.py",      # 13 s
-    "test_config.py",          # 7 s: stage scripts that must stop with one line
+    "test_config.py",          # 20 s: stage scripts that must stop with one line
 )
 
 

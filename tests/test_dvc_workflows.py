@@ -31,6 +31,15 @@ def _kill_workers(project: Path) -> None:
             pass
 
 
+def _settled(project: Path, n: int) -> bool:
+    """Whether DVC has stored ``n`` experiments' results (git refs ``refs/exps/<sha[:2]>/<sha[2:]>/<name>``) or
+    failed one (``refs/exps/celery/failed``). Cheap: a `dvc queue status` costs a fresh interpreter's start (3-4 s
+    of CPU), and polled every second it kept a core busy beside the queue's two workers."""
+    refs = run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], project).stdout.split()
+    stored = [r for r in refs if len(r.split("/")) == 5 and len(r.split("/")[2]) == 2]
+    return len(stored) >= n or "refs/exps/celery/failed" in refs
+
+
 def test_queue_runs_two_experiments_in_parallel(project: Path) -> None:
     for n_boot in ("100", "300"):  # the tiny run is done: each experiment reruns aggregate only
         run(["dvc", "exp", "run", "--queue", "-n", f"boot{n_boot}", "-S", f"aggregate.n_boot={n_boot}",
@@ -39,6 +48,8 @@ def test_queue_runs_two_experiments_in_parallel(project: Path) -> None:
     # shutdown", 20 min): its output goes to a file, not a pipe that would keep this call waiting
     run(["dvc", "queue", "start", "--jobs", "2"], project, log=project.parent / "queue-start.log")
     deadline = time.monotonic() + 600
+    while not _settled(project, 2) and time.monotonic() < deadline:  # cheap: no dvc process beside the workers
+        time.sleep(1)
     while time.monotonic() < deadline:
         status = run(["dvc", "queue", "status"], project).stdout
         if "Queued" not in status and "Running" not in status:

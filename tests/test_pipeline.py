@@ -52,6 +52,32 @@ def variants(root: Path) -> list[str]:
     return [f"{v}-s{s}" for v in params["train"]["variants"] for s in params["train"]["seeds"]]
 
 
+def test_dvc_repro_from_scratch_writes_what_the_in_process_run_wrote(tiny_run: Path, tmp_path: Path) -> None:
+    """`dvc repro` in a fresh project, a fresh interpreter per stage, writes the bytes that
+    :func:`conftest.repro_in_process` wrote for the shared tiny run (its stages in the test's process,
+    then `dvc commit`): the splits, two trained models, a selection and an evaluation, by their hashes in
+    dvc.lock (the train stages' metrics hold their run time and differ). What the in-process runs of the other
+    tests (and of test_paper_path, test_paper_resnet18, test_variants) check stands for `dvc repro` too."""
+    import yaml
+
+    from conftest import make_project
+
+    root = make_project(tmp_path / "p")
+    out = run(["dvc", "repro", "select@0", "evaluate@A-0"], root).stdout
+    ran = re.findall(r"Running stage '([^']+)'", out)
+    assert sorted(ran) == ["evaluate@A-0", "fetch", "select@0", "train@A-0", "train@N-0"], out
+
+    def hashes(lock: Path) -> dict[str, str]:
+        stages = yaml.safe_load(lock.read_text())["stages"]
+        return {o["path"]: o["md5"] for name in ran for o in stages[name]["outs"]
+                if not o["path"].startswith("metrics/train/")}
+
+    fresh, shared = hashes(root / "dvc.lock"), hashes(tiny_run / "dvc.lock")
+    assert {"data/prepared", "models/N-s0.pt", "models/A-s0.pt", "selections/s0.pt",
+            "metrics/evaluate/A-s0.json"} <= set(fresh), fresh
+    assert fresh == shared
+
+
 def test_repro_writes_every_output(project: Path) -> None:
     manifest = json.loads((project / "data/prepared/manifest.json").read_text())
     assert manifest["dataset"] == "planted" and manifest["counts"]["val"] == 200
