@@ -118,11 +118,12 @@ def test_prune_works_on_ring_profiles():
 
 
 def test_isotropic_shared_fit_on_planted_data_converges():
-    """A shared fit with ring profiles (the default profile's settings) on planted data: finite, converged,
-    sparser than the identity, meets the rule, and its record's mean is the expanded full plane's mean."""
+    """A shared fit with ring profiles (the default profile's settings, but a plateau of 4 checks, not 8, stops it:
+    means 0.10 and 0.09 as with 8, in half the steps) on planted data: finite, converged, sparser than the identity,
+    meets the rule, and its record's mean is the expanded full plane's mean."""
     net, z_all, y_all = _planted(28, DEFAULT_BAND)
     z, y = z_all[:192], y_all[:192]
-    cfg = sm.SharedMaskConfig(**{**PLANTED_CFG, "max_steps": 600}, parametrisation=Isotropic)
+    cfg = sm.SharedMaskConfig(**{**PLANTED_CFG, "max_steps": 600, "patience": 4}, parametrisation=Isotropic)
     res = sm.fit_shared_masks(net, z, y, [torch.arange(len(z)), torch.arange(0, len(z), 2)], cfg)
     iso = Isotropic(28, 28)
     assert res.masks.shape == (2, *iso.shape)

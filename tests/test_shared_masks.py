@@ -141,7 +141,9 @@ def test_no_sparser_mask_than_the_identity_is_no_result():
 def test_constrained_fit_converges_to_a_sparse_mask_that_meets_the_rule():
     net, z, y = _data()
     groups = [torch.arange(24), torch.arange(0, 24, 2)]
-    cfg = _cfg(lr=0.02, max_steps=600, patience=8, lr_cuts=2, acc_ratio=0.9, fast_net=False)
+    # 4 images a step (half the work of 8; means 0.38 and 0.34 here, 0.23 and 0.08 with 8): patience 8 is needed,
+    # the 24-image group sits near 0.6 for 4-6 checks before it sparsifies further
+    cfg = _cfg(lr=0.02, batch_size=4, max_steps=600, patience=8, lr_cuts=2, acc_ratio=0.9, fast_net=False)
     res = sm.fit_shared_masks(net, z, y, groups, cfg)
     for g, rec in zip(groups, res.records):
         assert rec["converged"] is True and rec["steps"] < cfg.max_steps
@@ -283,11 +285,11 @@ def test_early_stopped_checks_change_nothing_but_the_work(monkeypatch):
 # ---- ground truth: the planted band ----------------------------------------------------------
 
 @functools.cache
-def _planted(size: int, band: PlantedBand) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
-    """small_cnn trained for 2 epochs on 1024 planted images (a few seconds); eval-mode net, normalised
-    images and labels."""
+def _planted(size: int, band: PlantedBand, n: int = 512) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    """small_cnn trained for 2 epochs on ``n`` planted images (512: about 2 s on one core); eval-mode net,
+    normalised images (n, 1, size, size) and labels (n,)."""
     torch.manual_seed(0)
-    x, y = make_planted(1024, size, 4, seed=0, band=band)
+    x, y = make_planted(n, size, 4, seed=0, band=band)
     model = build_model("small_cnn", 1, 4, size, [0.5], [0.25])
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     z = model.normalize(to_float(x))
@@ -300,8 +302,9 @@ def _planted(size: int, band: PlantedBand) -> tuple[torch.nn.Module, torch.Tenso
     return model.net.eval(), z, y
 
 
-# masks.dataset of the default profile (params.yaml)
-PLANTED_CFG = dict(lam=0.2, lam_factor=1.2, lr=0.02, lr_cuts=2, batch_size=32, max_steps=2000, check_every=10,
+# masks.dataset of the default profile (params.yaml), but with the study's rule 0.99 (the default's 0.9 lets a mask
+# drop more of the band; 0.99 is the stricter test of where it keeps its mass)
+PLANTED_CFG = dict(lam=0.2, lam_factor=1.2, lr=0.02, lr_cuts=1, batch_size=16, max_steps=2000, check_every=10,
                    acc_ratio=0.99, tol=0.002, patience=8)
 
 
@@ -313,10 +316,11 @@ DEFAULT_BAND, OTHER_BAND = PlantedBand(), PlantedBand(r_min=10.0, r_max=13.0, an
     (32, OTHER_BAND, DEFAULT_BAND),   # another radius, orientation and image size
 ])
 def test_dataset_mask_finds_the_planted_band(size, band, other):
-    """About 10 s each: a converged dataset mask (the default profile's settings) on 384 planted images
-    puts >= 80% of its L1 mass (zero frequency excluded, full plane) inside the band and keeps the accuracy."""
+    """About 10 s each: a converged dataset mask (the default profile's settings) on 128 planted images
+    puts >= 80% of its L1 mass (zero frequency excluded, full plane) inside the band and keeps the accuracy
+    (it puts all but < 2 % there: the margin is the band's, not the image count's)."""
     net, z_all, y_all = _planted(size, band)
-    z, y = z_all[:384], y_all[:384]
+    z, y = z_all[:128], y_all[:128]
     clean = _correct(net, z, y)
     assert clean > 0.9 * len(z)
     res = sm.fit_shared_masks(net, z, y, [torch.arange(len(z))], sm.SharedMaskConfig(**PLANTED_CFG))
@@ -336,12 +340,13 @@ def test_dataset_mask_finds_the_planted_band(size, band, other):
 def test_dataset_mask_does_not_depend_on_the_thread_count():
     """Issue 10, item 5: the same fit (the default profile's settings) with 1 and 2 threads gives
     full-plane means within 0.03. On a planted net whose mask is far from both 0 and 1 (a wide band,
-    radius 2-12: mean ~0.15) and whose fit is well determined (seeds 0-2 give means within 0.01), so
-    that a difference is the thread count's. A weaker band (amplitude 0.12, clean accuracy 0.75-0.96)
-    is no test: there the rule lets the mask lose 1 or 2 of 256 images, and the seed alone moves the
-    converged mean between 0.16 and 0.83."""
+    radius 2-12: mean ~0.17) and whose fit is well determined (seeds 0-2 give means 0.166-0.171), so
+    that a difference is the thread count's. The net is trained on 1024 images and the fit has 256: with
+    512 and 128 (or the old 32 images a step and 2 lr cuts) the seed alone moved the mean between 0.15 and
+    0.46. A weaker band (amplitude 0.12, clean accuracy 0.75-0.96) is no test: there the rule lets the mask
+    lose 1 or 2 of 256 images, and the seed alone moves the converged mean between 0.16 and 0.83."""
     band = PlantedBand(r_min=2.0, r_max=12.0, jitter=0.3, amplitude=0.25, noise=0.2)
-    net, z_all, y_all = _planted(28, band)
+    net, z_all, y_all = _planted(28, band, 1024)
     z, y = z_all[-256:], y_all[-256:]
     cfg = sm.SharedMaskConfig(**PLANTED_CFG)
     threads = torch.get_num_threads()
