@@ -16,6 +16,7 @@ from freqbias import controls as ct
 from freqbias import frequency_orders as fo
 from freqbias import orders as od
 from freqbias import shared_masks as sm
+from freqbias.baselines import HeatmapConfig
 from freqbias.data import to_float
 from freqbias.models import build_model
 from freqbias.parametrisation import Isotropic, Rfft
@@ -25,7 +26,10 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 SIZE = 30
 RING = PlantedBand(r_min=7.0, r_max=10.0, angle=0.6)  # a ring, size and angle the other planted tests do not use
-CFG = ct.ControlsConfig(n=512, random_draws=2, faith_n=256, steps=8, class_n=512)  # heat map: 16 images
+# Scored on 256 fit / test images, curves on 128; heat map: 8 images, 8 x 5 probed frequencies (its order is only
+# required to exist here)
+CFG = ct.ControlsConfig(n=256, random_draws=2, faith_n=128, steps=8, class_n=512,
+                        heatmap=HeatmapConfig(n=8, grid=8, norm=3.0))
 
 
 @functools.cache
@@ -50,7 +54,7 @@ def _planted(band: PlantedBand = RING, n_train: int = 1024) -> tuple[torch.nn.Mo
 def _dataset_mask() -> torch.Tensor:
     model, x, y = _planted()
     z = model.normalize(x[:384])
-    cfg = sm.SharedMaskConfig(lam=0.2, lam_factor=1.2, lr=0.02, lr_cuts=2, batch_size=32, max_steps=2000,
+    cfg = sm.SharedMaskConfig(lam=0.2, lam_factor=1.2, lr=0.02, lr_cuts=2, batch_size=16, max_steps=2000,
                               check_every=10, acc_ratio=0.99, tol=0.002, patience=8)
     fit = sm.fit_shared_masks(model.net, z, y[:384], [torch.arange(384)], cfg)
     assert fit.records[0]["converged"] and fit.records[0]["met"]
@@ -113,7 +117,7 @@ def test_class_specificity_flags_a_mask_that_pushes_into_its_class():
     """A class mask that keeps only the zero frequency sends the images of the other classes into the model's
     default class; the class of a mask that keeps everything pushes nothing."""
     model, x, y = _planted()
-    z = model.normalize(x[-512:])
+    z = model.normalize(x[-256:])
     default = ct.default_class(model.net, z, 4)
     assert abs(sum(default["dc_share"]) - 1) < 1e-9 and 0 <= default["zero_class"] < 4
     dc_only = torch.zeros(SIZE, SIZE // 2 + 1)
@@ -121,7 +125,7 @@ def test_class_specificity_flags_a_mask_that_pushes_into_its_class():
     masks = torch.ones(4, SIZE, SIZE // 2 + 1)
     masks[default["dc_class"]] = dc_only
     masks[(default["dc_class"] + 1) % 4] = float("nan")
-    rows = ct.class_specificity(model.net, masks, z, y[-512:])
+    rows = ct.class_specificity(model.net, masks, z, y[-256:])
     k = default["dc_class"]
     assert rows[k]["into_masked"] > 0.9 and rows[k]["pushed"] > 0.5
     assert "na" in rows[(k + 1) % 4]
@@ -147,7 +151,7 @@ def test_two_sided_class_rule_stops_a_mask_that_turns_images_into_the_default_cl
     k = ct.default_class(model.net, z, 4)["dc_class"]
     own = (y[:1024] == k).nonzero().squeeze(1)[:96]
     others = (y[:1024] != k).nonzero().squeeze(1)[:96]
-    cfg = sm.SharedMaskConfig(lam=0.2, lam_factor=1.2, lr=0.02, lr_cuts=1, batch_size=16, max_steps=600,
+    cfg = sm.SharedMaskConfig(lam=0.2, lam_factor=1.2, lr=0.02, lr_cuts=1, batch_size=8, max_steps=600,
                               check_every=10, acc_ratio=0.99, tol=0.002, patience=5, push_tol=0.05)
     one = sm.fit_shared_masks(model.net, z, y[:1024], [own], cfg)
     two = sm.fit_shared_masks(model.net, z, y[:1024], [own], cfg, foreign=[(others, k)])
@@ -172,7 +176,7 @@ def test_free_mask_is_sparser_than_the_isotropic_one_on_an_oriented_band():
     model, x, y = _planted()
     z = model.normalize(x[:384])
     free = _dataset_mask()
-    cfg = sm.SharedMaskConfig(lam=0.2, lam_factor=1.2, lr=0.02, lr_cuts=2, batch_size=32, max_steps=2000,
+    cfg = sm.SharedMaskConfig(lam=0.2, lam_factor=1.2, lr=0.02, lr_cuts=2, batch_size=16, max_steps=2000,
                               check_every=10, acc_ratio=0.99, tol=0.002, patience=8, parametrisation=Isotropic)
     iso = sm.fit_shared_masks(model.net, z, y[:384], [torch.arange(384)], cfg)
     rec = iso.records[0]

@@ -108,14 +108,33 @@ def test_nested_interval_is_the_t_interval_of_the_seed_means():
         assert e == pytest.approx(g.mean()) and hi_s - lo_s == pytest.approx(2 * half_s) and n_s == FOLDS
 
 
+def _side_by_side(rows: int, sims: int, seeds: int = SEEDS) -> list[np.ndarray]:
+    """The ``sims`` simulated runs of :func:`_coverage` (same generator, same order) as columns: per seed an array
+    (rows, sims) whose column j is run j's values."""
+    rng = np.random.default_rng(1)
+    runs = [_design(rng, rows, seeds) for _ in range(sims)]
+    return [np.concatenate([run[s] for run in runs], axis=1) for s in range(seeds)]
+
+
+def _covers(interval: tuple) -> np.ndarray:
+    """(sims,) bool: which columns' intervals ``(estimate, lo, hi)`` (arrays (sims,)) hold the recipe mean 0."""
+    _, lo, hi = interval
+    return (np.asarray(lo) <= 0.0) & (0.0 <= np.asarray(hi))
+
+
 def test_a_percentile_bootstrap_over_folds_does_not_cover():
     """What the claims did with one network: a percentile bootstrap over its 4 folds (the seed effect is not in it),
-    and with several seeds a percentile bootstrap over seeds then folds (too narrow with few seeds)."""
-    one_network = _coverage(lambda g: bootstrap_ci(g[0], np.mean, 400, ALPHA, 0), FOLDS, sims=400)
+    and with several seeds a percentile bootstrap over seeds then folds (too narrow with few seeds).
+
+    The simulations are the columns of one call (samples along axis 0, one column per simulation): the resampled
+    indices depend on the seed and the sizes only, so each column gets the interval a call of its own with seed 0
+    gives (the same coverage as one call per simulation), for the cost of one call. Measured: 27.5 % (one network,
+    400 runs, Monte Carlo standard error 2.2 points), 79 % (own mean, 2,000 runs, s.e. 0.9 points), 74 % (seeds then
+    folds, 400 runs, s.e. 2.2 points)."""
+    one_network = _covers(bootstrap_ci(_side_by_side(FOLDS, 400)[0], np.mean, 400, ALPHA, 0)).mean()
     assert one_network < 0.6, one_network
     rng = np.random.default_rng(2)   # even for one network's own mean it is too narrow at 4 folds (about 80 %)
-    own = np.mean([lo <= 0 <= hi for lo, hi in (bootstrap_ci(rng.normal(size=4), np.mean, 400, ALPHA, s)[1:]
-                                                for s in range(400))])
+    own = _covers(bootstrap_ci(rng.normal(size=(4, 2000)), np.mean, 400, ALPHA, 0)).mean()
     assert own < 0.9, own
-    nested_percentile = _coverage(lambda g: cluster_bootstrap(g, None, 400, ALPHA, 0), FOLDS, sims=400)
+    nested_percentile = _covers(cluster_bootstrap(_side_by_side(FOLDS, 400), None, 400, ALPHA, 0)).mean()
     assert nested_percentile < 0.9, nested_percentile

@@ -4,21 +4,22 @@ without val images, no image meeting the single-image rule. Each gap is null wit
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import make_project, run
+from conftest import copy_project, run_script
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    """The tiny profile's data (4 planted classes) and N / A models with a fifth class they always predict."""
+def project(tiny_run: Path, tmp_path_factory) -> Path:
+    """A copy of ``conftest.tiny_run`` (the tiny profile's data: 4 planted classes) with N / A models that have a
+    fifth class they always predict, and without the run's own selection and N-s0 masks."""
     from freqbias.models import build_model, checkpoint_dict
 
-    root = make_project(tmp_path_factory.mktemp("masks-stage"))
-    run(["python", "stages/fetch.py"], root)
+    root = copy_project(tiny_run, tmp_path_factory.mktemp("masks-stage") / "run")
     manifest = json.loads((root / "data/prepared/manifest.json").read_text())
     meta = {"arch": "small_cnn", "in_channels": 1, "num_classes": 5, "image_size": 28,
             "mean": manifest["mean"], "std": manifest["std"]}
@@ -29,14 +30,22 @@ def project(tmp_path_factory) -> Path:
         model.net[-1].bias.copy_(torch.tensor([0.0, 0, 0, 0, 10]))  # class 4: never a label
     for variant in ("N", "A"):
         torch.save(checkpoint_dict(model, {**meta, "variant": variant, "seed": 0}), root / f"models/{variant}-s0.pt")
+    for old in ("selections/s0.pt", "metrics/masks/N-s0.json"):  # what the stages below must write afresh
+        (root / old).unlink()
+    shutil.rmtree(root / "masks/N-s0")
     return root
 
 
-def test_masks_stage_reports_undefined_values_instead_of_crashing(project: Path) -> None:
-    selected = run(["python", "stages/selection.py", "--seed", "0"], project, check=False)
-    assert selected.returncode == 0 and "Traceback" not in selected.stderr, selected.stderr[-3000:]
-    proc = run(["python", "stages/masks.py", "--model", "N-s0", "--seed", "0"], project, check=False)
-    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+def test_masks_stage_reports_undefined_values_instead_of_crashing(project: Path, capsys) -> None:
+    """The selection and masks stages run in this process (``conftest.run_script``: the scripts' code without a
+    fresh interpreter's torch import); their stderr is the captured one."""
+    capsys.readouterr()
+    assert run_script(project, "stages/selection.py", "--seed", "0") == 0
+    selected = capsys.readouterr().err
+    assert "Traceback" not in selected, selected[-3000:]
+    assert run_script(project, "stages/masks.py", "--model", "N-s0", "--seed", "0") == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err[-3000:]
     metrics = json.loads((project / "metrics/masks/N-s0.json").read_text())
     assert metrics["val_clean_acc"] == metrics["test_clean_acc"] == 0.0
     assert metrics["val_ratio"] is None and "clean accuracy is 0" in metrics["na"]["val_ratio"]
@@ -50,4 +59,4 @@ def test_masks_stage_reports_undefined_values_instead_of_crashing(project: Path)
     assert classes["masks"][:4].isfinite().all()
     single = torch.load(project / "masks/N-s0/single.pt", weights_only=True)
     assert single["masks"].shape == (0, 28, 15) and single["masks_adv"].shape == (0, 28, 15)
-    assert "class(es) [4]" in proc.stderr and "only 0 of the 8 images" in selected.stderr
+    assert "class(es) [4]" in err and "only 0 of the 8 images" in selected

@@ -47,21 +47,21 @@ def test_probe_separable_features_every_image_tested_once_and_permuted_control_s
     centres = rng.normal(0, 1, (k, d)) * 4
     y = np.repeat(np.arange(k), per_class)
     x = centres[y] + rng.normal(0, 1, (k * per_class, d))
-    out = pb.linear_probe(x, y, folds=4, seed=1, weight_decay=0.05, permutations=6)
+    out = pb.linear_probe(x, y, folds=4, seed=1, weight_decay=0.05, permutations=3)
     assert out["train_acc"] == 1.0 and out["test_acc"] >= 0.97 and out["chance"] == pytest.approx(0.2)
     # every image is a test image exactly once; folds stratified (3 images of each class per fold)
     np.testing.assert_array_equal(out["index"], np.arange(len(y)))
     assert all(np.bincount(y[out["fold"] == f], minlength=k).tolist() == [3] * k for f in range(4))
     assert out["test_logits"].shape == (60, k) and out["embedding"].shape == (60, 2)
     np.testing.assert_array_equal(out["test_logits"].argmax(1) == y, out["test_correct"])
-    assert out["test_correct"].mean() == out["test_acc"] and out["fits"] == 4 * 7 == out["converged_fits"]
-    # the control: six permutations, each scored on every image; their spread
-    assert out["permuted_test_correct"].shape == (6, 60)
+    assert out["test_correct"].mean() == out["test_acc"] and out["fits"] == 4 * 4 == out["converged_fits"]
+    # the control: three permutations (two here score alike), each scored on every image; their spread
+    assert out["permuted_test_correct"].shape == (3, 60)
     np.testing.assert_allclose(out["permuted_accs"], out["permuted_test_correct"].mean(1))
     assert out["permuted_test_acc"] < 0.45 and out["permuted_sd"] == pytest.approx(np.std(out["permuted_accs"], ddof=1))
     assert len(set(out["permuted_accs"].tolist())) > 1                  # different permutations
     # deterministic given the seed
-    again = pb.linear_probe(x, y, folds=4, seed=1, weight_decay=0.05, permutations=6)
+    again = pb.linear_probe(x, y, folds=4, seed=1, weight_decay=0.05, permutations=3)
     np.testing.assert_array_equal(again["permuted_test_correct"], out["permuted_test_correct"])
     np.testing.assert_allclose(again["embedding"], out["embedding"])
 
