@@ -69,24 +69,31 @@ def run_script(cwd: Path, script: str, *args: str) -> int:
         signal.signal(signal.SIGINT, sigint)
 
 
-def repro_in_process(root: Path, fresh: tuple[str, ...] = ()) -> list[str]:
+def repro_in_process(root: Path, fresh: tuple[str, ...] = (), due_only: bool = False) -> list[str]:
     """Every stage of ``root``'s dvc.yaml, dependencies first (DVC's own stage graph, params resolved by
     DVC), run in this process by :func:`run_script` (those named in ``fresh``: by a fresh interpreter,
     :func:`run`); the names of the stages run. Each must exit 0 and write every output it declares.
     `dvc repro`'s stage code without its 4-5 s a stage (a fresh interpreter's torch import, DVC's hashing);
     no dvc.lock is written. For a test whose subject is what the stages compute (a profile, a variant),
-    where another test runs the same pipeline through `dvc repro`."""
+    where another test runs the same pipeline through `dvc repro`. With ``due_only``, only what `dvc repro` would
+    rerun: the stages `dvc status` lists and those downstream of one that ran."""
+    import contextlib
     import shlex
     import warnings
 
     import networkx as nx
     from dvc.repo import Repo
 
-    with warnings.catch_warnings(), Repo(str(root)) as repo:
+    with contextlib.chdir(root), warnings.catch_warnings(), Repo(".") as repo:
         warnings.simplefilter("ignore", DeprecationWarning)  # DVC's own, from its pygtrie calls
-        stages = [(stage.name, stage.cmd, [out.def_path for out in stage.outs])
-                  for stage in nx.dfs_postorder_nodes(repo.index.graph)]
-    for name, cmd, outs in stages:
+        graph = repo.index.graph  # an edge from each stage to the stages it depends on
+        stages = [(stage.name, stage.cmd, [out.def_path for out in stage.outs],
+                   {dep.name for dep in graph.successors(stage)}) for stage in nx.dfs_postorder_nodes(graph)]
+        due = set(repo.status()) if due_only else {name for name, *_ in stages}  # named as in root's dvc.yaml
+    ran: list[str] = []
+    for name, cmd, outs, upstream in stages:
+        if name not in due and not upstream & set(ran):
+            continue
         python, script, *args = shlex.split(cmd)
         assert python == "python", f"{name}: {cmd}"
         if name in fresh:
@@ -96,7 +103,8 @@ def repro_in_process(root: Path, fresh: tuple[str, ...] = ()) -> list[str]:
             assert code == 0, f"stage {name} ({cmd}) exited {code}"
         missing = [out for out in outs if not (root / out).exists()]
         assert not missing, f"stage {name} did not write {missing}"
-    return [name for name, _, _ in stages]
+        ran.append(name)
+    return ran
 
 
 def git_commit(root: Path, message: str) -> None:
