@@ -12,6 +12,8 @@ import torch
 
 from conftest import copy_project, run_script
 
+pytestmark = pytest.mark.slow  # on a copy of conftest.tiny_run: `make test-fast` builds no end-to-end run
+
 
 @pytest.fixture(scope="module")
 def project(tiny_run: Path, tmp_path_factory) -> Path:
