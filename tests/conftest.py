@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import runpy
@@ -9,7 +10,9 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 # Before torch loads OpenMP: threads that wait sleep rather than spin. Beside a busy core (the other
 # pytest-xdist worker) a spinning 2-thread fit can stall for minutes: next to a busy process the
@@ -19,6 +22,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from filelock import FileLock  # noqa: E402
+
+if TYPE_CHECKING:
+    from dvc.repo import Repo
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -69,6 +75,19 @@ def run_script(cwd: Path, script: str, *args: str) -> int:
         signal.signal(signal.SIGINT, sigint)
 
 
+@contextlib.contextmanager
+def dvc_repo(root: Path) -> Iterator["Repo"]:
+    """DVC's ``Repo`` of ``root``, opened in ``root`` as the `dvc` command runs there (DVC names a stage by its
+    dvc.yaml's path relative to the working directory), without DVC's own DeprecationWarnings."""
+    import warnings
+
+    from dvc.repo import Repo
+
+    with contextlib.chdir(root), warnings.catch_warnings(), Repo(".") as repo:
+        warnings.simplefilter("ignore", DeprecationWarning)  # DVC's own, from its pygtrie calls
+        yield repo
+
+
 def repro_in_process(root: Path, fresh: tuple[str, ...] = (), due_only: bool = False) -> list[str]:
     """Every stage of ``root``'s dvc.yaml, dependencies first (DVC's own stage graph, params resolved by
     DVC), run in this process by :func:`run_script` (those named in ``fresh``: by a fresh interpreter,
@@ -77,15 +96,11 @@ def repro_in_process(root: Path, fresh: tuple[str, ...] = (), due_only: bool = F
     no dvc.lock is written. For a test whose subject is what the stages compute (a profile, a variant),
     where another test runs the same pipeline through `dvc repro`. With ``due_only``, only what `dvc repro` would
     rerun: the stages `dvc status` lists and those downstream of one that ran."""
-    import contextlib
     import shlex
-    import warnings
 
     import networkx as nx
-    from dvc.repo import Repo
 
-    with contextlib.chdir(root), warnings.catch_warnings(), Repo(".") as repo:
-        warnings.simplefilter("ignore", DeprecationWarning)  # DVC's own, from its pygtrie calls
+    with dvc_repo(root) as repo:
         graph = repo.index.graph  # an edge from each stage to the stages it depends on
         stages = [(stage.name, stage.cmd, [out.def_path for out in stage.outs],
                    {dep.name for dep in graph.successors(stage)}) for stage in nx.dfs_postorder_nodes(graph)]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, copy_project, run
+from conftest import REPO, copy_project, dvc_repo, run
 
 TABLE = re.compile(r"<!-- experiments-table -->\n(.*?)<!-- /experiments-table -->", re.S)
 
@@ -45,14 +45,7 @@ def _set(params: dict, dotted: str, value: object) -> None:
 def _status(root: Path) -> dict:
     """What `dvc status --json` prints (its command calls ``Repo.status``), from DVC in this process: a fresh
     `dvc` costs 3-4 s of CPU in its interpreter's start, once per row."""
-    import contextlib
-    import warnings
-
-    from dvc.repo import Repo
-
-    # in root, as the command runs: DVC names a stage by its dvc.yaml's path relative to the working directory
-    with contextlib.chdir(root), warnings.catch_warnings(), Repo(".") as repo:
-        warnings.simplefilter("ignore", DeprecationWarning)  # DVC's own, from its pygtrie calls
+    with dvc_repo(root) as repo:
         return repo.status()
 
 

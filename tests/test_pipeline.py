@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import copy_project, git_commit, run
+from conftest import copy_project, git_commit, make_project, run
 from freqbias.claim_registry import CLAIMS
 
 pytestmark = pytest.mark.slow
@@ -59,8 +59,6 @@ def test_dvc_repro_from_scratch_writes_what_the_in_process_run_wrote(tiny_run: P
     dvc.lock (the train stages' metrics hold their run time and differ). What the in-process runs of the other
     tests (and of test_paper_path, test_paper_resnet18, test_variants) check stands for `dvc repro` too."""
     import yaml
-
-    from conftest import make_project
 
     root = make_project(tmp_path / "p")
     out = run(["dvc", "repro", "select@0", "evaluate@A-0"], root).stdout
