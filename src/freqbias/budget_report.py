@@ -160,7 +160,7 @@ def draw_accuracy(pooled: Sequence[Mapping[str, Any]], path: Path, dpi: int = 11
     (none when None)."""
     import matplotlib.pyplot as plt
 
-    from .plots import _color, _save
+    from .plots import _color, _na_panel, _save
 
     variants = list(dict.fromkeys(r["variant"] for r in pooled))
     cols = min(3, len(variants))
@@ -169,6 +169,9 @@ def draw_accuracy(pooled: Sequence[Mapping[str, Any]], path: Path, dpi: int = 11
     for ax, v in zip(axes.flat, variants):
         own = sorted((r for r in pooled if r["variant"] == v), key=lambda r: _value(r, "budget"))
         x = [_value(r, "budget") for r in own]
+        if not any(math.isfinite(_value(r, k)) for r in own for k in ("masked_ratio", "disc_ratio")):
+            _na_panel(ax, next((r["reason"] for r in own if r.get("reason")), "no ratio measured"), v)
+            continue
         for key, ls, label in (("masked_ratio", "-", "budgeted mask"), ("disc_ratio", "--", "low-pass disc")):
             est, lo, hi = ([_value(r, k) for r in own] for k in (key, f"{key}_lo", f"{key}_hi"))
             ax.plot(x, est, ls=ls, marker="o", ms=3, color=_color(v) if key == "masked_ratio" else "gray", label=label)
