@@ -230,3 +230,30 @@ def test_a_search_round_may_take_twice_max_steps() -> None:
     assert plan.fit.max_steps == params["masks"]["budget"]["max_steps"]
     assert plan.search_fit(3).max_steps == ROUND_STEPS * plan.fit.max_steps and plan.search_fit(3).seed == 3
     assert plan.search_fit(3).acc_ratio == params["masks"]["dataset"]["acc_ratio"]
+
+
+def test_the_class_masks_search_with_their_own_batch_size(monkeypatch) -> None:
+    """``masks.budget.class_batch_size``: the groups with foreign images (the class masks) are searched with it, the
+    others with ``batch_size``; each result lands back at its group's place."""
+    import dataclasses
+
+    from freqbias import budget_curve
+    from freqbias.budgeted import BudgetConfig, BudgetFit
+
+    calls = []
+
+    def fake_search(net, z, y, groups, cfg, foreign, desc):
+        calls.append((cfg.batch_size, [int(g[0]) for g in groups], [f is not None for f in foreign]))
+        return BudgetFit(masks=torch.stack([torch.full((2, 2), float(g[0])) for g in groups]),
+                         records=[{"budget": float(g[0])} for g in groups])
+
+    monkeypatch.setattr(budget_curve, "search_budgets", fake_search)
+    groups = [torch.tensor([i]) for i in range(4)]
+    foreign = [None, (torch.tensor([9]), 1), None, (torch.tensor([9]), 3)]
+    plan = budget_curve.BudgetPlan(fit=BudgetConfig(batch_size=16), search=True, class_batch_size=8)
+    masks, records = budget_curve.sparsest(None, None, None, groups, plan, 0, foreign)
+    assert calls == [(16, [0, 2], [False, False]), (8, [1, 3], [True, True])]
+    assert [r["budget"] for r in records] == [0, 1, 2, 3] and masks[:, 0, 0].tolist() == [0, 1, 2, 3]
+    calls.clear()
+    budget_curve.sparsest(None, None, None, groups, dataclasses.replace(plan, class_batch_size=None), 0, foreign)
+    assert calls == [(16, [0, 1, 2, 3], [False, True, False, True])]

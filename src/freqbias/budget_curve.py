@@ -32,13 +32,16 @@ ROUND_STEPS = 2   # a search round may take this many times masks.budget.max_ste
 #                   the first round starts from a uniform mask at budget 0.5, and with 60 steps N-s0's stopped, still
 #                   improving, short of the rule its settled fit meets; later rounds start from a mask that met it
 
+
 @dataclass(frozen=True)
 class BudgetPlan:
-    """``masks.budget`` of params.yaml: the budgeted fits' constants (``fit``) and whether the dataset, fold and class
-    masks are the sparsest budget by search (``search``; False: ``masks.dataset``'s penalised fit)."""
+    """``masks.budget`` of params.yaml: the budgeted fits' constants (``fit``), whether the dataset, fold and class
+    masks are the sparsest budget by search (``search``; False: ``masks.dataset``'s penalised fit) and the class
+    masks' images per step in the search (``class_batch_size``; None: ``fit.batch_size``)."""
 
     fit: BudgetConfig
     search: bool
+    class_batch_size: int | None = None
 
     def search_fit(self, seed: int) -> BudgetConfig:
         """The search's fit constants: ``fit`` with a round's cap (:data:`ROUND_STEPS` x ``max_steps``) and the fit
@@ -58,7 +61,8 @@ class BudgetPlan:
             step=step, rounds=sec.integer("rounds", min=1),
             budget_min=sec.number("budget_min", min=0, max=1, strict_min=True),
             acc_ratio=acc_ratio, push_tol=push_tol, parametrisation=parametrisation)
-        return cls(fit=fit, search=sec.boolean("search", True))
+        return cls(fit=fit, search=sec.boolean("search", True),
+                   class_batch_size=sec.integer("class_batch_size", None, min=1, optional=True))
 
 
 @dataclass(frozen=True)
@@ -86,9 +90,22 @@ def sparsest(net: nn.Module, z: torch.Tensor, y: torch.Tensor, groups: Sequence[
              seed: int, foreign: Sequence[tuple[torch.Tensor, int] | None] | None = None,
              desc: str = "budget search") -> tuple[torch.Tensor, list[dict]]:
     """The sparsest budgeted masks of ``groups`` (:func:`freqbias.budgeted.search_budgets`): (G, *shape) and their
-    records, with the record keys of :class:`freqbias.shared_masks.SharedMasks` (``lam`` None: no penalty)."""
-    fit = search_budgets(net, z, y, groups, plan.search_fit(seed), foreign, desc)
-    return fit.masks, [{**r, "lam": None} for r in fit.records]
+    records, with the record keys of :class:`freqbias.shared_masks.SharedMasks` (``lam`` None: no penalty). The
+    groups with ``foreign`` images (the class masks) are searched with ``plan.class_batch_size`` images per step, in a
+    second batched search when that differs from the others'."""
+    cfg, foreign = plan.search_fit(seed), list(foreign or [None] * len(groups))
+    class_cfg = cfg if plan.class_batch_size is None else dataclasses.replace(cfg, batch_size=plan.class_batch_size)
+    if class_cfg == cfg:
+        fit = search_budgets(net, z, y, groups, cfg, foreign, desc)
+        return fit.masks, [{**r, "lam": None} for r in fit.records]
+    plain, kept_out = ([g for g, f in enumerate(foreign) if (f is None) == want] for want in (True, False))
+    parts = [(rows, c) for rows, c in ((plain, cfg), (kept_out, class_cfg)) if rows]
+    masks, records = [None] * len(groups), [None] * len(groups)
+    for rows, part_cfg in parts:
+        fit = search_budgets(net, z, y, [groups[g] for g in rows], part_cfg, [foreign[g] for g in rows], desc)
+        for i, g in enumerate(rows):
+            masks[g], records[g] = fit.masks[i], {**fit.records[i], "lam": None}
+    return torch.stack(masks), records
 
 
 def disc_masks(h: int, w: int, budgets: Sequence[float], seed: int = 0) -> torch.Tensor:
